@@ -1,0 +1,72 @@
+"""The change log: every write to a DownstreamRepo, whoever makes it, is recorded.
+
+Receivers on the model's signals see every save and delete (the admin, a sync, a shell), in the
+writer's transaction; bulk `update()` is refused by the model's queryset for the same reason.
+The actor comes from `acting_as(...)`, set by the admin (the user) and the sync (`sync`).
+"""
+
+import contextlib
+import contextvars
+from collections.abc import Iterator
+from typing import Any
+
+from django.db.models.signals import post_delete, post_save, pre_save
+from django.dispatch import receiver
+from django.utils import timezone
+
+from allowlist.models import Change, DownstreamRepo, Generation
+
+AUDITED_FIELDS = ("repo", "level", "device", "oncalls", "events", "enabled", "source", "override")
+
+_actor: contextvars.ContextVar[str] = contextvars.ContextVar("allowlist_actor", default="system")
+
+
+@contextlib.contextmanager
+def acting_as(actor: str) -> Iterator[None]:
+    token = _actor.set(actor)
+    try:
+        yield
+    finally:
+        _actor.reset(token)
+
+
+def _values(row: DownstreamRepo) -> dict[str, Any]:
+    return {name: getattr(row, name) for name in AUDITED_FIELDS}
+
+
+@receiver(pre_save, sender=DownstreamRepo)
+def _remember_old_values(sender: type, instance: DownstreamRepo, **kwargs: Any) -> None:
+    old = DownstreamRepo.objects.filter(pk=instance.pk).first() if instance.pk else None
+    instance._audit_old = _values(old) if old else None  # type: ignore[attr-defined]
+
+
+@receiver(post_save, sender=DownstreamRepo)
+def _log_save(sender: type, instance: DownstreamRepo, created: bool, **kwargs: Any) -> None:
+    old: dict[str, Any] | None = getattr(instance, "_audit_old", None)
+    new = _values(instance)
+    if old is None:
+        Change.objects.create(
+            repo=instance.repo, actor=_actor.get(), at=timezone.now(),
+            action=Change.Action.ADDED, new_level=instance.level,
+            fields={name: [None, value] for name, value in new.items()},
+        )
+    else:
+        diff = {name: [old[name], new[name]] for name in AUDITED_FIELDS if old[name] != new[name]}
+        if not diff:
+            return
+        Change.objects.create(
+            repo=instance.repo, actor=_actor.get(), at=timezone.now(),
+            action=Change.Action.CHANGED, old_level=old["level"], new_level=instance.level,
+            fields=diff,
+        )
+    Generation.bump()
+
+
+@receiver(post_delete, sender=DownstreamRepo)
+def _log_delete(sender: type, instance: DownstreamRepo, **kwargs: Any) -> None:
+    Change.objects.create(
+        repo=instance.repo, actor=_actor.get(), at=timezone.now(),
+        action=Change.Action.REMOVED, old_level=instance.level,
+        fields={name: [value, None] for name, value in _values(instance).items()},
+    )
+    Generation.bump()

@@ -1,0 +1,83 @@
+"""The one allowlist lookup the relay and the HUD use.
+
+Each process keeps the whole allowlist (tens of rows) in memory, keyed by the token of the
+`Generation` row. Every write to the allowlist changes that token in the writer's transaction
+(allowlist/audit.py), and every lookup reads it first: one primary-key SELECT instead of
+loading the rows, and never stale after a commit, in this process or any other. Tokens are
+random, so a snapshot taken inside a transaction that later rolls back can never be mistaken
+for a committed one.
+
+Failure mode: the database is the source of truth, so a lookup fails (raises) when the
+database does; there is no stale fallback.
+"""
+
+import threading
+import uuid
+from dataclasses import dataclass
+
+from allowlist.entry import Entry, Level, repo_key
+from allowlist.models import DownstreamRepo, Generation
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """The enabled entries, in level, device and name order."""
+
+    entries: tuple[Entry, ...]
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_by_key", {entry.key: entry for entry in self.entries})
+
+    def get(self, repo: str) -> Entry | None:
+        by_key: dict[str, Entry] = self._by_key  # type: ignore[attr-defined]
+        return by_key.get(repo_key(repo))
+
+
+_lock = threading.Lock()
+_cached: tuple[uuid.UUID | None, Snapshot] | None = None
+
+
+def _current_token() -> uuid.UUID | None:
+    return (
+        Generation.objects.filter(pk=Generation.SINGLETON_ID)
+        .values_list("token", flat=True)
+        .first()
+    )
+
+
+def snapshot() -> Snapshot:
+    """The allowlist as committed now (or as this transaction sees it)."""
+    global _cached
+    token = _current_token()
+    cached = _cached
+    if cached is not None and token is not None and cached[0] == token:
+        return cached[1]
+    rows = DownstreamRepo.objects.filter(enabled=True).order_by("level", "device", "repo")
+    fresh = Snapshot(tuple(row.to_entry() for row in rows))
+    with _lock:
+        _cached = (token, fresh)
+    return fresh
+
+
+def entry_of(repo: str) -> Entry | None:
+    return snapshot().get(repo)
+
+
+def level_of(repo: str) -> Level | None:
+    """The level of an enabled repo (any spelling), or None when it is not allowlisted."""
+    entry = entry_of(repo)
+    return entry.level if entry else None
+
+
+def repos_at_or_above(level: Level) -> tuple[Entry, ...]:
+    return tuple(e for e in snapshot().entries if e.level.rank >= level.rank)
+
+
+def repos_of_device(device: str) -> tuple[Entry, ...]:
+    """The L3 repos whose label is ciflow/crcr/<device>."""
+    return tuple(e for e in snapshot().entries if e.level == Level.L3 and e.device == device)
+
+
+def repos_for_event(event: str) -> tuple[Entry, ...]:
+    """Repos taking part in an upstream or callback event (`push` follows `pull_request`)."""
+    return tuple(e for e in snapshot().entries if e.takes_part_in(event))

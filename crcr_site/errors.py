@@ -1,0 +1,41 @@
+"""Error pages: JSON for the machine-facing paths, HTML for people.
+
+The relay and API paths always answer `{"ok": false, "error": ..., "detail": ...}` (contract §1).
+"""
+
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.views import defaults
+
+MACHINE_PREFIXES = ("/github/", "/api/", "/healthz")
+
+
+def json_error(status: int, error: str, detail: str) -> JsonResponse:
+    return JsonResponse({"ok": False, "error": error, "detail": detail}, status=status)
+
+
+def _wants_json(request: HttpRequest) -> bool:
+    return request.path.startswith(MACHINE_PREFIXES)
+
+
+def not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
+    if _wants_json(request):
+        return json_error(404, "not_found", f"no such path: {request.path}")
+    return defaults.page_not_found(request, exception)
+
+
+def server_error(request: HttpRequest) -> HttpResponse:
+    if _wants_json(request):
+        return json_error(500, "server_error", "internal error; it has been logged")
+    return defaults.server_error(request)
+
+
+def bad_request(request: HttpRequest, exception: Exception) -> HttpResponse:
+    if _wants_json(request):
+        return json_error(400, "bad_request", "the request could not be understood")
+    return defaults.bad_request(request, exception)
+
+
+def permission_denied(request: HttpRequest, exception: Exception) -> HttpResponse:
+    if _wants_json(request):
+        return json_error(403, "forbidden", "not allowed")
+    return defaults.permission_denied(request, exception)

@@ -1,0 +1,73 @@
+"""`make demo`: set up the embedded mode and run the relay and HUD on http://127.0.0.1:8000.
+
+Without REDIS_URL it serves one fakeredis on a free loopback port and gives its URL to every
+process it starts, so they share one Redis as production processes would.
+"""
+
+import os
+import socket
+import subprocess
+import sys
+import threading
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.management import call_command
+from django.core.management.base import BaseCommand, CommandParser
+from fakeredis import TcpFakeServer
+
+DEMO_USER = ("admin", "admin")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class Command(BaseCommand):
+    help = "Run CRCR in embedded mode with the sample allowlist (for trying it out)."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--port", type=int, default=8000)
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        env = dict(os.environ)
+        redis_server = None
+        if settings.REDIS_URL is None:
+            redis_server = TcpFakeServer(("127.0.0.1", free_port()))
+            threading.Thread(target=redis_server.serve_forever, daemon=True).start()
+            host, port = redis_server.server_address[:2]
+            env["REDIS_URL"] = f"redis://{host}:{port}/0"
+            self.stdout.write(f"fakeredis serving {env['REDIS_URL']}")
+        call_command("migrate", verbosity=0)
+        call_command("collectstatic", interactive=False, verbosity=0)
+        call_command("allowlist_sync", settings.CRCR_ALLOWLIST, stdout=self.stdout)
+        self._ensure_demo_user()
+        url = f"http://127.0.0.1:{options['port']}"
+        self.stdout.write(self.style.SUCCESS(f"\nCRCR: {url}/crcr   admin: {url}/admin/"))
+        server = subprocess.Popen(
+            [sys.executable, "manage.py", "runserver", f"127.0.0.1:{options['port']}", "--noreload"],
+            cwd=settings.BASE_DIR,
+            env=env,
+        )
+        try:
+            server.wait()
+        except KeyboardInterrupt:
+            server.terminate()
+            server.wait(timeout=10)
+        finally:
+            if redis_server is not None:
+                redis_server.shutdown()
+
+    def _ensure_demo_user(self) -> None:
+        if settings.DATABASES["default"]["ENGINE"] != "django.db.backends.sqlite3":
+            self.stdout.write("Not the embedded database: no demo user created.")
+            return
+        name, password = DEMO_USER
+        user_model = get_user_model()
+        if not user_model.objects.filter(username=name).exists():
+            user_model.objects.create_superuser(name, password=password)  # type: ignore[attr-defined]
+        self.stdout.write(f"Demo admin login: {name} / {password} (embedded database only)")

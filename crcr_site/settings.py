@@ -1,0 +1,253 @@
+"""CRCR settings: every value comes from the environment.
+
+The defaults run the embedded mode (SQLite, in-process or loopback fakeredis, no GitHub
+credentials) so `migrate` and the management commands work on a fresh checkout. What production
+must set is reported by `manage.py check --deploy` (crcr_site/checks.py), not by refusing to
+start. A value that cannot be parsed raises ImproperlyConfigured naming the variable.
+
+Secrets may also be given as `NAME_FILE` (a path whose content is the value), the convention of
+Docker and Kubernetes secrets.
+"""
+
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+from django.utils.csp import CSP
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+def envstr(name: str, default: str = "", environ: Mapping[str, str] = os.environ) -> str:
+    return environ.get(name, default).strip()
+
+
+def envbool(name: str, default: bool, environ: Mapping[str, str] = os.environ) -> bool:
+    raw = environ.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in _TRUE:
+        return True
+    if raw in _FALSE:
+        return False
+    raise ImproperlyConfigured(f"{name}={raw!r} is not a boolean (use true or false)")
+
+
+def envint(
+    name: str, default: int, *, minimum: int = 0, environ: Mapping[str, str] = os.environ
+) -> int:
+    raw = environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name}={raw!r} is not an integer") from None
+    if value < minimum:
+        raise ImproperlyConfigured(f"{name}={value} is below the minimum {minimum}")
+    return value
+
+
+def envlist(name: str, default: str, environ: Mapping[str, str] = os.environ) -> list[str]:
+    return [item.strip() for item in environ.get(name, default).split(",") if item.strip()]
+
+
+def envsecret(name: str, environ: Mapping[str, str] = os.environ) -> str:
+    """`NAME`, else the content of the file named by `NAME_FILE`, else ''."""
+    value = environ.get(name, "")
+    path = environ.get(f"{name}_FILE", "").strip()
+    if value and path:
+        raise ImproperlyConfigured(f"set {name} or {name}_FILE, not both")
+    if path:
+        try:
+            value = Path(path).read_text()
+        except OSError as exc:
+            raise ImproperlyConfigured(f"{name}_FILE={path!r} cannot be read: {exc}") from None
+    # PEM keys keep their inner newlines; only the file's trailing newline goes.
+    return value.strip()
+
+
+def envjson(name: str, default: object, environ: Mapping[str, str] = os.environ) -> object:
+    raw = environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        return json.loads(raw)
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"{name} is not valid JSON: {exc}") from None
+
+
+def database_config(url: str) -> dict[str, object]:
+    """DATABASES['default'] for a URL; SQLite gets the settings several writer processes need."""
+    try:
+        config: dict[str, object] = dict(dj_database_url.parse(url))
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"DATABASE_URL is not a database URL: {exc}") from None
+    if config["ENGINE"] == "django.db.backends.sqlite3":
+        # WAL lets readers run beside the one writer; IMMEDIATE takes the write lock when a
+        # transaction starts, so two processes never deadlock upgrading read locks; the busy
+        # timeout makes a writer wait for the lock instead of failing with "database is locked".
+        config["OPTIONS"] = {
+            "init_command": "PRAGMA journal_mode=WAL;PRAGMA synchronous=NORMAL",
+            "transaction_mode": "IMMEDIATE",
+            "timeout": 20,
+        }
+    else:
+        config["CONN_MAX_AGE"] = envint("DATABASE_CONN_MAX_AGE", 60)
+        config["CONN_HEALTH_CHECKS"] = True
+    return config
+
+
+# --- Django's own ---------------------------------------------------------------------------
+
+# The embedded default is public on purpose; check --deploy reports it (crcr.E002).
+EMBEDDED_SECRET_KEY = "django-insecure-crcr-embedded-mode-only"
+SECRET_KEY = envsecret("DJANGO_SECRET_KEY") or EMBEDDED_SECRET_KEY
+DEBUG = envbool("DJANGO_DEBUG", False)
+ALLOWED_HOSTS = envlist("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost")
+CSRF_TRUSTED_ORIGINS = envlist("DJANGO_CSRF_TRUSTED_ORIGINS", "")
+
+# Behind a TLS-terminating proxy: DJANGO_SECURE_COOKIES=true marks cookies Secure and trusts
+# X-Forwarded-Proto from the proxy.
+if envbool("DJANGO_SECURE_COOKIES", False):
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "crcr_site",
+    "allowlist",
+    "relay",
+    "hud",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django.middleware.csp.ContentSecurityPolicyMiddleware",
+]
+
+ROOT_URLCONF = "crcr_site.urls"
+WSGI_APPLICATION = "crcr_site.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "django.template.context_processors.csp",
+            ],
+        },
+    },
+]
+
+DATABASE_URL = envstr("DATABASE_URL") or f"sqlite:///{BASE_DIR / 'crcr.sqlite3'}"
+DATABASES = {"default": database_config(DATABASE_URL)}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+# Serve straight from the apps' static folders when collectstatic has not run (embedded mode);
+# a production image runs collectstatic and WhiteNoise serves STATIC_ROOT.
+WHITENOISE_USE_FINDERS = True
+
+# Django's own Content-Security-Policy: no inline script or style anywhere on our pages.
+SECURE_CSP = {
+    "default-src": [CSP.SELF],
+    "img-src": [CSP.SELF, "data:"],
+    "object-src": [CSP.NONE],
+    "base-uri": [CSP.NONE],
+    "frame-ancestors": [CSP.NONE],
+    "form-action": [CSP.SELF],
+}
+X_FRAME_OPTIONS = "DENY"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": envstr("LOG_LEVEL", "INFO").upper()},
+}
+
+# --- CRCR (names in the wire contract, section 6) -------------------------------------------
+
+# Unset: embedded mode. A process uses an in-process fakeredis; `make demo` serves one fakeredis
+# on a loopback port and hands its URL to every process it starts.
+REDIS_URL = envstr("REDIS_URL") or None
+
+GITHUB_API_URL = envstr("GITHUB_API_URL", "https://api.github.com").rstrip("/")
+GITHUB_APP_ID = envstr("GITHUB_APP_ID")
+GITHUB_APP_PRIVATE_KEY = envsecret("GITHUB_APP_PRIVATE_KEY")
+GITHUB_WEBHOOK_SECRET = envsecret("GITHUB_WEBHOOK_SECRET")
+
+CRCR_UPSTREAM_REPO = envstr("CRCR_UPSTREAM_REPO", "pytorch/pytorch")
+CRCR_SAMPLE_ALLOWLIST = BASE_DIR / "allowlist" / "sample_allowlist.yml"
+CRCR_ALLOWLIST = envstr("CRCR_ALLOWLIST") or str(CRCR_SAMPLE_ALLOWLIST)
+# Seconds to wait for the allowlist URL (connect, read).
+CRCR_ALLOWLIST_TIMEOUT = envint("CRCR_ALLOWLIST_TIMEOUT", 10, minimum=1)
+
+CRCR_OIDC_AUDIENCE = envstr("CRCR_OIDC_AUDIENCE", "pytorch-cross-repo-ci-relay")
+CRCR_OIDC_ISSUERS = envjson(
+    "CRCR_OIDC_ISSUERS",
+    {
+        "https://token.actions.githubusercontent.com": (
+            "https://token.actions.githubusercontent.com/.well-known/jwks"
+        ),
+        "https://agent.buildkite.com": "https://agent.buildkite.com/.well-known/jwks",
+    },
+)
+if not isinstance(CRCR_OIDC_ISSUERS, dict) or not all(
+    isinstance(k, str) and isinstance(v, str) for k, v in CRCR_OIDC_ISSUERS.items()
+):
+    raise ImproperlyConfigured("CRCR_OIDC_ISSUERS must be a JSON object of issuer -> JWKS URL")
+CRCR_CI_PROVIDERS = envstr("CRCR_CI_PROVIDERS") or None
+
+CRCR_ZOMBIE_TIMEOUT = envint("CRCR_ZOMBIE_TIMEOUT", 21600, minimum=60)
+CRCR_RATE_LIMIT_PER_MIN = envint("CRCR_RATE_LIMIT_PER_MIN", 100, minimum=1)
+CRCR_DISPATCH_ENABLED = envbool("CRCR_DISPATCH_ENABLED", True)
+
+HUD_BACKEND = envstr("HUD_BACKEND", "orm")
+if HUD_BACKEND not in {"orm", "clickhouse"}:
+    raise ImproperlyConfigured(f"HUD_BACKEND={HUD_BACKEND!r}: use orm or clickhouse")
+HUD_CLICKHOUSE_URL = envstr("HUD_CLICKHOUSE_URL") or None
+HUD_BOT_TOKEN = envsecret("HUD_BOT_TOKEN")
+HUD_FORWARD_URL = envstr("HUD_FORWARD_URL") or None
+HUD_FORWARD_TOKEN = envsecret("HUD_FORWARD_TOKEN")

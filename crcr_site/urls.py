@@ -1,0 +1,19 @@
+from django.contrib import admin
+from django.urls import include, path
+
+from crcr_site.health import healthz
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("healthz", healthz, name="healthz"),
+    path("", include("hud.urls")),
+]
+
+handler400 = "crcr_site.errors.bad_request"
+handler403 = "crcr_site.errors.permission_denied"
+handler404 = "crcr_site.errors.not_found"
+handler500 = "crcr_site.errors.server_error"
+
+admin.site.site_header = "CRCR administration"
+admin.site.site_title = "CRCR admin"
+admin.site.index_title = "Cross-Repository CI Relay"

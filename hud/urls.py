@@ -1,0 +1,8 @@
+from django.urls import path
+
+from hud import views
+
+urlpatterns = [
+    path("crcr", views.index, name="crcr-index"),
+    path("crcr/", views.index),
+]
