@@ -1,0 +1,37 @@
+# The two commands: `make demo` and `make test`. Everything else is a helper.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+PORT ?= 8000
+# Tests connect here and create their own database (test_crcr_<run id>) beside the others.
+TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/postgres
+PYTEST_ARGS ?=
+
+.PHONY: demo test test-fast lint venv clean
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	@python=$$(scripts/find-python) || exit 1; \
+	  echo "Using $$python ($$($$python --version))"; \
+	  [ -x $(PY) ] || $$python -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	@touch $@
+
+venv: $(VENV)/.installed
+
+demo: venv
+	$(PY) manage.py demo --port $(PORT)
+
+test: venv
+	@DATABASE_URL=$(TEST_DATABASE_URL) $(PY) scripts/check_services.py
+	DATABASE_URL=$(TEST_DATABASE_URL) $(PY) -m pytest $(PYTEST_ARGS)
+
+test-fast: venv
+	DATABASE_URL=$(TEST_DATABASE_URL) $(PY) -m pytest -m "not browser" $(PYTEST_ARGS)
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy .
+
+clean:
+	rm -rf $(VENV) staticfiles .pytest_cache .mypy_cache .ruff_cache

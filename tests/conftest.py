@@ -1,0 +1,75 @@
+"""Test run setup: real PostgreSQL (a database of this run's own) and a redis-server of its own.
+
+Several runs share the machine, so nothing here touches the shared Redis or a fixed database
+name. Fakes stand only at the network edge (tests/fakes/), as real HTTP servers.
+"""
+
+import os
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.servers import RedisServer
+
+RUN_ID = f"{os.getpid()}_{uuid.uuid4().hex[:6]}"
+FIXTURES = Path(__file__).parent / "fixtures"
+ROOT = Path(__file__).parent.parent
+
+
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings() -> None:
+    from django.conf import settings
+
+    db = settings.DATABASES["default"]
+    if db["ENGINE"] != "django.db.backends.postgresql":
+        pytest.exit(
+            "The tests run on PostgreSQL: set DATABASE_URL=postgres://... (make test does).",
+            returncode=2,
+        )
+    db.setdefault("TEST", {})["NAME"] = f"test_crcr_{RUN_ID}"
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    server = RedisServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(autouse=True)
+def _use_run_redis(redis_server: RedisServer, settings) -> None:
+    settings.REDIS_URL = redis_server.url
+
+
+@pytest.fixture
+def upstream_allowlist_text() -> str:
+    return (FIXTURES / "allowlist" / "pytorch-allowlist.yml").read_text()
+
+
+@pytest.fixture
+def upstream_allowlist_path() -> str:
+    return str(FIXTURES / "allowlist" / "pytorch-allowlist.yml")
+
+
+@pytest.fixture
+def child_env(redis_server: RedisServer) -> dict[str, str]:
+    """Environment for a second process that must see this test's database and Redis."""
+    from django.db import connection
+
+    db = connection.settings_dict
+    url = f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
+    if db.get("PASSWORD"):
+        url = f"postgres://{db['USER']}:{db['PASSWORD']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
+    return {
+        **os.environ,
+        "DATABASE_URL": url,
+        "REDIS_URL": redis_server.url,
+        "DJANGO_SETTINGS_MODULE": "crcr_site.settings",
+        "PYTHONPATH": str(ROOT),
+    }
+
+
+PYTHON = sys.executable
