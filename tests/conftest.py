@@ -40,8 +40,10 @@ def redis_server() -> Iterator[RedisServer]:
 
 
 @pytest.fixture(autouse=True)
-def _use_run_redis(redis_server: RedisServer, settings) -> None:
+def _test_settings(redis_server: RedisServer, settings) -> None:
     settings.REDIS_URL = redis_server.url
+    # Production hashing costs about a second per login; tests log in a lot.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
 @pytest.fixture

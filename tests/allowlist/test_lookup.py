@@ -1,0 +1,120 @@
+import subprocess
+
+import pytest
+
+from allowlist import lookup
+from allowlist.entry import Event, Level
+from allowlist.models import DownstreamRepo
+from tests.conftest import PYTHON, ROOT
+
+
+def add(repo: str, level: str, **fields) -> DownstreamRepo:
+    return DownstreamRepo.objects.create(repo=repo, level=level, **fields)
+
+
+class SecondProcess:
+    """Another Python process asking level_of(), with its own in-memory cache."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.proc = subprocess.Popen(
+            [PYTHON, str(ROOT / "tests" / "allowlist" / "lookup_repl.py")],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env, cwd=ROOT,
+        )
+
+    def level_of(self, repo: str) -> str:
+        assert self.proc.stdin and self.proc.stdout
+        self.proc.stdin.write(repo + "\n")
+        self.proc.stdin.flush()
+        return self.proc.stdout.readline().strip()
+
+    def close(self) -> None:
+        self.proc.kill()
+        self.proc.wait()
+
+
+@pytest.fixture
+def second_process(child_env):
+    process = SecondProcess(child_env)
+    yield process
+    process.close()
+
+
+@pytest.mark.django_db
+def test_level_of_matches_any_spelling_of_the_name():
+    add("Ascend/PyTorch", "L2")
+
+    assert lookup.level_of("ascend/pytorch") == Level.L2
+    assert lookup.level_of("ASCEND/PYTORCH") == Level.L2
+    assert lookup.level_of("ascend/other") is None
+
+
+@pytest.mark.django_db
+def test_a_disabled_repo_is_not_in_force():
+    add("a/b", "L4", enabled=False)
+
+    assert lookup.level_of("a/b") is None
+
+
+@pytest.mark.django_db
+def test_repos_at_or_above_a_level():
+    add("a/l1", "L1"), add("a/l2", "L2"), add("a/l3", "L3", device="npu"), add("a/l4", "L4")
+
+    assert [e.repo for e in lookup.repos_at_or_above(Level.L3)] == ["a/l3", "a/l4"]
+    assert len(lookup.repos_at_or_above(Level.L1)) == 4
+
+
+@pytest.mark.django_db
+def test_repos_of_a_device_are_its_l3_repos():
+    add("a/npu", "L3", device="npu"), add("b/npu", "L3", device="npu"), add("c/xpu", "L3", device="xpu")
+    add("d/demoted", "L2", device="npu")
+
+    assert [e.repo for e in lookup.repos_of_device("npu")] == ["a/npu", "b/npu"]
+    assert lookup.repos_of_device("tpu") == ()
+
+
+@pytest.mark.django_db
+def test_repos_for_an_event_follow_their_participation():
+    add("a/both", "L2")
+    add("a/nightly", "L2", events=[Event.NIGHTLY])
+    add("a/pr", "L1", events=[Event.PULL_REQUEST])
+
+    assert {e.repo for e in lookup.repos_for_event("pull_request")} == {"a/both", "a/pr"}
+    assert {e.repo for e in lookup.repos_for_event("push")} == {"a/both", "a/pr"}
+    assert {e.repo for e in lookup.repos_for_event("nightly")} == {"a/both", "a/nightly"}
+    assert {e.repo for e in lookup.repos_for_event("periodic")} == {"a/both", "a/nightly"}
+    assert lookup.repos_for_event("issues") == ()
+
+
+@pytest.mark.django_db
+def test_a_cached_lookup_costs_one_primary_key_query(django_assert_num_queries):
+    add("a/b", "L2")
+    lookup.level_of("a/b")
+
+    with django_assert_num_queries(1):
+        assert lookup.level_of("a/b") == Level.L2
+
+
+@pytest.mark.django_db
+def test_a_write_is_seen_at_once_in_the_same_process():
+    row = add("a/b", "L1")
+    assert lookup.level_of("a/b") == Level.L1
+
+    row.level = "L2"
+    row.save()
+
+    assert lookup.level_of("a/b") == Level.L2
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_write_is_seen_at_once_by_another_process(second_process):
+    row = add("a/b", "L1")
+    assert second_process.level_of("a/b") == "L1"
+    assert second_process.level_of("a/b") == "L1"  # now answered from its cache
+
+    row.level = "L3"
+    row.device = "npu"
+    row.save()
+    assert second_process.level_of("a/b") == "L3"
+
+    row.delete()
+    assert second_process.level_of("a/b") == "-"
