@@ -3,6 +3,9 @@
 The relay and API paths always answer `{"ok": false, "error": ..., "detail": ...}` (contract §1).
 """
 
+import functools
+from collections.abc import Callable
+
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views import defaults
 
@@ -11,6 +14,23 @@ MACHINE_PREFIXES = ("/github/", "/api/", "/healthz")
 
 def json_error(status: int, error: str, detail: str) -> JsonResponse:
     return JsonResponse({"ok": False, "error": error, "detail": detail}, status=status)
+
+
+def json_methods(*methods: str) -> Callable[[Callable[..., HttpResponse]], Callable[..., HttpResponse]]:
+    """Like require_http_methods, but a wrong method gets the JSON error body and `Allow`."""
+
+    def decorate(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+        @functools.wraps(view)
+        def wrapped(request: HttpRequest, *args: object, **kwargs: object) -> HttpResponse:
+            if request.method not in methods:
+                response = json_error(405, "method_not_allowed", f"use {', '.join(methods)}")
+                response["Allow"] = ", ".join(methods)
+                return response
+            return view(request, *args, **kwargs)
+
+        return wrapped
+
+    return decorate
 
 
 def _wants_json(request: HttpRequest) -> bool:

@@ -2,9 +2,9 @@
 
 from django.db import DatabaseError, connection
 from django.http import HttpRequest, JsonResponse
-from django.views.decorators.http import require_GET
 from redis.exceptions import RedisError
 
+from crcr_site.errors import json_methods
 from crcr_site.redis_connection import get_redis
 
 
@@ -24,7 +24,7 @@ def _redis_ok() -> bool:
         return False
 
 
-@require_GET
+@json_methods("GET", "HEAD")
 def healthz(request: HttpRequest) -> JsonResponse:
     parts = {"database": _database_ok(), "redis": _redis_ok()}
     body = {"ok": all(parts.values())} | {

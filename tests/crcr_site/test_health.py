@@ -1,0 +1,40 @@
+import pytest
+
+from tests.servers import RedisServer
+
+
+@pytest.mark.django_db
+def test_healthz_says_ok_when_database_and_redis_answer(client):
+    response = client.get("/healthz")
+
+    assert response.status_code == 200
+    assert response.json() == {"ok": True, "database": "ok", "redis": "ok"}
+
+
+@pytest.mark.django_db
+def test_healthz_answers_503_naming_redis_when_it_is_down(client, settings):
+    own = RedisServer().start()  # this test's own server: stopping it disturbs nobody
+    settings.REDIS_URL = own.url
+    own.stop()
+
+    response = client.get("/healthz")
+
+    assert response.status_code == 503
+    assert response.json() == {"ok": False, "database": "ok", "redis": "unreachable"}
+
+
+def test_an_unknown_machine_path_is_a_json_404(client):
+    response = client.get("/api/nothing-here")
+
+    assert response.status_code == 404
+    assert response.json() == {
+        "ok": False, "error": "not_found", "detail": "no such path: /api/nothing-here"
+    }
+
+
+def test_a_wrong_method_on_healthz_is_a_json_405(client):
+    response = client.post("/healthz")
+
+    assert response.status_code == 405
+    assert response["Allow"] == "GET, HEAD"
+    assert response.json()["error"] == "method_not_allowed"

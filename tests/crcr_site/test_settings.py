@@ -1,0 +1,106 @@
+import sqlite3
+import subprocess
+
+import pytest
+from django.core.checks import run_checks
+from django.core.exceptions import ImproperlyConfigured
+
+from crcr_site.settings import database_config, envbool, envint, envsecret
+from tests.conftest import PYTHON, ROOT
+
+
+def manage(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [PYTHON, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True,
+        timeout=120, check=False,
+    )
+
+
+def bare_env(tmp_path, **extra: str) -> dict[str, str]:
+    """A fresh machine's environment: nothing CRCR-specific set, an empty SQLite file."""
+    import os
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CRCR_", "DJANGO_", "HUD_",
+                                                                     "GITHUB_", "REDIS_", "DATABASE_"))}
+    return env | {"DATABASE_URL": f"sqlite:///{tmp_path / 'crcr.sqlite3'}"} | extra
+
+
+@pytest.mark.parametrize(("raw", "expected"), [("true", True), ("ON", True), ("0", False), ("", None)])
+def test_envbool_reads_the_usual_spellings(raw, expected):
+    assert envbool("X", None, environ={"X": raw}) is expected  # type: ignore[arg-type]
+
+
+def test_a_bad_value_names_the_variable():
+    with pytest.raises(ImproperlyConfigured, match="DJANGO_DEBUG='maybe' is not a boolean"):
+        envbool("DJANGO_DEBUG", False, environ={"DJANGO_DEBUG": "maybe"})
+    with pytest.raises(ImproperlyConfigured, match="CRCR_ZOMBIE_TIMEOUT=5 is below the minimum 60"):
+        envint("CRCR_ZOMBIE_TIMEOUT", 21600, minimum=60, environ={"CRCR_ZOMBIE_TIMEOUT": "5"})
+
+
+def test_a_secret_can_come_from_a_file(tmp_path):
+    (tmp_path / "secret").write_text("s3cret\n")
+
+    assert envsecret("GITHUB_WEBHOOK_SECRET", environ={
+        "GITHUB_WEBHOOK_SECRET_FILE": str(tmp_path / "secret")}) == "s3cret"
+    assert envsecret("GITHUB_WEBHOOK_SECRET", environ={"GITHUB_WEBHOOK_SECRET": "direct"}) == "direct"
+    assert envsecret("GITHUB_WEBHOOK_SECRET", environ={}) == ""
+
+
+def test_a_secret_given_twice_or_unreadable_is_refused(tmp_path):
+    with pytest.raises(ImproperlyConfigured, match="not both"):
+        envsecret("S", environ={"S": "a", "S_FILE": "/x"})
+    with pytest.raises(ImproperlyConfigured, match="cannot be read"):
+        envsecret("S", environ={"S_FILE": str(tmp_path / "missing")})
+
+
+def test_sqlite_gets_wal_a_busy_timeout_and_immediate_transactions():
+    config = database_config("sqlite:////tmp/x.sqlite3")
+
+    assert config["OPTIONS"] == {
+        "init_command": "PRAGMA journal_mode=WAL;PRAGMA synchronous=NORMAL",
+        "transaction_mode": "IMMEDIATE",
+        "timeout": 20,
+    }
+
+
+def test_a_bad_setting_stops_a_command_with_its_name(tmp_path):
+    result = manage("check", env=bare_env(tmp_path, DJANGO_DEBUG="maybe"))
+
+    assert result.returncode != 0
+    assert "DJANGO_DEBUG='maybe' is not a boolean" in result.stderr
+
+
+def test_a_fresh_machine_migrates_and_syncs_the_sample_on_embedded_sqlite(tmp_path):
+    env = bare_env(tmp_path)
+
+    assert manage("migrate", "-v0", env=env).returncode == 0
+    synced = manage("allowlist_sync", env=env)
+
+    assert synced.returncode == 0, synced.stderr
+    assert "12 added" in synced.stdout
+    with sqlite3.connect(tmp_path / "crcr.sqlite3") as db:
+        assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+        assert db.execute("SELECT count(*) FROM allowlist_downstreamrepo").fetchone() == (12,)
+
+
+def test_check_deploy_reports_each_production_misconfiguration(tmp_path):
+    result = manage("check", "--deploy", "--fail-level", "ERROR", env=bare_env(tmp_path))
+
+    assert result.returncode == 1
+    for check_id in ("crcr.E002", "crcr.E003", "crcr.E004", "crcr.E005", "crcr.W001"):
+        assert check_id in result.stderr
+    debug = manage("check", "--deploy", env=bare_env(tmp_path, DJANGO_DEBUG="true"))
+    assert "crcr.E001" in debug.stderr
+
+
+def test_check_deploy_is_clean_of_crcr_errors_when_production_is_configured(settings):
+    settings.DEBUG = False
+    settings.SECRET_KEY = "x" * 64
+    settings.GITHUB_WEBHOOK_SECRET = "hook-secret"
+    settings.GITHUB_APP_ID = "12345"
+    settings.GITHUB_APP_PRIVATE_KEY = "-----BEGIN RSA PRIVATE KEY-----..."
+    settings.REDIS_URL = "redis://127.0.0.1:6379/0"
+
+    messages = run_checks(include_deployment_checks=True)
+
+    assert [m.id for m in messages if m.id and m.id.startswith("crcr.")] == []
