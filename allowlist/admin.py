@@ -50,8 +50,9 @@ class DownstreamRepoForm(forms.ModelForm):
 class ActorMixin:
     """Run each admin request that can write as the logged-in user, for the change log."""
 
-    def _as_user(self, request: HttpRequest, view: Callable[..., HttpResponse], *args: Any,
-                 **kwargs: Any) -> HttpResponse:
+    def _as_user(
+        self, request: HttpRequest, view: Callable[..., HttpResponse], *args: Any, **kwargs: Any
+    ) -> HttpResponse:
         with acting_as(request.user.get_username()):
             return view(request, *args, **kwargs)
 
@@ -69,7 +70,14 @@ class ActorMixin:
 class DownstreamRepoAdmin(ActorMixin, admin.ModelAdmin):
     form = DownstreamRepoForm
     list_display = (
-        "repo", "level", "device", "oncall_list", "event_list", "enabled", "source", "override",
+        "repo",
+        "level",
+        "device",
+        "oncall_list",
+        "event_list",
+        "enabled",
+        "source",
+        "override",
         "updated_at",
     )
     list_filter = ("level", "device", "source", "override", "enabled")
@@ -120,7 +128,9 @@ class DownstreamRepoAdmin(ActorMixin, admin.ModelAdmin):
         if moved:
             self.message_user(request, f"Now at their new level: {', '.join(moved)}.")
         if skipped:
-            self.message_user(request, "Left as they were — " + "; ".join(skipped), messages.WARNING)
+            self.message_user(
+                request, "Left as they were — " + "; ".join(skipped), messages.WARNING
+            )
 
     @admin.action(description="Promote one level", permissions=["change"])
     def promote(self, request: HttpRequest, queryset: QuerySet[DownstreamRepo]) -> None:
@@ -130,7 +140,9 @@ class DownstreamRepoAdmin(ActorMixin, admin.ModelAdmin):
     def demote(self, request: HttpRequest, queryset: QuerySet[DownstreamRepo]) -> None:
         self._move(request, queryset, -1)
 
-    @admin.action(description="Revert to the allowlist file (clear override)", permissions=["change"])
+    @admin.action(
+        description="Revert to the allowlist file (clear override)", permissions=["change"]
+    )
     def revert(self, request: HttpRequest, queryset: QuerySet[DownstreamRepo]) -> None:
         count = revert_to_file(list(queryset))
         self.message_user(request, f"{count} row(s) now as the last synced file has them.")

@@ -46,8 +46,11 @@ def _log_save(sender: type, instance: DownstreamRepo, created: bool, **kwargs: A
     new = _values(instance)
     if old is None:
         Change.objects.create(
-            repo=instance.repo, actor=_actor.get(), at=timezone.now(),
-            action=Change.Action.ADDED, new_level=instance.level,
+            repo=instance.repo,
+            actor=_actor.get(),
+            at=timezone.now(),
+            action=Change.Action.ADDED,
+            new_level=instance.level,
             fields={name: [None, value] for name, value in new.items()},
         )
     else:
@@ -55,8 +58,12 @@ def _log_save(sender: type, instance: DownstreamRepo, created: bool, **kwargs: A
         if not diff:
             return
         Change.objects.create(
-            repo=instance.repo, actor=_actor.get(), at=timezone.now(),
-            action=Change.Action.CHANGED, old_level=old["level"], new_level=instance.level,
+            repo=instance.repo,
+            actor=_actor.get(),
+            at=timezone.now(),
+            action=Change.Action.CHANGED,
+            old_level=old["level"],
+            new_level=instance.level,
             fields=diff,
         )
     Generation.bump()
@@ -65,8 +72,11 @@ def _log_save(sender: type, instance: DownstreamRepo, created: bool, **kwargs: A
 @receiver(post_delete, sender=DownstreamRepo)
 def _log_delete(sender: type, instance: DownstreamRepo, **kwargs: Any) -> None:
     Change.objects.create(
-        repo=instance.repo, actor=_actor.get(), at=timezone.now(),
-        action=Change.Action.REMOVED, old_level=instance.level,
+        repo=instance.repo,
+        actor=_actor.get(),
+        at=timezone.now(),
+        action=Change.Action.REMOVED,
+        old_level=instance.level,
         fields={name: [value, None] for name, value in _values(instance).items()},
     )
     Generation.bump()

@@ -69,6 +69,15 @@ class DownstreamRepo(models.Model):
     def __str__(self) -> str:
         return self.repo
 
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        # The row, its change-log entry and the cache generation commit together.
+        with transaction.atomic():
+            super().save(*args, **kwargs)
+
+    def delete(self, *args: Any, **kwargs: Any) -> tuple[int, dict[str, int]]:
+        with transaction.atomic():
+            return super().delete(*args, **kwargs)
+
     @property
     def is_file_owned(self) -> bool:
         """Read-only in the admin: the file decides this row."""
@@ -118,15 +127,6 @@ class DownstreamRepo(models.Model):
         if errors:
             raise ValidationError(errors)
 
-    def save(self, *args: Any, **kwargs: Any) -> None:
-        # The row, its change-log entry and the cache generation commit together.
-        with transaction.atomic():
-            super().save(*args, **kwargs)
-
-    def delete(self, *args: Any, **kwargs: Any) -> tuple[int, dict[str, int]]:
-        with transaction.atomic():
-            return super().delete(*args, **kwargs)
-
 
 class Change(models.Model):
     """One change to one repo's entry: who, when, and what it was before and after."""
@@ -159,6 +159,9 @@ class Generation(models.Model):
 
     SINGLETON_ID = 1
 
+    def __str__(self) -> str:
+        return str(self.token)
+
     @classmethod
     def bump(cls) -> None:
         cls.objects.update_or_create(pk=cls.SINGLETON_ID, defaults={"token": uuid.uuid4()})
@@ -185,4 +188,3 @@ class SyncedFile(models.Model):
 
     def __str__(self) -> str:
         return self.location
-

@@ -188,7 +188,9 @@ def drift() -> tuple[SyncedFile | None, list[Drift]]:
         elif diff := compare(row, entry):
             found.append(Drift(row.repo, "differs from the file (override)", diff))
     for entry in by_key.values():
-        found.append(Drift(entry.repo, "in the file, not in the database", {
-            "level": (None, entry.level.value)
-        }))
+        found.append(
+            Drift(
+                entry.repo, "in the file, not in the database", {"level": (None, entry.level.value)}
+            )
+        )
     return synced, found

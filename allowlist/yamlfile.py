@@ -52,7 +52,7 @@ class _StrictLoader(yaml.SafeLoader):
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: set[Any] = set()
         for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=True)  # type: ignore[no-untyped-call]
+            key = self.construct_object(key_node, deep=True)
             if isinstance(key, str | int | float | bool | None) and key in seen:
                 raise yaml.constructor.ConstructorError(
                     None, None, f"key {key!r} appears twice in one mapping", key_node.start_mark
@@ -84,7 +84,9 @@ class _Parser:
         if document is None:
             document = {}
         if not isinstance(document, dict):
-            raise AllowlistError([f"the file must be a mapping of levels, got {_type_name(document)}"])
+            raise AllowlistError(
+                [f"the file must be a mapping of levels, got {_type_name(document)}"]
+            )
         for key in document:
             if key not in Level.values:
                 self.warnings.append(f"unknown top-level key {key!r} ignored (levels are L1-L4)")
@@ -144,7 +146,9 @@ class _Parser:
             for name, settings in repos.items():
                 self._add(f"{where}.{name}", name, settings, level=Level.L3, device=device)
 
-    def _add(self, where: str, name: object, settings: object, *, level: Level, device: str) -> None:
+    def _add(
+        self, where: str, name: object, settings: object, *, level: Level, device: str
+    ) -> None:
         repo = str(name).strip().strip("/").strip() if isinstance(name, str | int) else ""
         if not REPO_RE.match(repo):
             self.problems.append(f"{where}: {name!r} is not an owner/name repository")
@@ -182,7 +186,9 @@ class _Parser:
         elif isinstance(raw, int | float):
             items = [raw]
         else:
-            self.problems.append(f"{where}: oncalls must be a string or a list, got {_type_name(raw)}")
+            self.problems.append(
+                f"{where}: oncalls must be a string or a list, got {_type_name(raw)}"
+            )
             return ()
         handles = []
         for item in items:
@@ -263,6 +269,10 @@ def dump_allowlist(entries: list[Entry] | tuple[Entry, ...]) -> str:
     # Level order as people read it, L1 first.
     document = {level.value: document[level.value] for level in Level}
     body = yaml.dump(
-        document, Dumper=_ExportDumper, sort_keys=False, default_flow_style=False, allow_unicode=True
+        document,
+        Dumper=_ExportDumper,
+        sort_keys=False,
+        default_flow_style=False,
+        allow_unicode=True,
     )
     return EXPORT_HEADER + "\n" + body

@@ -16,7 +16,9 @@ def json_error(status: int, error: str, detail: str) -> JsonResponse:
     return JsonResponse({"ok": False, "error": error, "detail": detail}, status=status)
 
 
-def json_methods(*methods: str) -> Callable[[Callable[..., HttpResponse]], Callable[..., HttpResponse]]:
+def json_methods(
+    *methods: str,
+) -> Callable[[Callable[..., HttpResponse]], Callable[..., HttpResponse]]:
     """Like require_http_methods, but a wrong method gets the JSON error body and `Allow`."""
 
     def decorate(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:

@@ -107,7 +107,7 @@ def database_config(url: str) -> dict[str, object]:
 # --- Django's own ---------------------------------------------------------------------------
 
 # The embedded default is public on purpose; check --deploy reports it (crcr.E002).
-EMBEDDED_SECRET_KEY = "django-insecure-crcr-embedded-mode-only"
+EMBEDDED_SECRET_KEY = "django-insecure-crcr-embedded-mode-only"  # noqa: S105
 SECRET_KEY = envsecret("DJANGO_SECRET_KEY") or EMBEDDED_SECRET_KEY
 DEBUG = envbool("DJANGO_DEBUG", False)
 ALLOWED_HOSTS = envlist("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost")

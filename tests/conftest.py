@@ -23,7 +23,7 @@ ROOT = Path(__file__).parent.parent
 def django_db_modify_db_settings() -> None:
     from django.conf import settings
 
-    db = settings.DATABASES["default"]
+    db: dict = settings.DATABASES["default"]
     if db["ENGINE"] != "django.db.backends.postgresql":
         pytest.exit(
             "The tests run on PostgreSQL: set DATABASE_URL=postgres://... (make test does).",

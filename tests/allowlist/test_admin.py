@@ -13,8 +13,12 @@ def change_url(row: DownstreamRepo) -> str:
 
 def form(row: DownstreamRepo, **changes) -> dict:
     data = {
-        "repo": row.repo, "level": row.level, "device": row.device,
-        "oncalls": ", ".join(row.oncalls), "events": row.events, "enabled": "on",
+        "repo": row.repo,
+        "level": row.level,
+        "device": row.device,
+        "oncalls": ", ".join(row.oncalls),
+        "events": row.events,
+        "enabled": "on",
     }
     if row.override:
         data["override"] = "on"
@@ -36,10 +40,16 @@ def synced(tmp_path, db):
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize("name", [
-    "allowlist_downstreamrepo_changelist", "allowlist_downstreamrepo_add",
-    "allowlist_downstreamrepo_drift", "allowlist_change_changelist", "allowlist_syncedfile_changelist",
-])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "allowlist_downstreamrepo_changelist",
+        "allowlist_downstreamrepo_add",
+        "allowlist_downstreamrepo_drift",
+        "allowlist_change_changelist",
+        "allowlist_syncedfile_changelist",
+    ],
+)
 def test_the_admin_pages_load(admin_client, synced, name):
     response = admin_client.get(reverse(f"admin:{name}"))
 
@@ -51,8 +61,16 @@ def test_the_list_shows_level_device_oncalls_events_and_source_with_filters(admi
     response = admin_client.get(reverse("admin:allowlist_downstreamrepo_changelist"))
 
     page = response.content.decode()
-    for text in ("file/l3", "npu", "pull_request, nightly", "allowlist file", "By level",
-                 "By device", "Differences from the file (0)", "Last synced from"):
+    for text in (
+        "file/l3",
+        "npu",
+        "pull_request, nightly",
+        "allowlist file",
+        "By level",
+        "By device",
+        "Differences from the file (0)",
+        "Last synced from",
+    ):
         assert text in page
     searched = admin_client.get(reverse("admin:allowlist_downstreamrepo_changelist") + "?q=l3")
     assert "file/l3" in searched.content.decode()
@@ -71,8 +89,11 @@ def test_a_level_change_in_the_admin_is_seen_by_the_lookup_at_once_and_logged(ad
 
     assert response.status_code == 302
     assert lookup.level_of("admin/repo") == "L2"
-    assert lookup.entry_of("admin/repo").oncalls == ("a", "b")
+    entry = lookup.entry_of("admin/repo")
+    assert entry is not None
+    assert entry.oncalls == ("a", "b")
     change = Change.objects.filter(repo="admin/repo").first()
+    assert change is not None
     assert (change.actor, change.old_level, change.new_level) == ("admin", "L1", "L2")
 
 
@@ -80,8 +101,14 @@ def test_a_level_change_in_the_admin_is_seen_by_the_lookup_at_once_and_logged(ad
 def test_adding_a_repo_in_the_admin_marks_it_as_from_the_admin(admin_client):
     response = admin_client.post(
         reverse("admin:allowlist_downstreamrepo_add"),
-        {"repo": " New/Repo/ ", "level": "L3", "device": "npu", "oncalls": "", "events": ["nightly"],
-         "enabled": "on"},
+        {
+            "repo": " New/Repo/ ",
+            "level": "L3",
+            "device": "npu",
+            "oncalls": "",
+            "events": ["nightly"],
+            "enabled": "on",
+        },
     )
 
     assert response.status_code == 302
@@ -91,11 +118,14 @@ def test_adding_a_repo_in_the_admin_marks_it_as_from_the_admin(admin_client):
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize(("changes", "error"), [
-    ({"level": "L3", "device": ""}, "An L3 repo needs a device"),
-    ({"repo": "no-slash"}, "Use owner/name"),
-    ({"events": []}, "This field is required"),
-])
+@pytest.mark.parametrize(
+    ("changes", "error"),
+    [
+        ({"level": "L3", "device": ""}, "An L3 repo needs a device"),
+        ({"repo": "no-slash"}, "Use owner/name"),
+        ({"events": []}, "This field is required"),
+    ],
+)
 def test_an_invalid_admin_edit_is_refused_with_a_message(admin_client, changes, error):
     row = DownstreamRepo.objects.create(repo="a/b", level="L1")
 
@@ -145,7 +175,10 @@ def test_bulk_promote_and_demote_move_one_level_and_explain_skips(admin_client, 
     page = run_action(admin_client, "promote", [l1, l2, l4, owned]).content.decode()
 
     assert [lookup.level_of(r) for r in ("a/l1", "a/l2", "a/l4", "file/owned")] == [
-        "L2", "L2", "L4", "L1"
+        "L2",
+        "L2",
+        "L4",
+        "L1",
     ]
     assert "a/l2: L3 needs a device" in page
     assert "a/l4: it is already at L4" in page

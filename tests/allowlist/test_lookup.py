@@ -18,11 +18,16 @@ class SecondProcess:
     def __init__(self, env: dict[str, str]) -> None:
         self.proc = subprocess.Popen(
             [PYTHON, str(ROOT / "tests" / "allowlist" / "lookup_repl.py")],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env, cwd=ROOT,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env=env,
+            cwd=ROOT,
         )
 
     def level_of(self, repo: str) -> str:
-        assert self.proc.stdin and self.proc.stdout
+        assert self.proc.stdin
+        assert self.proc.stdout
         self.proc.stdin.write(repo + "\n")
         self.proc.stdin.flush()
         return self.proc.stdout.readline().strip()
@@ -65,7 +70,11 @@ def test_repos_at_or_above_a_level():
 
 @pytest.mark.django_db
 def test_repos_of_a_device_are_its_l3_repos():
-    add("a/npu", "L3", device="npu"), add("b/npu", "L3", device="npu"), add("c/xpu", "L3", device="xpu")
+    (
+        add("a/npu", "L3", device="npu"),
+        add("b/npu", "L3", device="npu"),
+        add("c/xpu", "L3", device="xpu"),
+    )
     add("d/demoted", "L2", device="npu")
 
     assert [e.repo for e in lookup.repos_of_device("npu")] == ["a/npu", "b/npu"]

@@ -97,5 +97,6 @@ def test_blob_urls_map_to_the_contents_api_and_other_urls_are_left_alone(setting
         "/repos/o/r/contents/x.yml?ref=main"
     )
     assert resolve_url("https://example.com/o/r/blob/main/x.yml") == (
-        "https://example.com/o/r/blob/main/x.yml", {},
+        "https://example.com/o/r/blob/main/x.yml",
+        {},
     )

@@ -29,7 +29,14 @@ def write(tmp_path: Path, text: str, name: str = "allowlist.yml") -> str:
 def state() -> list[tuple]:
     return list(
         DownstreamRepo.objects.order_by("repo").values_list(
-            "repo", "level", "device", "oncalls", "events", "enabled", "source", "override",
+            "repo",
+            "level",
+            "device",
+            "oncalls",
+            "events",
+            "enabled",
+            "source",
+            "override",
             "updated_at",
         )
     )
@@ -71,7 +78,9 @@ def test_sync_prints_additions_level_changes_and_removals(tmp_path):
     assert "- a/b: removed (was L2)" in out
     assert sorted(DownstreamRepo.objects.values_list("repo", flat=True)) == ["c/d"]
     assert list(Change.objects.filter(repo="a/b").values_list("old_level", "new_level")) == [
-        ("L2", ""), ("L1", "L2"), ("", "L1"),
+        ("L2", ""),
+        ("L1", "L2"),
+        ("", "L1"),
     ]
 
 
@@ -87,8 +96,12 @@ def test_a_dry_run_shows_the_diff_and_changes_nothing(tmp_path):
     assert Change.objects.count() == changes
 
 
-@pytest.mark.parametrize(("text", "message"), [m[1:] for m in MALFORMED], ids=[m[0] for m in MALFORMED])
-def test_a_malformed_file_changes_nothing_and_says_why(tmp_path, upstream_allowlist_path, text, message):
+@pytest.mark.parametrize(
+    ("text", "message"), [m[1:] for m in MALFORMED], ids=[m[0] for m in MALFORMED]
+)
+def test_a_malformed_file_changes_nothing_and_says_why(
+    tmp_path, upstream_allowlist_path, text, message
+):
     run_sync(upstream_allowlist_path)
     before, changes = state(), Change.objects.count()
 
@@ -185,7 +198,9 @@ def test_every_change_is_logged_with_its_actor():
         row.delete()
 
     assert list(Change.objects.values_list("actor", "action", "old_level", "new_level")) == [
-        ("alice", "removed", "L2", ""), ("alice", "changed", "L1", "L2"), ("alice", "added", "", "L1"),
+        ("alice", "removed", "L2", ""),
+        ("alice", "changed", "L1", "L2"),
+        ("alice", "added", "", "L1"),
     ]
 
 

@@ -12,20 +12,34 @@ def levels(text: str) -> dict[str, str]:
 def test_the_upstream_file_parses_to_its_levels_devices_and_oncalls(upstream_allowlist_text):
     parsed = parse_allowlist(upstream_allowlist_text)
 
-    by_level = {level: sorted(e.repo for e in parsed.entries if e.level == level) for level in Level}
-    assert by_level[Level.L1] == sorted([
-        "riseproject-dev/pytorch-ci", "NVIDIA-dev/pytorch-oot-internal",
-        "NVIDIA/pytorch-windows-ci", "google-pytorch/torch_tpu", "RBLN-SW/torch-rbln",
-    ])
-    assert by_level[Level.L2] == sorted([
-        "TorchedHat/pytorch-redhat-ci", "Ascend/pytorch", "torch-spyre/torch-spyre",
-        "vllm-project/vllm",
-    ])
+    by_level = {
+        level: sorted(e.repo for e in parsed.entries if e.level == level) for level in Level
+    }
+    assert by_level[Level.L1] == sorted(
+        [
+            "riseproject-dev/pytorch-ci",
+            "NVIDIA-dev/pytorch-oot-internal",
+            "NVIDIA/pytorch-windows-ci",
+            "google-pytorch/torch_tpu",
+            "RBLN-SW/torch-rbln",
+        ]
+    )
+    assert by_level[Level.L2] == sorted(
+        [
+            "TorchedHat/pytorch-redhat-ci",
+            "Ascend/pytorch",
+            "torch-spyre/torch-spyre",
+            "vllm-project/vllm",
+        ]
+    )
     assert by_level[Level.L4] == []
     crcr_test = parsed.by_key()["pytorch/crcr-test"]
     assert crcr_test == Entry(
-        "pytorch/crcr-test", Level.L3, "crcr-test",
-        ("atalman", "can-gaa-hou", "fffrog", "jewelkm89", "KarhouTam", "subinz1"), ALL_EVENTS,
+        "pytorch/crcr-test",
+        Level.L3,
+        "crcr-test",
+        ("atalman", "can-gaa-hou", "fffrog", "jewelkm89", "KarhouTam", "subinz1"),
+        ALL_EVENTS,
     )
     assert parsed.warnings == ()
 
@@ -99,28 +113,56 @@ def test_unknown_top_level_keys_are_ignored_with_a_warning():
 
 
 MALFORMED = [
-    ("duplicate across levels", "L1: [a/b]\nL2: [a/b]\n",
-     "L2[0]: 'a/b' is already listed at L1[0]"),
-    ("duplicate in another spelling", "L1: [a/b]\nL3:\n  npu:\n    A/B: []\n",
-     "L3.npu.A/B: 'A/B' is already listed at L1[0]"),
+    (
+        "duplicate across levels",
+        "L1: [a/b]\nL2: [a/b]\n",
+        "L2[0]: 'a/b' is already listed at L1[0]",
+    ),
+    (
+        "duplicate in another spelling",
+        "L1: [a/b]\nL3:\n  npu:\n    A/B: []\n",
+        "L3.npu.A/B: 'A/B' is already listed at L1[0]",
+    ),
     ("L3 given as a list", "L3: [a/b]\n", "L3 must be a mapping of device names to repos"),
     ("empty device", "L3:\n  '':\n    a/b: []\n", "L3: a device name is empty"),
     ("blank device", "L3:\n  '  ':\n    a/b: []\n", "L3: a device name is empty"),
-    ("repo without a slash", "L2: [justaname]\n",
-     "L2[0]: 'justaname' is not an owner/name repository"),
+    (
+        "repo without a slash",
+        "L2: [justaname]\n",
+        "L2[0]: 'justaname' is not an owner/name repository",
+    ),
     ("repo with two slashes", "L2: [a/b/c]\n", "L2[0]: 'a/b/c' is not an owner/name repository"),
     ("unknown event", "L2:\n  - a/b:\n      events: [push]\n", "unknown event(s) ['push']"),
-    ("duplicate event", "L2:\n  - a/b:\n      events: [nightly, nightly]\n",
-     "L2[0] (a/b): event(s) listed twice: nightly"),
-    ("empty events", "L2:\n  - a/b:\n      events: []\n",
-     "L2[0] (a/b): events must be a non-empty list of pull_request, nightly"),
-    ("events not a list", "L2:\n  - a/b:\n      events: nightly\n", "events must be a non-empty list"),
-    ("unknown key in an entry", "L2:\n  - a/b:\n      oncall: x\n",
-     "L2[0] (a/b): unknown key(s) oncall (an entry takes events, oncalls)"),
-    ("unknown key in an L3 entry", "L3:\n  npu:\n    a/b: {level: L4}\n",
-     "L3.npu.a/b (a/b): unknown key(s) level"),
-    ("two repos in one mapping entry", "L2:\n  - a/b: x\n    c/d: y\n",
-     "L2[0]: a mapping entry must have exactly one repo key, got 2"),
+    (
+        "duplicate event",
+        "L2:\n  - a/b:\n      events: [nightly, nightly]\n",
+        "L2[0] (a/b): event(s) listed twice: nightly",
+    ),
+    (
+        "empty events",
+        "L2:\n  - a/b:\n      events: []\n",
+        "L2[0] (a/b): events must be a non-empty list of pull_request, nightly",
+    ),
+    (
+        "events not a list",
+        "L2:\n  - a/b:\n      events: nightly\n",
+        "events must be a non-empty list",
+    ),
+    (
+        "unknown key in an entry",
+        "L2:\n  - a/b:\n      oncall: x\n",
+        "L2[0] (a/b): unknown key(s) oncall (an entry takes events, oncalls)",
+    ),
+    (
+        "unknown key in an L3 entry",
+        "L3:\n  npu:\n    a/b: {level: L4}\n",
+        "L3.npu.a/b (a/b): unknown key(s) level",
+    ),
+    (
+        "two repos in one mapping entry",
+        "L2:\n  - a/b: x\n    c/d: y\n",
+        "L2[0]: a mapping entry must have exactly one repo key, got 2",
+    ),
     ("null entry", "L2:\n  -\n", "L2[0]: must be a repo name or a one-key mapping, got null"),
     ("level not a list", "L1: a/b\n", "L1 must be a list of repos, got a string"),
     ("device not a mapping", "L3:\n  npu: [a/b]\n", "L3.npu must be a mapping of repos"),
@@ -130,7 +172,9 @@ MALFORMED = [
 ]
 
 
-@pytest.mark.parametrize(("text", "message"), [m[1:] for m in MALFORMED], ids=[m[0] for m in MALFORMED])
+@pytest.mark.parametrize(
+    ("text", "message"), [m[1:] for m in MALFORMED], ids=[m[0] for m in MALFORMED]
+)
 def test_a_malformed_file_is_refused_with_a_message_naming_the_entry(text, message):
     with pytest.raises(AllowlistError) as refused:
         parse_allowlist(text)
@@ -173,9 +217,12 @@ def test_export_writes_the_upstream_syntax_only():
 
 def test_exported_oncalls_read_correctly_the_way_pytorchs_relay_reads_them():
     # PyTorch's relay splits L1/L2/L4 oncalls with str(value).split(",") and iterates L3's list.
-    text = dump_allowlist([
-        Entry("a/b", Level.L2, oncalls=("x", "y")), Entry("c/d", Level.L3, "npu", ("z", "w")),
-    ])
+    text = dump_allowlist(
+        [
+            Entry("a/b", Level.L2, oncalls=("x", "y")),
+            Entry("c/d", Level.L3, "npu", ("z", "w")),
+        ]
+    )
     document = yaml.safe_load(text)
 
     l2_value = document["L2"][0]["a/b"]

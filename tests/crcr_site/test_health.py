@@ -28,7 +28,9 @@ def test_an_unknown_machine_path_is_a_json_404(client):
 
     assert response.status_code == 404
     assert response.json() == {
-        "ok": False, "error": "not_found", "detail": "no such path: /api/nothing-here"
+        "ok": False,
+        "error": "not_found",
+        "detail": "no such path: /api/nothing-here",
     }
 
 

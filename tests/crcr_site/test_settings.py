@@ -11,8 +11,13 @@ from tests.conftest import PYTHON, ROOT
 
 def manage(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [PYTHON, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True,
-        timeout=120, check=False,
+        [PYTHON, "manage.py", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
 
 
@@ -20,12 +25,17 @@ def bare_env(tmp_path, **extra: str) -> dict[str, str]:
     """A fresh machine's environment: nothing CRCR-specific set, an empty SQLite file."""
     import os
 
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("CRCR_", "DJANGO_", "HUD_",
-                                                                     "GITHUB_", "REDIS_", "DATABASE_"))}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("CRCR_", "DJANGO_", "HUD_", "GITHUB_", "REDIS_", "DATABASE_"))
+    }
     return env | {"DATABASE_URL": f"sqlite:///{tmp_path / 'crcr.sqlite3'}"} | extra
 
 
-@pytest.mark.parametrize(("raw", "expected"), [("true", True), ("ON", True), ("0", False), ("", None)])
+@pytest.mark.parametrize(
+    ("raw", "expected"), [("true", True), ("ON", True), ("0", False), ("", None)]
+)
 def test_envbool_reads_the_usual_spellings(raw, expected):
     assert envbool("X", None, environ={"X": raw}) is expected  # type: ignore[arg-type]
 
@@ -40,9 +50,16 @@ def test_a_bad_value_names_the_variable():
 def test_a_secret_can_come_from_a_file(tmp_path):
     (tmp_path / "secret").write_text("s3cret\n")
 
-    assert envsecret("GITHUB_WEBHOOK_SECRET", environ={
-        "GITHUB_WEBHOOK_SECRET_FILE": str(tmp_path / "secret")}) == "s3cret"
-    assert envsecret("GITHUB_WEBHOOK_SECRET", environ={"GITHUB_WEBHOOK_SECRET": "direct"}) == "direct"
+    assert (
+        envsecret(
+            "GITHUB_WEBHOOK_SECRET",
+            environ={"GITHUB_WEBHOOK_SECRET_FILE": str(tmp_path / "secret")},
+        )
+        == "s3cret"
+    )
+    assert (
+        envsecret("GITHUB_WEBHOOK_SECRET", environ={"GITHUB_WEBHOOK_SECRET": "direct"}) == "direct"
+    )
     assert envsecret("GITHUB_WEBHOOK_SECRET", environ={}) == ""
 
 

@@ -62,13 +62,15 @@ class FileServer:
         parts = urlsplit(raw_path)
         key = parts.path
         if parts.path.startswith("/repos/") and "/contents/" in parts.path:
-            owner_repo, path = parts.path[len("/repos/"):].split("/contents/", 1)
+            owner_repo, path = parts.path[len("/repos/") :].split("/contents/", 1)
             ref = parse_qs(parts.query).get("ref", [""])[0]
             key = f"{owner_repo}@{ref}:{path}"
             if key in self.files and headers.get("accept") != "application/vnd.github.raw+json":
-                return 200, {"Content-Type": "application/json"}, json.dumps(
-                    {"type": "file", "encoding": "base64", "content": "..."}
-                ).encode()
+                return (
+                    200,
+                    {"Content-Type": "application/json"},
+                    json.dumps({"type": "file", "encoding": "base64", "content": "..."}).encode(),
+                )
         if key not in self.files:
             return 404, {}, b'{"message": "Not Found"}'
         body = self.files[key].encode()

@@ -31,7 +31,9 @@ def describe(report: SyncReport) -> list[str]:
     for row in plan.remove:
         lines.append(f"- {row.repo}: removed (was {row.level})")
     for row, diff in plan.kept:
-        fields = ", ".join(f"{n} {_show(a)} here, {_show(b)} in the file" for n, (a, b) in diff.items())
+        fields = ", ".join(
+            f"{n} {_show(a)} here, {_show(b)} in the file" for n, (a, b) in diff.items()
+        )
         lines.append(f"! {row.repo}: override kept ({fields})")
     verb = "would change" if report.dry_run else "changed"
     lines.append(

@@ -39,8 +39,8 @@ class Command(BaseCommand):
         if settings.REDIS_URL is None:
             redis_server = TcpFakeServer(("127.0.0.1", free_port()))
             threading.Thread(target=redis_server.serve_forever, daemon=True).start()
-            host, port = redis_server.server_address[:2]
-            env["REDIS_URL"] = f"redis://{host}:{port}/0"
+            port = redis_server.server_address[1]
+            env["REDIS_URL"] = f"redis://127.0.0.1:{port}/0"
             self.stdout.write(f"fakeredis serving {env['REDIS_URL']}")
         call_command("migrate", verbosity=0)
         call_command("collectstatic", interactive=False, verbosity=0)
@@ -49,7 +49,13 @@ class Command(BaseCommand):
         url = f"http://127.0.0.1:{options['port']}"
         self.stdout.write(self.style.SUCCESS(f"\nCRCR: {url}/crcr   admin: {url}/admin/"))
         server = subprocess.Popen(
-            [sys.executable, "manage.py", "runserver", f"127.0.0.1:{options['port']}", "--noreload"],
+            [
+                sys.executable,
+                "manage.py",
+                "runserver",
+                f"127.0.0.1:{options['port']}",
+                "--noreload",
+            ],
             cwd=settings.BASE_DIR,
             env=env,
         )
@@ -69,5 +75,5 @@ class Command(BaseCommand):
         name, password = DEMO_USER
         user_model = get_user_model()
         if not user_model.objects.filter(username=name).exists():
-            user_model.objects.create_superuser(name, password=password)  # type: ignore[attr-defined]
+            user_model.objects.create_superuser(name, password=password)
         self.stdout.write(f"Demo admin login: {name} / {password} (embedded database only)")
