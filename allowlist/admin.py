@@ -13,12 +13,13 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
-from django.urls import URLPattern, path
+from django.urls import URLPattern, path, reverse
+from django.utils.html import format_html
 
 from allowlist.audit import acting_as
 from allowlist.entry import Event
 from allowlist.models import Change, DownstreamRepo, SyncedFile
-from allowlist.sync import drift, revert_to_file
+from allowlist.sync import compare, drift, last_synced, revert_to_file
 
 EDITABLE = ("repo", "level", "device", "oncalls", "events", "enabled")
 
@@ -71,7 +72,7 @@ class DownstreamRepoAdmin(ActorMixin, admin.ModelAdmin):
     form = DownstreamRepoForm
     list_display = (
         "repo",
-        "level",
+        "level_code",
         "device",
         "oncall_list",
         "event_list",
@@ -85,6 +86,10 @@ class DownstreamRepoAdmin(ActorMixin, admin.ModelAdmin):
     actions = ("promote", "demote", "revert")
     change_list_template = "admin/allowlist/downstreamrepo/change_list.html"
 
+    @admin.display(description="level", ordering="level")
+    def level_code(self, obj: DownstreamRepo) -> str:
+        return obj.level
+
     @admin.display(description="oncalls")
     def oncall_list(self, obj: DownstreamRepo) -> str:
         return ", ".join(obj.oncalls)
@@ -93,10 +98,28 @@ class DownstreamRepoAdmin(ActorMixin, admin.ModelAdmin):
     def event_list(self, obj: DownstreamRepo) -> str:
         return ", ".join(obj.events)
 
+    @admin.display(description="the allowlist file says")
+    def file_says(self, obj: DownstreamRepo) -> str:
+        synced, by_key = last_synced()
+        entry = by_key.get(obj.repo.casefold())
+        if synced is None:
+            return "no file synced yet"
+        if entry is None:
+            return "not listed in the file"
+        diff = compare(obj, entry)
+        if not diff:
+            return "the same as this row"
+        return "; ".join(f"{name}: {theirs}" for name, (_, theirs) in diff.items())
+
+    @admin.display(description="history")
+    def history(self, obj: DownstreamRepo) -> str:
+        url = reverse("admin:allowlist_change_changelist") + f"?q={obj.repo}"
+        return format_html('<a href="{}">changes to {}</a>', url, obj.repo)
+
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> tuple[str, ...]:
-        fixed = ("source", "created_at", "updated_at")
+        fixed = ("source", "file_says", "history", "created_at", "updated_at")
         if obj is None:
-            return fixed
+            return ("source",)
         if obj.is_file_owned:
             return (*EDITABLE, *fixed)
         if obj.source == "yaml":  # overridden: editable; clear it with "Revert to the file"

@@ -40,43 +40,30 @@ def _remember_old_values(sender: type, instance: DownstreamRepo, **kwargs: Any) 
     instance._audit_old = _values(old) if old else None  # type: ignore[attr-defined]
 
 
-@receiver(post_save, sender=DownstreamRepo)
-def _log_save(sender: type, instance: DownstreamRepo, created: bool, **kwargs: Any) -> None:
-    old: dict[str, Any] | None = getattr(instance, "_audit_old", None)
-    new = _values(instance)
-    if old is None:
-        Change.objects.create(
-            repo=instance.repo,
-            actor=_actor.get(),
-            at=timezone.now(),
-            action=Change.Action.ADDED,
-            new_level=instance.level,
-            fields={name: [None, value] for name, value in new.items()},
-        )
-    else:
-        diff = {name: [old[name], new[name]] for name in AUDITED_FIELDS if old[name] != new[name]}
-        if not diff:
-            return
-        Change.objects.create(
-            repo=instance.repo,
-            actor=_actor.get(),
-            at=timezone.now(),
-            action=Change.Action.CHANGED,
-            old_level=old["level"],
-            new_level=instance.level,
-            fields=diff,
-        )
+def _record(repo: str, action: str, old: dict[str, Any] | None, new: dict[str, Any] | None) -> None:
+    """Log one change (old/new are None for an addition/removal) and invalidate lookups."""
+    names = [n for n in AUDITED_FIELDS if old is None or new is None or old[n] != new[n]]
+    if not names:
+        return
+    Change.objects.create(
+        repo=repo,
+        actor=_actor.get(),
+        at=timezone.now(),
+        action=action,
+        old_level=old["level"] if old else "",
+        new_level=new["level"] if new else "",
+        fields={n: [old[n] if old else None, new[n] if new else None] for n in names},
+    )
     Generation.bump()
+
+
+@receiver(post_save, sender=DownstreamRepo)
+def _log_save(sender: type, instance: DownstreamRepo, **kwargs: Any) -> None:
+    old: dict[str, Any] | None = getattr(instance, "_audit_old", None)
+    action = Change.Action.ADDED if old is None else Change.Action.CHANGED
+    _record(instance.repo, action, old, _values(instance))
 
 
 @receiver(post_delete, sender=DownstreamRepo)
 def _log_delete(sender: type, instance: DownstreamRepo, **kwargs: Any) -> None:
-    Change.objects.create(
-        repo=instance.repo,
-        actor=_actor.get(),
-        at=timezone.now(),
-        action=Change.Action.REMOVED,
-        old_level=instance.level,
-        fields={name: [value, None] for name, value in _values(instance).items()},
-    )
-    Generation.bump()
+    _record(instance.repo, Change.Action.REMOVED, _values(instance), None)

@@ -225,3 +225,15 @@ def test_the_change_log_is_read_only(admin_client):
 
     assert response.status_code == 403
     assert Change.objects.get().actor == "system"
+
+
+@pytest.mark.django_db
+def test_a_rows_page_shows_what_the_file_says_and_links_its_history(admin_client, synced):
+    row = DownstreamRepo.objects.get(repo="file/owned")
+    row.override, row.level = True, "L2"
+    row.save()
+
+    page = admin_client.get(change_url(row)).content.decode()
+
+    assert "level: L1" in page
+    assert "/admin/allowlist/change/?q=file/owned" in page

@@ -5,7 +5,7 @@ process it starts, so they share one Redis as production processes would.
 """
 
 import os
-import socket
+import signal
 import subprocess
 import sys
 import threading
@@ -20,11 +20,8 @@ from fakeredis import TcpFakeServer
 DEMO_USER = ("admin", "admin")
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+def _stop(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 class Command(BaseCommand):
@@ -37,7 +34,7 @@ class Command(BaseCommand):
         env = dict(os.environ)
         redis_server = None
         if settings.REDIS_URL is None:
-            redis_server = TcpFakeServer(("127.0.0.1", free_port()))
+            redis_server = TcpFakeServer(("127.0.0.1", 0))  # the OS picks a free port
             threading.Thread(target=redis_server.serve_forever, daemon=True).start()
             port = redis_server.server_address[1]
             env["REDIS_URL"] = f"redis://127.0.0.1:{port}/0"
@@ -59,12 +56,14 @@ class Command(BaseCommand):
             cwd=settings.BASE_DIR,
             env=env,
         )
+        signal.signal(signal.SIGTERM, _stop)  # stopped by a supervisor: take the children along
         try:
             server.wait()
         except KeyboardInterrupt:
+            pass
+        finally:
             server.terminate()
             server.wait(timeout=10)
-        finally:
             if redis_server is not None:
                 redis_server.shutdown()
 

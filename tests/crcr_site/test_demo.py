@@ -1,0 +1,51 @@
+import signal
+import subprocess
+import time
+
+import requests
+
+from tests.conftest import PYTHON, ROOT
+from tests.crcr_site.test_settings import bare_env
+from tests.servers import free_port
+
+
+def wait_for(url: str, seconds: float = 60) -> requests.Response:
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            return requests.get(url, timeout=2)
+        except requests.ConnectionError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+def test_the_demo_serves_the_sample_allowlist_admin_and_a_shared_redis(tmp_path):
+    port = free_port()
+    demo = subprocess.Popen(
+        [PYTHON, "manage.py", "demo", "--port", str(port)],
+        cwd=ROOT,
+        env=bare_env(tmp_path),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        crcr = wait_for(f"http://127.0.0.1:{port}/crcr")
+        assert crcr.status_code == 200
+        assert "pytorch/crcr-test" in crcr.text
+        assert "example-org/gating-backend" in crcr.text
+        assert requests.get(f"http://127.0.0.1:{port}/healthz", timeout=5).json()["redis"] == "ok"
+        login = requests.get(f"http://127.0.0.1:{port}/admin/login/", timeout=5)
+        assert login.status_code == 200
+    finally:
+        demo.send_signal(signal.SIGTERM)
+        output, _ = demo.communicate(timeout=30)
+    assert "fakeredis serving redis://127.0.0.1:" in output
+    assert "Demo admin login: admin / admin" in output
+    time.sleep(0.2)
+    try:
+        requests.get(f"http://127.0.0.1:{port}/crcr", timeout=2)
+        raise AssertionError("the web server outlived the demo")
+    except requests.ConnectionError:
+        pass
