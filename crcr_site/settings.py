@@ -54,6 +54,21 @@ def envint(
     return value
 
 
+def envfloat(
+    name: str, default: float, *, minimum: float = 0.0, environ: Mapping[str, str] = os.environ
+) -> float:
+    raw = environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name}={raw!r} is not a number") from None
+    if value < minimum:
+        raise ImproperlyConfigured(f"{name}={value} is below the minimum {minimum}")
+    return value
+
+
 def envlist(name: str, default: str, environ: Mapping[str, str] = os.environ) -> list[str]:
     return [item.strip() for item in environ.get(name, default).split(",") if item.strip()]
 
@@ -127,6 +142,7 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "django_tasks_db",
     "crcr_site",
     "allowlist",
     "relay",
@@ -207,6 +223,9 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": envstr("LOG_LEVEL", "INFO").upper()},
 }
 
+# Background work: Django's tasks framework on the database; `manage.py worker` runs it.
+TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend", "QUEUES": ["default"]}}
+
 # --- CRCR (names in the wire contract, section 6) -------------------------------------------
 
 # Unset: embedded mode. A process uses an in-process fakeredis; `make demo` serves one fakeredis
@@ -217,6 +236,8 @@ GITHUB_API_URL = envstr("GITHUB_API_URL", "https://api.github.com").rstrip("/")
 GITHUB_APP_ID = envstr("GITHUB_APP_ID")
 GITHUB_APP_PRIVATE_KEY = envsecret("GITHUB_APP_PRIVATE_KEY")
 GITHUB_WEBHOOK_SECRET = envsecret("GITHUB_WEBHOOK_SECRET")
+# Read timeout of every GitHub call, in seconds (connecting gets at most 3).
+GITHUB_TIMEOUT = envfloat("GITHUB_TIMEOUT", 10.0, minimum=0.1)
 
 CRCR_UPSTREAM_REPO = envstr("CRCR_UPSTREAM_REPO", "pytorch/pytorch")
 CRCR_SAMPLE_ALLOWLIST = BASE_DIR / "allowlist" / "sample_allowlist.yml"
@@ -243,6 +264,24 @@ CRCR_CI_PROVIDERS = envstr("CRCR_CI_PROVIDERS") or None
 CRCR_ZOMBIE_TIMEOUT = envint("CRCR_ZOMBIE_TIMEOUT", 21600, minimum=60)
 CRCR_RATE_LIMIT_PER_MIN = envint("CRCR_RATE_LIMIT_PER_MIN", 100, minimum=1)
 CRCR_DISPATCH_ENABLED = envbool("CRCR_DISPATCH_ENABLED", True)
+
+# Webhook intake and fan-out (issue 3).
+CRCR_WEBHOOK_MAX_BYTES = envint("CRCR_WEBHOOK_MAX_BYTES", 25 * 1024 * 1024, minimum=1024)
+# Comma-separated fnmatch patterns of upstream push refs to dispatch; empty: every push.
+CRCR_PUSH_REFS = envlist("CRCR_PUSH_REFS", "")
+# The webhook answers after at most this many seconds of fan-out; the rest goes to the worker.
+CRCR_FANOUT_DEADLINE = envfloat("CRCR_FANOUT_DEADLINE", 5.0, minimum=0.1)
+CRCR_FANOUT_THREADS = envint("CRCR_FANOUT_THREADS", 64, minimum=1)
+# A sender owns a dispatch for this long; longer than the slowest send (three GitHub calls).
+CRCR_DISPATCH_LEASE = envfloat("CRCR_DISPATCH_LEASE", 60.0, minimum=1.0)
+CRCR_RETRY_FIRST = envfloat("CRCR_RETRY_FIRST", 5.0, minimum=0.1)
+CRCR_RETRY_CAP = envfloat("CRCR_RETRY_CAP", 300.0, minimum=1.0)
+CRCR_DISPATCH_GIVE_UP = envint("CRCR_DISPATCH_GIVE_UP", 24 * 3600, minimum=60)
+# How long a dispatch record (and its token, and its Redis state) lives.
+CRCR_DISPATCH_TTL = envint("CRCR_DISPATCH_TTL", 3 * 24 * 3600, minimum=3600)
+# Periodic jobs the worker runs (seconds between runs; 0 turns one off).
+CRCR_REDELIVERY_INTERVAL = envint("CRCR_REDELIVERY_INTERVAL", 300)
+CRCR_ALLOWLIST_SYNC_INTERVAL = envint("CRCR_ALLOWLIST_SYNC_INTERVAL", 300)
 
 HUD_BACKEND = envstr("HUD_BACKEND", "orm")
 if HUD_BACKEND not in {"orm", "clickhouse"}:

@@ -9,6 +9,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("healthz", healthz, name="healthz"),
     path("favicon.ico", RedirectView.as_view(url=static("hud/favicon.svg"), permanent=True)),
+    path("", include("relay.urls")),
     path("", include("hud.urls")),
 ]
 

@@ -1,0 +1,69 @@
+"""Deliveries and dispatches, read-only, with one action: retry failed dispatches now."""
+
+from typing import Any
+
+from django.contrib import admin
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django.utils import timezone
+
+from allowlist.admin import ReadOnlyAdmin
+from relay import fanout
+from relay.models import Delivery, Dispatch, PeriodicJob
+
+
+class DispatchInline(admin.TabularInline):
+    model = Dispatch
+    fields = ("repo", "level", "status", "attempts", "sent_at", "next_attempt_at", "last_error")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    show_change_link = True
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(Delivery)
+class DeliveryAdmin(ReadOnlyAdmin):
+    list_display = ("received_at", "event", "action", "pr_number", "head_sha", "title",
+                    "times_received", "delivery_id")
+    list_filter = ("event", "action")
+    search_fields = ("delivery_id", "head_sha", "title", "author", "=pr_number")
+    date_hierarchy = "received_at"
+    exclude = ("body",)
+    readonly_fields = ("delivery_id", "event", "action", "upstream_repo", "pr_number", "head_sha",
+                       "ref", "title", "author", "received_at", "times_received")
+    inlines = (DispatchInline,)
+
+
+@admin.register(Dispatch)
+class DispatchAdmin(ReadOnlyAdmin):
+    list_display = ("created_at", "repo", "level", "status", "attempts", "sent_at",
+                    "next_attempt_at", "short_error", "delivery")
+    list_filter = ("status", "level", "repo_key", "truncated")
+    search_fields = ("repo", "delivery__delivery_id", "=delivery__pr_number")
+    list_select_related = ("delivery",)
+    actions = ("retry_now",)
+
+    @admin.display(description="last error")
+    def short_error(self, obj: Dispatch) -> str:
+        return obj.last_error[:120]
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        # Read-only pages, but the retry action needs the change permission.
+        return obj is None and super(ReadOnlyAdmin, self).has_change_permission(request, obj)
+
+    @admin.action(description="Retry now (failed or waiting dispatches)", permissions=["change"])
+    def retry_now(self, request: HttpRequest, queryset: QuerySet[Dispatch]) -> None:
+        retryable = queryset.filter(status__in=[Dispatch.Status.FAILED, Dispatch.Status.PENDING])
+        ids = list(retryable.values_list("pk", flat=True))
+        retryable.update(status=Dispatch.Status.PENDING, next_attempt_at=timezone.now(),
+                         lease_until=None, attempts=0)
+        fanout.schedule_ids(ids)
+        self.message_user(request, f"{len(ids)} dispatch(es) queued to be sent now by the worker.")
+
+
+@admin.register(PeriodicJob)
+class PeriodicJobAdmin(ReadOnlyAdmin):
+    list_display = ("name", "last_started_at", "last_finished_at", "last_error")

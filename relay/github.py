@@ -1,0 +1,314 @@
+"""The one module that talks to GitHub: the relay's GitHub App.
+
+App JWT (RS256) → installation of a repo → installation access token → REST calls. Installation
+ids and tokens are cached in this process and in Redis (shared by every process) until shortly
+before they expire. Every call has a timeout; rate-limit headers are read, and GitHub's primary
+and secondary limits become `RateLimited` with the wait GitHub asked for.
+
+Failure modes: Redis is only a cache here (fail open: mint again when it is down). GitHub's own
+failures become the typed errors below; `transient` ones are worth retrying later.
+"""
+
+import functools
+import json
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import jwt
+import requests
+from django.conf import settings
+from redis.exceptions import RedisError
+
+from allowlist.entry import repo_key
+from crcr_site.redis_connection import get_redis
+from relay import redis_keys
+
+logger = logging.getLogger(__name__)
+
+API_VERSION = "2022-11-28"
+# Tokens live an hour; stop using one this long before GitHub says it expires.
+TOKEN_MARGIN = 300
+INSTALLATION_TTL = 3600
+JWT_LIFETIME = 540  # GitHub refuses an App JWT that expires more than 10 minutes ahead
+JWT_BACKDATE = 60  # and one issued "in the future" by a clock that runs ahead
+
+
+class GitHubError(Exception):
+    transient = False
+
+    def __init__(self, message: str, *, status: int = 0) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class NotConfigured(GitHubError):
+    """No App id or key: nothing can be sent."""
+
+
+class NotFound(GitHubError):
+    pass
+
+
+class NotInstalled(NotFound):
+    """The App is not installed on that repository (or cannot see it)."""
+
+
+class Rejected(GitHubError):
+    """GitHub refused the request itself (401, 403, 422, ...); sending it again will not help."""
+
+
+class RateLimited(GitHubError):
+    transient = True
+
+    def __init__(self, message: str, *, status: int, retry_after: float) -> None:
+        super().__init__(message, status=status)
+        self.retry_after = retry_after
+
+
+class GitHubUnavailable(GitHubError):
+    """5xx, a timeout or no connection: try again later."""
+
+    transient = True
+
+
+@dataclass(frozen=True)
+class HookDelivery:
+    """One entry of GET /app/hook/deliveries."""
+
+    id: int
+    guid: str
+    delivered_at: datetime
+    status_code: int
+    event: str
+    action: str | None
+    redelivery: bool
+
+    @property
+    def succeeded(self) -> bool:
+        return 200 <= self.status_code < 300
+
+
+def _retry_after(response: requests.Response) -> float | None:
+    """Seconds GitHub asks us to wait, when this answer is a rate limit."""
+    headers = response.headers
+    if response.status_code not in (403, 429):
+        return None
+    if "Retry-After" in headers:
+        try:
+            return max(0.0, float(headers["Retry-After"]))
+        except ValueError:
+            return 60.0
+    if headers.get("X-RateLimit-Remaining") == "0" and "X-RateLimit-Reset" in headers:
+        return max(0.0, float(headers["X-RateLimit-Reset"]) - time.time())
+    if response.status_code == 429 or "rate limit" in response.text.lower():
+        return 60.0  # GitHub's advice when it names no time: wait at least a minute
+    return None
+
+
+class GitHubApp:
+    def __init__(self, *, api_url: str, app_id: str, private_key: str, timeout: float) -> None:
+        self.api_url = api_url.rstrip("/")
+        self.app_id = app_id
+        self.private_key = private_key
+        self.timeout = (min(3.05, timeout), timeout)
+        self.session = requests.Session()
+        adapter = requests.adapters.HTTPAdapter(pool_maxsize=settings.CRCR_FANOUT_THREADS)
+        self.session.mount("http://", adapter)
+        self.session.mount("https://", adapter)
+        self.session.headers.update(
+            {"Accept": "application/vnd.github+json", "X-GitHub-Api-Version": API_VERSION,
+             "User-Agent": "crcr-relay"}
+        )
+        self._jwt: tuple[str, float] = ("", 0.0)
+        self._tokens: dict[int, tuple[str, float]] = {}
+        self._installations: dict[str, int] = {}
+        self._locks: dict[object, threading.Lock] = {}
+        self._locks_guard = threading.Lock()
+        self.rate_remaining: int | None = None
+
+    # --- authentication ------------------------------------------------------------------
+
+    def app_jwt(self) -> str:
+        token, expires = self._jwt
+        now = time.time()
+        if now < expires - 60:
+            return token
+        if not self.app_id or not self.private_key:
+            raise NotConfigured("GITHUB_APP_ID and GITHUB_APP_PRIVATE_KEY are not set")
+        issued = int(now) - JWT_BACKDATE
+        claims = {"iat": issued, "exp": int(now) + JWT_LIFETIME, "iss": str(self.app_id)}
+        token = jwt.encode(claims, self.private_key, algorithm="RS256")
+        self._jwt = (token, now + JWT_LIFETIME)
+        return token
+
+    def _lock(self, key: object) -> threading.Lock:
+        with self._locks_guard:
+            return self._locks.setdefault(key, threading.Lock())
+
+    def installation_id(self, repo: str) -> int:
+        key = repo_key(repo)
+        if key in self._installations:
+            return self._installations[key]
+        with self._lock(("installation", key)):
+            if key in self._installations:
+                return self._installations[key]
+            cached = _redis_get(redis_keys.installation(key))
+            if cached is None:
+                try:
+                    body = self._call("GET", f"/repos/{repo}/installation", auth="app")
+                except NotFound:
+                    raise NotInstalled(f"the App is not installed on {repo}", status=404) from None
+                cached = str(body["id"])
+                _redis_set(redis_keys.installation(key), cached, INSTALLATION_TTL)
+            self._installations[key] = int(cached)
+            return int(cached)
+
+    def installation_token(self, installation_id: int) -> str:
+        token, expires = self._tokens.get(installation_id, ("", 0.0))
+        if time.time() < expires:
+            return token
+        with self._lock(("token", installation_id)):
+            token, expires = self._tokens.get(installation_id, ("", 0.0))
+            if time.time() < expires:
+                return token
+            cached = _redis_get(redis_keys.installation_token(installation_id))
+            if cached:
+                token, expires = json.loads(cached)
+            else:
+                body = self._call(
+                    "POST", f"/app/installations/{installation_id}/access_tokens", auth="app"
+                )
+                token = body["token"]
+                expires = datetime.fromisoformat(body["expires_at"]).timestamp() - TOKEN_MARGIN
+                ttl = int(expires - time.time())
+                if ttl > 0:
+                    _redis_set(
+                        redis_keys.installation_token(installation_id),
+                        json.dumps([token, expires]),
+                        ttl,
+                    )
+            self._tokens[installation_id] = (token, expires)
+            return token
+
+    def _forget_token(self, installation_id: int) -> None:
+        self._tokens.pop(installation_id, None)
+        _redis_delete(redis_keys.installation_token(installation_id))
+
+    # --- calls ---------------------------------------------------------------------------
+
+    def _call(
+        self, method: str, path: str, *, auth: str, body: object = None, params: Any = None
+    ) -> Any:
+        response = self._send(method, path, auth=auth, body=body, params=params)
+        return response.json() if response.content else None
+
+    def _send(
+        self, method: str, path: str, *, auth: str, body: object = None, params: Any = None
+    ) -> requests.Response:
+        """One request; `auth` is "app" (the App JWT) or an installation token."""
+        credential = self.app_jwt() if auth == "app" else auth
+        url = path if path.startswith("http") else self.api_url + path
+        try:
+            response = self.session.request(
+                method, url, json=body, params=params, timeout=self.timeout,
+                headers={"Authorization": f"Bearer {credential}"},
+            )
+        except requests.Timeout as exc:
+            raise GitHubUnavailable(f"{method} {path}: timed out ({exc})") from None
+        except requests.RequestException as exc:
+            raise GitHubUnavailable(f"{method} {path}: {exc}") from None
+        remaining = response.headers.get("X-RateLimit-Remaining")
+        if remaining is not None and remaining.isdigit():
+            self.rate_remaining = int(remaining)
+        if response.status_code < 400:
+            return response
+        detail = f"{method} {path}: HTTP {response.status_code} {response.text[:200]}"
+        wait = _retry_after(response)
+        if wait is not None:
+            raise RateLimited(detail, status=response.status_code, retry_after=wait)
+        if response.status_code >= 500:
+            raise GitHubUnavailable(detail, status=response.status_code)
+        if response.status_code == 404:
+            raise NotFound(detail, status=404)
+        raise Rejected(detail, status=response.status_code)
+
+    def _as_installation(self, repo: str, method: str, path: str, body: object = None) -> Any:
+        """A call with the installation token for `repo`; a revoked cached token is renewed once."""
+        installation = self.installation_id(repo)
+        try:
+            return self._call(method, path, auth=self.installation_token(installation), body=body)
+        except Rejected as exc:
+            if exc.status != 401:
+                raise
+            self._forget_token(installation)
+            return self._call(method, path, auth=self.installation_token(installation), body=body)
+
+    def dispatch(self, repo: str, event_type: str, client_payload: dict[str, Any]) -> None:
+        """POST /repos/{repo}/dispatches (a repository_dispatch event downstream)."""
+        body = {"event_type": event_type, "client_payload": client_payload}
+        self._as_installation(repo, "POST", f"/repos/{repo}/dispatches", body)
+
+    def hook_deliveries(self, *, per_page: int = 100) -> Iterator[HookDelivery]:
+        """The App's webhook deliveries, newest first, following GitHub's cursor pagination."""
+        url: str | None = "/app/hook/deliveries"
+        params: dict[str, int] | None = {"per_page": per_page}
+        while url:
+            response = self._send("GET", url, auth="app", params=params)
+            for item in response.json():
+                yield HookDelivery(
+                    id=int(item["id"]),
+                    guid=str(item["guid"]),
+                    delivered_at=datetime.fromisoformat(item["delivered_at"]),
+                    status_code=int(item.get("status_code") or 0),
+                    event=str(item.get("event") or ""),
+                    action=item.get("action"),
+                    redelivery=bool(item.get("redelivery")),
+                )
+            url, params = response.links.get("next", {}).get("url"), None
+
+    def redeliver(self, delivery_id: int) -> None:
+        """Ask GitHub to send a delivery again (POST /app/hook/deliveries/{id}/attempts)."""
+        self._call("POST", f"/app/hook/deliveries/{delivery_id}/attempts", auth="app")
+
+
+def _redis_get(key: str) -> str | None:
+    try:
+        value = get_redis().get(key)
+    except RedisError as exc:
+        logger.warning("GitHub cache: Redis unavailable (%s); going to GitHub", exc)
+        return None
+    return str(value) if value is not None else None
+
+
+def _redis_set(key: str, value: str, ttl: int) -> None:
+    try:
+        get_redis().set(key, value, ex=ttl)
+    except RedisError as exc:
+        logger.warning("GitHub cache: Redis unavailable (%s); not cached", exc)
+
+
+def _redis_delete(key: str) -> None:
+    try:
+        get_redis().delete(key)
+    except RedisError:
+        logger.warning("GitHub cache: Redis unavailable; %s not deleted", key)
+
+
+@functools.cache
+def _app_for(api_url: str, app_id: str, private_key: str, timeout: float) -> GitHubApp:
+    return GitHubApp(api_url=api_url, app_id=app_id, private_key=private_key, timeout=timeout)
+
+
+def get_app() -> GitHubApp:
+    """The App client for the current settings (one per process, thread-safe)."""
+    return _app_for(
+        settings.GITHUB_API_URL,
+        settings.GITHUB_APP_ID,
+        settings.GITHUB_APP_PRIVATE_KEY,
+        settings.GITHUB_TIMEOUT,
+    )

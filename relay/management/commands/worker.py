@@ -1,0 +1,52 @@
+"""`manage.py worker`: runs queued tasks (dispatch retries) and the periodic jobs.
+
+Run as many as you like: tasks are claimed with SKIP LOCKED by django-tasks-db, dispatches with
+their lease, and periodic jobs take turns through their row (relay/periodic.py).
+"""
+
+import logging
+import signal
+import time
+import uuid
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandParser
+from django.db import DatabaseError, close_old_connections
+from django_tasks_db.management.commands.db_worker import Worker
+
+from relay.periodic import run_due_jobs
+
+logger = logging.getLogger(__name__)
+
+
+class Command(BaseCommand):
+    help = "Run background work: dispatch retries and periodic jobs (Ctrl-C to stop)."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--interval", type=float, default=0.5, help="seconds between polls")
+        parser.add_argument("--once", action="store_true", help="one round, then exit")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        self.running = True
+        signal.signal(signal.SIGTERM, self._stop)
+        signal.signal(signal.SIGINT, self._stop)
+        tasks = Worker(
+            queue_names=["default"], interval=0, batch=True, backend_name="default",
+            startup_delay=False, max_tasks=None, worker_id=f"crcr-{uuid.uuid4().hex[:12]}",
+            excluded_queue_names=[],
+        )
+        logger.info("worker started")
+        while self.running:
+            close_old_connections()
+            try:
+                run_due_jobs()
+                tasks.run()
+            except DatabaseError:
+                logger.exception("worker round failed; trying again")
+            if options["once"]:
+                break
+            time.sleep(options["interval"])
+        logger.info("worker stopped")
+
+    def _stop(self, signum: int, frame: object) -> None:
+        self.running = False

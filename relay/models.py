@@ -1,0 +1,89 @@
+"""The durable record of every upstream delivery and of every dispatch it causes.
+
+Both are written before GitHub is called, so a crash, a timeout or a GitHub outage can lose
+nothing: whatever is still `pending` is sent again by the worker. A dispatch is owned by one
+sender at a time through a lease (`lease_owner`, `lease_until`), taken by one conditional UPDATE,
+so a slow request thread and the worker never both send it.
+"""
+
+from typing import ClassVar
+
+from django.db import models
+
+from allowlist.entry import Level
+
+
+class Delivery(models.Model):
+    """One upstream webhook delivery (`X-GitHub-Delivery`), kept verbatim."""
+
+    delivery_id = models.CharField(max_length=100, unique=True)
+    event = models.CharField(max_length=40)
+    action = models.CharField(max_length=40, blank=True)
+    upstream_repo = models.CharField(max_length=140)
+    pr_number = models.PositiveIntegerField(default=0, help_text="0 when there is none")
+    head_sha = models.CharField(max_length=40, blank=True)
+    ref = models.CharField(max_length=255, blank=True)
+    title = models.CharField(max_length=1024, blank=True)
+    author = models.CharField(max_length=100, blank=True)
+    body = models.TextField(help_text="the webhook body as GitHub sent it")
+    received_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    times_received = models.PositiveIntegerField(default=1, help_text="redeliveries count too")
+
+    class Meta:
+        verbose_name_plural = "deliveries"
+        ordering: ClassVar = ["-received_at"]
+        indexes: ClassVar = [models.Index(fields=["pr_number", "received_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.event}.{self.action or '-'} {self.delivery_id}"
+
+
+class Dispatch(models.Model):
+    """One `repository_dispatch` of one delivery to one downstream repo."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "pending (to be sent)"
+        SENT = "sent", "sent"
+        FAILED = "failed", "failed"
+        SHADOW = "shadow", "recorded, not sent (shadow mode)"
+
+    delivery = models.ForeignKey(Delivery, on_delete=models.CASCADE, related_name="dispatches")
+    repo = models.CharField(max_length=140, help_text="as the allowlist spells it")
+    repo_key = models.CharField(max_length=140, help_text="casefolded owner/name")
+    level = models.CharField(max_length=2, choices=Level.choices)
+    status = models.CharField(max_length=7, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    last_error = models.TextField(blank=True)
+    truncated = models.BooleanField(default=False, help_text="the payload was slimmed to fit")
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    lease_owner = models.CharField(max_length=64, blank=True)
+    lease_until = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name_plural = "dispatches"
+        ordering: ClassVar = ["-created_at", "repo_key"]
+        constraints: ClassVar = [
+            models.UniqueConstraint(fields=["delivery", "repo_key"], name="relay_dispatch_once"),
+        ]
+        indexes: ClassVar = [
+            models.Index(fields=["status", "next_attempt_at"], name="relay_dispatch_due"),
+            models.Index(fields=["repo_key", "created_at"], name="relay_dispatch_repo"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.repo} (dispatch {self.pk})"
+
+
+class PeriodicJob(models.Model):
+    """When each periodic job last started; workers take a turn with one conditional UPDATE."""
+
+    name = models.CharField(max_length=50, unique=True)
+    last_started_at = models.DateTimeField(null=True, blank=True)
+    last_finished_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+
+    def __str__(self) -> str:
+        return self.name

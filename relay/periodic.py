@@ -1,0 +1,80 @@
+"""Periodic jobs the worker runs. Any number of workers may run; each job runs once per interval.
+
+A worker takes a job's turn with one conditional UPDATE on its `PeriodicJob` row (the row is
+the lock), so two workers never both run it. Django's tasks framework has no schedules of its
+own; this is that schedule. (Cron calling the management commands is the alternative.)
+"""
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.conf import settings
+from django.db.models import Q
+from django.utils import timezone
+
+from relay.models import PeriodicJob
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Job:
+    name: str
+    interval: Callable[[], float]  # seconds; 0 turns the job off
+    run: Callable[[], object]
+
+
+def _sweep() -> object:
+    from relay import fanout
+
+    return fanout.sweep()
+
+
+def _redeliver() -> object:
+    from relay import redelivery
+
+    if not (settings.GITHUB_APP_ID and settings.GITHUB_APP_PRIVATE_KEY):
+        return "skipped: no GitHub App configured"
+    return redelivery.redeliver_missed()
+
+
+def _sync_allowlist() -> object:
+    from allowlist.sync import sync
+
+    return sync(settings.CRCR_ALLOWLIST).plan.changes
+
+
+JOBS: tuple[Job, ...] = (
+    Job("dispatch_sweep", lambda: 5.0, _sweep),
+    Job("redeliver_missed", lambda: settings.CRCR_REDELIVERY_INTERVAL, _redeliver),
+    Job("allowlist_sync", lambda: settings.CRCR_ALLOWLIST_SYNC_INTERVAL, _sync_allowlist),
+)
+
+
+def take_turn(job: Job) -> bool:
+    """True when this worker won the job's turn for the current interval."""
+    interval = job.interval()
+    if interval <= 0:
+        return False
+    now = timezone.now()
+    PeriodicJob.objects.get_or_create(name=job.name)
+    due = Q(last_started_at__isnull=True) | Q(last_started_at__lte=now - timedelta(seconds=interval))
+    return PeriodicJob.objects.filter(due, name=job.name).update(last_started_at=now) == 1
+
+
+def run_due_jobs() -> None:
+    for job in JOBS:
+        if not take_turn(job):
+            continue
+        error = ""
+        try:
+            result = job.run()
+            logger.debug("periodic %s: %s", job.name, result)
+        except Exception as exc:  # one job's failure must not stop the others or the worker
+            logger.exception("periodic job %s failed", job.name)
+            error = f"{type(exc).__name__}: {exc}"
+        PeriodicJob.objects.filter(name=job.name).update(
+            last_finished_at=timezone.now(), last_error=error
+        )

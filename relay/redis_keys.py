@@ -1,0 +1,34 @@
+"""Every Redis key the relay uses, in one place: name, type, TTL and who writes it.
+
+Per-dispatch keys carry a hash tag `{<delivery_id>:<repo>}` so that every key of one dispatch
+lands in one Redis Cluster slot and a Lua script may touch them together.
+
+| Key | Type | TTL | Written by |
+|---|---|---|---|
+| `crcr:{<delivery>:<repo>}:dispatched` | string: JSON `{"state": "DISPATCHED", "timestamp": <epoch s>}` of the latest send | `CRCR_DISPATCH_TTL` (3 days) | fan-out, before the POST to GitHub |
+| `crcr:gh:installation:<repo>` | string: installation id | 1 hour | GitHub client |
+| `crcr:gh:token:<installation id>` | string: JSON `[token, usable_until]` | until 5 min before GitHub's expiry | GitHub client |
+| `crcr:redelivery:<guid>` | string "1" | 1 hour | lost-webhook job, so one delivery is asked for once an hour |
+
+`<repo>` is always the casefolded `owner/name`.
+"""
+
+
+def dispatch_tag(delivery_id: str, repo: str) -> str:
+    return "{" + f"{delivery_id}:{repo}" + "}"
+
+
+def dispatched(delivery_id: str, repo: str) -> str:
+    return f"crcr:{dispatch_tag(delivery_id, repo)}:dispatched"
+
+
+def installation(repo: str) -> str:
+    return f"crcr:gh:installation:{repo}"
+
+
+def installation_token(installation_id: int) -> str:
+    return f"crcr:gh:token:{installation_id}"
+
+
+def redelivery(guid: str) -> str:
+    return f"crcr:redelivery:{guid}"

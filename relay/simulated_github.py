@@ -1,0 +1,385 @@
+"""A simulated GitHub: a real HTTP server on 127.0.0.1 for tests, benchmarks and `make demo`.
+
+It implements what the relay uses and checks what it receives as GitHub would: App JWTs are
+verified against the App's public key (RS256, `iss`, at most 10 minutes of life), installation
+tokens are minted per installation and checked on every repository call, dispatches are held to
+GitHub's limits (event_type ≤ 100 characters, ≤ 10 top-level keys and < 64 KB in
+client_payload). It records every call, and can be made slow or failing: latency per call, and
+faults (5xx, hanging past the client's timeout, 403 secondary rate limit with Retry-After, 404
+not installed) for chosen routes and repos, a number of times or for good.
+
+It also plays GitHub's webhook sender: `send_webhook` signs and POSTs an event to the relay and
+logs the delivery as GitHub's deliveries list would show it; redelivery re-sends a logged one.
+"""
+
+import hashlib
+import hmac
+import itertools
+import json
+import re
+import secrets
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import jwt
+import requests
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+DISPATCH_LIMIT = 65536
+Answer = tuple[int, dict[str, str], object]
+
+
+def generate_app_key() -> str:
+    """A new RSA private key (PEM), as GitHub gives an App."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+
+
+@dataclass
+class Call:
+    method: str
+    path: str
+    route: str
+    repo: str  # casefolded owner/name, or ""
+    headers: dict[str, str]
+    body: Any
+    received_at: float
+    status: int = 0
+
+
+@dataclass
+class Fault:
+    route: str  # a route name, or "*"
+    kind: str  # "5xx", "timeout", "rate_limit", "not_installed"
+    repo: str = ""  # casefolded owner/name; "" for every repo
+    times: int | None = None  # None: until cleared
+    retry_after: int = 1
+
+    def matches(self, route: str, repo: str) -> bool:
+        return self.route in ("*", route) and self.repo in ("", repo) and self.times != 0
+
+
+@dataclass
+class SimulatedGitHub:
+    app_id: str
+    private_key: str
+    latency: float = 0.0
+    hang_seconds: float = 30.0
+    calls: list[Call] = field(default_factory=list)
+    faults: list[Fault] = field(default_factory=list)
+    running_runs: set[int] = field(default_factory=set)  # re-runs of these are "already running"
+    hook_deliveries: list[dict[str, Any]] = field(default_factory=list)  # newest first
+
+    def __post_init__(self) -> None:
+        self.public_key = serialization.load_pem_private_key(
+            self.private_key.encode(), password=None
+        ).public_key()
+        self._lock = threading.Lock()
+        self._installations: dict[str, int] = {}
+        self._tokens: dict[str, tuple[int, float]] = {}
+        self._check_runs: dict[int, dict[str, Any]] = {}
+        self._ids = itertools.count(1000)
+        self._sent: dict[int, tuple[str, str, str, bytes]] = {}  # delivery id -> what was sent
+        self.webhook_url = ""
+        self.webhook_secret = ""
+
+    # --- running ---------------------------------------------------------------------
+
+    def start(self) -> "SimulatedGitHub":
+        handler = _handler_for(self)
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler, bind_and_activate=False)
+        self.httpd.request_queue_size = 256  # a fan-out opens many connections at once
+        self.httpd.daemon_threads = True
+        self.httpd.server_bind()
+        self.httpd.server_activate()
+        threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}"
+
+    # --- test controls -----------------------------------------------------------------
+
+    def fail(self, route: str, kind: str, *, repo: str = "", times: int | None = None,
+             retry_after: int = 1) -> Fault:
+        fault = Fault(route, kind, repo.casefold(), times, retry_after)
+        with self._lock:
+            self.faults.append(fault)
+        return fault
+
+    def heal(self) -> None:
+        with self._lock:
+            self.faults.clear()
+
+    def calls_to(self, route: str, repo: str | None = None) -> list[Call]:
+        with self._lock:
+            return [
+                c for c in self.calls
+                if c.route == route and (repo is None or c.repo == repo.casefold())
+            ]
+
+    def dispatches(self, repo: str | None = None) -> list[Call]:
+        """Dispatches GitHub accepted (204)."""
+        return [c for c in self.calls_to("dispatch", repo) if c.status == 204]
+
+    def installation_of(self, owner: str) -> int:
+        with self._lock:
+            return self._installations.setdefault(owner.casefold(), next(self._ids))
+
+    # --- the webhook sender side ---------------------------------------------------------
+
+    def send_webhook(
+        self, event: str, payload: dict[str, Any] | bytes, *, guid: str | None = None,
+        url: str | None = None, secret: str | None = None, timeout: float = 30.0,
+    ) -> requests.Response | None:
+        """Sign and POST a webhook; log it like GitHub's deliveries list (None: no answer)."""
+        body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+        guid = guid or str(uuid.uuid4())
+        url, secret = url or self.webhook_url, secret or self.webhook_secret
+        action = None if isinstance(payload, bytes) else payload.get("action")
+        signature = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+        redelivery = any(d["guid"] == guid for d in self.hook_deliveries)
+        try:
+            response: requests.Response | None = requests.post(url, data=body, timeout=timeout, headers={
+                "X-GitHub-Event": event, "X-GitHub-Delivery": guid,
+                "X-Hub-Signature-256": signature, "Content-Type": "application/json",
+            })
+        except requests.RequestException:
+            response = None
+        self.log_delivery(guid, event, action, response.status_code if response else 0,
+                          redelivery=redelivery, sent=(url, secret, event, body))
+        return response
+
+    def log_delivery(self, guid: str, event: str, action: str | None, status_code: int, *,
+                     redelivery: bool = False, delivered_at: datetime | None = None,
+                     sent: tuple[str, str, str, bytes] | None = None) -> int:
+        """Add an entry to the deliveries list (newest first); returns its id."""
+        delivery_id = next(self._ids)
+        entry = {
+            "id": delivery_id, "guid": guid, "redelivery": redelivery, "duration": 0.1,
+            "delivered_at": (delivered_at or datetime.now(UTC)).isoformat().replace("+00:00", "Z"),
+            "status": "OK" if 200 <= status_code < 300 else f"Invalid HTTP Response: {status_code}",
+            "status_code": status_code, "event": event, "action": action,
+            "installation_id": None, "repository_id": None,
+        }
+        with self._lock:
+            self.hook_deliveries.insert(0, entry)
+            if sent:
+                self._sent[delivery_id] = sent
+        return delivery_id
+
+    # --- GitHub's side ---------------------------------------------------------------------
+
+    def answer(self, method: str, raw_path: str, headers: dict[str, str], body: bytes) -> Answer:
+        parts = urlsplit(raw_path)
+        for verb, pattern, route, auth, handler in ROUTES:
+            match = pattern.match(parts.path)
+            if verb != method or not match:
+                continue
+            params = match.groupdict()
+            repo = f"{params['owner']}/{params['repo']}".casefold() if "owner" in params else ""
+            try:
+                data = json.loads(body) if body else None
+            except ValueError:
+                return 400, {}, {"message": "Problems parsing JSON"}
+            call = Call(method, raw_path, route, repo, headers, data, time.time())
+            with self._lock:
+                self.calls.append(call)
+            status, out_headers, out = self._answer(call, auth, handler, params, parts.query)
+            call.status = status
+            return status, out_headers, out
+        return 404, {}, {"message": "Not Found"}
+
+    def _answer(self, call: Call, auth: str, handler: Callable[..., Answer],
+                params: dict[str, str], query: str) -> Answer:
+        if self.latency:
+            time.sleep(self.latency)
+        fault = self._take_fault(call.route, call.repo)
+        if fault is not None:
+            return self._fault_answer(fault)
+        problem = self._check_auth(auth, call.headers.get("authorization", ""), call.repo)
+        if problem is not None:
+            return problem
+        return handler(self, call, params, query)
+
+    def _take_fault(self, route: str, repo: str) -> Fault | None:
+        with self._lock:
+            for fault in self.faults:
+                if fault.matches(route, repo):
+                    if fault.times is not None:
+                        fault.times -= 1
+                    return fault
+        return None
+
+    def _fault_answer(self, fault: Fault) -> Answer:
+        if fault.kind == "timeout":
+            time.sleep(self.hang_seconds)
+            return 504, {}, {"message": "We couldn't respond to your request in time."}
+        if fault.kind == "rate_limit":
+            return 403, {"Retry-After": str(fault.retry_after)}, {
+                "message": "You have exceeded a secondary rate limit. Please wait a few minutes."}
+        if fault.kind == "not_installed":
+            return 404, {}, {"message": "Not Found"}
+        return 502, {}, {"message": "Server Error"}
+
+    def _check_auth(self, auth: str, header: str, repo: str) -> Answer | None:
+        scheme, _, credential = header.partition(" ")
+        if auth == "app":
+            try:
+                claims = jwt.decode(
+                    credential, self.public_key, algorithms=["RS256"],
+                    options={"require": ["iat", "exp", "iss"]}, leeway=60,
+                )
+            except jwt.PyJWTError as exc:
+                return 401, {}, {"message": f"A JSON web token could not be decoded: {exc}"}
+            if str(claims["iss"]) != self.app_id or claims["exp"] - time.time() > 600 + 60:
+                return 401, {}, {"message": "'Expiration time' claim ('exp') is too far in the future"}
+            return None
+        if auth == "installation":
+            token = self._tokens.get(credential) if scheme.lower() in ("bearer", "token") else None
+            if token is None or token[1] < time.time():
+                return 401, {}, {"message": "Bad credentials"}
+            if self.installation_of(repo.split("/")[0]) != token[0]:
+                return 404, {}, {"message": "Not Found"}
+        return None
+
+    def _installation(self, call: Call, params: dict[str, str], query: str) -> Answer:
+        installation = self.installation_of(params["owner"])
+        return 200, {}, {"id": installation, "account": {"login": params["owner"]}, "app_id": int(self.app_id)}
+
+    def _access_token(self, call: Call, params: dict[str, str], query: str) -> Answer:
+        token = "ghs_" + secrets.token_urlsafe(27)
+        expires = datetime.now(UTC) + timedelta(hours=1)
+        with self._lock:
+            self._tokens[token] = (int(params["id"]), expires.timestamp())
+        return 201, {}, {"token": token, "expires_at": expires.isoformat().replace("+00:00", "Z"),
+                         "permissions": {"contents": "read", "checks": "write"},
+                         "repository_selection": "all"}
+
+    def _dispatch(self, call: Call, params: dict[str, str], query: str) -> Answer:
+        body = call.body if isinstance(call.body, dict) else {}
+        event_type, client_payload = body.get("event_type"), body.get("client_payload", {})
+        if not isinstance(event_type, str) or not 0 < len(event_type) <= 100:
+            return 422, {}, {"message": "Invalid request.\n\nevent_type is too long or missing."}
+        if not isinstance(client_payload, dict) or len(client_payload) > 10:
+            return 422, {}, {"message": "Invalid request.\n\nclient_payload has too many properties"}
+        if len(json.dumps(client_payload).encode()) >= DISPATCH_LIMIT:
+            return 422, {}, {"message": "Invalid request.\n\nclient_payload is too large"}
+        return 204, {}, None
+
+    def _create_check_run(self, call: Call, params: dict[str, str], query: str) -> Answer:
+        body = call.body if isinstance(call.body, dict) else {}
+        if not body.get("name") or not body.get("head_sha"):
+            return 422, {}, {"message": "Invalid request.\n\nname and head_sha are required"}
+        run_id = next(self._ids)
+        run = {"id": run_id, "status": "queued", **body}
+        with self._lock:
+            self._check_runs[run_id] = run
+        return 201, {}, run
+
+    def _update_check_run(self, call: Call, params: dict[str, str], query: str) -> Answer:
+        with self._lock:
+            run = self._check_runs.get(int(params["id"]))
+            if run is None:
+                return 404, {}, {"message": "Not Found"}
+            run.update(call.body if isinstance(call.body, dict) else {})
+            return 200, {}, dict(run)
+
+    def _rerun(self, call: Call, params: dict[str, str], query: str) -> Answer:
+        if int(params["id"]) in self.running_runs:
+            return 403, {}, {"message": "This workflow is already running"}
+        return 201, {}, {}
+
+    def _list_deliveries(self, call: Call, params: dict[str, str], query: str) -> Answer:
+        args = parse_qs(query)
+        per_page = min(int(args.get("per_page", ["30"])[0]), 100)
+        start = int(args.get("cursor", ["0"])[0] or 0)
+        with self._lock:
+            page = [dict(d) for d in self.hook_deliveries[start:start + per_page]]
+            more = start + per_page < len(self.hook_deliveries)
+        headers = {}
+        if more:
+            next_url = f"{self.url}/app/hook/deliveries?per_page={per_page}&cursor={start + per_page}"
+            headers["Link"] = f'<{next_url}>; rel="next"'
+        return 200, headers, page
+
+    def _redeliver(self, call: Call, params: dict[str, str], query: str) -> Answer:
+        with self._lock:
+            original = next((d for d in self.hook_deliveries if d["id"] == int(params["id"])), None)
+            sent = self._sent.get(int(params["id"]))
+        if original is None:
+            return 404, {}, {"message": "Not Found"}
+        if sent is not None:
+            url, secret, event, body = sent
+            threading.Thread(
+                target=self.send_webhook, args=(event, body),
+                kwargs={"guid": original["guid"], "url": url, "secret": secret}, daemon=True,
+            ).start()
+        return 202, {}, {}
+
+
+_REPO = r"/repos/(?P<owner>[^/]+)/(?P<repo>[^/]+)"
+ROUTES: list[tuple[str, re.Pattern[str], str, str, Callable[..., Answer]]] = [
+    (verb, re.compile(pattern), route, auth, handler)
+    for verb, pattern, route, auth, handler in [
+        ("GET", rf"^{_REPO}/installation$", "installation", "app", SimulatedGitHub._installation),
+        ("POST", r"^/app/installations/(?P<id>\d+)/access_tokens$", "token", "app",
+         SimulatedGitHub._access_token),
+        ("POST", rf"^{_REPO}/dispatches$", "dispatch", "installation", SimulatedGitHub._dispatch),
+        ("POST", rf"^{_REPO}/check-runs$", "check_run", "installation",
+         SimulatedGitHub._create_check_run),
+        ("PATCH", rf"^{_REPO}/check-runs/(?P<id>\d+)$", "check_run", "installation",
+         SimulatedGitHub._update_check_run),
+        ("POST", rf"^{_REPO}/actions/runs/(?P<id>\d+)/(?:rerun|rerun-failed-jobs)$", "rerun",
+         "installation", SimulatedGitHub._rerun),
+        ("GET", r"^/app/hook/deliveries$", "deliveries", "app", SimulatedGitHub._list_deliveries),
+        ("POST", r"^/app/hook/deliveries/(?P<id>\d+)/attempts$", "redeliver", "app",
+         SimulatedGitHub._redeliver),
+    ]
+]
+
+
+def _handler_for(github: SimulatedGitHub) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # keep-alive, as api.github.com
+
+        def _serve(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length) if length else b""
+            headers = {k.lower(): v for k, v in self.headers.items()}
+            status, extra, out = github.answer(self.command, self.path, headers, body)
+            data = b"" if out is None else json.dumps(out).encode()
+            try:
+                self.send_response(status)
+                for name, value in extra.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Type", "application/json; charset=utf-8")
+                self.send_header("Content-Length", str(len(data)))
+                self.send_header("X-RateLimit-Limit", "5000")
+                self.send_header("X-RateLimit-Remaining", "4999")
+                self.end_headers()
+                self.wfile.write(data)
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the client gave up (a timeout, or a killed relay)
+
+        do_GET = do_POST = do_PATCH = _serve
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    return Handler

@@ -1,0 +1,9 @@
+from django.urls import path
+
+from relay import views
+
+# Both with and without the trailing slash: a POST cannot be redirected.
+urlpatterns = [
+    path("github/webhook", views.webhook, name="github-webhook"),
+    path("github/webhook/", views.webhook),
+]

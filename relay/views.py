@@ -1,0 +1,53 @@
+"""HTTP only: read the request, call one domain function, map its errors to statuses."""
+
+from django.conf import settings
+from django.db import DatabaseError
+from django.http import HttpRequest, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
+
+from crcr_site.errors import json_error, json_methods
+from relay import fanout
+from relay.webhook import Route, WebhookRefused, parse
+
+
+def _read_limited(request: HttpRequest, limit: int) -> bytes | None:
+    """The raw body, or None when it is over `limit` (declared or actual)."""
+    try:
+        declared = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        declared = 0
+    if declared > limit:
+        return None
+    body = request.read(limit + 1)
+    return None if len(body) > limit else body
+
+
+@csrf_exempt
+@json_methods("POST")
+def webhook(request: HttpRequest) -> JsonResponse:
+    body = _read_limited(request, settings.CRCR_WEBHOOK_MAX_BYTES)
+    if body is None:
+        limit = settings.CRCR_WEBHOOK_MAX_BYTES
+        return json_error(413, "too_large", f"the body is over {limit} bytes")
+    try:
+        parsed = parse(
+            headers=request.headers,
+            body=body,
+            secret=settings.GITHUB_WEBHOOK_SECRET,
+            upstream_repo=settings.CRCR_UPSTREAM_REPO,
+            push_refs=settings.CRCR_PUSH_REFS,
+        )
+    except WebhookRefused as refused:
+        return json_error(refused.status, refused.error, refused.detail)
+    if parsed.route is Route.PING:
+        return JsonResponse({"ok": True, "pong": True})
+    if parsed.event is None:
+        return JsonResponse({"ok": True, "ignored": True, "reason": parsed.reason})
+    try:
+        summary = fanout.fan_out(parsed.event)
+    except DatabaseError:
+        # Nothing could be recorded: GitHub marks the delivery failed and our lost-webhook
+        # job asks for it again once the database is back.
+        return json_error(503, "database_unavailable", "the delivery could not be recorded")
+    status = 202 if summary.queued else 200
+    return JsonResponse(summary.as_json(), status=status)

@@ -1,0 +1,148 @@
+"""Upstream webhooks at the edge: size, signature, JSON, upstream pin, routing (contract §1).
+
+Everything here is a pure function of the request: raw HTTP in, a typed `UpstreamEvent` or a
+`WebhookRefused` (status, code, detail) out. Nothing is written before `parse` has succeeded.
+"""
+
+import fnmatch
+import hashlib
+import hmac
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+
+
+class WebhookRefused(Exception):
+    def __init__(self, status: int, error: str, detail: str) -> None:
+        super().__init__(detail)
+        self.status, self.error, self.detail = status, error, detail
+
+
+class Route(Enum):
+    DISPATCH = "dispatch"
+    PING = "ping"
+    LATER = "not handled yet"  # L3 labels and re-runs: upstream check runs come later
+    IGNORE = "not handled"
+
+
+# (event, action) -> what happens; None matches any action.
+ROUTES: dict[tuple[str, str | None], Route] = {
+    ("ping", None): Route.PING,
+    ("pull_request", "opened"): Route.DISPATCH,
+    ("pull_request", "reopened"): Route.DISPATCH,
+    ("pull_request", "synchronize"): Route.DISPATCH,
+    ("pull_request", "closed"): Route.DISPATCH,
+    ("push", None): Route.DISPATCH,
+    ("pull_request", "labeled"): Route.LATER,
+    ("check_run", "rerequested"): Route.LATER,
+    ("check_suite", "rerequested"): Route.LATER,
+}
+
+
+def route_for(event: str, action: str | None) -> Route:
+    return ROUTES.get((event, action)) or ROUTES.get((event, None)) or Route.IGNORE
+
+
+def is_dispatched(event: str, action: str | None) -> bool:
+    return route_for(event, action) is Route.DISPATCH
+
+
+def signature_is_valid(body: bytes, header: str, secret: str) -> bool:
+    """`X-Hub-Signature-256` check: HMAC-SHA256 of the raw body, compared in constant time."""
+    expected = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    return hmac.compare_digest(expected.encode(), header.strip().encode())
+
+
+@dataclass(frozen=True)
+class UpstreamEvent:
+    delivery_id: str
+    event: str
+    action: str
+    repo: str
+    pr_number: int
+    head_sha: str
+    ref: str
+    title: str
+    author: str
+    body: str  # the raw webhook body, verbatim
+    payload: dict[str, Any]
+
+
+def _text(value: object) -> str:
+    return value if isinstance(value, str) else ""
+
+
+def _obj(value: object) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _event(delivery_id: str, event: str, text: str, payload: dict[str, Any]) -> UpstreamEvent:
+    pr = _obj(payload.get("pull_request"))
+    head, user = _obj(pr.get("head")), _obj(pr.get("user"))
+    number = pr.get("number", payload.get("number", 0))
+    return UpstreamEvent(
+        delivery_id=delivery_id,
+        event=event,
+        action=_text(payload.get("action")),
+        repo=_text(_obj(payload.get("repository")).get("full_name")),
+        pr_number=number if isinstance(number, int) and number > 0 else 0,
+        head_sha=_text(head.get("sha")) or _text(payload.get("after")),
+        ref=_text(payload.get("ref")) or _text(head.get("ref")),
+        title=_text(pr.get("title"))[:1024],
+        author=_text(user.get("login"))[:100],
+        body=text,
+        payload=payload,
+    )
+
+
+@dataclass(frozen=True)
+class Parsed:
+    route: Route
+    event: UpstreamEvent | None = None
+    reason: str = ""
+
+
+def parse(
+    *,
+    headers: Mapping[str, str],
+    body: bytes,
+    secret: str,
+    upstream_repo: str,
+    push_refs: list[str],
+) -> Parsed:
+    """Check a webhook in the contract's order; raise WebhookRefused or say what to do."""
+    signature = headers.get("X-Hub-Signature-256", "")
+    if not secret:
+        raise WebhookRefused(503, "not_configured", "GITHUB_WEBHOOK_SECRET is not set")
+    if not signature:
+        raise WebhookRefused(400, "signature_missing", "X-Hub-Signature-256 is required")
+    if not signature_is_valid(body, signature, secret):
+        raise WebhookRefused(401, "signature_invalid", "X-Hub-Signature-256 does not match")
+    try:
+        text = body.decode("utf-8")  # GitHub sends UTF-8; so does every webhook we accept
+        payload = json.loads(text)
+    except (UnicodeDecodeError, ValueError):
+        raise WebhookRefused(400, "invalid_json", "the body is not JSON") from None
+    if not isinstance(payload, dict):
+        raise WebhookRefused(400, "invalid_json", "the body is not a JSON object")
+    event = headers.get("X-GitHub-Event", "")
+    action = payload.get("action") if isinstance(payload.get("action"), str) else None
+    route = route_for(event, action)
+    if route is Route.PING:
+        return Parsed(Route.PING)
+    repository = payload.get("repository")
+    full_name = repository.get("full_name") if isinstance(repository, dict) else None
+    if not isinstance(full_name, str) or full_name.casefold() != upstream_repo.casefold():
+        return Parsed(Route.IGNORE, reason=f"not the upstream repository {upstream_repo}")
+    if route is not Route.DISPATCH:
+        return Parsed(route, reason=f"{event}.{action or '-'} is {route.value}")
+    if event == "push" and push_refs:
+        ref = payload.get("ref")
+        if not isinstance(ref, str) or not any(fnmatch.fnmatchcase(ref, p) for p in push_refs):
+            return Parsed(Route.IGNORE, reason=f"push to {ref} is not in CRCR_PUSH_REFS")
+    delivery_id = headers.get("X-GitHub-Delivery", "").strip()
+    if not delivery_id or len(delivery_id) > 100:
+        raise WebhookRefused(400, "delivery_missing", "X-GitHub-Delivery is required")
+    return Parsed(Route.DISPATCH, _event(delivery_id, event, text, payload))
