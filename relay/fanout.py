@@ -281,16 +281,15 @@ def fan_out(event: UpstreamEvent) -> Summary:
     return summary
 
 
-def retry(ids: list[int] | None = None, rows: "Q | None" = None) -> dict[str, int]:
-    """The worker's send: claim what is due, send it all, queue what must wait again."""
-    claimed = claim(rows, ids=ids)
+def retry(ids: list[int]) -> dict[str, int]:
+    """The worker's send: claim what is due among `ids`, send it all, queue what must wait."""
+    claimed = claim(ids=ids)
     payloads: dict[int, dict[str, Any]] = {}
     for row in claimed:
         if row.delivery_id not in payloads:
             payloads[row.delivery_id] = json.loads(row.delivery.body)
     outcomes = send_all(claimed, payloads, deadline=None)
-    if claimed:
-        schedule_ids([row.pk for row in claimed])
+    schedule_ids(ids)  # what is still pending among them, claimed now or not yet due
     counts: dict[str, int] = {}
     for status in outcomes.values():
         counts[status] = counts.get(status, 0) + 1

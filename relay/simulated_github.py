@@ -79,6 +79,9 @@ class SimulatedGitHub:
     faults: list[Fault] = field(default_factory=list)
     running_runs: set[int] = field(default_factory=set)  # re-runs of these are "already running"
     hook_deliveries: list[dict[str, Any]] = field(default_factory=list)  # newest first
+    # Called with each call as it arrives, before it is answered (tests check what we had
+    # recorded by then).
+    observer: Callable[[Call], None] | None = None
 
     def __post_init__(self) -> None:
         self.public_key = serialization.load_pem_private_key(
@@ -136,6 +139,10 @@ class SimulatedGitHub:
     def dispatches(self, repo: str | None = None) -> list[Call]:
         """Dispatches GitHub accepted (204)."""
         return [c for c in self.calls_to("dispatch", repo) if c.status == 204]
+
+    def revoke_tokens(self) -> None:
+        with self._lock:
+            self._tokens.clear()
 
     def installation_of(self, owner: str) -> int:
         with self._lock:
@@ -207,6 +214,8 @@ class SimulatedGitHub:
 
     def _answer(self, call: Call, auth: str, handler: Callable[..., Answer],
                 params: dict[str, str], query: str) -> Answer:
+        if self.observer is not None:
+            self.observer(call)
         if self.latency:
             time.sleep(self.latency)
         fault = self._take_fault(call.route, call.repo)

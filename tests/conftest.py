@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import redis
 
 from tests.servers import RedisServer
 
@@ -44,6 +45,13 @@ def _test_settings(redis_server: RedisServer, settings) -> None:
     settings.REDIS_URL = redis_server.url
     # Production hashing costs about a second per login; tests log in a lot.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
+def _empty_redis(redis_server: RedisServer) -> Iterator[None]:
+    yield
+    if redis_server.process is not None:
+        redis.Redis.from_url(redis_server.url).flushdb()
 
 
 @pytest.fixture

@@ -1,0 +1,79 @@
+import hashlib
+import hmac
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from allowlist.models import DownstreamRepo
+from relay.simulated_github import SimulatedGitHub, generate_app_key
+from tests.conftest import FIXTURES
+
+SECRET = "webhook-secret"
+APP_ID = "4242"
+
+
+@pytest.fixture(scope="session")
+def app_key() -> str:
+    return generate_app_key()
+
+
+@pytest.fixture
+def github(app_key, settings) -> Iterator[SimulatedGitHub]:
+    """The simulated GitHub, and the relay configured to use it."""
+    sim = SimulatedGitHub(app_id=APP_ID, private_key=app_key).start()
+    settings.GITHUB_API_URL = sim.url
+    settings.GITHUB_APP_ID = APP_ID
+    settings.GITHUB_APP_PRIVATE_KEY = app_key
+    settings.GITHUB_WEBHOOK_SECRET = SECRET
+    settings.GITHUB_TIMEOUT = 2.0
+    settings.CRCR_RETRY_FIRST = 0.2
+    sim.webhook_secret = SECRET
+    yield sim
+    sim.stop()
+
+
+def webhook_payload(name: str, repo: str = "pytorch/pytorch") -> dict:
+    """A recorded GitHub payload, its repository renamed to `repo`."""
+    payload = json.loads((FIXTURES / "github" / "webhooks" / f"{name}.json").read_text())
+    if "repository" in payload:
+        payload["repository"]["full_name"] = repo
+    return payload
+
+
+def signed_headers(body: bytes, event: str, delivery: str | None, secret: str = SECRET) -> dict:
+    headers = {"X-GitHub-Event": event}
+    if delivery is not None:
+        headers["X-GitHub-Delivery"] = delivery
+    if secret:
+        digest = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+        headers["X-Hub-Signature-256"] = f"sha256={digest}"
+    return headers
+
+
+def post_webhook(client, event: str, payload: dict | bytes, *, delivery: str | None = "d-1",
+                 secret: str = SECRET, path: str = "/github/webhook"):
+    body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+    return client.post(path, body, content_type="application/json",
+                       headers=signed_headers(body, event, delivery, secret))
+
+
+@pytest.fixture
+def downstream(db) -> list[DownstreamRepo]:
+    """Four participating repos at every level, and one that takes nightly runs only."""
+    rows = [
+        ("org-a/l1", "L1", "", ["pull_request", "nightly"]),
+        ("org-a/l2", "L2", "", ["pull_request", "nightly"]),
+        ("org-b/l3", "L3", "npu", ["pull_request"]),
+        ("Org-C/L4", "L4", "", ["pull_request", "nightly"]),
+        ("org-d/nightly", "L2", "", ["nightly"]),
+    ]
+    return [
+        DownstreamRepo.objects.create(repo=repo, level=level, device=device, events=events)
+        for repo, level, device, events in rows
+    ]
+
+
+PARTICIPANTS = ["org-a/l1", "org-a/l2", "org-b/l3", "org-c/l4"]
+FIXTURE_DIR: Path = FIXTURES / "github" / "webhooks"

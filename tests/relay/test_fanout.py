@@ -1,0 +1,320 @@
+"""Fan-out against the simulated GitHub, real PostgreSQL and the run's own Redis.
+
+These tests commit (transaction=True): the fan-out's threads use their own connections.
+"""
+
+import json
+import threading
+import time
+from datetime import timedelta
+
+import pytest
+import redis
+from django.core.management import call_command
+from django.db import connection
+from django.utils import timezone
+
+from relay import dispatch_payload, dispatch_token, fanout, redis_keys
+from relay.github import GitHubApp
+from relay.models import Delivery, Dispatch
+from tests.relay.conftest import PARTICIPANTS, post_webhook, webhook_payload
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+PR = webhook_payload("pull_request.opened")
+
+
+def statuses() -> dict[str, str]:
+    return dict(Dispatch.objects.values_list("repo_key", "status"))
+
+
+def run_worker_when_due(timeout: float = 10) -> None:
+    """Run worker rounds until nothing pending is due any more (or the timeout)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        call_command("worker", "--once")
+        if not Dispatch.objects.filter(status="pending").exists():
+            return
+        time.sleep(0.1)
+
+
+def test_a_pr_is_dispatched_once_to_every_participating_repo(client, github, downstream):
+    response = post_webhook(client, "pull_request", PR, delivery="guid-1")
+
+    assert response.status_code == 200
+    body = response.json()
+    assert [d["repo"].casefold() for d in body["dispatched"]] == PARTICIPANTS
+    assert (body["failed"], body["queued"], body["skipped"]) == ([], [], [])
+    assert sorted(c.repo for c in github.dispatches()) == PARTICIPANTS  # not the nightly-only one
+    assert set(statuses().values()) == {"sent"}
+
+
+def test_the_dispatch_body_is_the_contracts(client, github, downstream):
+    post_webhook(client, "pull_request", PR, delivery="guid-1")
+
+    body = github.dispatches("org-b/l3")[0].body
+    assert body["event_type"] == "pull_request"
+    client_payload = body["client_payload"]
+    assert sorted(client_payload) == ["crcr", "delivery_id", "event_type", "payload"]
+    assert client_payload["delivery_id"] == "guid-1"
+    assert client_payload["payload"] == PR  # verbatim
+    assert client_payload["crcr"]["truncated"] is False
+    claims = dispatch_token.verify(client_payload["crcr"]["token"])
+    assert claims == dispatch_token.DispatchClaims("guid-1", "org-b/l3", 2, PR["pull_request"]["head"]["sha"])
+
+
+def test_the_record_and_the_redis_state_exist_before_github_is_called(
+    client, github, downstream, redis_server
+):
+    seen = []
+    r = redis.Redis.from_url(redis_server.url)
+
+    def observe(call):
+        if call.route == "dispatch":
+            state = r.get(redis_keys.dispatched("guid-1", call.repo))
+            row = Dispatch.objects.filter(repo_key=call.repo, delivery__delivery_id="guid-1").first()
+            seen.append((call.repo, json.loads(state)["state"] if state else None, row is not None))
+
+    github.observer = observe
+    post_webhook(client, "pull_request", PR, delivery="guid-1")
+
+    assert sorted(seen) == [(repo, "DISPATCHED", True) for repo in PARTICIPANTS]
+    assert r.ttl(redis_keys.dispatched("guid-1", "org-a/l1")) > 3 * 24 * 3600 - 60
+
+
+def test_the_delivery_keeps_what_the_hud_shows_later(client, github, downstream):
+    post_webhook(client, "pull_request", PR, delivery="guid-1")
+
+    delivery = Delivery.objects.get()
+    assert (delivery.event, delivery.action, delivery.pr_number) == ("pull_request", "opened", 2)
+    assert delivery.head_sha == PR["pull_request"]["head"]["sha"]
+    assert (delivery.title, delivery.author) == ("Update the README with new information.", "Codertocat")
+    assert json.loads(delivery.body) == PR
+
+
+def test_the_upstream_repository_matches_in_any_spelling(client, github, downstream):
+    response = post_webhook(client, "pull_request", webhook_payload("pull_request.opened", "PyTorch/PyTorch"))
+
+    assert len(response.json()["dispatched"]) == 4
+
+
+def test_a_push_is_dispatched_and_the_ref_filter_applies(client, github, downstream, settings):
+    push = webhook_payload("push.with-new-branch")
+    assert len(post_webhook(client, "push", push, delivery="p-1").json()["dispatched"]) == 4
+    assert github.dispatches()[0].body["event_type"] == "push"
+
+    settings.CRCR_PUSH_REFS = ["refs/tags/ciflow/*", "refs/heads/main"]
+    ignored = post_webhook(client, "push", push, delivery="p-2")
+    assert ignored.json()["ignored"] is True
+    tagged = post_webhook(client, "push", push | {"ref": "refs/tags/ciflow/crcr/123"}, delivery="p-3")
+    assert len(tagged.json()["dispatched"]) == 4
+
+
+def test_shadow_mode_records_everything_and_sends_nothing(client, github, downstream, settings):
+    settings.CRCR_DISPATCH_ENABLED = False
+
+    response = post_webhook(client, "pull_request", PR)
+
+    assert response.status_code == 200
+    assert "shadow mode" in response.json()["deferred"]
+    assert len(response.json()["skipped"]) == 4
+    assert set(statuses().values()) == {"shadow"}
+    assert github.calls == []
+
+
+def test_a_redelivery_never_resends_but_repairs_what_failed(client, github, downstream):
+    github.fail("installation", "not_installed", repo="org-a/l2", times=1)
+    first = post_webhook(client, "pull_request", PR, delivery="guid-1").json()
+    assert [f["repo"] for f in first["failed"]] == ["org-a/l2"]
+    assert "not installed" in first["failed"][0]["error"]
+
+    again = post_webhook(client, "pull_request", PR, delivery="guid-1").json()
+
+    assert [d["repo"] for d in again["dispatched"]] == ["org-a/l2"]
+    assert len(again["skipped"]) == 3
+    assert {repo: len(github.dispatches(repo)) for repo in PARTICIPANTS} == dict.fromkeys(PARTICIPANTS, 1)
+    assert Delivery.objects.get().times_received == 2
+
+
+def test_github_down_queues_the_dispatches_and_the_worker_delivers_once_it_recovers(
+    client, github, downstream
+):
+    github.fail("dispatch", "5xx")
+
+    response = post_webhook(client, "pull_request", PR)
+
+    assert response.status_code == 202
+    assert len(response.json()["queued"]) == 4
+    assert "HTTP 502" in response.json()["queued"][0]["reason"]
+    assert set(statuses().values()) == {"pending"}
+    github.heal()
+    run_worker_when_due()
+    assert set(statuses().values()) == {"sent"}
+    assert {repo: len(github.dispatches(repo)) for repo in PARTICIPANTS} == dict.fromkeys(PARTICIPANTS, 1)
+
+
+def test_a_secondary_rate_limit_waits_as_long_as_github_asks(client, github, downstream):
+    github.fail("dispatch", "rate_limit", retry_after=30)
+
+    before = timezone.now()
+    post_webhook(client, "pull_request", PR)
+
+    for row in Dispatch.objects.all():
+        assert row.status == "pending"
+        assert row.next_attempt_at >= before + timedelta(seconds=30)
+        assert "secondary rate limit" in row.last_error
+
+
+def test_a_slow_github_does_not_hold_the_answer_past_the_deadline(
+    client, github, downstream, settings
+):
+    settings.CRCR_FANOUT_DEADLINE = 0.3
+    github.latency = 1.0
+
+    started = time.monotonic()
+    response = post_webhook(client, "pull_request", PR)
+    answered = time.monotonic() - started
+
+    assert answered < 1.0
+    assert response.status_code == 202
+    assert len(response.json()["queued"]) == 4
+    # The sends in flight finish on their own and are not sent again by the worker.
+    deadline = time.monotonic() + 15
+    while Dispatch.objects.filter(status="pending").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    call_command("worker", "--once")
+    assert set(statuses().values()) == {"sent"}
+    assert len(github.dispatches()) == 4
+
+
+def test_a_hanging_github_times_out_and_is_retried(client, github, downstream, settings):
+    settings.GITHUB_TIMEOUT = 0.3
+    github.hang_seconds = 1.0
+    github.fail("dispatch", "timeout", repo="org-a/l1", times=1)
+
+    response = post_webhook(client, "pull_request", PR)
+
+    assert [q["repo"] for q in response.json()["queued"]] == ["org-a/l1"]
+    assert "timed out" in response.json()["queued"][0]["reason"]
+    run_worker_when_due()
+    assert statuses()["org-a/l1"] == "sent"
+
+
+def test_a_dispatch_is_given_up_as_failed_after_the_give_up_time(client, github, downstream, settings):
+    github.fail("dispatch", "5xx")
+    post_webhook(client, "pull_request", PR)
+    Dispatch.objects.update(created_at=timezone.now() - timedelta(hours=25),
+                            next_attempt_at=timezone.now())
+
+    call_command("worker", "--once")
+
+    assert set(statuses().values()) == {"failed"}
+    assert Dispatch.objects.first().last_error.startswith("gave up after 86400 s")
+
+
+def test_redis_down_defers_every_dispatch_and_nothing_is_lost(client, github, downstream, settings):
+    from tests.servers import RedisServer
+
+    own = RedisServer().start()
+    settings.REDIS_URL = own.url
+    port = own.port
+    own.stop()
+    try:
+        response = post_webhook(client, "pull_request", PR)
+
+        assert response.status_code == 202
+        assert "Redis unavailable" in response.json()["deferred"]
+        assert len(response.json()["queued"]) == 4
+        assert Delivery.objects.count() == 1
+        assert github.calls_to("dispatch") == []
+
+        own.port = port
+        own.start()
+        time.sleep(settings.CRCR_RETRY_FIRST)
+        run_worker_when_due()
+        assert set(statuses().values()) == {"sent"}
+        assert redis.Redis.from_url(own.url).exists(redis_keys.dispatched("d-1", "org-a/l1"))
+    finally:
+        own.stop()
+
+
+def test_two_senders_claiming_the_same_dispatches_send_each_once(client, github, downstream):
+    github.fail("dispatch", "5xx", times=4)
+    post_webhook(client, "pull_request", PR)
+    Dispatch.objects.update(next_attempt_at=timezone.now())
+    ids = list(Dispatch.objects.values_list("pk", flat=True))
+    github.latency = 0.2
+
+    def sender() -> None:
+        try:
+            fanout.retry(ids)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=sender) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+    assert {repo: len(github.dispatches(repo)) for repo in PARTICIPANTS} == dict.fromkeys(PARTICIPANTS, 1)
+
+
+def test_installation_tokens_are_minted_once_and_shared_through_redis(client, github, downstream):
+    post_webhook(client, "pull_request", PR, delivery="guid-1")
+    post_webhook(client, "pull_request", PR, delivery="guid-2")
+    assert len(github.calls_to("token")) == 3  # one per installation (org-a, org-b, org-c)
+
+    other_process = GitHubApp(api_url=github.url, app_id=github.app_id,
+                              private_key=github.private_key, timeout=2)
+    other_process.dispatch("org-a/l1", "pull_request", {"event_type": "pull_request"})
+
+    assert len(github.calls_to("token")) == 3
+    assert len(github.calls_to("installation")) == 4
+
+
+def test_a_revoked_token_is_replaced_once(client, github, downstream):
+    post_webhook(client, "pull_request", PR, delivery="guid-1")
+    github.revoke_tokens()
+
+    response = post_webhook(client, "pull_request", PR, delivery="guid-2")
+
+    assert len(response.json()["dispatched"]) == 4
+    assert len(github.calls_to("token")) == 6
+
+
+def test_an_oversized_payload_is_slimmed_keeping_what_downstream_reads(client, github, downstream):
+    big = webhook_payload("pull_request.opened")
+    big["pull_request"]["body"] = "x" * 200_000
+
+    post_webhook(client, "pull_request", big)
+
+    sent = github.dispatches("org-a/l1")[0].body["client_payload"]
+    assert len(json.dumps(sent).encode()) <= dispatch_payload.MAX_BYTES
+    assert sent["crcr"]["truncated"] is True
+    assert sent["payload"]["pull_request"]["body"] is None
+    assert sent["payload"]["pull_request"]["head"]["sha"] == big["pull_request"]["head"]["sha"]
+    assert Dispatch.objects.filter(truncated=True).count() == 4
+
+
+def test_the_admin_retries_failed_dispatches_now(admin_client, client, github, downstream):
+    github.fail("installation", "not_installed", repo="org-a/l2", times=1)
+    post_webhook(client, "pull_request", PR)
+    failed = Dispatch.objects.get(status="failed")
+
+    response = admin_client.post("/admin/relay/dispatch/", {
+        "action": "retry_now", "_selected_action": [failed.pk]}, follow=True)
+
+    assert "1 dispatch(es) queued" in response.content.decode()
+    run_worker_when_due()
+    assert statuses()["org-a/l2"] == "sent"
+
+
+def test_the_admin_lists_deliveries_and_dispatches(admin_client, client, github, downstream):
+    post_webhook(client, "pull_request", PR)
+
+    for path in ("/admin/relay/delivery/", "/admin/relay/dispatch/?status__exact=sent",
+                 f"/admin/relay/delivery/{Delivery.objects.get().pk}/change/"):
+        response = admin_client.get(path)
+        assert response.status_code == 200
+        assert "org-b/l3" in response.content.decode() or "d-1" in response.content.decode()
