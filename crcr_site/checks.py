@@ -62,3 +62,25 @@ def check_production_settings(
             )
         )
     return messages
+
+
+# A send makes at most three GitHub calls (installation, token, dispatch), each bounded by the
+# connect and read timeouts; the lease must outlast them or two senders could overlap.
+def slowest_send(github_timeout: float) -> float:
+    return 3 * (github_timeout + min(3.05, github_timeout))
+
+
+@register()
+def check_dispatch_lease(
+    app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
+) -> list[CheckMessage]:
+    if slowest_send(settings.GITHUB_TIMEOUT) < settings.CRCR_DISPATCH_LEASE:
+        return []
+    return [
+        Error(
+            f"CRCR_DISPATCH_LEASE ({settings.CRCR_DISPATCH_LEASE} s) does not outlast the slowest "
+            f"send ({slowest_send(settings.GITHUB_TIMEOUT)} s with GITHUB_TIMEOUT).",
+            hint="Raise CRCR_DISPATCH_LEASE or lower GITHUB_TIMEOUT.",
+            id="crcr.E006",
+        )
+    ]

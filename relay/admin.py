@@ -26,21 +26,49 @@ class DispatchInline(admin.TabularInline):
 
 @admin.register(Delivery)
 class DeliveryAdmin(ReadOnlyAdmin):
-    list_display = ("received_at", "event", "action", "pr_number", "head_sha", "title",
-                    "times_received", "delivery_id")
+    list_display = (
+        "received_at",
+        "event",
+        "action",
+        "pr_number",
+        "head_sha",
+        "title",
+        "times_received",
+        "delivery_id",
+    )
     list_filter = ("event", "action")
     search_fields = ("delivery_id", "head_sha", "title", "author", "=pr_number")
     date_hierarchy = "received_at"
     exclude = ("body",)
-    readonly_fields = ("delivery_id", "event", "action", "upstream_repo", "pr_number", "head_sha",
-                       "ref", "title", "author", "received_at", "times_received")
+    readonly_fields = (
+        "delivery_id",
+        "event",
+        "action",
+        "upstream_repo",
+        "pr_number",
+        "head_sha",
+        "ref",
+        "title",
+        "author",
+        "received_at",
+        "times_received",
+    )
     inlines = (DispatchInline,)
 
 
 @admin.register(Dispatch)
 class DispatchAdmin(ReadOnlyAdmin):
-    list_display = ("created_at", "repo", "level", "status", "attempts", "sent_at",
-                    "next_attempt_at", "short_error", "delivery")
+    list_display = (
+        "created_at",
+        "repo",
+        "level",
+        "status",
+        "attempts",
+        "sent_at",
+        "next_attempt_at",
+        "short_error",
+        "delivery",
+    )
     list_filter = ("status", "level", "repo_key", "truncated")
     search_fields = ("repo", "delivery__delivery_id", "=delivery__pr_number")
     list_select_related = ("delivery",)
@@ -58,8 +86,12 @@ class DispatchAdmin(ReadOnlyAdmin):
     def retry_now(self, request: HttpRequest, queryset: QuerySet[Dispatch]) -> None:
         retryable = queryset.filter(status__in=[Dispatch.Status.FAILED, Dispatch.Status.PENDING])
         ids = list(retryable.values_list("pk", flat=True))
-        retryable.update(status=Dispatch.Status.PENDING, next_attempt_at=timezone.now(),
-                         lease_until=None, attempts=0)
+        retryable.update(
+            status=Dispatch.Status.PENDING,
+            next_attempt_at=timezone.now(),
+            lease_until=None,
+            attempts=0,
+        )
         fanout.schedule_ids(ids)
         self.message_user(request, f"{len(ids)} dispatch(es) queued to be sent now by the worker.")
 

@@ -94,5 +94,3 @@ def build(
         if len(json.dumps(client_payload).encode()) <= MAX_BYTES:
             return client_payload, step > 0
     raise PayloadTooLarge(f"even the slimmed payload is over {MAX_BYTES} bytes")
-
-

@@ -28,7 +28,12 @@ class DispatchClaims:
 
 
 def sign(claims: DispatchClaims) -> str:
-    compact = {"d": claims.delivery_id, "r": claims.repo, "p": claims.pr_number, "s": claims.head_sha}
+    compact = {
+        "d": claims.delivery_id,
+        "r": claims.repo,
+        "p": claims.pr_number,
+        "s": claims.head_sha,
+    }
     return signing.dumps(compact, salt=SALT, compress=True)
 
 

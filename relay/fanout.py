@@ -4,7 +4,9 @@
    transaction, before GitHub is called. A redelivery (same `X-GitHub-Delivery`) adds nothing
    for repos already sent to, and puts failed ones back to `pending`.
 2. `claim` takes due dispatches with a lease, by one conditional UPDATE: a row is sent by whoever
-   holds its lease, so the webhook's thread and the worker never both send it.
+   holds its lease, so the webhook's thread and the worker never both send it. A sender renews
+   the lease when it starts the send (a row may wait in the pool's queue), and a lease lasts
+   longer than one send can (CRCR_DISPATCH_LEASE, checked against GITHUB_TIMEOUT).
 3. `send` writes the Redis DISPATCHED state (a callback may arrive before GitHub answers us),
    then POSTs, then records the answer at once: `sent`, or `pending` with the next attempt
    (full-jitter backoff from CRCR_RETRY_FIRST doubling to CRCR_RETRY_CAP, or GitHub's
@@ -50,6 +52,7 @@ logger = logging.getLogger(__name__)
 
 Status = Dispatch.Status
 SWEEP_GRACE = timedelta(seconds=10)  # leave freshly due rows to their queued task
+LOST = "lost"  # another sender took the row first: nothing was sent
 
 POOL_PREFIX = "crcr-fanout"
 _pool: ThreadPoolExecutor | None = None
@@ -104,17 +107,29 @@ def record(event: UpstreamEvent) -> Delivery:
         delivery, created = Delivery.objects.get_or_create(
             delivery_id=event.delivery_id,
             defaults={
-                "event": event.event, "action": event.action, "upstream_repo": event.repo,
-                "pr_number": event.pr_number, "head_sha": event.head_sha, "ref": event.ref,
-                "title": event.title, "author": event.author, "body": event.body,
+                "event": event.event,
+                "action": event.action,
+                "upstream_repo": event.repo,
+                "pr_number": event.pr_number,
+                "head_sha": event.head_sha,
+                "ref": event.ref,
+                "title": event.title,
+                "author": event.author,
+                "body": event.body,
             },
         )
         if not created:
             Delivery.objects.filter(pk=delivery.pk).update(times_received=F("times_received") + 1)
         Dispatch.objects.bulk_create(
             [
-                Dispatch(delivery=delivery, repo=e.repo, repo_key=e.key, level=e.level,
-                         status=status, next_attempt_at=now)
+                Dispatch(
+                    delivery=delivery,
+                    repo=e.repo,
+                    repo_key=e.key,
+                    level=e.level,
+                    status=status,
+                    next_attempt_at=now,
+                )
                 for e in targets
             ],
             ignore_conflicts=True,
@@ -140,13 +155,25 @@ def claim(rows: "Q | None" = None, *, ids: list[int] | None = None) -> list[Disp
     lease = timedelta(seconds=settings.CRCR_DISPATCH_LEASE)
     # The conditions are on the updated rows themselves, so of two concurrent claims on
     # PostgreSQL the second re-checks them after the first commits and takes nothing.
-    due.update(lease_owner=owner, lease_until=now + lease, attempts=F("attempts") + 1)
+    due.update(lease_owner=owner, lease_until=now + lease)
     return list(Dispatch.objects.filter(lease_owner=owner).select_related("delivery"))
+
+
+def start_attempt(row: Dispatch) -> bool:
+    """Renew our lease as the send starts; False when another sender has taken the row."""
+    lease = timedelta(seconds=settings.CRCR_DISPATCH_LEASE)
+    taken = Dispatch.objects.filter(
+        pk=row.pk, lease_owner=row.lease_owner, status=Status.PENDING
+    ).update(lease_until=timezone.now() + lease, attempts=F("attempts") + 1)
+    row.attempts += 1
+    return taken == 1
 
 
 def next_attempt(row: Dispatch, now: datetime, retry_after: float = 0.0) -> datetime | None:
     """When to try again (full jitter), or None when CRCR_DISPATCH_GIVE_UP has passed."""
-    ceiling = min(settings.CRCR_RETRY_CAP, settings.CRCR_RETRY_FIRST * 2 ** max(row.attempts - 1, 0))
+    ceiling = min(
+        settings.CRCR_RETRY_CAP, settings.CRCR_RETRY_FIRST * 2 ** max(row.attempts - 1, 0)
+    )
     delay = max(random.uniform(0, ceiling), retry_after)  # noqa: S311 (jitter, not secrets)
     when = now + timedelta(seconds=delay)
     if when > row.created_at + timedelta(seconds=settings.CRCR_DISPATCH_GIVE_UP):
@@ -175,6 +202,8 @@ def send(row: Dispatch, payload: dict[str, Any]) -> str:
     """Send one claimed dispatch and record the answer; returns the new status."""
     delivery = row.delivery
     try:
+        if not start_attempt(row):
+            return LOST
         try:
             get_redis().set(
                 redis_keys.dispatched(delivery.delivery_id, row.repo_key),
@@ -183,13 +212,17 @@ def send(row: Dispatch, payload: dict[str, Any]) -> str:
             )
         except RedisError as exc:
             return _finish(row, Status.PENDING, f"deferred, Redis unavailable: {exc}")
-        token = dispatch_token.sign(dispatch_token.DispatchClaims(
-            delivery.delivery_id, row.repo_key, delivery.pr_number, delivery.head_sha
-        ))
+        token = dispatch_token.sign(
+            dispatch_token.DispatchClaims(
+                delivery.delivery_id, row.repo_key, delivery.pr_number, delivery.head_sha
+            )
+        )
         try:
             client_payload, truncated = dispatch_payload.build(
-                event_type=delivery.event, delivery_id=delivery.delivery_id,
-                payload=payload, token=token,
+                event_type=delivery.event,
+                delivery_id=delivery.delivery_id,
+                payload=payload,
+                token=token,
             )
         except dispatch_payload.PayloadTooLarge as exc:
             return _finish(row, Status.FAILED, str(exc))
@@ -218,7 +251,7 @@ def send_all(
     late = [futures[f].pk for f in not_done if f.cancel()]
     if late:
         Dispatch.objects.filter(pk__in=late).update(
-            lease_until=None, next_attempt_at=timezone.now(), attempts=F("attempts") - 1
+            lease_until=None, next_attempt_at=timezone.now()
         )
     return {futures[f].pk: f.result() for f in done}
 
@@ -254,18 +287,24 @@ def fan_out(event: UpstreamEvent) -> Summary:
     """Record, send within the deadline, queue the rest; the webhook's answer."""
     delivery = record(event)
     mine = Q(delivery=delivery)
-    summary = Summary()
     outcomes: dict[int, str] = {}
+    deferred = ""
     if not settings.CRCR_DISPATCH_ENABLED:
-        summary.deferred = "shadow mode (CRCR_DISPATCH_ENABLED=false): recorded, not sent"
+        deferred = "shadow mode (CRCR_DISPATCH_ENABLED=false): recorded, not sent"
     elif not redis_answers():
         retry_at = timezone.now() + timedelta(seconds=settings.CRCR_RETRY_FIRST)
         Dispatch.objects.filter(mine, status=Status.PENDING).update(next_attempt_at=retry_at)
-        summary.deferred = "Redis unavailable: every dispatch waits for it (nothing lost)"
+        deferred = "Redis unavailable: every dispatch waits for it (nothing lost)"
     else:
-        rows = claim(mine)
-        outcomes = send_all(rows, {delivery.pk: event.payload}, settings.CRCR_FANOUT_DEADLINE)
+        claimed = claim(mine)
+        outcomes = send_all(claimed, {delivery.pk: event.payload}, settings.CRCR_FANOUT_DEADLINE)
     schedule(mine)
+    return summarize(delivery, outcomes, deferred)
+
+
+def summarize(delivery: Delivery, outcomes: dict[int, str], deferred: str) -> Summary:
+    """Where each of the delivery's dispatches stands; `outcomes`: what this request sent."""
+    summary = Summary(deferred=deferred)
     rows = delivery.dispatches.values_list("pk", "repo", "status", "last_error")
     for pk, repo, status, error in rows:
         if status == Status.SENT and outcomes.get(pk) == Status.SENT:

@@ -121,8 +121,11 @@ class GitHubApp:
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
         self.session.headers.update(
-            {"Accept": "application/vnd.github+json", "X-GitHub-Api-Version": API_VERSION,
-             "User-Agent": "crcr-relay"}
+            {
+                "Accept": "application/vnd.github+json",
+                "X-GitHub-Api-Version": API_VERSION,
+                "User-Agent": "crcr-relay",
+            }
         )
         self._jwt: tuple[str, float] = ("", 0.0)
         self._tokens: dict[int, tuple[str, float]] = {}
@@ -195,9 +198,15 @@ class GitHubApp:
             self._tokens[installation_id] = (token, expires)
             return token
 
-    def _forget_token(self, installation_id: int) -> None:
-        self._tokens.pop(installation_id, None)
-        _redis_delete(redis_keys.installation_token(installation_id))
+    def _forget_token(self, installation_id: int, token: str) -> None:
+        """Drop a token GitHub refused, unless another thread has already replaced it."""
+        with self._lock(("token", installation_id)):
+            if self._tokens.get(installation_id, ("", 0.0))[0] == token:
+                del self._tokens[installation_id]
+            key = redis_keys.installation_token(installation_id)
+            cached = _redis_get(key)
+            if cached and json.loads(cached)[0] == token:
+                _redis_delete(key)
 
     # --- calls ---------------------------------------------------------------------------
 
@@ -215,7 +224,11 @@ class GitHubApp:
         url = path if path.startswith("http") else self.api_url + path
         try:
             response = self.session.request(
-                method, url, json=body, params=params, timeout=self.timeout,
+                method,
+                url,
+                json=body,
+                params=params,
+                timeout=self.timeout,
                 headers={"Authorization": f"Bearer {credential}"},
             )
         except requests.Timeout as exc:
@@ -240,12 +253,13 @@ class GitHubApp:
     def _as_installation(self, repo: str, method: str, path: str, body: object = None) -> Any:
         """A call with the installation token for `repo`; a revoked cached token is renewed once."""
         installation = self.installation_id(repo)
+        token = self.installation_token(installation)
         try:
-            return self._call(method, path, auth=self.installation_token(installation), body=body)
+            return self._call(method, path, auth=token, body=body)
         except Rejected as exc:
             if exc.status != 401:
                 raise
-            self._forget_token(installation)
+            self._forget_token(installation, token)
             return self._call(method, path, auth=self.installation_token(installation), body=body)
 
     def dispatch(self, repo: str, event_type: str, client_payload: dict[str, Any]) -> None:

@@ -60,7 +60,9 @@ def take_turn(job: Job) -> bool:
         return False
     now = timezone.now()
     PeriodicJob.objects.get_or_create(name=job.name)
-    due = Q(last_started_at__isnull=True) | Q(last_started_at__lte=now - timedelta(seconds=interval))
+    due = Q(last_started_at__isnull=True) | Q(
+        last_started_at__lte=now - timedelta(seconds=interval)
+    )
     return PeriodicJob.objects.filter(due, name=job.name).update(last_started_at=now) == 1
 
 

@@ -3,12 +3,14 @@
 Per-dispatch keys carry a hash tag `{<delivery_id>:<repo>}` so that every key of one dispatch
 lands in one Redis Cluster slot and a Lua script may touch them together.
 
-| Key | Type | TTL | Written by |
-|---|---|---|---|
-| `crcr:{<delivery>:<repo>}:dispatched` | string: JSON `{"state": "DISPATCHED", "timestamp": <epoch s>}` of the latest send | `CRCR_DISPATCH_TTL` (3 days) | fan-out, before the POST to GitHub |
-| `crcr:gh:installation:<repo>` | string: installation id | 1 hour | GitHub client |
-| `crcr:gh:token:<installation id>` | string: JSON `[token, usable_until]` | until 5 min before GitHub's expiry | GitHub client |
-| `crcr:redelivery:<guid>` | string "1" | 1 hour | lost-webhook job, so one delivery is asked for once an hour |
+- `crcr:{<delivery>:<repo>}:dispatched` — string, JSON `{"state": "DISPATCHED", "timestamp":
+  <epoch seconds>}` of the latest send; TTL `CRCR_DISPATCH_TTL` (3 days); written by the
+  fan-out before each POST to GitHub.
+- `crcr:gh:installation:<repo>` — string, the App's installation id; TTL 1 hour; GitHub client.
+- `crcr:gh:token:<installation id>` — string, JSON `[token, usable_until]`; TTL until 5 minutes
+  before GitHub's expiry; GitHub client.
+- `crcr:redelivery:<guid>` — string "1"; TTL 1 hour; the lost-webhook job, so that one delivery
+  is asked for at most once an hour.
 
 `<repo>` is always the casefolded `owner/name`.
 """

@@ -84,9 +84,10 @@ class SimulatedGitHub:
     observer: Callable[[Call], None] | None = None
 
     def __post_init__(self) -> None:
-        self.public_key = serialization.load_pem_private_key(
-            self.private_key.encode(), password=None
-        ).public_key()
+        key = serialization.load_pem_private_key(self.private_key.encode(), password=None)
+        if not isinstance(key, rsa.RSAPrivateKey):
+            raise ValueError("a GitHub App key is an RSA key")
+        self.public_key = key.public_key()
         self._lock = threading.Lock()
         self._installations: dict[str, int] = {}
         self._tokens: dict[str, tuple[int, float]] = {}
@@ -118,8 +119,15 @@ class SimulatedGitHub:
 
     # --- test controls -----------------------------------------------------------------
 
-    def fail(self, route: str, kind: str, *, repo: str = "", times: int | None = None,
-             retry_after: int = 1) -> Fault:
+    def fail(
+        self,
+        route: str,
+        kind: str,
+        *,
+        repo: str = "",
+        times: int | None = None,
+        retry_after: int = 1,
+    ) -> Fault:
         fault = Fault(route, kind, repo.casefold(), times, retry_after)
         with self._lock:
             self.faults.append(fault)
@@ -132,7 +140,8 @@ class SimulatedGitHub:
     def calls_to(self, route: str, repo: str | None = None) -> list[Call]:
         with self._lock:
             return [
-                c for c in self.calls
+                c
+                for c in self.calls
                 if c.route == route and (repo is None or c.repo == repo.casefold())
             ]
 
@@ -151,8 +160,14 @@ class SimulatedGitHub:
     # --- the webhook sender side ---------------------------------------------------------
 
     def send_webhook(
-        self, event: str, payload: dict[str, Any] | bytes, *, guid: str | None = None,
-        url: str | None = None, secret: str | None = None, timeout: float = 30.0,
+        self,
+        event: str,
+        payload: dict[str, Any] | bytes,
+        *,
+        guid: str | None = None,
+        url: str | None = None,
+        secret: str | None = None,
+        timeout: float = 30.0,
     ) -> requests.Response | None:
         """Sign and POST a webhook; log it like GitHub's deliveries list (None: no answer)."""
         body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
@@ -162,27 +177,54 @@ class SimulatedGitHub:
         signature = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
         redelivery = any(d["guid"] == guid for d in self.hook_deliveries)
         try:
-            response: requests.Response | None = requests.post(url, data=body, timeout=timeout, headers={
-                "X-GitHub-Event": event, "X-GitHub-Delivery": guid,
-                "X-Hub-Signature-256": signature, "Content-Type": "application/json",
-            })
+            response: requests.Response | None = requests.post(
+                url,
+                data=body,
+                timeout=timeout,
+                headers={
+                    "X-GitHub-Event": event,
+                    "X-GitHub-Delivery": guid,
+                    "X-Hub-Signature-256": signature,
+                    "Content-Type": "application/json",
+                },
+            )
         except requests.RequestException:
             response = None
-        self.log_delivery(guid, event, action, response.status_code if response else 0,
-                          redelivery=redelivery, sent=(url, secret, event, body))
+        self.log_delivery(
+            guid,
+            event,
+            action,
+            response.status_code if response else 0,
+            redelivery=redelivery,
+            sent=(url, secret, event, body),
+        )
         return response
 
-    def log_delivery(self, guid: str, event: str, action: str | None, status_code: int, *,
-                     redelivery: bool = False, delivered_at: datetime | None = None,
-                     sent: tuple[str, str, str, bytes] | None = None) -> int:
+    def log_delivery(
+        self,
+        guid: str,
+        event: str,
+        action: str | None,
+        status_code: int,
+        *,
+        redelivery: bool = False,
+        delivered_at: datetime | None = None,
+        sent: tuple[str, str, str, bytes] | None = None,
+    ) -> int:
         """Add an entry to the deliveries list (newest first); returns its id."""
         delivery_id = next(self._ids)
         entry = {
-            "id": delivery_id, "guid": guid, "redelivery": redelivery, "duration": 0.1,
+            "id": delivery_id,
+            "guid": guid,
+            "redelivery": redelivery,
+            "duration": 0.1,
             "delivered_at": (delivered_at or datetime.now(UTC)).isoformat().replace("+00:00", "Z"),
             "status": "OK" if 200 <= status_code < 300 else f"Invalid HTTP Response: {status_code}",
-            "status_code": status_code, "event": event, "action": action,
-            "installation_id": None, "repository_id": None,
+            "status_code": status_code,
+            "event": event,
+            "action": action,
+            "installation_id": None,
+            "repository_id": None,
         }
         with self._lock:
             self.hook_deliveries.insert(0, entry)
@@ -212,8 +254,14 @@ class SimulatedGitHub:
             return status, out_headers, out
         return 404, {}, {"message": "Not Found"}
 
-    def _answer(self, call: Call, auth: str, handler: Callable[..., Answer],
-                params: dict[str, str], query: str) -> Answer:
+    def _answer(
+        self,
+        call: Call,
+        auth: str,
+        handler: Callable[..., Answer],
+        params: dict[str, str],
+        query: str,
+    ) -> Answer:
         if self.observer is not None:
             self.observer(call)
         if self.latency:
@@ -240,8 +288,11 @@ class SimulatedGitHub:
             time.sleep(self.hang_seconds)
             return 504, {}, {"message": "We couldn't respond to your request in time."}
         if fault.kind == "rate_limit":
-            return 403, {"Retry-After": str(fault.retry_after)}, {
-                "message": "You have exceeded a secondary rate limit. Please wait a few minutes."}
+            return (
+                403,
+                {"Retry-After": str(fault.retry_after)},
+                {"message": "You have exceeded a secondary rate limit. Please wait a few minutes."},
+            )
         if fault.kind == "not_installed":
             return 404, {}, {"message": "Not Found"}
         return 502, {}, {"message": "Server Error"}
@@ -251,13 +302,20 @@ class SimulatedGitHub:
         if auth == "app":
             try:
                 claims = jwt.decode(
-                    credential, self.public_key, algorithms=["RS256"],
-                    options={"require": ["iat", "exp", "iss"]}, leeway=60,
+                    credential,
+                    self.public_key,
+                    algorithms=["RS256"],
+                    options={"require": ["iat", "exp", "iss"]},
+                    leeway=60,
                 )
             except jwt.PyJWTError as exc:
                 return 401, {}, {"message": f"A JSON web token could not be decoded: {exc}"}
             if str(claims["iss"]) != self.app_id or claims["exp"] - time.time() > 600 + 60:
-                return 401, {}, {"message": "'Expiration time' claim ('exp') is too far in the future"}
+                return (
+                    401,
+                    {},
+                    {"message": "'Expiration time' claim ('exp') is too far in the future"},
+                )
             return None
         if auth == "installation":
             token = self._tokens.get(credential) if scheme.lower() in ("bearer", "token") else None
@@ -269,16 +327,27 @@ class SimulatedGitHub:
 
     def _installation(self, call: Call, params: dict[str, str], query: str) -> Answer:
         installation = self.installation_of(params["owner"])
-        return 200, {}, {"id": installation, "account": {"login": params["owner"]}, "app_id": int(self.app_id)}
+        return (
+            200,
+            {},
+            {"id": installation, "account": {"login": params["owner"]}, "app_id": int(self.app_id)},
+        )
 
     def _access_token(self, call: Call, params: dict[str, str], query: str) -> Answer:
         token = "ghs_" + secrets.token_urlsafe(27)
         expires = datetime.now(UTC) + timedelta(hours=1)
         with self._lock:
             self._tokens[token] = (int(params["id"]), expires.timestamp())
-        return 201, {}, {"token": token, "expires_at": expires.isoformat().replace("+00:00", "Z"),
-                         "permissions": {"contents": "read", "checks": "write"},
-                         "repository_selection": "all"}
+        return (
+            201,
+            {},
+            {
+                "token": token,
+                "expires_at": expires.isoformat().replace("+00:00", "Z"),
+                "permissions": {"contents": "read", "checks": "write"},
+                "repository_selection": "all",
+            },
+        )
 
     def _dispatch(self, call: Call, params: dict[str, str], query: str) -> Answer:
         body = call.body if isinstance(call.body, dict) else {}
@@ -286,7 +355,11 @@ class SimulatedGitHub:
         if not isinstance(event_type, str) or not 0 < len(event_type) <= 100:
             return 422, {}, {"message": "Invalid request.\n\nevent_type is too long or missing."}
         if not isinstance(client_payload, dict) or len(client_payload) > 10:
-            return 422, {}, {"message": "Invalid request.\n\nclient_payload has too many properties"}
+            return (
+                422,
+                {},
+                {"message": "Invalid request.\n\nclient_payload has too many properties"},
+            )
         if len(json.dumps(client_payload).encode()) >= DISPATCH_LIMIT:
             return 422, {}, {"message": "Invalid request.\n\nclient_payload is too large"}
         return 204, {}, None
@@ -319,11 +392,13 @@ class SimulatedGitHub:
         per_page = min(int(args.get("per_page", ["30"])[0]), 100)
         start = int(args.get("cursor", ["0"])[0] or 0)
         with self._lock:
-            page = [dict(d) for d in self.hook_deliveries[start:start + per_page]]
+            page = [dict(d) for d in self.hook_deliveries[start : start + per_page]]
             more = start + per_page < len(self.hook_deliveries)
         headers = {}
         if more:
-            next_url = f"{self.url}/app/hook/deliveries?per_page={per_page}&cursor={start + per_page}"
+            next_url = (
+                f"{self.url}/app/hook/deliveries?per_page={per_page}&cursor={start + per_page}"
+            )
             headers["Link"] = f'<{next_url}>; rel="next"'
         return 200, headers, page
 
@@ -336,8 +411,10 @@ class SimulatedGitHub:
         if sent is not None:
             url, secret, event, body = sent
             threading.Thread(
-                target=self.send_webhook, args=(event, body),
-                kwargs={"guid": original["guid"], "url": url, "secret": secret}, daemon=True,
+                target=self.send_webhook,
+                args=(event, body),
+                kwargs={"guid": original["guid"], "url": url, "secret": secret},
+                daemon=True,
             ).start()
         return 202, {}, {}
 
@@ -347,18 +424,43 @@ ROUTES: list[tuple[str, re.Pattern[str], str, str, Callable[..., Answer]]] = [
     (verb, re.compile(pattern), route, auth, handler)
     for verb, pattern, route, auth, handler in [
         ("GET", rf"^{_REPO}/installation$", "installation", "app", SimulatedGitHub._installation),
-        ("POST", r"^/app/installations/(?P<id>\d+)/access_tokens$", "token", "app",
-         SimulatedGitHub._access_token),
+        (
+            "POST",
+            r"^/app/installations/(?P<id>\d+)/access_tokens$",
+            "token",
+            "app",
+            SimulatedGitHub._access_token,
+        ),
         ("POST", rf"^{_REPO}/dispatches$", "dispatch", "installation", SimulatedGitHub._dispatch),
-        ("POST", rf"^{_REPO}/check-runs$", "check_run", "installation",
-         SimulatedGitHub._create_check_run),
-        ("PATCH", rf"^{_REPO}/check-runs/(?P<id>\d+)$", "check_run", "installation",
-         SimulatedGitHub._update_check_run),
-        ("POST", rf"^{_REPO}/actions/runs/(?P<id>\d+)/(?:rerun|rerun-failed-jobs)$", "rerun",
-         "installation", SimulatedGitHub._rerun),
+        (
+            "POST",
+            rf"^{_REPO}/check-runs$",
+            "check_run",
+            "installation",
+            SimulatedGitHub._create_check_run,
+        ),
+        (
+            "PATCH",
+            rf"^{_REPO}/check-runs/(?P<id>\d+)$",
+            "check_run",
+            "installation",
+            SimulatedGitHub._update_check_run,
+        ),
+        (
+            "POST",
+            rf"^{_REPO}/actions/runs/(?P<id>\d+)/(?:rerun|rerun-failed-jobs)$",
+            "rerun",
+            "installation",
+            SimulatedGitHub._rerun,
+        ),
         ("GET", r"^/app/hook/deliveries$", "deliveries", "app", SimulatedGitHub._list_deliveries),
-        ("POST", r"^/app/hook/deliveries/(?P<id>\d+)/attempts$", "redeliver", "app",
-         SimulatedGitHub._redeliver),
+        (
+            "POST",
+            r"^/app/hook/deliveries/(?P<id>\d+)/attempts$",
+            "redeliver",
+            "app",
+            SimulatedGitHub._redeliver,
+        ),
     ]
 ]
 

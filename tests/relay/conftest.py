@@ -52,11 +52,22 @@ def signed_headers(body: bytes, event: str, delivery: str | None, secret: str = 
     return headers
 
 
-def post_webhook(client, event: str, payload: dict | bytes, *, delivery: str | None = "d-1",
-                 secret: str = SECRET, path: str = "/github/webhook"):
+def post_webhook(
+    client,
+    event: str,
+    payload: dict | bytes,
+    *,
+    delivery: str | None = "d-1",
+    secret: str = SECRET,
+    path: str = "/github/webhook",
+):
     body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
-    return client.post(path, body, content_type="application/json",
-                       headers=signed_headers(body, event, delivery, secret))
+    return client.post(
+        path,
+        body,
+        content_type="application/json",
+        headers=signed_headers(body, event, delivery, secret),
+    )
 
 
 @pytest.fixture

@@ -60,7 +60,9 @@ def test_the_dispatch_body_is_the_contracts(client, github, downstream):
     assert client_payload["payload"] == PR  # verbatim
     assert client_payload["crcr"]["truncated"] is False
     claims = dispatch_token.verify(client_payload["crcr"]["token"])
-    assert claims == dispatch_token.DispatchClaims("guid-1", "org-b/l3", 2, PR["pull_request"]["head"]["sha"])
+    assert claims == dispatch_token.DispatchClaims(
+        "guid-1", "org-b/l3", 2, PR["pull_request"]["head"]["sha"]
+    )
 
 
 def test_the_record_and_the_redis_state_exist_before_github_is_called(
@@ -72,7 +74,10 @@ def test_the_record_and_the_redis_state_exist_before_github_is_called(
     def observe(call):
         if call.route == "dispatch":
             state = r.get(redis_keys.dispatched("guid-1", call.repo))
-            row = Dispatch.objects.filter(repo_key=call.repo, delivery__delivery_id="guid-1").first()
+            row = Dispatch.objects.filter(
+                repo_key=call.repo, delivery__delivery_id="guid-1"
+            ).first()
+            connection.close()  # this runs in the simulator's request thread
             seen.append((call.repo, json.loads(state)["state"] if state else None, row is not None))
 
     github.observer = observe
@@ -88,12 +93,17 @@ def test_the_delivery_keeps_what_the_hud_shows_later(client, github, downstream)
     delivery = Delivery.objects.get()
     assert (delivery.event, delivery.action, delivery.pr_number) == ("pull_request", "opened", 2)
     assert delivery.head_sha == PR["pull_request"]["head"]["sha"]
-    assert (delivery.title, delivery.author) == ("Update the README with new information.", "Codertocat")
+    assert (delivery.title, delivery.author) == (
+        "Update the README with new information.",
+        "Codertocat",
+    )
     assert json.loads(delivery.body) == PR
 
 
 def test_the_upstream_repository_matches_in_any_spelling(client, github, downstream):
-    response = post_webhook(client, "pull_request", webhook_payload("pull_request.opened", "PyTorch/PyTorch"))
+    response = post_webhook(
+        client, "pull_request", webhook_payload("pull_request.opened", "PyTorch/PyTorch")
+    )
 
     assert len(response.json()["dispatched"]) == 4
 
@@ -106,7 +116,9 @@ def test_a_push_is_dispatched_and_the_ref_filter_applies(client, github, downstr
     settings.CRCR_PUSH_REFS = ["refs/tags/ciflow/*", "refs/heads/main"]
     ignored = post_webhook(client, "push", push, delivery="p-2")
     assert ignored.json()["ignored"] is True
-    tagged = post_webhook(client, "push", push | {"ref": "refs/tags/ciflow/crcr/123"}, delivery="p-3")
+    tagged = post_webhook(
+        client, "push", push | {"ref": "refs/tags/ciflow/crcr/123"}, delivery="p-3"
+    )
     assert len(tagged.json()["dispatched"]) == 4
 
 
@@ -132,7 +144,9 @@ def test_a_redelivery_never_resends_but_repairs_what_failed(client, github, down
 
     assert [d["repo"] for d in again["dispatched"]] == ["org-a/l2"]
     assert len(again["skipped"]) == 3
-    assert {repo: len(github.dispatches(repo)) for repo in PARTICIPANTS} == dict.fromkeys(PARTICIPANTS, 1)
+    assert {repo: len(github.dispatches(repo)) for repo in PARTICIPANTS} == dict.fromkeys(
+        PARTICIPANTS, 1
+    )
     assert Delivery.objects.get().times_received == 2
 
 
@@ -150,7 +164,9 @@ def test_github_down_queues_the_dispatches_and_the_worker_delivers_once_it_recov
     github.heal()
     run_worker_when_due()
     assert set(statuses().values()) == {"sent"}
-    assert {repo: len(github.dispatches(repo)) for repo in PARTICIPANTS} == dict.fromkeys(PARTICIPANTS, 1)
+    assert {repo: len(github.dispatches(repo)) for repo in PARTICIPANTS} == dict.fromkeys(
+        PARTICIPANTS, 1
+    )
 
 
 def test_a_secondary_rate_limit_waits_as_long_as_github_asks(client, github, downstream):
@@ -161,6 +177,7 @@ def test_a_secondary_rate_limit_waits_as_long_as_github_asks(client, github, dow
 
     for row in Dispatch.objects.all():
         assert row.status == "pending"
+        assert row.next_attempt_at is not None
         assert row.next_attempt_at >= before + timedelta(seconds=30)
         assert "secondary rate limit" in row.last_error
 
@@ -200,16 +217,19 @@ def test_a_hanging_github_times_out_and_is_retried(client, github, downstream, s
     assert statuses()["org-a/l1"] == "sent"
 
 
-def test_a_dispatch_is_given_up_as_failed_after_the_give_up_time(client, github, downstream, settings):
+def test_a_dispatch_is_given_up_as_failed_after_the_give_up_time(
+    client, github, downstream, settings
+):
     github.fail("dispatch", "5xx")
     post_webhook(client, "pull_request", PR)
-    Dispatch.objects.update(created_at=timezone.now() - timedelta(hours=25),
-                            next_attempt_at=timezone.now())
+    Dispatch.objects.update(
+        created_at=timezone.now() - timedelta(hours=25), next_attempt_at=timezone.now()
+    )
 
     call_command("worker", "--once")
 
     assert set(statuses().values()) == {"failed"}
-    assert Dispatch.objects.first().last_error.startswith("gave up after 86400 s")
+    assert Dispatch.objects.filter(last_error__startswith="gave up after 86400 s").count() == 4
 
 
 def test_redis_down_defers_every_dispatch_and_nothing_is_lost(client, github, downstream, settings):
@@ -257,7 +277,9 @@ def test_two_senders_claiming_the_same_dispatches_send_each_once(client, github,
     for t in threads:
         t.join()
 
-    assert {repo: len(github.dispatches(repo)) for repo in PARTICIPANTS} == dict.fromkeys(PARTICIPANTS, 1)
+    assert {repo: len(github.dispatches(repo)) for repo in PARTICIPANTS} == dict.fromkeys(
+        PARTICIPANTS, 1
+    )
 
 
 def test_installation_tokens_are_minted_once_and_shared_through_redis(client, github, downstream):
@@ -265,8 +287,9 @@ def test_installation_tokens_are_minted_once_and_shared_through_redis(client, gi
     post_webhook(client, "pull_request", PR, delivery="guid-2")
     assert len(github.calls_to("token")) == 3  # one per installation (org-a, org-b, org-c)
 
-    other_process = GitHubApp(api_url=github.url, app_id=github.app_id,
-                              private_key=github.private_key, timeout=2)
+    other_process = GitHubApp(
+        api_url=github.url, app_id=github.app_id, private_key=github.private_key, timeout=2
+    )
     other_process.dispatch("org-a/l1", "pull_request", {"event_type": "pull_request"})
 
     assert len(github.calls_to("token")) == 3
@@ -302,8 +325,11 @@ def test_the_admin_retries_failed_dispatches_now(admin_client, client, github, d
     post_webhook(client, "pull_request", PR)
     failed = Dispatch.objects.get(status="failed")
 
-    response = admin_client.post("/admin/relay/dispatch/", {
-        "action": "retry_now", "_selected_action": [failed.pk]}, follow=True)
+    response = admin_client.post(
+        "/admin/relay/dispatch/",
+        {"action": "retry_now", "_selected_action": [failed.pk]},
+        follow=True,
+    )
 
     assert "1 dispatch(es) queued" in response.content.decode()
     run_worker_when_due()
@@ -313,8 +339,11 @@ def test_the_admin_retries_failed_dispatches_now(admin_client, client, github, d
 def test_the_admin_lists_deliveries_and_dispatches(admin_client, client, github, downstream):
     post_webhook(client, "pull_request", PR)
 
-    for path in ("/admin/relay/delivery/", "/admin/relay/dispatch/?status__exact=sent",
-                 f"/admin/relay/delivery/{Delivery.objects.get().pk}/change/"):
+    for path in (
+        "/admin/relay/delivery/",
+        "/admin/relay/dispatch/?status__exact=sent",
+        f"/admin/relay/delivery/{Delivery.objects.get().pk}/change/",
+    ):
         response = admin_client.get(path)
         assert response.status_code == 200
         assert "org-b/l3" in response.content.decode() or "d-1" in response.content.decode()

@@ -31,7 +31,8 @@ REFUSED = [
 
 
 @pytest.mark.parametrize(
-    ("event", "body", "overrides", "status", "error"), [r[1:] for r in REFUSED],
+    ("event", "body", "overrides", "status", "error"),
+    [r[1:] for r in REFUSED],
     ids=[r[0] for r in REFUSED],
 )
 def test_a_refused_webhook_gets_its_status_and_changes_nothing(
@@ -58,20 +59,39 @@ def test_an_oversized_body_is_413_before_anything_else(client, github, redis_ser
 
 IGNORED = [
     # (case, event, payload, delivery id)
-    ("another repository", "pull_request", webhook_payload("pull_request.opened", "someone/else"),
-     "d-1"),
-    ("a push to another repository", "push", webhook_payload("push.1", "pytorch/vision"),
-     "d-1"),
+    (
+        "another repository",
+        "pull_request",
+        webhook_payload("pull_request.opened", "someone/else"),
+        "d-1",
+    ),
+    ("a push to another repository", "push", webhook_payload("push.1", "pytorch/vision"), "d-1"),
     ("an unknown event", "issues", PR | {"action": "opened"}, "d-1"),
-    ("an unhandled action", "pull_request", webhook_payload("pull_request.converted_to_draft"),
-     "d-1"),
+    (
+        "an unhandled action",
+        "pull_request",
+        webhook_payload("pull_request.converted_to_draft"),
+        "d-1",
+    ),
     ("labeled (for now)", "pull_request", webhook_payload("pull_request.labeled"), "d-1"),
-    ("check_run rerequested (for now)", "check_run", webhook_payload("check_run.rerequested"),
-     "d-1"),
-    ("check_suite rerequested (for now)", "check_suite",
-     webhook_payload("check_suite.rerequested"), "d-1"),
-    ("an unhandled event without a delivery id", "installation_repositories",
-     webhook_payload("installation_repositories.added"), None),
+    (
+        "check_run rerequested (for now)",
+        "check_run",
+        webhook_payload("check_run.rerequested"),
+        "d-1",
+    ),
+    (
+        "check_suite rerequested (for now)",
+        "check_suite",
+        webhook_payload("check_suite.rerequested"),
+        "d-1",
+    ),
+    (
+        "an unhandled event without a delivery id",
+        "installation_repositories",
+        webhook_payload("installation_repositories.added"),
+        None,
+    ),
 ]
 
 
@@ -99,7 +119,9 @@ def test_ping_is_answered(client, github, redis_server):
     assert_no_side_effects(github, redis_server)
 
 
-def test_without_a_configured_secret_every_webhook_is_refused(client, github, redis_server, settings):
+def test_without_a_configured_secret_every_webhook_is_refused(
+    client, github, redis_server, settings
+):
     settings.GITHUB_WEBHOOK_SECRET = ""
 
     response = post_webhook(client, "pull_request", PR)

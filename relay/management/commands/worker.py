@@ -31,8 +31,13 @@ class Command(BaseCommand):
         signal.signal(signal.SIGTERM, self._stop)
         signal.signal(signal.SIGINT, self._stop)
         tasks = Worker(
-            queue_names=["default"], interval=0, batch=True, backend_name="default",
-            startup_delay=False, max_tasks=None, worker_id=f"crcr-{uuid.uuid4().hex[:12]}",
+            queue_names=["default"],
+            interval=0,
+            batch=True,
+            backend_name="default",
+            startup_delay=False,
+            max_tasks=None,
+            worker_id=f"crcr-{uuid.uuid4().hex[:12]}",
             excluded_queue_names=[],
         )
         logger.info("worker started")

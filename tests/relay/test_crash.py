@@ -1,0 +1,118 @@
+"""A relay process killed in the middle of a fan-out loses nothing (contract: at least once;
+exactly once for every dispatch whose answer was recorded)."""
+
+import collections
+import os
+import signal
+import subprocess
+import threading
+import time
+
+import pytest
+import requests
+
+from allowlist.models import DownstreamRepo
+from relay.models import Dispatch
+from tests.conftest import PYTHON, ROOT
+from tests.relay.conftest import APP_ID, SECRET, webhook_payload
+from tests.servers import free_port
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+REPOS = [f"owner-{n}/backend" for n in range(12)]
+
+
+def wait_until(condition, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+def test_a_server_killed_mid_fanout_loses_nothing_and_the_worker_finishes_it(
+    github, child_env, tmp_path
+):
+    for repo in REPOS:
+        DownstreamRepo.objects.create(repo=repo, level="L2")
+    key_file = tmp_path / "app.pem"
+    key_file.write_text(github.private_key)
+    env = child_env | {
+        "GITHUB_API_URL": github.url,
+        "GITHUB_APP_ID": APP_ID,
+        "GITHUB_APP_PRIVATE_KEY_FILE": str(key_file),
+        "GITHUB_WEBHOOK_SECRET": SECRET,
+        "GITHUB_TIMEOUT": "0.5",
+        "CRCR_DISPATCH_LEASE": "3.5",
+        "CRCR_RETRY_FIRST": "0.2",
+        "CRCR_FANOUT_THREADS": "3",
+        "CRCR_FANOUT_DEADLINE": "30",
+        "DJANGO_ALLOWED_HOSTS": "127.0.0.1",
+        "CRCR_ALLOWLIST_SYNC_INTERVAL": "0",
+    }
+    github.latency = 0.15  # three calls a repo, three repos at a time: about 2 s in all
+    port = free_port()
+    server = subprocess.Popen(
+        [
+            PYTHON,
+            "-m",
+            "gunicorn",
+            "crcr_site.wsgi",
+            "-b",
+            f"127.0.0.1:{port}",
+            "--workers",
+            "1",
+            "--timeout",
+            "60",
+        ],
+        cwd=ROOT,
+        env=env,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_until(lambda: _answers(f"http://127.0.0.1:{port}/healthz"), 30, "gunicorn")
+        url = f"http://127.0.0.1:{port}/github/webhook"
+        threading.Thread(
+            target=github.send_webhook,
+            args=("pull_request", webhook_payload("pull_request.opened")),
+            kwargs={"url": url, "secret": SECRET, "guid": "g-kill"},
+            daemon=True,
+        ).start()
+        wait_until(lambda: Dispatch.objects.filter(status="sent").count() >= 3, 20, "a few sends")
+    finally:
+        os.killpg(server.pid, signal.SIGKILL)
+        server.wait()
+    sent_before_kill = set(
+        Dispatch.objects.filter(status="sent").values_list("repo_key", flat=True)
+    )
+    assert 3 <= len(sent_before_kill) < len(REPOS)
+
+    worker = subprocess.Popen(
+        [PYTHON, "manage.py", "worker", "--interval", "0.2"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_until(
+            lambda: Dispatch.objects.filter(status="sent").count() == len(REPOS),
+            60,
+            "the worker to send the rest",
+        )
+    finally:
+        worker.terminate()
+        worker.wait(timeout=10)
+
+    arrived = collections.Counter(call.repo for call in github.dispatches())
+    assert set(arrived) == set(REPOS)
+    assert all(arrived[repo] == 1 for repo in sent_before_kill)
+
+
+def _answers(url: str) -> bool:
+    try:
+        return requests.get(url, timeout=1).status_code == 200
+    except requests.RequestException:
+        return False

@@ -1,0 +1,73 @@
+import json
+import time
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from relay.models import Delivery, Dispatch
+from relay.redelivery import missed_deliveries, redeliver_missed
+from tests.relay.conftest import PARTICIPANTS, post_webhook, webhook_payload
+
+PR = webhook_payload("pull_request.opened")
+
+
+@pytest.mark.django_db
+def test_only_failed_unrecorded_recent_dispatched_deliveries_count_as_missed(
+    client, github, downstream
+):
+    old = datetime.now(UTC) - timedelta(days=4)
+    github.log_delivery("too-old", "push", None, 0, delivered_at=old)  # the list is newest first
+    github.log_delivery("missed", "pull_request", "opened", 502)
+    github.log_delivery("repaired", "pull_request", "opened", 500)
+    github.log_delivery("repaired", "pull_request", "opened", 200, redelivery=True)
+    github.log_delivery("not-ours", "issues", "opened", 500)
+    github.log_delivery("ignored-action", "pull_request", "labeled", 500)
+    github.log_delivery("recorded", "push", None, 504)
+    post_webhook(client, "push", webhook_payload("push.1"), delivery="recorded")
+    # The newest 150 are fine; the missed one is on the second page.
+    for n in range(150):
+        github.log_delivery(f"ok-{n}", "pull_request", "synchronize", 200)
+
+    missed = missed_deliveries()
+
+    assert [m.guid for m in missed] == ["missed"]
+    assert len(github.calls_to("deliveries")) == 2
+
+
+@pytest.mark.django_db
+def test_a_missed_delivery_is_asked_for_once_an_hour(github, downstream):
+    github.log_delivery("missed", "pull_request", "opened", 502)
+
+    assert redeliver_missed() == ["missed"]
+    assert redeliver_missed() == []
+    assert len(github.calls_to("redeliver")) == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_webhook_our_server_never_got_is_redelivered_and_dispatched(
+    live_server, github, downstream, settings
+):
+    settings.ALLOWED_HOSTS = ["*"]
+    github.webhook_url = f"{live_server.url}/github/webhook"
+    body = json.dumps(PR).encode()
+    github.log_delivery(
+        "lost-guid",
+        "pull_request",
+        "opened",
+        0,
+        sent=(github.webhook_url, github.webhook_secret, "pull_request", body),
+    )
+
+    assert redeliver_missed() == ["lost-guid"]
+
+    def answered() -> bool:  # the simulator logs the redelivery once our answer is back
+        return github.hook_deliveries[0]["redelivery"] and Dispatch.objects.count() == 4
+
+    deadline = time.monotonic() + 10
+    while not answered() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert Delivery.objects.get().delivery_id == "lost-guid"
+    assert sorted(c.repo for c in github.dispatches()) == PARTICIPANTS
+    assert github.hook_deliveries[0]["guid"] == "lost-guid"
+    assert github.hook_deliveries[0]["status_code"] == 200
+    assert github.hook_deliveries[0]["redelivery"] is True
