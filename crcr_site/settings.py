@@ -114,8 +114,17 @@ def database_config(url: str) -> dict[str, object]:
             "timeout": 20,
         }
     else:
-        config["CONN_MAX_AGE"] = envint("DATABASE_CONN_MAX_AGE", 60)
-        config["CONN_HEALTH_CHECKS"] = True
+        # One psycopg pool per process: the fan-out's threads each borrow a connection for a
+        # moment instead of opening their own (and PostgreSQL's max_connections bounds
+        # processes times DATABASE_POOL_MAX, not processes times threads).
+        config["CONN_MAX_AGE"] = 0
+        config["OPTIONS"] = {
+            "pool": {
+                "min_size": 1,
+                "max_size": envint("DATABASE_POOL_MAX", 20, minimum=2),
+                "timeout": 10,
+            }
+        }
     return config
 
 

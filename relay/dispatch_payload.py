@@ -9,6 +9,7 @@ keeps the fields downstream workflows read (contract §1), and `crcr.truncated` 
 
 import json
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 MAX_BYTES = 60_000
@@ -80,17 +81,40 @@ SLIMMING: tuple[Callable[[dict[str, Any]], dict[str, Any]], ...] = (
 )
 
 
-def build(
-    *, event_type: str, delivery_id: str, payload: dict[str, Any], token: str
-) -> tuple[dict[str, Any], bool]:
-    """(client_payload, truncated) for one downstream repo."""
+# Room kept for the `crcr` object; a dispatch token is a few hundred bytes.
+CRCR_ROOM = 1024
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """One delivery's client_payload, serialised once; only `crcr.token` differs per repo."""
+
+    head: str  # '{"event_type": ..., "delivery_id": ..., "payload": <payload>'
+    truncated: bool
+
+    def client_payload_json(self, token: str) -> str:
+        """Exactly what json.dumps writes for the dict; checked against GitHub's limit."""
+        crcr = json.dumps({"token": token, "truncated": self.truncated})
+        text = f'{self.head}, "crcr": {crcr}}}'
+        if len(text.encode()) > MAX_BYTES:
+            raise PayloadTooLarge(f"the client_payload is over {MAX_BYTES} bytes")
+        return text
+
+    def request_body(self, event_type: str, token: str) -> str:
+        """The body of POST /repos/{repo}/dispatches."""
+        return (
+            f'{{"event_type": {json.dumps(event_type)}, '
+            f'"client_payload": {self.client_payload_json(token)}}}'
+        )
+
+
+def prepare(*, event_type: str, delivery_id: str, payload: dict[str, Any]) -> Prepared:
+    """Serialise the payload once, slimmed in SLIMMING's order until it fits."""
     for step, slim in enumerate(SLIMMING):
-        client_payload = {
-            "event_type": event_type,
-            "delivery_id": delivery_id,
-            "payload": slim(payload),
-            "crcr": {"token": token, "truncated": step > 0},
-        }
-        if len(json.dumps(client_payload).encode()) <= MAX_BYTES:
-            return client_payload, step > 0
+        head = (
+            f'{{"event_type": {json.dumps(event_type)}, '
+            f'"delivery_id": {json.dumps(delivery_id)}, "payload": {json.dumps(slim(payload))}'
+        )
+        if len(head.encode()) + CRCR_ROOM <= MAX_BYTES:
+            return Prepared(head, truncated=step > 0)
     raise PayloadTooLarge(f"even the slimmed payload is over {MAX_BYTES} bytes")

@@ -24,13 +24,14 @@ nothing can be recorded, so the webhook fails and GitHub marks the delivery fail
 lost-webhook job asks for it again later (relay/redelivery.py).
 """
 
+import functools
 import json
 import logging
 import random
 import threading
 import time
 import uuid
-from concurrent.futures import Future, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -52,19 +53,25 @@ logger = logging.getLogger(__name__)
 
 Status = Dispatch.Status
 SWEEP_GRACE = timedelta(seconds=10)  # leave freshly due rows to their queued task
-LOST = "lost"  # another sender took the row first: nothing was sent
 
-POOL_PREFIX = "crcr-fanout"
 _pool: ThreadPoolExecutor | None = None
+_slots = threading.BoundedSemaphore(1)
 _pool_guard = threading.Lock()
 
 
 def pool() -> ThreadPoolExecutor:
-    """One sending pool per process, made on first use (after a server forks its workers)."""
-    global _pool
+    """One sending pool per process, made on first use (after a server forks its workers).
+
+    Its CRCR_FANOUT_THREADS threads are handed out as slots (`_slots`): a row is claimed only
+    with a slot in hand, so no claimed row waits in the pool's queue.
+    """
+    global _pool, _slots
     with _pool_guard:
         if _pool is None:
-            _pool = ThreadPoolExecutor(settings.CRCR_FANOUT_THREADS, thread_name_prefix=POOL_PREFIX)
+            _slots = threading.BoundedSemaphore(settings.CRCR_FANOUT_THREADS)
+            _pool = ThreadPoolExecutor(
+                settings.CRCR_FANOUT_THREADS, thread_name_prefix="crcr-fanout"
+            )
         return _pool
 
 
@@ -141,32 +148,27 @@ def record(event: UpstreamEvent) -> Delivery:
     return delivery
 
 
-def claim(rows: "Q | None" = None, *, ids: list[int] | None = None) -> list[Dispatch]:
-    """Take the due, unleased pending dispatches among `rows`/`ids` with a fresh lease."""
+def claim(scope: Q, limit: int) -> list[Dispatch]:
+    """Take up to `limit` due, unleased pending dispatches in `scope` with a fresh lease."""
     now = timezone.now()
-    owner = uuid.uuid4().hex
-    due = Dispatch.objects.filter(status=Status.PENDING, next_attempt_at__lte=now).filter(
+    due = Q(status=Status.PENDING, next_attempt_at__lte=now) & (
         Q(lease_until__isnull=True) | Q(lease_until__lt=now)
     )
-    if rows is not None:
-        due = due.filter(rows)
-    if ids is not None:
-        due = due.filter(id__in=ids)
+    ids = list(
+        Dispatch.objects.filter(scope, due)
+        .order_by("next_attempt_at", "pk")
+        .values_list("pk", flat=True)[:limit]
+    )
+    if not ids:
+        return []
+    owner = uuid.uuid4().hex
     lease = timedelta(seconds=settings.CRCR_DISPATCH_LEASE)
     # The conditions are on the updated rows themselves, so of two concurrent claims on
     # PostgreSQL the second re-checks them after the first commits and takes nothing.
-    due.update(lease_owner=owner, lease_until=now + lease)
+    Dispatch.objects.filter(due, pk__in=ids).update(
+        lease_owner=owner, lease_until=now + lease, attempts=F("attempts") + 1
+    )
     return list(Dispatch.objects.filter(lease_owner=owner).select_related("delivery"))
-
-
-def start_attempt(row: Dispatch) -> bool:
-    """Renew our lease as the send starts; False when another sender has taken the row."""
-    lease = timedelta(seconds=settings.CRCR_DISPATCH_LEASE)
-    taken = Dispatch.objects.filter(
-        pk=row.pk, lease_owner=row.lease_owner, status=Status.PENDING
-    ).update(lease_until=timezone.now() + lease, attempts=F("attempts") + 1)
-    row.attempts += 1
-    return taken == 1
 
 
 def next_attempt(row: Dispatch, now: datetime, retry_after: float = 0.0) -> datetime | None:
@@ -181,79 +183,184 @@ def next_attempt(row: Dispatch, now: datetime, retry_after: float = 0.0) -> date
     return when
 
 
-def _finish(row: Dispatch, status: str, error: str = "", retry_after: float = 0.0) -> str:
+@dataclass(frozen=True)
+class Outcome:
+    status: str  # SENT, PENDING (try again later) or FAILED
+    error: str = ""
+    retry_after: float = 0.0
+    truncated: bool = False  # the payload was slimmed to fit GitHub's limit
+
+
+def record_outcomes(results: list[tuple[Dispatch, Outcome]]) -> None:
+    """Write what GitHub answered: sent ones in one UPDATE, the others one by one."""
     now = timezone.now()
-    values: dict[str, Any] = {"status": status, "last_error": error[:2000], "lease_until": None}
-    if status == Status.SENT:
-        values["sent_at"] = now
-    elif status == Status.PENDING:
-        when = next_attempt(row, now, retry_after)
+    for truncated in (False, True):
+        sent = [
+            row.pk
+            for row, outcome in results
+            if outcome.status == Status.SENT and outcome.truncated == truncated
+        ]
+        if sent:
+            Dispatch.objects.filter(pk__in=sent).update(
+                status=Status.SENT,
+                sent_at=now,
+                lease_until=None,
+                last_error="",
+                truncated=truncated,
+            )
+    for row, outcome in results:
+        if outcome.status != Status.SENT:
+            _finish(row, outcome, now)
+        level = logging.INFO if outcome.status == Status.SENT else logging.WARNING
+        logger.log(
+            level,
+            "dispatch %s -> %s: %s %s",
+            row.delivery.delivery_id,
+            row.repo,
+            outcome.status,
+            outcome.error,
+        )
+
+
+def _finish(row: Dispatch, outcome: Outcome, now: datetime) -> None:
+    values: dict[str, Any] = {
+        "status": outcome.status,
+        "last_error": outcome.error[:2000],
+        "lease_until": None,
+        "truncated": outcome.truncated,
+    }
+    if outcome.status == Status.PENDING:
+        when = next_attempt(row, now, outcome.retry_after)
         if when is None:
-            values["status"] = status = Status.FAILED
-            values["last_error"] = f"gave up after {settings.CRCR_DISPATCH_GIVE_UP} s: {error}"
+            values["status"] = Status.FAILED
+            values["last_error"] = (
+                f"gave up after {settings.CRCR_DISPATCH_GIVE_UP} s: {outcome.error}"
+            )
         values["next_attempt_at"] = when
     Dispatch.objects.filter(pk=row.pk).update(**values)
-    level = logging.INFO if status == Status.SENT else logging.WARNING
-    logger.log(level, "dispatch %s -> %s: %s %s", row.delivery.delivery_id, row.repo, status, error)
-    return status
 
 
-def send(row: Dispatch, payload: dict[str, Any]) -> str:
-    """Send one claimed dispatch and record the answer; returns the new status."""
-    delivery = row.delivery
+def prepare(delivery: Delivery, payload: dict[str, Any]) -> "dispatch_payload.Prepared | str":
+    """The delivery's client_payload, serialised once for all its repos; or why it cannot go."""
     try:
-        if not start_attempt(row):
-            return LOST
-        try:
-            get_redis().set(
-                redis_keys.dispatched(delivery.delivery_id, row.repo_key),
-                json.dumps({"state": "DISPATCHED", "timestamp": time.time()}),
-                ex=settings.CRCR_DISPATCH_TTL,
-            )
-        except RedisError as exc:
-            return _finish(row, Status.PENDING, f"deferred, Redis unavailable: {exc}")
-        token = dispatch_token.sign(
-            dispatch_token.DispatchClaims(
-                delivery.delivery_id, row.repo_key, delivery.pr_number, delivery.head_sha
-            )
+        return dispatch_payload.prepare(
+            event_type=delivery.event, delivery_id=delivery.delivery_id, payload=payload
         )
-        try:
-            client_payload, truncated = dispatch_payload.build(
-                event_type=delivery.event,
-                delivery_id=delivery.delivery_id,
-                payload=payload,
-                token=token,
-            )
-        except dispatch_payload.PayloadTooLarge as exc:
-            return _finish(row, Status.FAILED, str(exc))
-        if truncated and not row.truncated:
-            Dispatch.objects.filter(pk=row.pk).update(truncated=True)
-        try:
-            get_app().dispatch(row.repo, delivery.event, client_payload)
-        except RateLimited as exc:
-            return _finish(row, Status.PENDING, str(exc), retry_after=exc.retry_after)
-        except GitHubError as exc:
-            return _finish(row, Status.PENDING if exc.transient else Status.FAILED, str(exc))
-        return _finish(row, Status.SENT)
+    except dispatch_payload.PayloadTooLarge as exc:
+        return str(exc)
+
+
+def post(row: Dispatch, prepared: "dispatch_payload.Prepared | str") -> Outcome:
+    """POST one dispatch to GitHub (runs in a pool thread: HTTP only, no database)."""
+    try:
+        if isinstance(prepared, str):
+            return Outcome(Status.FAILED, prepared)
+        return _post(row, prepared)
     finally:
-        if threading.current_thread().name.startswith(POOL_PREFIX):
-            connection.close()  # pool threads must not each keep a connection open
+        _slots.release()
 
 
-def send_all(
-    rows: list[Dispatch], payloads: dict[int, dict[str, Any]], deadline: float | None
-) -> dict[int, str]:
-    """Send in parallel; after `deadline` seconds, unstarted rows are released to the worker."""
-    futures: dict[Future[str], Dispatch] = {
-        pool().submit(send, row, payloads[row.delivery_id]): row for row in rows
-    }
-    done, not_done = wait(futures, timeout=deadline)
-    late = [futures[f].pk for f in not_done if f.cancel()]
-    if late:
-        Dispatch.objects.filter(pk__in=late).update(
-            lease_until=None, next_attempt_at=timezone.now()
+def _post(row: Dispatch, prepared: dispatch_payload.Prepared) -> Outcome:
+    delivery, truncated = row.delivery, prepared.truncated
+    claims = dispatch_token.DispatchClaims(
+        delivery.delivery_id, row.repo_key, delivery.pr_number, delivery.head_sha
+    )
+    try:
+        body = prepared.request_body(delivery.event, dispatch_token.sign(claims))
+        get_app().dispatch(row.repo, body)
+    except dispatch_payload.PayloadTooLarge as exc:
+        return Outcome(Status.FAILED, str(exc))
+    except RateLimited as exc:
+        return Outcome(Status.PENDING, str(exc), exc.retry_after, truncated)
+    except GitHubError as exc:
+        status = Status.PENDING if exc.transient else Status.FAILED
+        return Outcome(status, str(exc), truncated=truncated)
+    return Outcome(Status.SENT, truncated=truncated)
+
+
+def mark_dispatched(rows: list[Dispatch]) -> str:
+    """The Redis DISPATCHED state of each row, in one round trip; '' or why it failed."""
+    try:
+        with get_redis().pipeline(transaction=False) as pipe:
+            for row in rows:
+                pipe.set(
+                    redis_keys.dispatched(row.delivery.delivery_id, row.repo_key),
+                    json.dumps({"state": "DISPATCHED", "timestamp": time.time()}),
+                    ex=settings.CRCR_DISPATCH_TTL,
+                )
+            pipe.execute()
+    except RedisError as exc:
+        return f"deferred, Redis unavailable: {exc}"
+    return ""
+
+
+class Prepared(dict[int, "dispatch_payload.Prepared | str"]):
+    """Each delivery's prepared payload, made on first need from its recorded body."""
+
+    def for_row(self, row: Dispatch) -> "dispatch_payload.Prepared | str":
+        if row.delivery_id not in self:
+            self[row.delivery_id] = prepare(row.delivery, json.loads(row.delivery.body))
+        return self[row.delivery_id]
+
+
+def _take_slots(wanted: int, block: float) -> int:
+    """Up to `wanted` free sending slots; waits up to `block` seconds for the first one."""
+    taken = 0
+    if block > 0 and wanted > 0:
+        taken = int(_slots.acquire(timeout=block))
+        if not taken:
+            return 0
+    while taken < wanted and _slots.acquire(blocking=False):
+        taken += 1
+    return taken
+
+
+def send(scope: Q, prepared: Prepared, deadline: float | None) -> dict[int, str]:
+    """Claim and send the due dispatches in `scope`; returns the status each one reached.
+
+    Rows are claimed only as sending slots free up, so every claimed row starts at once and
+    its lease (longer than the slowest send) holds until it is recorded. At the deadline the
+    webhook answers; sends still in flight record their own outcome when they finish.
+    """
+    pool()  # makes the slots on first use
+    end = None if deadline is None else time.monotonic() + deadline
+    outcomes: dict[int, str] = {}
+    in_flight: dict[Future[Outcome], Dispatch] = {}
+    while True:
+        left = 1.0 if end is None else max(0.0, end - time.monotonic())
+        slots = _take_slots(settings.CRCR_FANOUT_THREADS, 0 if in_flight else min(left, 1.0))
+        rows = claim(scope, slots) if slots else []
+        for _ in range(slots - len(rows)):
+            _slots.release()
+        problem = mark_dispatched(rows) if rows else ""
+        if problem:
+            record_outcomes([(row, Outcome(Status.PENDING, problem)) for row in rows])
+            for _ in rows:
+                _slots.release()
+            outcomes.update((row.pk, Status.PENDING) for row in rows)
+            rows = []
+        for row in rows:
+            in_flight[pool().submit(post, row, prepared.for_row(row))] = row
+        if not in_flight or (end is not None and time.monotonic() >= end):
+            break
+        done, _ = wait(
+            in_flight,
+            timeout=None if end is None else max(0.0, end - time.monotonic()),
+            return_when=FIRST_COMPLETED,
         )
-    return {futures[f].pk: f.result() for f in done}
+        results = [(in_flight.pop(future), future.result()) for future in done]
+        record_outcomes(results)
+        outcomes.update((row.pk, outcome.status) for row, outcome in results)
+    for future, row in in_flight.items():
+        future.add_done_callback(functools.partial(_record_late, row))
+    return outcomes
+
+
+def _record_late(row: Dispatch, future: "Future[Outcome]") -> None:
+    try:
+        record_outcomes([(row, future.result())])
+    finally:
+        connection.close()  # this ran in a pool thread
 
 
 def schedule_ids(ids: list[int]) -> None:
@@ -296,8 +403,8 @@ def fan_out(event: UpstreamEvent) -> Summary:
         Dispatch.objects.filter(mine, status=Status.PENDING).update(next_attempt_at=retry_at)
         deferred = "Redis unavailable: every dispatch waits for it (nothing lost)"
     else:
-        claimed = claim(mine)
-        outcomes = send_all(claimed, {delivery.pk: event.payload}, settings.CRCR_FANOUT_DEADLINE)
+        prepared = Prepared({delivery.pk: prepare(delivery, event.payload)})
+        outcomes = send(mine, prepared, settings.CRCR_FANOUT_DEADLINE)
     schedule(mine)
     return summarize(delivery, outcomes, deferred)
 
@@ -322,12 +429,7 @@ def summarize(delivery: Delivery, outcomes: dict[int, str], deferred: str) -> Su
 
 def retry(ids: list[int]) -> dict[str, int]:
     """The worker's send: claim what is due among `ids`, send it all, queue what must wait."""
-    claimed = claim(ids=ids)
-    payloads: dict[int, dict[str, Any]] = {}
-    for row in claimed:
-        if row.delivery_id not in payloads:
-            payloads[row.delivery_id] = json.loads(row.delivery.body)
-    outcomes = send_all(claimed, payloads, deadline=None)
+    outcomes = send(Q(pk__in=ids), Prepared(), deadline=None)
     schedule_ids(ids)  # what is still pending among them, claimed now or not yet due
     counts: dict[str, int] = {}
     for status in outcomes.values():

@@ -33,7 +33,8 @@ logger = logging.getLogger(__name__)
 API_VERSION = "2022-11-28"
 # Tokens live an hour; stop using one this long before GitHub says it expires.
 TOKEN_MARGIN = 300
-INSTALLATION_TTL = 3600
+# Installation ids change only when an App is reinstalled (then a 404 makes us look again).
+INSTALLATION_TTL = 24 * 3600
 JWT_LIFETIME = 540  # GitHub refuses an App JWT that expires more than 10 minutes ahead
 JWT_BACKDATE = 60  # and one issued "in the future" by a clock that runs ahead
 
@@ -219,17 +220,27 @@ class GitHubApp:
     def _send(
         self, method: str, path: str, *, auth: str, body: object = None, params: Any = None
     ) -> requests.Response:
-        """One request; `auth` is "app" (the App JWT) or an installation token."""
+        """One request; `auth` is "app" (the App JWT) or an installation token.
+
+        `body` is JSON-encoded, unless it is a str: then it is sent as the JSON text it is.
+        """
         credential = self.app_jwt() if auth == "app" else auth
         url = path if path.startswith("http") else self.api_url + path
+        headers = {"Authorization": f"Bearer {credential}"}
+        if isinstance(body, str):
+            headers["Content-Type"] = "application/json"
+            data, body = body.encode(), None
+        else:
+            data = None
         try:
             response = self.session.request(
                 method,
                 url,
                 json=body,
+                data=data,
                 params=params,
                 timeout=self.timeout,
-                headers={"Authorization": f"Bearer {credential}"},
+                headers=headers,
             )
         except requests.Timeout as exc:
             raise GitHubUnavailable(f"{method} {path}: timed out ({exc})") from None
@@ -251,7 +262,12 @@ class GitHubApp:
         raise Rejected(detail, status=response.status_code)
 
     def _as_installation(self, repo: str, method: str, path: str, body: object = None) -> Any:
-        """A call with the installation token for `repo`; a revoked cached token is renewed once."""
+        """A call with the installation token for `repo`.
+
+        What we cached may have gone stale: a revoked token (401) is replaced once; a 404 may
+        mean the App was reinstalled under a new installation id, so the id is looked up again
+        and the call repeated once if it changed.
+        """
         installation = self.installation_id(repo)
         token = self.installation_token(installation)
         try:
@@ -260,11 +276,20 @@ class GitHubApp:
             if exc.status != 401:
                 raise
             self._forget_token(installation, token)
-            return self._call(method, path, auth=self.installation_token(installation), body=body)
+        except NotFound:
+            self._forget_installation(repo)
+            if self.installation_id(repo) == installation:
+                raise
+        installation = self.installation_id(repo)
+        return self._call(method, path, auth=self.installation_token(installation), body=body)
 
-    def dispatch(self, repo: str, event_type: str, client_payload: dict[str, Any]) -> None:
-        """POST /repos/{repo}/dispatches (a repository_dispatch event downstream)."""
-        body = {"event_type": event_type, "client_payload": client_payload}
+    def _forget_installation(self, repo: str) -> None:
+        key = repo_key(repo)
+        self._installations.pop(key, None)
+        _redis_delete(redis_keys.installation(key))
+
+    def dispatch(self, repo: str, body: dict[str, Any] | str) -> None:
+        """POST /repos/{repo}/dispatches: `{"event_type": ..., "client_payload": ...}`."""
         self._as_installation(repo, "POST", f"/repos/{repo}/dispatches", body)
 
     def hook_deliveries(self, *, per_page: int = 100) -> Iterator[HookDelivery]:

@@ -6,7 +6,8 @@ lands in one Redis Cluster slot and a Lua script may touch them together.
 - `crcr:{<delivery>:<repo>}:dispatched` — string, JSON `{"state": "DISPATCHED", "timestamp":
   <epoch seconds>}` of the latest send; TTL `CRCR_DISPATCH_TTL` (3 days); written by the
   fan-out before each POST to GitHub.
-- `crcr:gh:installation:<repo>` — string, the App's installation id; TTL 1 hour; GitHub client.
+- `crcr:gh:installation:<repo>` — string, the App's installation id; TTL 24 hours; GitHub
+  client (forgotten on a 404, in case the App was reinstalled).
 - `crcr:gh:token:<installation id>` — string, JSON `[token, usable_until]`; TTL until 5 minutes
   before GitHub's expiry; GitHub client.
 - `crcr:redelivery:<guid>` — string "1"; TTL 1 hour; the lost-webhook job, so that one delivery

@@ -55,6 +55,7 @@ class Call:
     body: Any
     received_at: float
     status: int = 0
+    answered_at: float = 0.0
 
 
 @dataclass
@@ -153,6 +154,12 @@ class SimulatedGitHub:
         with self._lock:
             self._tokens.clear()
 
+    def reinstall(self, owner: str) -> int:
+        """The App installed again on an owner: a new installation id, old tokens no good."""
+        with self._lock:
+            self._installations[owner.casefold()] = next(self._ids)
+            return self._installations[owner.casefold()]
+
     def installation_of(self, owner: str) -> int:
         with self._lock:
             return self._installations.setdefault(owner.casefold(), next(self._ids))
@@ -250,7 +257,7 @@ class SimulatedGitHub:
             with self._lock:
                 self.calls.append(call)
             status, out_headers, out = self._answer(call, auth, handler, params, parts.query)
-            call.status = status
+            call.status, call.answered_at = status, time.time()
             return status, out_headers, out
         return 404, {}, {"message": "Not Found"}
 
@@ -468,6 +475,7 @@ ROUTES: list[tuple[str, re.Pattern[str], str, str, Callable[..., Answer]]] = [
 def _handler_for(github: SimulatedGitHub) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"  # keep-alive, as api.github.com
+        disable_nagle_algorithm = True  # or each answer waits for the client's delayed ACK
 
         def _serve(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)

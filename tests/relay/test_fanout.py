@@ -290,7 +290,7 @@ def test_installation_tokens_are_minted_once_and_shared_through_redis(client, gi
     other_process = GitHubApp(
         api_url=github.url, app_id=github.app_id, private_key=github.private_key, timeout=2
     )
-    other_process.dispatch("org-a/l1", "pull_request", {"event_type": "pull_request"})
+    other_process.dispatch("org-a/l1", {"event_type": "pull_request", "client_payload": {}})
 
     assert len(github.calls_to("token")) == 3
     assert len(github.calls_to("installation")) == 4
@@ -304,6 +304,16 @@ def test_a_revoked_token_is_replaced_once(client, github, downstream):
 
     assert len(response.json()["dispatched"]) == 4
     assert len(github.calls_to("token")) == 6
+
+
+def test_a_reinstalled_app_is_found_again_after_one_404(client, github, downstream):
+    post_webhook(client, "pull_request", PR, delivery="guid-1")
+    github.reinstall("org-b")
+
+    response = post_webhook(client, "pull_request", PR, delivery="guid-2")
+
+    assert len(response.json()["dispatched"]) == 4
+    assert len(github.dispatches("org-b/l3")) == 2
 
 
 def test_an_oversized_payload_is_slimmed_keeping_what_downstream_reads(client, github, downstream):
