@@ -230,6 +230,8 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": envstr("LOG_LEVEL", "INFO").upper()},
+    # The task worker announces every poll at INFO; the worker loop polls twice a second.
+    "loggers": {"django_tasks_db": {"level": "WARNING"}},
 }
 
 # Background work: Django's tasks framework on the database; `manage.py worker` runs it.

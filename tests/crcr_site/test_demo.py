@@ -1,6 +1,8 @@
 import signal
+import sqlite3
 import subprocess
 import time
+from pathlib import Path
 
 import requests
 
@@ -20,10 +22,22 @@ def wait_for(url: str, seconds: float = 60) -> requests.Response:
             time.sleep(0.2)
 
 
+def wait_for_rows(database: Path, query: str, at_least: int, seconds: float = 30) -> None:
+    """Simulated upstream traffic reaches the relay and is dispatched to the simulated GitHub."""
+    deadline = time.monotonic() + seconds
+    while True:
+        with sqlite3.connect(database) as db:
+            (count,) = db.execute(query).fetchone()
+        if count >= at_least or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert count >= at_least
+
+
 def test_the_demo_serves_the_sample_allowlist_admin_and_a_shared_redis(tmp_path):
     port = free_port()
     demo = subprocess.Popen(
-        [PYTHON, "manage.py", "demo", "--port", str(port)],
+        [PYTHON, "manage.py", "demo", "--port", str(port), "--traffic-every", "1"],
         cwd=ROOT,
         env=bare_env(tmp_path),
         stdout=subprocess.PIPE,
@@ -38,6 +52,11 @@ def test_the_demo_serves_the_sample_allowlist_admin_and_a_shared_redis(tmp_path)
         assert requests.get(f"http://127.0.0.1:{port}/healthz", timeout=5).json()["redis"] == "ok"
         login = requests.get(f"http://127.0.0.1:{port}/admin/login/", timeout=5)
         assert login.status_code == 200
+        wait_for_rows(
+            tmp_path / "crcr.sqlite3",
+            "SELECT count(*) FROM relay_dispatch WHERE status = 'sent'",
+            at_least=11,
+        )
     finally:
         demo.send_signal(signal.SIGTERM)
         output, _ = demo.communicate(timeout=30)

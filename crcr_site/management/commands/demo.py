@@ -1,7 +1,9 @@
 """`make demo`: set up the embedded mode and run the relay and HUD on http://127.0.0.1:8000.
 
 Without REDIS_URL it serves one fakeredis on a free loopback port and gives its URL to every
-process it starts, so they share one Redis as production processes would.
+process it starts, so they share one Redis as production processes would. Without a GitHub App
+configured it starts a simulated GitHub and sends simulated upstream traffic
+(crcr_site/demo.py). It runs the web server and `manage.py worker` as child processes.
 """
 
 import os
@@ -17,6 +19,8 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandParser
 from fakeredis import TcpFakeServer
 
+from crcr_site import demo
+
 DEMO_USER = ("admin", "admin")
 
 
@@ -29,6 +33,12 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--port", type=int, default=8000)
+        parser.add_argument(
+            "--traffic-every",
+            type=float,
+            default=10.0,
+            help="seconds between simulated upstream webhooks (0: none)",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         env = dict(os.environ)
@@ -44,26 +54,42 @@ class Command(BaseCommand):
         call_command("allowlist_sync", settings.CRCR_ALLOWLIST, stdout=self.stdout)
         self._ensure_demo_user()
         url = f"http://127.0.0.1:{options['port']}"
+        github = None
+        if not settings.GITHUB_APP_ID:
+            github, github_env = demo.start_github()
+            env.update(github_env)
+            github.webhook_url = f"{url}/github/webhook"
+            self.stdout.write(f"simulated GitHub serving {github.url}")
         self.stdout.write(self.style.SUCCESS(f"\nCRCR: {url}/crcr   admin: {url}/admin/"))
-        server = subprocess.Popen(
-            [
-                sys.executable,
-                "manage.py",
-                "runserver",
-                f"127.0.0.1:{options['port']}",
-                "--noreload",
-            ],
-            cwd=settings.BASE_DIR,
-            env=env,
-        )
+        manage = [sys.executable, "manage.py"]
+        children = [
+            subprocess.Popen(
+                [*manage, "runserver", f"127.0.0.1:{options['port']}", "--noreload"],
+                cwd=settings.BASE_DIR,
+                env=env,
+            ),
+            subprocess.Popen([*manage, "worker"], cwd=settings.BASE_DIR, env=env),
+        ]
+        stop = threading.Event()
+        if github is not None and options["traffic_every"] > 0:
+            threading.Thread(
+                target=demo.upstream_traffic,
+                args=(github, stop, options["traffic_every"]),
+                daemon=True,
+            ).start()
         signal.signal(signal.SIGTERM, _stop)  # stopped by a supervisor: take the children along
         try:
-            server.wait()
+            children[0].wait()
         except KeyboardInterrupt:
             pass
         finally:
-            server.terminate()
-            server.wait(timeout=10)
+            stop.set()
+            for child in children:
+                child.terminate()
+            for child in children:
+                child.wait(timeout=10)
+            if github is not None:
+                github.stop()
             if redis_server is not None:
                 redis_server.shutdown()
 

@@ -1,0 +1,89 @@
+"""What `make demo` runs beside the relay: a simulated GitHub and simulated upstream traffic.
+
+The simulated GitHub (relay/simulated_github.py) plays both sides of GitHub: the API the relay
+calls (installations, tokens, dispatches) and the sender of upstream webhooks. Every few
+seconds it opens or pushes to a pull request on the upstream repository, signed with the demo's
+webhook secret, so the admin's deliveries and dispatches fill up as they would in production.
+"""
+
+import json
+import logging
+import random
+import secrets
+import threading
+from pathlib import Path
+from typing import Any
+
+import requests
+from django.conf import settings
+
+from relay.simulated_github import SimulatedGitHub, generate_app_key
+
+logger = logging.getLogger(__name__)
+
+APP_ID = "100001"
+PR_FIXTURE = Path(settings.BASE_DIR) / "tests" / "fixtures" / "github" / "webhooks"
+TITLES = [
+    "Fix dtype promotion in torch.where",
+    "Add a fused kernel for layer_norm backward",
+    "Speed up the dispatcher's fallthrough path",
+    "[inductor] Tune the tile size heuristics",
+    "Deprecate an old serialization format",
+]
+
+
+def start_github() -> tuple[SimulatedGitHub, dict[str, str]]:
+    """A running simulated GitHub, and the environment that points the relay at it."""
+    key = generate_app_key()
+    github = SimulatedGitHub(app_id=APP_ID, private_key=key, latency=0.05).start()
+    github.webhook_secret = secrets.token_hex(16)
+    env = {
+        "GITHUB_API_URL": github.url,
+        "GITHUB_APP_ID": APP_ID,
+        "GITHUB_APP_PRIVATE_KEY": key,
+        "GITHUB_WEBHOOK_SECRET": github.webhook_secret,
+    }
+    return github, env
+
+
+def pull_request_event(number: int, action: str) -> dict[str, Any]:
+    """An upstream pull_request webhook, from a recorded GitHub payload."""
+    payload: dict[str, Any] = json.loads((PR_FIXTURE / "pull_request.opened.json").read_text())
+    payload["action"] = action
+    payload["number"] = number
+    payload["repository"]["full_name"] = settings.CRCR_UPSTREAM_REPO
+    pr = payload["pull_request"]
+    pr["number"] = number
+    pr["title"] = random.choice(TITLES)  # noqa: S311 (made-up data)
+    pr["head"]["sha"] = secrets.token_hex(20)
+    return payload
+
+
+def wait_until_up(url: str, stop: threading.Event) -> None:
+    while not stop.is_set():
+        try:
+            requests.get(url, timeout=1)
+            return
+        except requests.RequestException:
+            stop.wait(0.2)
+
+
+def upstream_traffic(github: SimulatedGitHub, stop: threading.Event, every: float) -> None:
+    """Open pull requests and push to them until `stop` is set."""
+    wait_until_up(github.webhook_url.replace("/github/webhook", "/healthz"), stop)
+    open_prs: list[int] = []
+    next_number = random.randint(150000, 160000)  # noqa: S311
+    while not stop.wait(every if open_prs else 0):
+        if open_prs and random.random() < 0.6:  # noqa: S311
+            number, action = random.choice(open_prs), "synchronize"  # noqa: S311
+        else:
+            number, action = next_number, "opened"
+            next_number += 1
+            open_prs = [*open_prs[-4:], number]
+        response = github.send_webhook("pull_request", pull_request_event(number, action))
+        logger.info(
+            "upstream PR #%s %s -> %s",
+            number,
+            action,
+            response.status_code if response is not None else "no answer",
+        )
