@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from relay.simulated_github import SimulatedGitHub, generate_app_key  # noqa: E402
-from tests.servers import RedisServer, free_port  # noqa: E402
+from tests.servers import Gunicorn, RedisServer  # noqa: E402
 
 SECRET = "bench-secret"  # noqa: S105 (the simulator's, for this run only)
 APP_ID = "1"
@@ -133,35 +133,13 @@ def main() -> None:
         "DJANGO_ALLOWED_HOSTS": "127.0.0.1",
         "LOG_LEVEL": "WARNING",
     }
-    port = free_port()
     server = None
     try:
         subprocess.run(
             [sys.executable, "manage.py", "migrate", "-v0"], env=env, cwd=ROOT, check=True
         )
-        server = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "gunicorn",
-                "crcr_site.wsgi",
-                "-b",
-                f"127.0.0.1:{port}",
-                "--workers",
-                "1",
-                "--log-level",
-                "warning",
-            ],
-            env=env,
-            cwd=ROOT,
-        )
-        url = f"http://127.0.0.1:{port}/github/webhook"
-        for _ in range(100):
-            try:
-                requests.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
-                break
-            except requests.RequestException:
-                time.sleep(0.1)
+        server = Gunicorn(env).wait_ready()
+        url = f"{server.url}/github/webhook"
         rtt = round_trip(github)
         print(
             f"simulated GitHub latency {args.latency * 1000:.0f} ms; "
@@ -185,8 +163,7 @@ def main() -> None:
                 )
     finally:
         if server is not None:
-            server.terminate()
-            server.wait()
+            server.stop()
         github.stop()
         redis_server.stop()
         drop_database(args.database, db_name)

@@ -39,34 +39,32 @@ def envbool(name: str, default: bool, environ: Mapping[str, str] = os.environ) -
     raise ImproperlyConfigured(f"{name}={raw!r} is not a boolean (use true or false)")
 
 
-def envint(
-    name: str, default: int, *, minimum: int = 0, environ: Mapping[str, str] = os.environ
-) -> int:
+def _envnumber[N: (int, float)](
+    name: str, default: N, cast: type[N], minimum: N, environ: Mapping[str, str]
+) -> N:
     raw = environ.get(name, "").strip()
     if not raw:
         return default
     try:
-        value = int(raw)
+        value = cast(raw)
     except ValueError:
-        raise ImproperlyConfigured(f"{name}={raw!r} is not an integer") from None
+        kind = "an integer" if cast is int else "a number"
+        raise ImproperlyConfigured(f"{name}={raw!r} is not {kind}") from None
     if value < minimum:
         raise ImproperlyConfigured(f"{name}={value} is below the minimum {minimum}")
     return value
+
+
+def envint(
+    name: str, default: int, *, minimum: int = 0, environ: Mapping[str, str] = os.environ
+) -> int:
+    return _envnumber(name, default, int, minimum, environ)
 
 
 def envfloat(
     name: str, default: float, *, minimum: float = 0.0, environ: Mapping[str, str] = os.environ
 ) -> float:
-    raw = environ.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ImproperlyConfigured(f"{name}={raw!r} is not a number") from None
-    if value < minimum:
-        raise ImproperlyConfigured(f"{name}={value} is below the minimum {minimum}")
-    return value
+    return _envnumber(name, default, float, minimum, environ)
 
 
 def envlist(name: str, default: str, environ: Mapping[str, str] = os.environ) -> list[str]:

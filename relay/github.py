@@ -249,6 +249,9 @@ class GitHubApp:
         remaining = response.headers.get("X-RateLimit-Remaining")
         if remaining is not None and remaining.isdigit():
             self.rate_remaining = int(remaining)
+            limit = response.headers.get("X-RateLimit-Limit", "")
+            if limit.isdigit() and self.rate_remaining < int(limit) // 10:
+                logger.warning("GitHub rate limit low: %s of %s left", remaining, limit)
         if response.status_code < 400:
             return response
         detail = f"{method} {path}: HTTP {response.status_code} {response.text[:200]}"

@@ -2,20 +2,17 @@
 exactly once for every dispatch whose answer was recorded)."""
 
 import collections
-import os
-import signal
 import subprocess
 import threading
 import time
 
 import pytest
-import requests
 
 from allowlist.models import DownstreamRepo
 from relay.models import Dispatch
 from tests.conftest import PYTHON, ROOT
 from tests.relay.conftest import APP_ID, SECRET, webhook_payload
-from tests.servers import free_port
+from tests.servers import Gunicorn
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -51,29 +48,10 @@ def test_a_server_killed_mid_fanout_loses_nothing_and_the_worker_finishes_it(
         "CRCR_ALLOWLIST_SYNC_INTERVAL": "0",
     }
     github.latency = 0.15  # three calls a repo, three repos at a time: about 2 s in all
-    port = free_port()
-    server = subprocess.Popen(
-        [
-            PYTHON,
-            "-m",
-            "gunicorn",
-            "crcr_site.wsgi",
-            "-b",
-            f"127.0.0.1:{port}",
-            "--workers",
-            "1",
-            "--timeout",
-            "60",
-        ],
-        cwd=ROOT,
-        env=env,
-        start_new_session=True,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    server = Gunicorn(env)
     try:
-        wait_until(lambda: _answers(f"http://127.0.0.1:{port}/healthz"), 30, "gunicorn")
-        url = f"http://127.0.0.1:{port}/github/webhook"
+        server.wait_ready()
+        url = f"{server.url}/github/webhook"
         threading.Thread(
             target=github.send_webhook,
             args=("pull_request", webhook_payload("pull_request.opened")),
@@ -82,8 +60,7 @@ def test_a_server_killed_mid_fanout_loses_nothing_and_the_worker_finishes_it(
         ).start()
         wait_until(lambda: Dispatch.objects.filter(status="sent").count() >= 3, 20, "a few sends")
     finally:
-        os.killpg(server.pid, signal.SIGKILL)
-        server.wait()
+        server.kill()
     sent_before_kill = set(
         Dispatch.objects.filter(status="sent").values_list("repo_key", flat=True)
     )
@@ -109,10 +86,3 @@ def test_a_server_killed_mid_fanout_loses_nothing_and_the_worker_finishes_it(
     arrived = collections.Counter(call.repo for call in github.dispatches())
     assert set(arrived) == set(REPOS)
     assert all(arrived[repo] == 1 for repo in sent_before_kill)
-
-
-def _answers(url: str) -> bool:
-    try:
-        return requests.get(url, timeout=1).status_code == 200
-    except requests.RequestException:
-        return False

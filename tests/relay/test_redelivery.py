@@ -1,8 +1,10 @@
+import io
 import json
 import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from django.core.management import call_command
 
 from relay.models import Delivery, Dispatch
 from relay.redelivery import missed_deliveries, redeliver_missed
@@ -37,9 +39,12 @@ def test_only_failed_unrecorded_recent_dispatched_deliveries_count_as_missed(
 @pytest.mark.django_db
 def test_a_missed_delivery_is_asked_for_once_an_hour(github, downstream):
     github.log_delivery("missed", "pull_request", "opened", 502)
+    out = io.StringIO()
 
-    assert redeliver_missed() == ["missed"]
+    call_command("redeliver_missed", stdout=out)
     assert redeliver_missed() == []
+
+    assert "asked for missed" in out.getvalue()
     assert len(github.calls_to("redeliver")) == 1
 
 
