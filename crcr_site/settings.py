@@ -265,13 +265,28 @@ CRCR_OIDC_ISSUERS = envjson(
     },
 )
 if not isinstance(CRCR_OIDC_ISSUERS, dict) or not all(
-    isinstance(k, str) and isinstance(v, str) for k, v in CRCR_OIDC_ISSUERS.items()
+    isinstance(k, str)
+    and (
+        isinstance(v, str)
+        or (
+            isinstance(v, dict)
+            and isinstance(v.get("jwks"), str)
+            and v.get("kind", "github") in ("github", "buildkite")
+        )
+    )
+    for k, v in CRCR_OIDC_ISSUERS.items()
 ):
-    raise ImproperlyConfigured("CRCR_OIDC_ISSUERS must be a JSON object of issuer -> JWKS URL")
+    raise ImproperlyConfigured(
+        "CRCR_OIDC_ISSUERS must be a JSON object of issuer -> JWKS URL "
+        '(or -> {"jwks": URL, "kind": "github" | "buildkite"})'
+    )
 CRCR_CI_PROVIDERS = envstr("CRCR_CI_PROVIDERS") or None
 
 CRCR_ZOMBIE_TIMEOUT = envint("CRCR_ZOMBIE_TIMEOUT", 21600, minimum=60)
 CRCR_RATE_LIMIT_PER_MIN = envint("CRCR_RATE_LIMIT_PER_MIN", 100, minimum=1)
+# true: a PR/push callback must echo a valid dispatch token (crcr.token) to be accepted.
+CRCR_REQUIRE_DISPATCH_TOKEN = envbool("CRCR_REQUIRE_DISPATCH_TOKEN", False)
+CRCR_CALLBACK_MAX_BYTES = envint("CRCR_CALLBACK_MAX_BYTES", 1024 * 1024, minimum=1024)
 CRCR_DISPATCH_ENABLED = envbool("CRCR_DISPATCH_ENABLED", True)
 
 # Webhook intake and fan-out (issue 3).
@@ -295,6 +310,7 @@ CRCR_ALLOWLIST_SYNC_INTERVAL = envint("CRCR_ALLOWLIST_SYNC_INTERVAL", 300)
 HUD_BACKEND = envstr("HUD_BACKEND", "orm")
 if HUD_BACKEND not in {"orm", "clickhouse"}:
     raise ImproperlyConfigured(f"HUD_BACKEND={HUD_BACKEND!r}: use orm or clickhouse")
+HUD_STORE = {"orm": "hud.storage.OrmRecordStore"}.get(HUD_BACKEND, "hud.storage.OrmRecordStore")
 HUD_CLICKHOUSE_URL = envstr("HUD_CLICKHOUSE_URL") or None
 HUD_BOT_TOKEN = envsecret("HUD_BOT_TOKEN")
 HUD_FORWARD_URL = envstr("HUD_FORWARD_URL") or None

@@ -87,3 +87,49 @@ class PeriodicJob(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class ReplayKey(models.Model):
+    """A token that authorised an accepted callback (its `jti`, or a hash of it): used once.
+
+    Inserted in the callback's transaction, so a refused or failed attempt does not use it up.
+    """
+
+    key = models.CharField(max_length=200, unique=True)
+    used_at = models.DateTimeField(db_index=True)
+
+    def __str__(self) -> str:
+        return self.key
+
+
+class CallbackAudit(models.Model):
+    """Every decision on a callback from a verified caller, for forensics."""
+
+    class Decision(models.TextChoices):
+        ACCEPTED = "accepted"
+        IGNORED = "ignored"
+        REFUSED = "refused"
+
+    at = models.DateTimeField(db_index=True)
+    decision = models.CharField(max_length=8, choices=Decision.choices)
+    status = models.PositiveSmallIntegerField(help_text="the HTTP status answered")
+    reason = models.CharField(max_length=100, blank=True)
+    detail = models.TextField(blank=True)
+    repo = models.CharField(max_length=140, help_text="the verified identity")
+    issuer = models.CharField(max_length=200)
+    replay_key = models.CharField(max_length=200, blank=True)
+    provenance = models.CharField(
+        max_length=20, blank=True, help_text="dispatch token: verified, absent or invalid"
+    )
+    delivery_id = models.CharField(max_length=100, blank=True)
+    event_type = models.CharField(max_length=20, blank=True)
+    callback_status = models.CharField(max_length=20, blank=True)
+    job = models.CharField(max_length=600, blank=True, help_text="workflow / job (run, attempt)")
+    dropped = models.JSONField(default=list, blank=True, help_text="malformed optional fields")
+
+    class Meta:
+        ordering: ClassVar = ["-at", "-id"]
+        indexes: ClassVar = [models.Index(fields=["repo", "at"], name="relay_audit_repo_at")]
+
+    def __str__(self) -> str:
+        return f"{self.decision} {self.repo} {self.reason}"

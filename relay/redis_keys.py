@@ -6,6 +6,13 @@ lands in one Redis Cluster slot and a Lua script may touch them together.
 - `crcr:{<delivery>:<repo>}:dispatched` — string, JSON `{"state": "DISPATCHED", "timestamp":
   <epoch seconds>}` of the latest send; TTL `CRCR_DISPATCH_TTL` (3 days); written by the
   fan-out before each POST to GitHub.
+- `crcr:{<delivery>:<repo>}:job:<run_id>:<run_attempt>:<job>` — string, JSON `{"state":
+  "IN_PROGRESS" | "COMPLETED", "at": <epoch s>, "tx": <transition id>, ...}`; TTL
+  `CRCR_DISPATCH_TTL`; the callback state machine (relay/state.py), one Lua script per
+  transition.
+- `crcr:rate:<repo>` — counter of callbacks in the current minute; TTL 60 s; the rate limiter.
+- `crcr:oidc:jwks:<issuer>` — string, the issuer's JWKS; TTL 24 hours; relay/oidc.py.
+- `crcr:oidc:refresh:<issuer>` — "1" while a JWKS refetch is cooling down; TTL 60 s.
 - `crcr:gh:installation:<repo>` — string, the App's installation id; TTL 24 hours; GitHub
   client (forgotten on a 404, in case the App was reinstalled).
 - `crcr:gh:token:<installation id>` — string, JSON `[token, usable_until]`; TTL until 5 minutes
@@ -35,3 +42,19 @@ def installation_token(installation_id: int) -> str:
 
 def redelivery(guid: str) -> str:
     return f"crcr:redelivery:{guid}"
+
+
+def job(delivery_id: str, repo: str, run_id: str, run_attempt: int, job_name: str) -> str:
+    return f"crcr:{dispatch_tag(delivery_id, repo)}:job:{run_id}:{run_attempt}:{job_name}"
+
+
+def rate(repo: str) -> str:
+    return f"crcr:rate:{repo}"
+
+
+def oidc_jwks(issuer: str) -> str:
+    return f"crcr:oidc:jwks:{issuer}"
+
+
+def oidc_refresh(issuer: str) -> str:
+    return f"crcr:oidc:refresh:{issuer}"

@@ -6,4 +6,6 @@ from relay import views
 urlpatterns = [
     path("github/webhook", views.webhook, name="github-webhook"),
     path("github/webhook/", views.webhook),
+    path("github/callback", views.callback, name="github-callback"),
+    path("github/callback/", views.callback),
 ]

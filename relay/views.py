@@ -4,10 +4,14 @@ from django.conf import settings
 from django.db import DatabaseError
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
+from redis.exceptions import RedisError
 
 from crcr_site.errors import json_error, json_methods
-from relay import fanout
+from hud.records import BadRecord
+from relay import callbacks, fanout, oidc
 from relay.webhook import Route, WebhookRefused, parse
+
+RETRY_AFTER = 5  # seconds a caller should wait when a store is down
 
 
 def _read_limited(request: HttpRequest, limit: int) -> bytes | None:
@@ -51,3 +55,30 @@ def webhook(request: HttpRequest) -> JsonResponse:
         return json_error(503, "database_unavailable", "the delivery could not be recorded")
     status = 202 if summary.queued else 200
     return JsonResponse(summary.as_json(), status=status)
+
+
+@csrf_exempt
+@json_methods("POST")
+def callback(request: HttpRequest) -> JsonResponse:
+    body = _read_limited(request, settings.CRCR_CALLBACK_MAX_BYTES)
+    if body is None:
+        return json_error(413, "too_large", "the body is over the size limit")
+    try:
+        identity = oidc.verify(request.headers.get("Authorization", ""))
+        parsed = callbacks.parse(body)
+        answer = callbacks.handle(identity, parsed)
+    except oidc.OIDCRefused as refused:
+        return json_error(refused.status, refused.error, refused.detail)
+    except BadRecord as bad:
+        return json_error(400, "invalid_body", str(bad))
+    except callbacks.Refused as refused:
+        response = json_error(refused.status, refused.error, refused.detail)
+        if refused.retry_after:
+            response["Retry-After"] = str(refused.retry_after)
+        return response
+    except (RedisError, callbacks.Unavailable, DatabaseError) as exc:
+        # Fail closed: nothing was recorded, the state is as it was; the client may retry.
+        response = json_error(503, "unavailable", f"try again shortly ({type(exc).__name__})")
+        response["Retry-After"] = str(RETRY_AFTER)
+        return response
+    return JsonResponse(answer)

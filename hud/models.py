@@ -1,0 +1,72 @@
+"""One row per downstream CI job result, keyed as contract §3 keys a HUD record."""
+
+from typing import ClassVar
+
+from django.db import models
+
+
+class JobRecord(models.Model):
+    """A job's latest known state, from the relay's callbacks or another relay's envelopes.
+
+    Key: (downstream_repo, delivery_id, workflow_name, job_name, check_run_id), the repo
+    casefolded. A later record for the same key updates only the fields it carries.
+    """
+
+    class Source(models.TextChoices):
+        RELAY = "relay", "this relay's callbacks"
+        INGEST = "ingest", "POST /api/crcr/results"
+
+    downstream_repo = models.CharField(max_length=140, help_text="casefolded owner/name")
+    delivery_id = models.CharField(max_length=100)
+    workflow_name = models.CharField(max_length=255)
+    job_name = models.CharField(max_length=255)
+    check_run_id = models.CharField(max_length=100)
+
+    repo_display = models.CharField(max_length=140, help_text="owner/name as verified")
+    upstream_repo = models.CharField(max_length=140)
+    event_type = models.CharField(max_length=20, default="pull_request")
+    level = models.CharField(max_length=2, blank=True)
+    pr_number = models.PositiveIntegerField(default=0)
+    head_sha = models.CharField(max_length=100)
+    workflow_run_url = models.CharField(max_length=2000, blank=True)
+    run_id = models.CharField(max_length=100)
+    run_attempt = models.PositiveIntegerField(default=1)
+    status = models.CharField(max_length=20)
+    conclusion = models.CharField(max_length=30, blank=True)
+    queue_time = models.FloatField(null=True, blank=True, help_text="seconds, relay's clock")
+    execution_time = models.FloatField(null=True, blank=True, help_text="seconds, relay's clock")
+    started_at = models.DateTimeField(null=True, blank=True, help_text="as reported")
+    completed_at = models.DateTimeField(null=True, blank=True, help_text="as reported")
+    tests_passed = models.PositiveIntegerField(null=True, blank=True)
+    tests_failed = models.PositiveIntegerField(null=True, blank=True)
+    tests_skipped = models.PositiveIntegerField(null=True, blank=True)
+    tests_total = models.PositiveIntegerField(null=True, blank=True)
+    failed_tests_detail = models.JSONField(null=True, blank=True)
+    artifact_url = models.CharField(max_length=2000, blank=True)
+    triage_verdict = models.JSONField(null=True, blank=True)
+    source = models.CharField(max_length=6, choices=Source.choices, default=Source.RELAY)
+    received_at = models.DateTimeField(help_text="first received, relay's clock", db_index=True)
+    updated_at = models.DateTimeField(help_text="last received, relay's clock")
+
+    class Meta:
+        ordering: ClassVar = ["-received_at"]
+        constraints: ClassVar = [
+            models.UniqueConstraint(
+                fields=[
+                    "downstream_repo",
+                    "delivery_id",
+                    "workflow_name",
+                    "job_name",
+                    "check_run_id",
+                ],
+                name="hud_jobrecord_key",
+            ),
+        ]
+        indexes: ClassVar = [
+            models.Index(fields=["downstream_repo", "received_at"], name="hud_job_repo_time"),
+            models.Index(fields=["pr_number", "received_at"], name="hud_job_pr_time"),
+            models.Index(fields=["status", "received_at"], name="hud_job_status_time"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.repo_display} {self.workflow_name}/{self.job_name} {self.status}"

@@ -1,0 +1,216 @@
+"""HUD records at the edge: the callback's `workflow` object and the `{trusted, untrusted}`
+envelope, parsed once into typed values (contract sections 2 and 3).
+
+`null` means absent everywhere. Ids may come as strings or numbers and are kept as strings.
+Required fields that are missing or malformed raise `BadRecord` (a 400); a malformed optional
+field is dropped and noted in `Workflow.dropped`, never a 400. Untrusted text is kept verbatim;
+it is escaped wherever it is shown.
+"""
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+NAME_CAP = 255
+ID_CAP = 100
+URL_CAP = 2000
+MAX_FAILED_TESTS = 50
+MESSAGE_CAP = 500
+VERDICT_CAP = 16 * 1024
+VERDICT_CATEGORIES = {"infra", "flaky", "regression", "upstream", "downstream", "unknown"}
+VERDICT_CONFIDENCES = {"low", "medium", "high"}
+
+
+class BadRecord(ValueError):
+    def __init__(self, field_name: str, detail: str) -> None:
+        super().__init__(f"{field_name}: {detail}")
+        self.field = field_name
+
+
+def _absent(value: object) -> bool:
+    return value is None
+
+
+def text(value: object, name: str, *, cap: int) -> str | None:
+    """A string field (numbers allowed for ids); None when absent."""
+    if _absent(value):
+        return None
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise BadRecord(name, "must be a string")
+    result = str(value)
+    if len(result) > cap:
+        raise BadRecord(name, f"is longer than {cap} characters")
+    return result
+
+
+def required_text(value: object, name: str, *, cap: int) -> str:
+    result = text(value, name, cap=cap)
+    if result is None:
+        raise BadRecord(name, "is required")
+    if not result.strip():
+        raise BadRecord(name, "must not be empty")
+    return result
+
+
+def safe_url(value: str | None) -> bool:
+    """A plain http(s) URL without credentials: the only kind ever shown as a link."""
+    if not value:
+        return False
+    parts = urlsplit(value)
+    return (
+        parts.scheme in ("http", "https")
+        and bool(parts.hostname)
+        and not (parts.username or parts.password)
+    )
+
+
+def _time(value: object) -> datetime:
+    if not isinstance(value, str):
+        raise ValueError("not a string")
+    parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    if parsed.tzinfo is None:
+        raise ValueError("no time zone")
+    return parsed
+
+
+def _count(value: object) -> int | None:
+    if _absent(value):
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError("not a count")
+    return value
+
+
+def _tests(value: object) -> dict[str, int]:
+    if not isinstance(value, dict):
+        raise ValueError("not an object")
+    counts = {k: _count(value.get(k)) for k in ("passed", "failed", "skipped", "total")}
+    known = {k: v for k, v in counts.items() if v is not None}
+    if "total" not in known:
+        known["total"] = sum(known.get(k, 0) for k in ("passed", "failed", "skipped"))
+    return known
+
+
+def _failed_tests(value: object) -> list[dict[str, str]]:
+    if not isinstance(value, list):
+        raise ValueError("not a list")
+    detail = []
+    for item in value[:MAX_FAILED_TESTS]:
+        if not isinstance(item, dict) or not isinstance(item.get("name"), str):
+            raise ValueError("each entry needs a name")
+        message = item.get("message")
+        detail.append(
+            {
+                "name": item["name"][: NAME_CAP * 4],
+                "message": message[:MESSAGE_CAP] if isinstance(message, str) else "",
+            }
+        )
+    return detail
+
+
+def _verdict(value: object) -> dict[str, Any]:
+    """Advisory triage data: fixed categories and confidences, capped text, safe links only."""
+    if not isinstance(value, dict) or len(json.dumps(value)) > VERDICT_CAP:
+        raise ValueError("not an object under 16 KB")
+    if value.get("category") not in VERDICT_CATEGORIES:
+        raise ValueError("unknown category")
+    if value.get("confidence") not in VERDICT_CONFIDENCES:
+        raise ValueError("unknown confidence")
+    summary = value.get("summary", "")
+    links = value.get("links", [])
+    if not isinstance(summary, str) or not isinstance(links, list):
+        raise ValueError("summary must be text, links a list")
+    if not all(isinstance(link, str) and safe_url(link) for link in links):
+        raise ValueError("links must be plain http(s) URLs")
+    return {
+        "category": value["category"],
+        "confidence": value["confidence"],
+        "summary": summary[:4000],
+        "links": links[:20],
+    }
+
+
+OPTIONAL = {
+    "started_at": _time,
+    "completed_at": _time,
+    "test_results": _tests,
+    "failed_tests_detail": _failed_tests,
+    "triage_verdict": _verdict,
+}
+
+
+@dataclass
+class Workflow:
+    status: str
+    name: str
+    run_id: str
+    run_attempt: int = 1
+    job_name: str | None = None
+    check_run_id: str | None = None
+    conclusion: str | None = None
+    url: str | None = None
+    artifact_url: str | None = None
+    started_at: datetime | None = None
+    completed_at: datetime | None = None
+    test_results: dict[str, int] | None = None
+    failed_tests_detail: list[dict[str, str]] | None = None
+    triage_verdict: dict[str, Any] | None = None
+    dropped: list[str] = field(default_factory=list)
+
+    def require_key(self) -> tuple[str, str]:
+        """(job_name, check_run_id): what a record needs besides the workflow's name."""
+        if not self.job_name:
+            raise BadRecord("workflow.job_name", "is required")
+        if not self.check_run_id:
+            raise BadRecord("workflow.check_run_id", "is required")
+        return self.job_name, self.check_run_id
+
+
+def parse_workflow(raw: object) -> Workflow:
+    if not isinstance(raw, dict):
+        raise BadRecord("workflow", "must be an object")
+    workflow = Workflow(
+        status=required_text(raw.get("status"), "workflow.status", cap=20),
+        name=required_text(raw.get("name"), "workflow.name", cap=NAME_CAP),
+        run_id=required_text(raw.get("run_id"), "workflow.run_id", cap=ID_CAP),
+        job_name=text(raw.get("job_name"), "workflow.job_name", cap=NAME_CAP),
+        check_run_id=text(raw.get("check_run_id"), "workflow.check_run_id", cap=ID_CAP),
+    )
+    workflow.run_attempt = _optional(workflow, "run_attempt", raw.get("run_attempt"), _attempt) or 1
+    workflow.conclusion = _optional(workflow, "conclusion", raw.get("conclusion"), _conclusion)
+    workflow.url = _optional(workflow, "url", raw.get("url"), _url)
+    workflow.artifact_url = _optional(workflow, "artifact_url", raw.get("artifact_url"), _url)
+    for name_, parse in OPTIONAL.items():
+        setattr(workflow, name_, _optional(workflow, name_, raw.get(name_), parse))
+    return workflow
+
+
+def _optional(workflow: Workflow, name: str, value: object, parse: Any) -> Any:
+    if _absent(value):
+        return None
+    try:
+        return parse(value)
+    except (ValueError, TypeError) as exc:
+        workflow.dropped.append(f"workflow.{name}: {exc}")
+        return None
+
+
+def _attempt(value: object) -> int:
+    number = int(value) if isinstance(value, str | int) and not isinstance(value, bool) else 0
+    if number < 1:
+        raise ValueError("not a positive number")
+    return number
+
+
+def _conclusion(value: object) -> str:
+    if not isinstance(value, str) or len(value) > 30:
+        raise ValueError("not a conclusion")
+    return value
+
+
+def _url(value: object) -> str:
+    if not isinstance(value, str) or len(value) > URL_CAP:
+        raise ValueError("not a URL under 2000 characters")
+    return value

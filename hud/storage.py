@@ -1,0 +1,87 @@
+"""Where HUD records are kept: a swappable backend, as Django's session backends are.
+
+`HUD_STORE` names the backend class (the ORM one by default; ClickHouse comes later). Every
+backend keeps contract §3's semantics: one row per key, and a later record for the same key
+changes only the fields it carries (`None` is "not carried" and erases nothing).
+"""
+
+from dataclasses import dataclass, fields
+from datetime import datetime
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.utils.module_loading import import_string
+
+from hud.models import JobRecord
+
+
+@dataclass(frozen=True)
+class RecordKey:
+    downstream_repo: str  # casefolded owner/name
+    delivery_id: str
+    workflow_name: str
+    job_name: str
+    check_run_id: str
+
+
+@dataclass
+class HudRecord:
+    """One record to store; every field but the key may be None (not carried)."""
+
+    key: RecordKey
+    repo_display: str
+    source: str = JobRecord.Source.RELAY
+    upstream_repo: str | None = None
+    event_type: str | None = None
+    level: str | None = None
+    pr_number: int | None = None
+    head_sha: str | None = None
+    workflow_run_url: str | None = None
+    run_id: str | None = None
+    run_attempt: int | None = None
+    status: str | None = None
+    conclusion: str | None = None
+    queue_time: float | None = None
+    execution_time: float | None = None
+    started_at: datetime | None = None
+    completed_at: datetime | None = None
+    tests_passed: int | None = None
+    tests_failed: int | None = None
+    tests_skipped: int | None = None
+    tests_total: int | None = None
+    failed_tests_detail: list[dict[str, str]] | None = None
+    artifact_url: str | None = None
+    triage_verdict: dict[str, Any] | None = None
+
+    def carried(self) -> dict[str, Any]:
+        """The fields this record sets: everything not None, but the key."""
+        values = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "key"}
+        return {name: value for name, value in values.items() if value is not None}
+
+
+class RecordStore:
+    """The storage contract every HUD backend implements."""
+
+    def upsert(self, record: HudRecord, *, now: datetime) -> None:
+        """Insert the record, or update only the fields it carries."""
+        raise NotImplementedError
+
+
+class OrmRecordStore(RecordStore):
+    """PostgreSQL or SQLite through the ORM; runs inside the caller's transaction."""
+
+    def upsert(self, record: HudRecord, *, now: datetime) -> None:
+        key = vars(record.key)
+        values = record.carried() | {"updated_at": now}
+        with transaction.atomic():
+            row, created = JobRecord.objects.select_for_update().get_or_create(
+                **key, defaults=values | {"received_at": now}
+            )
+            if not created:
+                JobRecord.objects.filter(pk=row.pk).update(**values)
+
+
+def get_store() -> RecordStore:
+    store: RecordStore = import_string(settings.HUD_STORE)()
+    return store

@@ -1,0 +1,342 @@
+"""Downstream callbacks (contract §2): identity is verified by relay/oidc.py; this decides.
+
+Order: parse and validate → allowlist level (not listed or L1: ignored) → per-repo rate limit →
+the dispatch on record → the state transition and the HUD record, together:
+
+    database transaction: use the replay key → Redis transition (Lua) → HUD row → audit row
+    commit; if anything after the transition fails, `state.compensate` undoes it (only while
+    the state still carries this transition's id) and the caller answers 503.
+
+So exactly one of N identical callbacks wins, and a callback whose record could not be stored
+leaves the state as it was: the reporter may send it again. Which upstream PR, SHA and
+repository a result belongs to comes from our dispatch record, never from the echoed payload.
+
+Failure mode: Redis unreachable means no transition can be decided: the caller answers 503 with
+Retry-After and nothing is recorded (fail closed).
+"""
+
+import json
+import logging
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from django.conf import settings
+from django.db import DatabaseError, IntegrityError, transaction
+from django.utils import timezone
+
+from allowlist import lookup
+from allowlist.entry import Level
+from hud.records import BadRecord, Workflow, parse_workflow, required_text, text
+from hud.storage import HudRecord, RecordKey, get_store
+from relay import dispatch_token, redis_keys, state
+from relay.models import CallbackAudit, Dispatch, ReplayKey
+from relay.oidc import Identity
+
+logger = logging.getLogger(__name__)
+
+PATHS = {"pull_request": "dispatch", "push": "dispatch", "nightly": "self", "periodic": "self"}
+STATUSES = ("in_progress", "completed")
+
+
+class Refused(Exception):
+    def __init__(self, status: int, error: str, detail: str, retry_after: int | None = None):
+        super().__init__(detail)
+        self.status, self.error, self.detail, self.retry_after = status, error, detail, retry_after
+
+
+class Unavailable(Exception):
+    """A store failed after the decision: nothing was kept; the client may send it again."""
+
+
+@dataclass(frozen=True)
+class Callback:
+    delivery_id: str
+    event_type: str
+    workflow: Workflow
+    job_name: str
+    check_run_id: str
+    crcr_token: str | None
+    body: dict[str, Any]  # verbatim, kept as the untrusted part
+
+    @property
+    def echo(self) -> dict[str, Any]:
+        payload = self.body.get("payload")
+        return payload if isinstance(payload, dict) else {}
+
+
+def parse(raw: bytes) -> Callback:
+    """The callback body, validated; BadRecord (400) names the field."""
+    try:
+        body = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        raise BadRecord("body", "is not JSON") from None
+    if not isinstance(body, dict):
+        raise BadRecord("body", "must be a JSON object")
+    delivery_id = required_text(body.get("delivery_id"), "delivery_id", cap=100)
+    event_type = text(body.get("event_type"), "event_type", cap=20) or "pull_request"
+    if event_type not in PATHS:
+        raise BadRecord("event_type", f"must be one of {', '.join(PATHS)}")
+    workflow = parse_workflow(body.get("workflow"))
+    if workflow.status not in STATUSES:
+        raise BadRecord("workflow.status", "must be in_progress or completed")
+    job_name, check_run_id = workflow.require_key()
+    crcr = body.get("crcr")
+    token = crcr.get("token") if isinstance(crcr, dict) else None
+    return Callback(
+        delivery_id,
+        event_type,
+        workflow,
+        job_name,
+        check_run_id,
+        token if isinstance(token, str) else None,
+        body,
+    )
+
+
+def handle(identity: Identity, callback: Callback) -> dict[str, Any]:
+    """Decide and record one callback; returns the answer, or raises Refused / Unavailable."""
+    audit = Audit(identity, callback)
+    try:
+        answer = _decide(identity, callback, audit)
+    except Refused as refused:
+        audit.write(CallbackAudit.Decision.REFUSED, refused.status, refused.error, refused.detail)
+        raise
+    return answer
+
+
+def _decide(identity: Identity, callback: Callback, audit: "Audit") -> dict[str, Any]:
+    level = lookup.level_of(identity.repo)
+    if level is None or level == Level.L1:
+        audit.write(
+            CallbackAudit.Decision.IGNORED,
+            200,
+            "not_reporting",
+            f"{identity.repo} is {'at L1' if level else 'not allowlisted'}",
+        )
+        return {"ok": True, "status": "ignored"}
+    wait = state.rate_limited(redis_keys.rate(identity.repo_key), settings.CRCR_RATE_LIMIT_PER_MIN)
+    if wait:
+        raise Refused(
+            429,
+            "rate_limited",
+            f"more than {settings.CRCR_RATE_LIMIT_PER_MIN} callbacks a minute from {identity.repo}",
+            retry_after=wait,
+        )
+    _check_run_claims(identity, callback.workflow)
+    if PATHS[callback.event_type] == "self":
+        return _self_report(identity, callback, level, audit)
+    dispatch = (
+        Dispatch.objects.filter(
+            delivery__delivery_id=callback.delivery_id, repo_key=identity.repo_key
+        )
+        .select_related("delivery")
+        .first()
+    )
+    if dispatch is None:
+        raise Refused(
+            409,
+            "no_dispatch",
+            f"no dispatch of {callback.delivery_id} to {identity.repo} on record",
+        )
+    audit.provenance = _provenance(callback, identity)
+    return _transition(identity, callback, level, dispatch, audit)
+
+
+def _check_run_claims(identity: Identity, workflow: Workflow) -> None:
+    """A GitHub token is bound to one run: its run_id / run_attempt must be the body's."""
+    for claim, value in (("run_id", workflow.run_id), ("run_attempt", str(workflow.run_attempt))):
+        claimed = identity.claims.get(claim)
+        if identity.kind == "github" and claimed is not None and str(claimed) != value:
+            raise Refused(
+                403, "claims_mismatch", f"the token's {claim} is {claimed}, the body says {value}"
+            )
+
+
+def _provenance(callback: Callback, identity: Identity) -> str:
+    if callback.crcr_token is None:
+        if settings.CRCR_REQUIRE_DISPATCH_TOKEN:
+            raise Refused(403, "dispatch_token_required", "crcr.token is required")
+        return "absent"
+    try:
+        claims = dispatch_token.verify(callback.crcr_token)
+    except dispatch_token.BadToken as exc:
+        raise Refused(403, "bad_dispatch_token", str(exc)) from None
+    if (claims.delivery_id, claims.repo) != (callback.delivery_id, identity.repo_key):
+        raise Refused(403, "bad_dispatch_token", "crcr.token belongs to another dispatch")
+    return "verified"
+
+
+def _use_replay_key(key: str, now: datetime) -> None:
+    try:
+        with transaction.atomic():
+            ReplayKey.objects.create(key=key[:200], used_at=now)
+    except IntegrityError:
+        raise Refused(409, "replayed", "this token has already authorised a callback") from None
+
+
+def _transition(
+    identity: Identity, callback: Callback, level: Level, dispatch: Dispatch, audit: "Audit"
+) -> dict[str, Any]:
+    workflow = callback.workflow
+    delivery = dispatch.delivery
+    dispatched_key = redis_keys.dispatched(delivery.delivery_id, dispatch.repo_key)
+    job_key = redis_keys.job(
+        delivery.delivery_id,
+        dispatch.repo_key,
+        workflow.run_id,
+        workflow.run_attempt,
+        callback.job_name,
+    )
+    move = state.start if workflow.status == "in_progress" else state.complete
+    tx, now = uuid.uuid4().hex, time.time()
+    applied = False
+    try:
+        with transaction.atomic():
+            _use_replay_key(identity.replay_key, timezone.now())
+            result = move(dispatched_key, job_key, now=now, tx=tx)
+            if result.result == "no_dispatch":  # Redis lost it: the database knows
+                sent = dispatch.sent_at or dispatch.created_at
+                state.restore_dispatched(dispatched_key, sent.timestamp())
+                result = move(dispatched_key, job_key, now=now, tx=tx)
+            if result.result != "ok":
+                raise Refused(409, result.result, _REFUSALS[result.result])
+            applied = True
+            elapsed = max(0.0, round(now - (result.since or now), 3))
+            record = _record(
+                identity,
+                callback,
+                level,
+                delivery.pr_number,
+                delivery.head_sha,
+                delivery.upstream_repo,
+                delivery.event,
+            )
+            if workflow.status == "in_progress":
+                record.queue_time = elapsed
+            else:
+                record.execution_time = elapsed
+            get_store().upsert(record, now=timezone.now())
+            audit.write(CallbackAudit.Decision.ACCEPTED, 200, "accepted")
+    except Refused:
+        raise
+    except Exception as exc:
+        if applied:
+            state.compensate(job_key, tx)
+        if isinstance(exc, DatabaseError):
+            raise Unavailable("the record could not be stored; nothing was kept") from exc
+        raise
+    return {"ok": True, "status": workflow.status}
+
+
+_REFUSALS = {
+    "duplicate": "this job has already reported that status",
+    "not_started": "completed before in_progress",
+    "no_dispatch": "no dispatch on record",
+}
+
+
+def _self_report(
+    identity: Identity, callback: Callback, level: Level, audit: "Audit"
+) -> dict[str, Any]:
+    """nightly / periodic: one completed per key, written once, no state machine."""
+    if callback.workflow.status != "completed":
+        raise Refused(400, "invalid_status", "nightly/periodic callbacks are completed only")
+    echo = callback.echo
+    upstream = _echo_text(echo, "repository", "full_name") or settings.CRCR_UPSTREAM_REPO
+    head = _echo_text(echo, "head_sha") or callback.delivery_id
+    record = _record(identity, callback, level, 0, head[:100], upstream[:140], callback.event_type)
+    try:
+        with transaction.atomic():
+            _use_replay_key(identity.replay_key, timezone.now())
+            from hud.models import JobRecord
+
+            if JobRecord.objects.filter(**vars(record.key)).exists():
+                raise Refused(409, "duplicate", "this result has already been reported")
+            get_store().upsert(record, now=timezone.now())
+            audit.write(CallbackAudit.Decision.ACCEPTED, 200, "accepted")
+    except IntegrityError:
+        raise Refused(409, "duplicate", "this result has already been reported") from None
+    except DatabaseError as exc:
+        raise Unavailable("the record could not be stored; nothing was kept") from exc
+    return {"ok": True, "status": "completed"}
+
+
+def _echo_text(echo: dict[str, Any], *path: str) -> str | None:
+    value: Any = echo
+    for key in path:
+        value = value.get(key) if isinstance(value, dict) else None
+    return value if isinstance(value, str) and value else None
+
+
+def _record(
+    identity: Identity,
+    callback: Callback,
+    level: Level,
+    pr_number: int,
+    head_sha: str,
+    upstream_repo: str,
+    event_type: str,
+) -> HudRecord:
+    workflow = callback.workflow
+    completed = workflow.status == "completed"
+    tests = workflow.test_results or {}
+    return HudRecord(
+        key=RecordKey(
+            identity.repo_key,
+            callback.delivery_id,
+            workflow.name,
+            callback.job_name,
+            callback.check_run_id,
+        ),
+        repo_display=identity.repo,
+        upstream_repo=upstream_repo,
+        event_type=event_type,
+        level=level.value,
+        pr_number=pr_number,
+        head_sha=head_sha,
+        workflow_run_url=workflow.url,
+        run_id=workflow.run_id,
+        run_attempt=workflow.run_attempt,
+        status=workflow.status,
+        conclusion=workflow.conclusion if completed else None,
+        started_at=workflow.started_at,
+        completed_at=workflow.completed_at if completed else None,
+        tests_passed=tests.get("passed"),
+        tests_failed=tests.get("failed"),
+        tests_skipped=tests.get("skipped"),
+        tests_total=tests.get("total"),
+        failed_tests_detail=workflow.failed_tests_detail,
+        artifact_url=workflow.artifact_url,
+        triage_verdict=workflow.triage_verdict,
+    )
+
+
+class Audit:
+    """The forensic row of one callback decision (verified callers only)."""
+
+    def __init__(self, identity: Identity, callback: Callback) -> None:
+        self.identity, self.callback = identity, callback
+        self.provenance = ""
+
+    def write(self, decision: str, status: int, reason: str, detail: str = "") -> None:
+        workflow = self.callback.workflow
+        CallbackAudit.objects.create(
+            at=datetime.now(UTC),
+            decision=decision,
+            status=status,
+            reason=reason,
+            detail=detail[:2000],
+            repo=self.identity.repo,
+            issuer=self.identity.issuer,
+            replay_key=self.identity.replay_key[:200],
+            provenance=self.provenance,
+            delivery_id=self.callback.delivery_id,
+            event_type=self.callback.event_type,
+            callback_status=workflow.status,
+            job=f"{workflow.name} / {self.callback.job_name} "
+            f"({workflow.run_id}, {workflow.run_attempt})"[:600],
+            dropped=workflow.dropped,
+        )

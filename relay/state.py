@@ -1,0 +1,132 @@
+"""The callback state machine in Redis: one Lua script per transition, atomic per dispatch.
+
+    (none) --dispatch--> DISPATCHED            (written by the fan-out)
+    job: (none) --in_progress--> IN_PROGRESS --completed--> COMPLETED
+
+Each transition records its id (`tx`) so that a transition whose database commit failed can
+be undone by `compensate`, only while the state still carries that id. A job timed out by the
+zombie sweep is COMPLETED with `timed_out`; a genuine `completed` may still replace it. Keys
+are listed in relay/redis_keys.py; both keys of a transition share one hash tag.
+"""
+
+import json
+from dataclasses import dataclass
+
+from django.conf import settings
+
+from crcr_site.redis_connection import get_redis
+
+_IN_PROGRESS = """
+local dispatched = redis.call('GET', KEYS[1])
+if not dispatched then return {'no_dispatch'} end
+if redis.call('EXISTS', KEYS[2]) == 1 then return {'duplicate'} end
+redis.call('SET', KEYS[2], cjson.encode({state='IN_PROGRESS', at=ARGV[1], tx=ARGV[2]}),
+           'EX', ARGV[3])
+return {'ok', dispatched}
+"""
+
+_COMPLETED = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return {'no_dispatch'} end
+local current = redis.call('GET', KEYS[2])
+if not current then return {'not_started'} end
+local state = cjson.decode(current)
+if state.state == 'COMPLETED' and not state.timed_out then return {'duplicate'} end
+local started = state.started or state.at
+redis.call('SET', KEYS[2], cjson.encode({state='COMPLETED', at=ARGV[1], started=started,
+           tx=ARGV[2], prev=current}), 'EX', ARGV[3])
+return {'ok', started}
+"""
+
+_TIME_OUT = """
+local current = redis.call('GET', KEYS[1])
+if not current then return {'gone'} end
+local state = cjson.decode(current)
+if state.state ~= 'IN_PROGRESS' then return {'not_in_progress'} end
+redis.call('SET', KEYS[1], cjson.encode({state='COMPLETED', timed_out=true, at=ARGV[1],
+           started=state.at, tx=ARGV[2], prev=current}), 'EX', ARGV[3])
+return {'ok', state.at}
+"""
+
+_COMPENSATE = """
+local current = redis.call('GET', KEYS[1])
+if not current then return 0 end
+local state = cjson.decode(current)
+if state.tx ~= ARGV[1] then return 0 end
+if state.prev then
+  redis.call('SET', KEYS[1], state.prev, 'EX', ARGV[2])
+else
+  redis.call('DEL', KEYS[1])
+end
+return 1
+"""
+
+_RATE = """
+local count = redis.call('INCR', KEYS[1])
+if count == 1 then redis.call('EXPIRE', KEYS[1], ARGV[2]) end
+if count > tonumber(ARGV[1]) then
+  local ttl = redis.call('TTL', KEYS[1])
+  if ttl < 1 then ttl = 1 end
+  return ttl
+end
+return 0
+"""
+
+
+@dataclass(frozen=True)
+class Transition:
+    result: str  # "ok", "no_dispatch", "duplicate", "not_started"
+    since: float | None = None  # DISPATCHED time (in_progress) or IN_PROGRESS time (completed)
+
+
+def _run(script: str, keys: list[str], args: list[str | int | float]) -> list[bytes | str]:
+    result: list[bytes | str] = get_redis().register_script(script)(keys=keys, args=args)
+    return result
+
+
+def _decode(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def start(dispatched_key: str, job_key: str, *, now: float, tx: str) -> Transition:
+    reply = _run(_IN_PROGRESS, [dispatched_key, job_key], [repr(now), tx, _ttl()])
+    if _decode(reply[0]) != "ok":
+        return Transition(_decode(reply[0]))
+    return Transition("ok", float(json.loads(_decode(reply[1]))["timestamp"]))
+
+
+def complete(dispatched_key: str, job_key: str, *, now: float, tx: str) -> Transition:
+    reply = _run(_COMPLETED, [dispatched_key, job_key], [repr(now), tx, _ttl()])
+    if _decode(reply[0]) != "ok":
+        return Transition(_decode(reply[0]))
+    return Transition("ok", float(_decode(reply[1])))
+
+
+def time_out(job_key: str, *, now: float, tx: str) -> Transition:
+    reply = _run(_TIME_OUT, [job_key], [repr(now), tx, _ttl()])
+    if _decode(reply[0]) != "ok":
+        return Transition(_decode(reply[0]))
+    return Transition("ok", float(_decode(reply[1])))
+
+
+def compensate(job_key: str, tx: str) -> bool:
+    """Undo transition `tx` if it is still the latest on `job_key`."""
+    return bool(_run(_COMPENSATE, [job_key], [tx, _ttl()]))
+
+
+def restore_dispatched(dispatched_key: str, timestamp: float) -> None:
+    """Put back a DISPATCHED state Redis lost, from the database's dispatch record."""
+    get_redis().set(
+        dispatched_key,
+        json.dumps({"state": "DISPATCHED", "timestamp": timestamp, "restored": True}),
+        nx=True,
+        ex=_ttl(),
+    )
+
+
+def rate_limited(key: str, limit: int, window: int = 60) -> int:
+    """0 when this call is within the limit, else the seconds until the window resets."""
+    return int(get_redis().register_script(_RATE)(keys=[key], args=[limit, window]))
+
+
+def _ttl() -> int:
+    return int(settings.CRCR_DISPATCH_TTL)
