@@ -70,12 +70,16 @@ class DownstreamRepo(models.Model):
         return self.repo
 
     def save(self, *args: Any, **kwargs: Any) -> None:
-        # The row, its change-log entry and the cache generation commit together.
+        # The row, its change-log entry and the cache generation commit together. Every writer
+        # takes the generation row's lock first, so writers never wait on each other in
+        # opposite orders (a sync locks it before touching rows).
         with transaction.atomic():
+            Generation.lock()
             super().save(*args, **kwargs)
 
     def delete(self, *args: Any, **kwargs: Any) -> tuple[int, dict[str, int]]:
         with transaction.atomic():
+            Generation.lock()
             return super().delete(*args, **kwargs)
 
     @property

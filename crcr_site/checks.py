@@ -64,10 +64,11 @@ def check_production_settings(
     return messages
 
 
-# A send makes at most three GitHub calls (installation, token, dispatch), each bounded by the
-# connect and read timeouts; the lease must outlast them or two senders could overlap.
+# A send makes at most six GitHub calls (installation, token, dispatch; all three again when
+# the App turns out to have been reinstalled), each bounded by the connect and read timeouts;
+# the lease must outlast them or two senders could overlap.
 def slowest_send(github_timeout: float) -> float:
-    return 3 * (github_timeout + min(3.05, github_timeout))
+    return 6 * (github_timeout + min(3.05, github_timeout))
 
 
 @register()

@@ -296,8 +296,8 @@ CRCR_PUSH_REFS = envlist("CRCR_PUSH_REFS", "")
 # The webhook answers after at most this many seconds of fan-out; the rest goes to the worker.
 CRCR_FANOUT_DEADLINE = envfloat("CRCR_FANOUT_DEADLINE", 5.0, minimum=0.1)
 CRCR_FANOUT_THREADS = envint("CRCR_FANOUT_THREADS", 64, minimum=1)
-# A sender owns a dispatch for this long; longer than the slowest send (three GitHub calls).
-CRCR_DISPATCH_LEASE = envfloat("CRCR_DISPATCH_LEASE", 60.0, minimum=1.0)
+# A sender owns a dispatch for this long; longer than the slowest send (six GitHub calls).
+CRCR_DISPATCH_LEASE = envfloat("CRCR_DISPATCH_LEASE", 120.0, minimum=1.0)
 CRCR_RETRY_FIRST = envfloat("CRCR_RETRY_FIRST", 5.0, minimum=0.1)
 CRCR_RETRY_CAP = envfloat("CRCR_RETRY_CAP", 300.0, minimum=1.0)
 CRCR_DISPATCH_GIVE_UP = envint("CRCR_DISPATCH_GIVE_UP", 24 * 3600, minimum=60)

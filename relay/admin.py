@@ -3,7 +3,7 @@
 from typing import Any
 
 from django.contrib import admin
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
 
@@ -84,13 +84,14 @@ class DispatchAdmin(ReadOnlyAdmin):
 
     @admin.action(description="Retry now (failed or waiting dispatches)", permissions=["change"])
     def retry_now(self, request: HttpRequest, queryset: QuerySet[Dispatch]) -> None:
-        retryable = queryset.filter(status__in=[Dispatch.Status.FAILED, Dispatch.Status.PENDING])
+        now = timezone.now()
+        not_being_sent = Q(lease_until__isnull=True) | Q(lease_until__lt=now)
+        retryable = queryset.filter(
+            not_being_sent, status__in=[Dispatch.Status.FAILED, Dispatch.Status.PENDING]
+        )
         ids = list(retryable.values_list("pk", flat=True))
         retryable.update(
-            status=Dispatch.Status.PENDING,
-            next_attempt_at=timezone.now(),
-            lease_until=None,
-            attempts=0,
+            status=Dispatch.Status.PENDING, next_attempt_at=now, attempts=0, pending_since=now
         )
         fanout.schedule_ids(ids)
         self.message_user(request, f"{len(ids)} dispatch(es) queued to be sent now by the worker.")

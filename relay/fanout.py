@@ -4,9 +4,9 @@
    transaction, before GitHub is called. A redelivery (same `X-GitHub-Delivery`) adds nothing
    for repos already sent to, and puts failed ones back to `pending`.
 2. `claim` takes due dispatches with a lease, by one conditional UPDATE: a row is sent by whoever
-   holds its lease, so the webhook's thread and the worker never both send it. A sender renews
-   the lease when it starts the send (a row may wait in the pool's queue), and a lease lasts
-   longer than one send can (CRCR_DISPATCH_LEASE, checked against GITHUB_TIMEOUT).
+   holds its lease, so the webhook's thread and the worker never both send it. Rows are claimed
+   only when a sending thread is free for each, and a lease lasts longer than one send can
+   (CRCR_DISPATCH_LEASE, checked against GITHUB_TIMEOUT by crcr.E006).
 3. `send` writes the Redis DISPATCHED state (a callback may arrive before GitHub answers us),
    then POSTs, then records the answer at once: `sent`, or `pending` with the next attempt
    (full-jitter backoff from CRCR_RETRY_FIRST doubling to CRCR_RETRY_CAP, or GitHub's
@@ -130,6 +130,7 @@ def record(event: UpstreamEvent) -> Delivery:
         Dispatch.objects.bulk_create(
             [
                 Dispatch(
+                    pending_since=now,
                     delivery=delivery,
                     repo=e.repo,
                     repo_key=e.key,
@@ -143,7 +144,7 @@ def record(event: UpstreamEvent) -> Delivery:
         )
         # A redelivery repairs a partial failure: what failed is tried again.
         delivery.dispatches.filter(status=Status.FAILED).update(
-            status=Status.PENDING, next_attempt_at=now, attempts=0
+            status=Status.PENDING, next_attempt_at=now, attempts=0, pending_since=now
         )
     return delivery
 
@@ -178,7 +179,8 @@ def next_attempt(row: Dispatch, now: datetime, retry_after: float = 0.0) -> date
     )
     delay = max(random.uniform(0, ceiling), retry_after)  # noqa: S311 (jitter, not secrets)
     when = now + timedelta(seconds=delay)
-    if when > row.created_at + timedelta(seconds=settings.CRCR_DISPATCH_GIVE_UP):
+    since = row.pending_since or row.created_at
+    if when > since + timedelta(seconds=settings.CRCR_DISPATCH_GIVE_UP):
         return None
     return when
 
@@ -200,8 +202,8 @@ def record_outcomes(results: list[tuple[Dispatch, Outcome]]) -> None:
             for row, outcome in results
             if outcome.status == Status.SENT and outcome.truncated == truncated
         ]
-        if sent:
-            Dispatch.objects.filter(pk__in=sent).update(
+        if sent:  # GitHub took them: true whoever holds the lease now
+            Dispatch.objects.filter(pk__in=sent, status=Status.PENDING).update(
                 status=Status.SENT,
                 sent_at=now,
                 lease_until=None,
@@ -237,7 +239,10 @@ def _finish(row: Dispatch, outcome: Outcome, now: datetime) -> None:
                 f"gave up after {settings.CRCR_DISPATCH_GIVE_UP} s: {outcome.error}"
             )
         values["next_attempt_at"] = when
-    Dispatch.objects.filter(pk=row.pk).update(**values)
+    # Only while we still hold the lease: a sender that lost it must not undo another's work.
+    Dispatch.objects.filter(pk=row.pk, lease_owner=row.lease_owner, status=Status.PENDING).update(
+        **values
+    )
 
 
 def prepare(delivery: Delivery, payload: dict[str, Any]) -> "dispatch_payload.Prepared | str":
@@ -256,6 +261,9 @@ def post(row: Dispatch, prepared: "dispatch_payload.Prepared | str") -> Outcome:
         if isinstance(prepared, str):
             return Outcome(Status.FAILED, prepared)
         return _post(row, prepared)
+    except Exception as exc:  # a bug or a surprise must not lose the row: try again later
+        logger.exception("dispatch to %s failed unexpectedly", row.repo)
+        return Outcome(Status.PENDING, f"unexpected error: {exc!r}")
     finally:
         _slots.release()
 
@@ -303,6 +311,12 @@ class Prepared(dict[int, "dispatch_payload.Prepared | str"]):
         return self[row.delivery_id]
 
 
+def free_slots() -> int:
+    """Sending threads free right now (all of them when no fan-out is in progress)."""
+    pool()
+    return _slots._value  # BoundedSemaphore keeps its count here
+
+
 def _take_slots(wanted: int, block: float) -> int:
     """Up to `wanted` free sending slots; waits up to `block` seconds for the first one."""
     taken = 0
@@ -326,34 +340,48 @@ def send(scope: Q, prepared: Prepared, deadline: float | None) -> dict[int, str]
     end = None if deadline is None else time.monotonic() + deadline
     outcomes: dict[int, str] = {}
     in_flight: dict[Future[Outcome], Dispatch] = {}
-    while True:
-        left = 1.0 if end is None else max(0.0, end - time.monotonic())
-        slots = _take_slots(settings.CRCR_FANOUT_THREADS, 0 if in_flight else min(left, 1.0))
-        rows = claim(scope, slots) if slots else []
-        for _ in range(slots - len(rows)):
-            _slots.release()
+    try:
+        while True:
+            left = 1.0 if end is None else max(0.0, end - time.monotonic())
+            slots = _take_slots(settings.CRCR_FANOUT_THREADS, 0 if in_flight else min(left, 1.0))
+            if slots:
+                outcomes.update(_launch(scope, prepared, slots, in_flight))
+            if not in_flight or (end is not None and time.monotonic() >= end):
+                break
+            done, _ = wait(
+                in_flight,
+                timeout=None if end is None else max(0.0, end - time.monotonic()),
+                return_when=FIRST_COMPLETED,
+            )
+            results = [(in_flight.pop(future), future.result()) for future in done]
+            record_outcomes(results)
+            outcomes.update((row.pk, outcome.status) for row, outcome in results)
+    finally:
+        # Whatever is still in flight (the deadline passed, or this thread failed) records
+        # its own outcome when GitHub answers.
+        for future, row in in_flight.items():
+            future.add_done_callback(functools.partial(_record_late, row))
+    return outcomes
+
+
+def _launch(
+    scope: Q, prepared: Prepared, slots: int, in_flight: "dict[Future[Outcome], Dispatch]"
+) -> dict[int, str]:
+    """Claim up to `slots` rows and start sending them; every slot not handed on is released."""
+    handed = 0
+    try:
+        rows = claim(scope, slots)
         problem = mark_dispatched(rows) if rows else ""
         if problem:
             record_outcomes([(row, Outcome(Status.PENDING, problem)) for row in rows])
-            for _ in rows:
-                _slots.release()
-            outcomes.update((row.pk, Status.PENDING) for row in rows)
-            rows = []
+            return {row.pk: Status.PENDING for row in rows}
         for row in rows:
             in_flight[pool().submit(post, row, prepared.for_row(row))] = row
-        if not in_flight or (end is not None and time.monotonic() >= end):
-            break
-        done, _ = wait(
-            in_flight,
-            timeout=None if end is None else max(0.0, end - time.monotonic()),
-            return_when=FIRST_COMPLETED,
-        )
-        results = [(in_flight.pop(future), future.result()) for future in done]
-        record_outcomes(results)
-        outcomes.update((row.pk, outcome.status) for row, outcome in results)
-    for future, row in in_flight.items():
-        future.add_done_callback(functools.partial(_record_late, row))
-    return outcomes
+            handed += 1  # post() gives this slot back
+        return {}
+    finally:
+        for _ in range(slots - handed):
+            _slots.release()
 
 
 def _record_late(row: Dispatch, future: "Future[Outcome]") -> None:
@@ -372,13 +400,17 @@ def schedule(rows: "Q") -> None:
     from relay.tasks import send_dispatches
 
     pending = list(
-        Dispatch.objects.filter(rows, status=Status.PENDING).values_list("pk", "next_attempt_at")
+        Dispatch.objects.filter(rows, status=Status.PENDING).values_list(
+            "pk", "next_attempt_at", "lease_until"
+        )
     )
     if not pending:
         return
-    when = min(at or timezone.now() for _, at in pending)
+    now = timezone.now()
+    # A row being sent right now is due again only when its lease ends (if its sender dies).
+    when = min(max(at or now, lease or now) for _, at, lease in pending)
     try:
-        send_dispatches.using(run_after=when).enqueue([pk for pk, _ in pending])
+        send_dispatches.using(run_after=when).enqueue([pk for pk, _, _ in pending])
     except Exception:  # the periodic sweep picks them up instead
         logger.exception("could not queue the retry of %d dispatches", len(pending))
 

@@ -156,11 +156,13 @@ class GitHubApp:
 
     def installation_id(self, repo: str) -> int:
         key = repo_key(repo)
-        if key in self._installations:
-            return self._installations[key]
+        known = self._installations.get(key)
+        if known is not None:
+            return known
         with self._lock(("installation", key)):
-            if key in self._installations:
-                return self._installations[key]
+            known = self._installations.get(key)
+            if known is not None:
+                return known
             cached = _redis_get(redis_keys.installation(key))
             if cached is None:
                 try:
@@ -288,8 +290,9 @@ class GitHubApp:
 
     def _forget_installation(self, repo: str) -> None:
         key = repo_key(repo)
-        self._installations.pop(key, None)
-        _redis_delete(redis_keys.installation(key))
+        with self._lock(("installation", key)):
+            self._installations.pop(key, None)
+            _redis_delete(redis_keys.installation(key))
 
     def dispatch(self, repo: str, body: dict[str, Any] | str) -> None:
         """POST /repos/{repo}/dispatches: `{"event_type": ..., "client_payload": ...}`."""

@@ -21,7 +21,7 @@ class Delivery(models.Model):
     action = models.CharField(max_length=40, blank=True)
     upstream_repo = models.CharField(max_length=140)
     pr_number = models.PositiveIntegerField(default=0, help_text="0 when there is none")
-    head_sha = models.CharField(max_length=40, blank=True)
+    head_sha = models.CharField(max_length=64, blank=True, help_text="SHA-1 or SHA-256")
     ref = models.CharField(max_length=255, blank=True)
     title = models.CharField(max_length=1024, blank=True)
     author = models.CharField(max_length=100, blank=True)
@@ -56,6 +56,9 @@ class Dispatch(models.Model):
     last_error = models.TextField(blank=True)
     truncated = models.BooleanField(default=False, help_text="the payload was slimmed to fit")
     next_attempt_at = models.DateTimeField(null=True, blank=True)
+    pending_since = models.DateTimeField(
+        null=True, blank=True, help_text="since when it waits to be sent; give-up counts from here"
+    )
     lease_owner = models.CharField(max_length=64, blank=True)
     lease_until = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)

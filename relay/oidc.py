@@ -66,7 +66,7 @@ class Identity:
 def _issuers() -> dict[str, tuple[str, str]]:
     """issuer → (JWKS URL, kind)."""
     result = {}
-    anchors: dict[str, Any] = dict(settings.CRCR_OIDC_ISSUERS)
+    anchors: Any = settings.CRCR_OIDC_ISSUERS  # validated in settings.py
     for issuer, value in anchors.items():
         if isinstance(value, dict):
             result[issuer] = (value["jwks"], value.get("kind", "github"))

@@ -87,9 +87,9 @@ def _event(delivery_id: str, event: str, text: str, payload: dict[str, Any]) -> 
         event=event,
         action=_text(payload.get("action")),
         repo=_text(_obj(payload.get("repository")).get("full_name")),
-        pr_number=number if isinstance(number, int) and number > 0 else 0,
-        head_sha=_text(head.get("sha")) or _text(payload.get("after")),
-        ref=_text(payload.get("ref")) or _text(head.get("ref")),
+        pr_number=number if isinstance(number, int) and 0 < number < 2**31 else 0,
+        head_sha=(_text(head.get("sha")) or _text(payload.get("after")))[:64],
+        ref=(_text(payload.get("ref")) or _text(head.get("ref")))[:255],
         title=_text(pr.get("title"))[:1024],
         author=_text(user.get("login"))[:100],
         body=text,
@@ -123,7 +123,7 @@ def parse(
     try:
         text = body.decode("utf-8")  # GitHub sends UTF-8; so does every webhook we accept
         payload = json.loads(text)
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):
         raise WebhookRefused(400, "invalid_json", "the body is not JSON") from None
     if not isinstance(payload, dict):
         raise WebhookRefused(400, "invalid_json", "the body is not a JSON object")

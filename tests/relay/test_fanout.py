@@ -12,6 +12,7 @@ import pytest
 import redis
 from django.core.management import call_command
 from django.db import connection
+from django.db.models import Q
 from django.utils import timezone
 
 from relay import dispatch_payload, dispatch_token, fanout, redis_keys
@@ -223,10 +224,10 @@ def test_a_dispatch_is_given_up_as_failed_after_the_give_up_time(
     github.fail("dispatch", "5xx")
     post_webhook(client, "pull_request", PR)
     Dispatch.objects.update(
-        created_at=timezone.now() - timedelta(hours=25), next_attempt_at=timezone.now()
+        pending_since=timezone.now() - timedelta(hours=25), next_attempt_at=timezone.now()
     )
 
-    call_command("worker", "--once")
+    run_worker_when_due()
 
     assert set(statuses().values()) == {"failed"}
     assert Dispatch.objects.filter(last_error__startswith="gave up after 86400 s").count() == 4
@@ -357,3 +358,47 @@ def test_the_admin_lists_deliveries_and_dispatches(admin_client, client, github,
         response = admin_client.get(path)
         assert response.status_code == 200
         assert "org-b/l3" in response.content.decode() or "d-1" in response.content.decode()
+
+
+def test_every_sending_slot_is_given_back_whatever_happened(client, github, downstream, settings):
+    settings.GITHUB_TIMEOUT = 0.3
+    github.hang_seconds = 0.6
+    github.fail("dispatch", "timeout", repo="org-a/l1", times=1)
+    github.fail("dispatch", "5xx", repo="org-a/l2", times=1)
+    github.fail("installation", "not_installed", repo="org-b/l3", times=1)
+
+    post_webhook(client, "pull_request", PR)
+
+    assert fanout.free_slots() == settings.CRCR_FANOUT_THREADS
+
+
+def test_a_sender_that_lost_its_lease_does_not_overwrite_the_new_senders_record(
+    client, github, downstream, settings
+):
+    settings.CRCR_DISPATCH_ENABLED = False  # record only; this test drives the sends itself
+    post_webhook(client, "pull_request", PR)
+    Dispatch.objects.update(status="pending", next_attempt_at=timezone.now())
+    first = fanout.claim(Q(repo_key="org-a/l1"), 1)[0]
+    Dispatch.objects.filter(pk=first.pk).update(lease_until=timezone.now())  # it expired
+    second = fanout.claim(Q(repo_key="org-a/l1"), 1)[0]
+
+    fanout.record_outcomes([(second, fanout.Outcome("sent"))])
+    fanout.record_outcomes([(first, fanout.Outcome("pending", "late timeout"))])
+
+    assert Dispatch.objects.get(pk=first.pk).status == "sent"
+
+
+def test_retry_now_leaves_dispatches_being_sent_alone(
+    admin_client, client, github, downstream, settings
+):
+    settings.CRCR_DISPATCH_ENABLED = False
+    post_webhook(client, "pull_request", PR)
+    Dispatch.objects.update(status="pending", next_attempt_at=timezone.now())
+    busy = fanout.claim(Q(repo_key="org-a/l1"), 1)[0]
+
+    admin_client.post(
+        "/admin/relay/dispatch/", {"action": "retry_now", "_selected_action": [busy.pk]}
+    )
+
+    assert Dispatch.objects.get(pk=busy.pk).lease_owner == busy.lease_owner
+    assert Dispatch.objects.get(pk=busy.pk).lease_until is not None

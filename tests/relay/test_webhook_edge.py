@@ -27,6 +27,14 @@ REFUSED = [
     ("JSON but not an object", "pull_request", b"[1, 2]", {}, 400, "invalid_json"),
     ("not UTF-8", "pull_request", b'{"a": "\xff"}', {}, 400, "invalid_json"),
     ("no delivery id", "pull_request", PR, {"delivery": None}, 400, "delivery_missing"),
+    (
+        "nested past any sense",
+        "pull_request",
+        b"[" * 100_000 + b"]" * 100_000,
+        {},
+        400,
+        "invalid_json",
+    ),
 ]
 
 

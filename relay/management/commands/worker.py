@@ -17,6 +17,7 @@ from django_tasks_db.management.commands.db_worker import Worker
 from relay.periodic import run_due_jobs
 
 logger = logging.getLogger(__name__)
+TASKS_PER_ROUND = 20
 
 
 class Command(BaseCommand):
@@ -30,28 +31,32 @@ class Command(BaseCommand):
         self.running = True
         signal.signal(signal.SIGTERM, self._stop)
         signal.signal(signal.SIGINT, self._stop)
-        tasks = Worker(
-            queue_names=["default"],
-            interval=0,
-            batch=True,
-            backend_name="default",
-            startup_delay=False,
-            max_tasks=None,
-            worker_id=f"crcr-{uuid.uuid4().hex[:12]}",
-            excluded_queue_names=[],
-        )
+        self.worker_id = f"crcr-{uuid.uuid4().hex[:12]}"
         logger.info("worker started")
         while self.running:
             close_old_connections()
             try:
                 run_due_jobs()
-                tasks.run()
+                self._task_worker().run()
             except DatabaseError:
                 logger.exception("worker round failed; trying again")
             if options["once"]:
                 break
             time.sleep(options["interval"])
         logger.info("worker stopped")
+
+    def _task_worker(self) -> Worker:
+        """django-tasks-db's worker for one round of at most TASKS_PER_ROUND tasks."""
+        return Worker(
+            queue_names=["default"],
+            interval=0,
+            batch=True,
+            backend_name="default",
+            startup_delay=False,
+            max_tasks=TASKS_PER_ROUND,  # then the periodic jobs and SIGTERM get their turn
+            worker_id=self.worker_id,
+            excluded_queue_names=[],
+        )
 
     def _stop(self, signum: int, frame: object) -> None:
         self.running = False
