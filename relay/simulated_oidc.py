@@ -26,7 +26,10 @@ class SimulatedIssuer:
     keys: dict[str, rsa.RSAPrivateKey] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.rotate()
+        if self.keys:  # given (tests reuse keys: making one costs ~0.1 s)
+            self.current_kid = next(iter(self.keys))
+        else:
+            self.rotate()
 
     def rotate(self) -> str:
         """A new signing key (old ones stay published); returns its kid."""

@@ -88,3 +88,70 @@ def downstream(db) -> list[DownstreamRepo]:
 
 PARTICIPANTS = ["org-a/l1", "org-a/l2", "org-b/l3", "org-c/l4"]
 FIXTURE_DIR: Path = FIXTURES / "github" / "webhooks"
+
+
+@pytest.fixture(scope="session")
+def rsa_keys():
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    return [rsa.generate_private_key(public_exponent=65537, key_size=2048) for _ in range(3)]
+
+
+@pytest.fixture
+def issuers(settings, rsa_keys):
+    """Simulated GitHub Actions and Buildkite issuers, trusted by the relay."""
+    from relay.simulated_oidc import SimulatedIssuer
+
+    github_actions = SimulatedIssuer("github", keys={"gha-key": rsa_keys[0]}).start()
+    buildkite = SimulatedIssuer("buildkite", keys={"bk-key": rsa_keys[1]}).start()
+    settings.CRCR_OIDC_ISSUERS = {
+        github_actions.url: {"jwks": github_actions.jwks_url, "kind": "github"},
+        buildkite.url: {"jwks": buildkite.jwks_url, "kind": "buildkite"},
+    }
+    yield github_actions, buildkite
+    github_actions.stop()
+    buildkite.stop()
+
+
+@pytest.fixture
+def actions(issuers):
+    return issuers[0]
+
+
+def reporter_body(
+    client_payload: dict,
+    status: str,
+    *,
+    job: str = "build",
+    run_id: str = "1111",
+    run_attempt: str = "1",
+    conclusion: str | None = None,
+    **workflow,
+) -> dict:
+    """What PyTorch's callback reporter sends: the echoed client_payload plus `workflow`,
+    with its string ids and its nulls."""
+    from datetime import UTC, datetime
+
+    now = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+    return client_payload | {
+        "workflow": {
+            "schema_version": "1",
+            "status": status,
+            "conclusion": conclusion if status == "completed" else None,
+            "name": "CI",
+            "url": f"https://github.com/org/repo/actions/runs/{run_id}",
+            "run_id": run_id,
+            "run_attempt": run_attempt,
+            "job_name": job,
+            "check_run_id": "99887766",
+            "started_at": now if status == "in_progress" else None,
+            "completed_at": now if status == "completed" else None,
+            **workflow,
+        }
+    }
+
+
+def post_callback(client, body: dict | bytes, token: str | None):
+    data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
+    return client.post("/github/callback", data, content_type="application/json", headers=headers)

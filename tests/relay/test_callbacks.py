@@ -1,0 +1,496 @@
+"""POST /github/callback against simulated OIDC issuers, real PostgreSQL and the run's Redis."""
+
+import time
+
+import pytest
+import redis
+
+from hud.models import JobRecord
+from relay import redis_keys
+from relay.models import CallbackAudit, ReplayKey
+from tests.relay.conftest import post_callback, post_webhook, reporter_body, webhook_payload
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+PR = webhook_payload("pull_request.opened")
+
+
+@pytest.fixture
+def dispatched(client, github, downstream, actions):
+    """A PR dispatched to every participating repo; the client_payload org-b/l3 received."""
+    post_webhook(client, "pull_request", PR, delivery="guid-1")
+    return github.dispatches("org-b/l3")[0].body["client_payload"]
+
+
+def token_for(actions, repo="org-b/l3", **claims):
+    return actions.mint(repo=repo, **claims)
+
+
+def test_a_job_reports_in_progress_then_completed_and_the_hud_has_it(client, actions, dispatched):
+    started = post_callback(client, reporter_body(dispatched, "in_progress"), token_for(actions))
+    time.sleep(0.05)
+    done = post_callback(
+        client, reporter_body(dispatched, "completed", conclusion="success"), token_for(actions)
+    )
+
+    assert started.status_code == 200
+    assert started.json() == {"ok": True, "status": "in_progress"}
+    assert done.json() == {"ok": True, "status": "completed"}
+    record = JobRecord.objects.get()
+    assert (
+        record.downstream_repo,
+        record.delivery_id,
+        record.workflow_name,
+        record.job_name,
+        record.check_run_id,
+    ) == ("org-b/l3", "guid-1", "CI", "build", "99887766")
+    assert (record.status, record.conclusion, record.level) == ("completed", "success", "L3")
+    assert (record.pr_number, record.head_sha) == (2, PR["pull_request"]["head"]["sha"])
+    assert record.queue_time is not None
+    assert record.queue_time >= 0
+    assert record.execution_time is not None
+    assert record.execution_time >= 0.05
+    assert record.started_at is not None  # the completed call's null erased nothing
+    assert list(CallbackAudit.objects.values_list("decision", flat=True)) == ["accepted"] * 2
+
+
+def test_the_record_names_our_dispatch_not_what_the_body_claims(client, actions, dispatched):
+    forged = dispatched | {
+        "payload": {
+            "pull_request": {"number": 999, "head": {"sha": "f" * 40}},
+            "repository": {"full_name": "evil/fork"},
+        },
+        "trusted": {"verified_repo": "pytorch/pytorch", "downstream_repo_level": "L4"},
+    }
+
+    post_callback(client, reporter_body(forged, "in_progress"), token_for(actions))
+
+    record = JobRecord.objects.get()
+    assert (record.pr_number, record.upstream_repo, record.level) == (2, "pytorch/pytorch", "L3")
+    assert record.head_sha == PR["pull_request"]["head"]["sha"]
+
+
+REFUSED = [
+    # (case, status, error, how to break the call)
+    (
+        "completed before in_progress",
+        409,
+        "not_started",
+        lambda body, a: (reporter_body(body, "completed", conclusion="success"), token_for(a)),
+    ),
+    (
+        "a delivery never dispatched",
+        409,
+        "no_dispatch",
+        lambda body, a: (
+            reporter_body(body | {"delivery_id": "never"}, "in_progress"),
+            token_for(a),
+        ),
+    ),
+    (
+        "another repo's token",
+        409,
+        "no_dispatch",
+        lambda body, a: (reporter_body(body, "in_progress"), token_for(a, repo="org-d/nightly")),
+    ),
+    (
+        "run_id claim differs from the body",
+        403,
+        "claims_mismatch",
+        lambda body, a: (reporter_body(body, "in_progress"), token_for(a, run_id="2222")),
+    ),
+    (
+        "a forged dispatch token",
+        403,
+        "bad_dispatch_token",
+        lambda body, a: (
+            reporter_body(body | {"crcr": {"token": "forged", "truncated": False}}, "in_progress"),
+            token_for(a),
+        ),
+    ),
+    ("no token", 401, "token_missing", lambda body, a: (reporter_body(body, "in_progress"), None)),
+    (
+        "a garbage token",
+        401,
+        "token_invalid",
+        lambda body, a: (reporter_body(body, "in_progress"), "not.a.jwt"),
+    ),
+    (
+        "an expired token",
+        401,
+        "token_invalid",
+        lambda body, a: (
+            reporter_body(body, "in_progress"),
+            token_for(a, exp=int(time.time()) - 120, iat=int(time.time()) - 600),
+        ),
+    ),
+    (
+        "a token from the future",
+        401,
+        "token_invalid",
+        lambda body, a: (
+            reporter_body(body, "in_progress"),
+            token_for(a, iat=int(time.time()) + 600, nbf=int(time.time()) + 600),
+        ),
+    ),
+    (
+        "alg none",
+        401,
+        "token_invalid",
+        lambda body, a: (reporter_body(body, "in_progress"), _unsigned(a.claims("org-b/l3"))),
+    ),
+    (
+        "HS256 signed with the public key",
+        401,
+        "token_invalid",
+        lambda body, a: (reporter_body(body, "in_progress"), _hs256_with_public_key(a)),
+    ),
+    (
+        "the wrong audience",
+        401,
+        "token_invalid",
+        lambda body, a: (reporter_body(body, "in_progress"), token_for(a, aud="someone-else")),
+    ),
+    (
+        "an untrusted issuer",
+        401,
+        "token_invalid",
+        lambda body, a: (
+            reporter_body(body, "in_progress"),
+            token_for(a, iss="https://evil.example"),
+        ),
+    ),
+    (
+        "an unknown key id",
+        401,
+        "token_invalid",
+        lambda body, a: (reporter_body(body, "in_progress"), _unknown_kid(a)),
+    ),
+    (
+        "no exp claim",
+        401,
+        "token_invalid",
+        lambda body, a: (
+            reporter_body(body, "in_progress"),
+            a.mint(_without(a.claims("org-b/l3"), "exp")),
+        ),
+    ),
+    ("not JSON", 400, "invalid_body", lambda body, a: (b"{nope", token_for(a))),
+    (
+        "no workflow",
+        400,
+        "invalid_body",
+        lambda body, a: ({k: v for k, v in body.items()}, token_for(a)),
+    ),
+    (
+        "a number for the name",
+        400,
+        "invalid_body",
+        lambda body, a: (reporter_body(body, "in_progress", name=["CI"]), token_for(a)),
+    ),
+    (
+        "a job name over 255 characters",
+        400,
+        "invalid_body",
+        lambda body, a: (reporter_body(body, "in_progress", job="j" * 256), token_for(a)),
+    ),
+    (
+        "an unknown status",
+        400,
+        "invalid_body",
+        lambda body, a: (reporter_body(body, "queued"), token_for(a)),
+    ),
+    (
+        "no check_run_id",
+        400,
+        "invalid_body",
+        lambda body, a: (reporter_body(body, "in_progress", check_run_id=None), token_for(a)),
+    ),
+]
+
+
+def _unsigned(claims):
+    import jwt
+
+    return jwt.encode(claims, None, algorithm="none")
+
+
+def _hs256_with_public_key(actions):
+    """The classic confusion attack: the RSA public key used as an HMAC secret."""
+    import base64
+    import hashlib
+    import hmac
+    import json
+
+    from cryptography.hazmat.primitives import serialization
+
+    public = (
+        actions.keys[actions.current_kid]
+        .public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
+
+    def b64(data: bytes) -> str:
+        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+    header = {"alg": "HS256", "typ": "JWT", "kid": actions.current_kid}
+    signing_input = (
+        f"{b64(json.dumps(header).encode())}.{b64(json.dumps(actions.claims('org-b/l3')).encode())}"
+    )
+    signature = hmac.new(public, signing_input.encode(), hashlib.sha256).digest()
+    return f"{signing_input}.{b64(signature)}"
+
+
+STRANGER = None
+
+
+def _unknown_kid(actions):
+    """A token signed by a key the issuer never published."""
+    global STRANGER
+    if STRANGER is None:
+        from cryptography.hazmat.primitives.asymmetric import rsa
+
+        STRANGER = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    return actions.mint(kid="not-a-known-kid", key=STRANGER, repo="org-b/l3")
+
+
+def _without(claims, name):
+    return {k: v for k, v in claims.items() if k != name}
+
+
+@pytest.mark.parametrize(
+    ("status", "error", "make"), [r[1:] for r in REFUSED], ids=[r[0] for r in REFUSED]
+)
+def test_a_refused_callback_gets_its_status_and_records_nothing(
+    client, actions, dispatched, redis_server, status, error, make
+):
+    body, token = make(dispatched, actions)
+    keys_before = set(redis.Redis.from_url(redis_server.url).keys("crcr:{*:job:*"))
+
+    response = post_callback(client, body, token)
+
+    assert response.status_code == status
+    assert response.json()["error"] == error
+    assert JobRecord.objects.count() == 0
+    assert ReplayKey.objects.count() == 0
+    assert set(redis.Redis.from_url(redis_server.url).keys("crcr:{*:job:*")) == keys_before
+    assert not CallbackAudit.objects.filter(decision="accepted").exists()
+
+
+def test_a_repo_not_allowlisted_or_at_l1_is_ignored(client, actions, dispatched):
+    for repo in ("nobody/listed", "org-a/l1"):
+        response = post_callback(
+            client, reporter_body(dispatched, "in_progress"), token_for(actions, repo=repo)
+        )
+        assert response.status_code == 200
+        assert response.json() == {"ok": True, "status": "ignored"}
+    assert JobRecord.objects.count() == 0
+
+
+def test_a_token_is_good_for_one_accepted_callback(client, actions, dispatched):
+    token = token_for(actions)
+    post_callback(client, reporter_body(dispatched, "in_progress"), token)
+
+    replay = post_callback(
+        client, reporter_body(dispatched, "completed", conclusion="success"), token
+    )
+
+    assert replay.status_code == 409
+    assert replay.json()["error"] == "replayed"
+    assert JobRecord.objects.get().status == "in_progress"
+
+
+def test_a_refused_attempt_does_not_use_up_the_token(client, actions, dispatched):
+    token = token_for(actions)
+    early = post_callback(
+        client, reporter_body(dispatched, "completed", conclusion="success"), token
+    )
+    assert early.json()["error"] == "not_started"
+
+    again = post_callback(client, reporter_body(dispatched, "in_progress"), token)
+
+    assert again.status_code == 200
+
+
+def test_a_second_in_progress_and_a_second_completed_are_duplicates(client, actions, dispatched):
+    post_callback(client, reporter_body(dispatched, "in_progress"), token_for(actions))
+    second = post_callback(client, reporter_body(dispatched, "in_progress"), token_for(actions))
+    post_callback(
+        client, reporter_body(dispatched, "completed", conclusion="failure"), token_for(actions)
+    )
+    third = post_callback(
+        client, reporter_body(dispatched, "completed", conclusion="success"), token_for(actions)
+    )
+
+    assert (second.status_code, second.json()["error"]) == (409, "duplicate")
+    assert (third.status_code, third.json()["error"]) == (409, "duplicate")
+    assert JobRecord.objects.get().conclusion == "failure"
+
+
+def test_a_rerun_is_a_new_attempt_and_starts_fresh(client, actions, dispatched):
+    for attempt in ("1", "2"):
+        token = token_for(actions, run_attempt=attempt)
+        body = reporter_body(
+            dispatched, "in_progress", run_attempt=attempt, check_run_id=f"cr-{attempt}"
+        )
+        assert post_callback(client, body, token).status_code == 200
+    assert JobRecord.objects.count() == 2
+
+
+def test_a_lost_dispatched_state_is_restored_from_the_database(
+    client, actions, dispatched, redis_server
+):
+    r = redis.Redis.from_url(redis_server.url)
+    r.delete(redis_keys.dispatched("guid-1", "org-b/l3"))
+
+    response = post_callback(client, reporter_body(dispatched, "in_progress"), token_for(actions))
+
+    assert response.status_code == 200
+    assert r.exists(redis_keys.dispatched("guid-1", "org-b/l3"))
+
+
+def test_the_dispatch_token_proves_provenance_and_can_be_required(
+    client, actions, dispatched, settings
+):
+    post_callback(client, reporter_body(dispatched, "in_progress"), token_for(actions))
+    assert CallbackAudit.objects.get().provenance == "verified"
+
+    settings.CRCR_REQUIRE_DISPATCH_TOKEN = True
+    bare = {k: v for k, v in dispatched.items() if k != "crcr"}
+    refused = post_callback(
+        client, reporter_body(bare, "completed", conclusion="success"), token_for(actions)
+    )
+    assert (refused.status_code, refused.json()["error"]) == (403, "dispatch_token_required")
+
+
+def test_the_rate_limit_answers_429_with_retry_after(client, actions, dispatched, settings):
+    settings.CRCR_RATE_LIMIT_PER_MIN = 2
+    answers = [
+        post_callback(
+            client,
+            reporter_body(dispatched, "in_progress", check_run_id=str(n), job=f"job-{n}"),
+            token_for(actions),
+        ).status_code
+        for n in range(3)
+    ]
+    last = post_callback(
+        client, reporter_body(dispatched, "in_progress", job="x"), token_for(actions)
+    )
+
+    assert answers == [200, 200, 429]
+    assert last.status_code == 429
+    assert 1 <= int(last["Retry-After"]) <= 60
+
+
+def test_redis_down_is_503_and_records_nothing(client, actions, dispatched, settings):
+    from tests.servers import RedisServer
+
+    own = RedisServer().start()
+    settings.REDIS_URL = own.url
+    own.stop()
+
+    response = post_callback(client, reporter_body(dispatched, "in_progress"), token_for(actions))
+
+    assert response.status_code == 503
+    assert response["Retry-After"] == "5"
+    assert JobRecord.objects.count() == 0
+    assert ReplayKey.objects.count() == 0
+
+
+def test_untrusted_text_is_stored_verbatim(client, actions, dispatched):
+    nasty = "<script>alert(1)</script>'; DROP TABLE hud_jobrecord; --"
+    body = reporter_body(
+        dispatched,
+        "in_progress",
+        job="ユニコード ✓ " + nasty[:100],
+        failed_tests_detail=[{"name": nasty, "message": nasty}],
+    )
+
+    assert post_callback(client, body, token_for(actions)).status_code == 200
+
+    record = JobRecord.objects.get()
+    assert record.job_name.endswith(nasty[:100])
+    assert record.failed_tests_detail == [{"name": nasty, "message": nasty}]
+
+
+def test_malformed_optional_fields_are_dropped_and_noted(client, actions, dispatched):
+    body = reporter_body(
+        dispatched,
+        "in_progress",
+        started_at="yesterday",
+        test_results={"passed": "many"},
+        triage_verdict={"category": "blame-someone"},
+    )
+
+    response = post_callback(client, body, token_for(actions))
+
+    assert response.status_code == 200
+    record = JobRecord.objects.get()
+    assert (record.started_at, record.tests_passed, record.triage_verdict) == (None, None, None)
+    assert len(CallbackAudit.objects.get().dropped) == 3
+
+
+def test_nightly_results_are_written_once(client, actions, downstream):
+    body = {
+        "event_type": "nightly",
+        "delivery_id": "a" * 40,
+        "payload": {"repository": {"full_name": "pytorch/pytorch"}, "head_sha": "a" * 40},
+    }
+
+    first = post_callback(
+        client, reporter_body(body, "completed", conclusion="success"), token_for(actions)
+    )
+    again = post_callback(
+        client, reporter_body(body, "completed", conclusion="success"), token_for(actions)
+    )
+    running = post_callback(client, reporter_body(body, "in_progress"), token_for(actions))
+
+    assert first.json() == {"ok": True, "status": "completed"}
+    assert (again.status_code, again.json()["error"]) == (409, "duplicate")
+    assert running.status_code == 400
+    record = JobRecord.objects.get()
+    assert (record.event_type, record.pr_number, record.head_sha) == ("nightly", 0, "a" * 40)
+
+
+def test_buildkite_identity_comes_from_the_provider_map(
+    client, issuers, downstream, settings, tmp_path
+):
+    _, buildkite = issuers
+    providers = tmp_path / "ci_providers.yml"
+    providers.write_text(
+        "providers:\n  buildkite:\n    repo_map:\n      org-uuid/pipe-uuid:\n"
+        "        repo: org-a/l2\n        required_claims:\n          build_branch: [main]\n"
+    )
+    settings.CRCR_CI_PROVIDERS = str(providers)
+    body = reporter_body(
+        {"event_type": "nightly", "delivery_id": "b" * 40, "payload": {}},
+        "completed",
+        conclusion="failure",
+    )
+
+    accepted = post_callback(client, body, buildkite.mint())
+    fork = post_callback(client, body, buildkite.mint(build_branch="fork-pr"))
+    unknown = post_callback(client, body, buildkite.mint(pipeline_id="other"))
+
+    assert accepted.status_code == 200
+    assert JobRecord.objects.get().downstream_repo == "org-a/l2"
+    assert (fork.status_code, fork.json()["error"]) == (403, "claim_not_allowed")
+    assert (unknown.status_code, unknown.json()["error"]) == (403, "pipeline_not_registered")
+
+
+def test_unknown_kids_cost_at_most_one_jwks_fetch_per_cooldown(client, actions, dispatched):
+    for _ in range(50):
+        post_callback(client, reporter_body(dispatched, "in_progress"), _unknown_kid(actions))
+
+    assert actions.jwks_fetches == 1
+
+
+def test_cached_keys_keep_working_while_the_issuer_is_down(client, actions, dispatched):
+    post_callback(client, reporter_body(dispatched, "in_progress"), token_for(actions))
+    actions.down = True
+
+    response = post_callback(
+        client, reporter_body(dispatched, "completed", conclusion="success"), token_for(actions)
+    )
+
+    assert response.status_code == 200
