@@ -61,3 +61,15 @@ def permission_denied(request: HttpRequest, exception: Exception) -> HttpRespons
     if _wants_json(request):
         return json_error(403, "forbidden", "not allowed")
     return defaults.permission_denied(request, exception)
+
+
+def read_limited(request: HttpRequest, limit: int) -> bytes | None:
+    """The raw body, or None when it is over `limit` (declared or actual): then answer 413."""
+    try:
+        declared = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        declared = 0
+    if declared > limit:
+        return None
+    body = request.read(limit + 1)
+    return None if len(body) > limit else body

@@ -214,3 +214,75 @@ def _url(value: object) -> str:
     if not isinstance(value, str) or len(value) > URL_CAP:
         raise ValueError("not a URL under 2000 characters")
     return value
+
+
+def _dig(value: object, *path: str) -> object:
+    for key in path:
+        value = value.get(key) if isinstance(value, dict) else None
+    return value
+
+
+def _metric(value: object, name: str) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        raise BadRecord(f"trusted.ci_metrics.{name}", "must be a non-negative number")
+    return float(value)
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """`{trusted, untrusted}` as another relay (PyTorch's) sends it to POST /api/crcr/results."""
+
+    verified_repo: str
+    level: str | None
+    queue_time: float | None
+    execution_time: float | None
+    delivery_id: str
+    event_type: str
+    workflow: Workflow
+    job_name: str
+    check_run_id: str
+    upstream_repo: str | None
+    pr_number: int
+    head_sha: str
+
+
+def parse_envelope(raw: object) -> Envelope:
+    if not isinstance(raw, dict) or not isinstance(raw.get("trusted"), dict):
+        raise BadRecord("trusted", "is required")
+    trusted = raw["trusted"]
+    repo = required_text(trusted.get("verified_repo"), "trusted.verified_repo", cap=140)
+    if repo.count("/") != 1:
+        raise BadRecord("trusted.verified_repo", "must be owner/name")
+    level = text(trusted.get("downstream_repo_level"), "trusted.downstream_repo_level", cap=2)
+    metrics = trusted.get("ci_metrics") if isinstance(trusted.get("ci_metrics"), dict) else {}
+    body = _dig(raw, "untrusted", "callback_payload")
+    if not isinstance(body, dict):
+        raise BadRecord("untrusted.callback_payload", "is required")
+    workflow = parse_workflow(body.get("workflow"))
+    job_name, check_run_id = workflow.require_key()
+    delivery_id = required_text(body.get("delivery_id"), "delivery_id", cap=ID_CAP)
+    payload = body.get("payload") if isinstance(body.get("payload"), dict) else {}
+    number = _dig(payload, "pull_request", "number")
+    head = (
+        _dig(payload, "pull_request", "head", "sha")
+        or _dig(payload, "head_sha")
+        or _dig(payload, "after")
+        or delivery_id
+    )
+    upstream = _dig(payload, "repository", "full_name")
+    return Envelope(
+        verified_repo=repo,
+        level=level if level in ("L1", "L2", "L3", "L4") else None,
+        queue_time=_metric(metrics.get("queue_time"), "queue_time"),
+        execution_time=_metric(metrics.get("execution_time"), "execution_time"),
+        delivery_id=delivery_id,
+        event_type=text(body.get("event_type"), "event_type", cap=20) or "pull_request",
+        workflow=workflow,
+        job_name=job_name,
+        check_run_id=check_run_id,
+        upstream_repo=upstream[:140] if isinstance(upstream, str) else None,
+        pr_number=number if isinstance(number, int) and 0 < number < 2**31 else 0,
+        head_sha=str(head)[:100],
+    )

@@ -40,6 +40,12 @@ def _redeliver() -> object:
     return redelivery.redeliver_missed()
 
 
+def _zombies() -> object:
+    from relay import zombies
+
+    return zombies.sweep()
+
+
 def _sync_allowlist() -> object:
     from allowlist.sync import sync
 
@@ -48,6 +54,7 @@ def _sync_allowlist() -> object:
 
 JOBS: tuple[Job, ...] = (
     Job("dispatch_sweep", lambda: 5.0, _sweep),
+    Job("zombie_sweep", lambda: 60.0, _zombies),
     Job("redeliver_missed", lambda: settings.CRCR_REDELIVERY_INTERVAL, _redeliver),
     Job("allowlist_sync", lambda: settings.CRCR_ALLOWLIST_SYNC_INTERVAL, _sync_allowlist),
 )

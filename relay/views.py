@@ -6,7 +6,7 @@ from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from redis.exceptions import RedisError
 
-from crcr_site.errors import json_error, json_methods
+from crcr_site.errors import json_error, json_methods, read_limited
 from hud.records import BadRecord
 from relay import callbacks, fanout, oidc
 from relay.webhook import Route, WebhookRefused, parse
@@ -14,22 +14,10 @@ from relay.webhook import Route, WebhookRefused, parse
 RETRY_AFTER = 5  # seconds a caller should wait when a store is down
 
 
-def _read_limited(request: HttpRequest, limit: int) -> bytes | None:
-    """The raw body, or None when it is over `limit` (declared or actual)."""
-    try:
-        declared = int(request.META.get("CONTENT_LENGTH") or 0)
-    except ValueError:
-        declared = 0
-    if declared > limit:
-        return None
-    body = request.read(limit + 1)
-    return None if len(body) > limit else body
-
-
 @csrf_exempt
 @json_methods("POST")
 def webhook(request: HttpRequest) -> JsonResponse:
-    body = _read_limited(request, settings.CRCR_WEBHOOK_MAX_BYTES)
+    body = read_limited(request, settings.CRCR_WEBHOOK_MAX_BYTES)
     if body is None:
         limit = settings.CRCR_WEBHOOK_MAX_BYTES
         return json_error(413, "too_large", f"the body is over {limit} bytes")
@@ -60,7 +48,7 @@ def webhook(request: HttpRequest) -> JsonResponse:
 @csrf_exempt
 @json_methods("POST")
 def callback(request: HttpRequest) -> JsonResponse:
-    body = _read_limited(request, settings.CRCR_CALLBACK_MAX_BYTES)
+    body = read_limited(request, settings.CRCR_CALLBACK_MAX_BYTES)
     if body is None:
         return json_error(413, "too_large", "the body is over the size limit")
     try:

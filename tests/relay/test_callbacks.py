@@ -494,3 +494,26 @@ def test_cached_keys_keep_working_while_the_issuer_is_down(client, actions, disp
     )
 
     assert response.status_code == 200
+
+
+def test_a_job_in_progress_too_long_times_out_and_a_late_completed_replaces_it(
+    client, actions, dispatched, settings
+):
+    from datetime import timedelta
+
+    from django.core.management import call_command
+    from django.utils import timezone
+
+    post_callback(client, reporter_body(dispatched, "in_progress"), token_for(actions))
+    JobRecord.objects.update(updated_at=timezone.now() - timedelta(hours=7))
+
+    call_command("sweep_zombies")
+
+    record = JobRecord.objects.get()
+    assert (record.status, record.conclusion) == ("completed", "timed_out")
+    late = post_callback(
+        client, reporter_body(dispatched, "completed", conclusion="success"), token_for(actions)
+    )
+    assert late.status_code == 200
+    record.refresh_from_db()
+    assert (record.status, record.conclusion) == ("completed", "success")
