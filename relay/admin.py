@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from allowlist.admin import ReadOnlyAdmin
 from relay import fanout
-from relay.models import Delivery, Dispatch, PeriodicJob
+from relay.models import CallbackAudit, Delivery, Dispatch, HudForward, PeriodicJob
 
 
 class DispatchInline(admin.TabularInline):
@@ -100,3 +100,27 @@ class DispatchAdmin(ReadOnlyAdmin):
 @admin.register(PeriodicJob)
 class PeriodicJobAdmin(ReadOnlyAdmin):
     list_display = ("name", "last_started_at", "last_finished_at", "last_error")
+
+
+@admin.register(CallbackAudit)
+class CallbackAuditAdmin(ReadOnlyAdmin):
+    list_display = (
+        "at",
+        "decision",
+        "status",
+        "reason",
+        "repo",
+        "callback_status",
+        "job",
+        "provenance",
+        "delivery_id",
+    )
+    list_filter = ("decision", "status", "reason", "provenance", "event_type")
+    search_fields = ("repo", "delivery_id", "replay_key", "job")
+    date_hierarchy = "at"
+
+
+@admin.register(HudForward)
+class HudForwardAdmin(ReadOnlyAdmin):
+    list_display = ("created_at", "status", "attempts", "next_attempt_at", "sent_at", "last_error")
+    list_filter = ("status",)

@@ -31,7 +31,7 @@ from allowlist import lookup
 from allowlist.entry import Level
 from hud.records import BadRecord, Workflow, parse_workflow, required_text, text
 from hud.storage import HudRecord, RecordKey, get_store
-from relay import dispatch_token, redis_keys, state
+from relay import dispatch_token, hud_forward, redis_keys, state
 from relay.models import CallbackAudit, Dispatch, ReplayKey
 from relay.oidc import Identity
 
@@ -219,6 +219,7 @@ def _transition(
             else:
                 record.execution_time = elapsed
             get_store().upsert(record, now=timezone.now())
+            hud_forward.queue(_envelope(identity, level, callback, record))
             audit.write(CallbackAudit.Decision.ACCEPTED, 200, "accepted")
     except Refused:
         raise
@@ -256,12 +257,30 @@ def _self_report(
             if JobRecord.objects.filter(**vars(record.key)).exists():
                 raise Refused(409, "duplicate", "this result has already been reported")
             get_store().upsert(record, now=timezone.now())
+            hud_forward.queue(_envelope(identity, level, callback, record))
             audit.write(CallbackAudit.Decision.ACCEPTED, 200, "accepted")
     except IntegrityError:
         raise Refused(409, "duplicate", "this result has already been reported") from None
     except DatabaseError as exc:
         raise Unavailable("the record could not be stored; nothing was kept") from exc
     return {"ok": True, "status": "completed"}
+
+
+def _envelope(
+    identity: Identity, level: Level, callback: Callback, record: HudRecord
+) -> dict[str, Any]:
+    """Contract section 3's record: what we verified, and the callback verbatim."""
+    return {
+        "trusted": {
+            "verified_repo": identity.repo,
+            "downstream_repo_level": level.value,
+            "ci_metrics": {
+                "queue_time": record.queue_time,
+                "execution_time": record.execution_time,
+            },
+        },
+        "untrusted": {"callback_payload": callback.body},
+    }
 
 
 def _echo_text(echo: dict[str, Any], *path: str) -> str | None:

@@ -136,3 +136,33 @@ class CallbackAudit(models.Model):
 
     def __str__(self) -> str:
         return f"{self.decision} {self.repo} {self.reason}"
+
+
+class HudForward(models.Model):
+    """Outbox: one envelope to forward to the remote HUD (HUD_FORWARD_URL).
+
+    Written in the callback's transaction, so a record is forwarded if and only if it was
+    accepted; the worker sends it, with retries, and nothing is lost while the HUD is down.
+    """
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        SENT = "sent"
+        FAILED = "failed"
+
+    envelope = models.JSONField()
+    status = models.CharField(max_length=7, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    last_error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    next_attempt_at = models.DateTimeField()
+    lease_until = models.DateTimeField(null=True, blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes: ClassVar = [
+            models.Index(fields=["status", "next_attempt_at"], name="relay_fwd_due")
+        ]
+
+    def __str__(self) -> str:
+        return f"forward {self.pk} ({self.status})"

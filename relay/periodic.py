@@ -46,6 +46,12 @@ def _zombies() -> object:
     return zombies.sweep()
 
 
+def _forward() -> object:
+    from relay import hud_forward
+
+    return hud_forward.forward_due()
+
+
 def _sync_allowlist() -> object:
     from allowlist.sync import sync
 
@@ -55,6 +61,7 @@ def _sync_allowlist() -> object:
 JOBS: tuple[Job, ...] = (
     Job("dispatch_sweep", lambda: 5.0, _sweep),
     Job("zombie_sweep", lambda: 60.0, _zombies),
+    Job("hud_forward", lambda: 1.0 if settings.HUD_FORWARD_URL else 0, _forward),
     Job("redeliver_missed", lambda: settings.CRCR_REDELIVERY_INTERVAL, _redeliver),
     Job("allowlist_sync", lambda: settings.CRCR_ALLOWLIST_SYNC_INTERVAL, _sync_allowlist),
 )

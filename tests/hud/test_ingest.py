@@ -18,23 +18,36 @@ def _bot_token(settings):
     settings.HUD_BOT_TOKEN = TOKEN
 
 
-def envelope(status="in_progress", *, queue_time=None, execution_time=None, level="L2",
-             payload=None, **workflow):
-    client_payload = {"event_type": "pull_request", "delivery_id": "guid-9",
-                      "payload": PR if payload is None else payload}
-    trusted = {"verified_repo": "Org/Backend",
-               "ci_metrics": {"queue_time": queue_time, "execution_time": execution_time}}
+def envelope(
+    status="in_progress",
+    *,
+    queue_time=None,
+    execution_time=None,
+    level="L2",
+    payload=None,
+    **workflow,
+):
+    client_payload = {
+        "event_type": "pull_request",
+        "delivery_id": "guid-9",
+        "payload": PR if payload is None else payload,
+    }
+    trusted = {
+        "verified_repo": "Org/Backend",
+        "ci_metrics": {"queue_time": queue_time, "execution_time": execution_time},
+    }
     if level:
         trusted["downstream_repo_level"] = level
-    return {"trusted": trusted,
-            "untrusted": {"callback_payload": reporter_body(client_payload, status, **workflow)}}
+    return {
+        "trusted": trusted,
+        "untrusted": {"callback_payload": reporter_body(client_payload, status, **workflow)},
+    }
 
 
 def send(client, body, token=TOKEN):
     data = body if isinstance(body, bytes) else json.dumps(body).encode()
     headers = {"x-hud-internal-bot": token} if token is not None else {}
-    return client.post("/api/crcr/results", data, content_type="application/json",
-                       headers=headers)
+    return client.post("/api/crcr/results", data, content_type="application/json", headers=headers)
 
 
 def test_an_envelope_becomes_a_record(client):
@@ -44,9 +57,15 @@ def test_an_envelope_becomes_a_record(client):
     assert response.json() == {"ok": True, "status": "in_progress"}
     record = JobRecord.objects.get()
     assert (record.downstream_repo, record.repo_display, record.level) == (
-        "org/backend", "Org/Backend", "L2")
+        "org/backend",
+        "Org/Backend",
+        "L2",
+    )
     assert (record.pr_number, record.head_sha, record.upstream_repo) == (
-        2, PR["pull_request"]["head"]["sha"], "pytorch/pytorch")
+        2,
+        PR["pull_request"]["head"]["sha"],
+        "pytorch/pytorch",
+    )
     assert (record.queue_time, record.source) == (12.5, "ingest")
 
 
@@ -54,8 +73,15 @@ def test_a_later_record_changes_only_what_it_carries(client):
     send(client, envelope(queue_time=12.5))
     first = JobRecord.objects.get()
 
-    send(client, envelope("completed", execution_time=300.0, conclusion="failure",
-                          test_results={"passed": 10, "failed": 2, "skipped": 1}))
+    send(
+        client,
+        envelope(
+            "completed",
+            execution_time=300.0,
+            conclusion="failure",
+            test_results={"passed": 10, "failed": 2, "skipped": 1},
+        ),
+    )
 
     record = JobRecord.objects.get()
     assert (record.status, record.conclusion) == ("completed", "failure")
@@ -101,14 +127,23 @@ def test_null_metrics_and_no_level_are_accepted(client):
 def test_a_push_takes_its_sha_from_after_and_a_nightly_from_head_sha(client):
     push = webhook_payload("push.with-new-branch")
     send(client, envelope(payload=push, check_run_id="1"))
-    send(client, envelope(payload={"repository": {"full_name": "pytorch/pytorch"},
-                                   "head_sha": "c" * 40}, check_run_id="2"))
+    send(
+        client,
+        envelope(
+            payload={"repository": {"full_name": "pytorch/pytorch"}, "head_sha": "c" * 40},
+            check_run_id="2",
+        ),
+    )
 
     shas = dict(JobRecord.objects.values_list("check_run_id", "head_sha"))
     assert shas == {"1": push["after"], "2": "c" * 40}
 
 
 def test_garbage_is_400_never_500(client):
-    for body in (b"{nope", b"[]", json.dumps({"trusted": []}).encode(),
-                 json.dumps({"trusted": {"verified_repo": "x"}, "untrusted": {}}).encode()):
+    for body in (
+        b"{nope",
+        b"[]",
+        json.dumps({"trusted": []}).encode(),
+        json.dumps({"trusted": {"verified_repo": "x"}, "untrusted": {}}).encode(),
+    ):
         assert send(client, body).status_code == 400

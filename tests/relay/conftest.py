@@ -29,6 +29,8 @@ def github(app_key, settings) -> Iterator[SimulatedGitHub]:
     settings.GITHUB_WEBHOOK_SECRET = SECRET
     settings.GITHUB_TIMEOUT = 2.0
     settings.CRCR_RETRY_FIRST = 0.2
+    settings.CRCR_REDELIVERY_INTERVAL = 0
+    settings.CRCR_ALLOWLIST_SYNC_INTERVAL = 0
     sim.webhook_secret = SECRET
     yield sim
     sim.stop()

@@ -517,3 +517,45 @@ def test_a_job_in_progress_too_long_times_out_and_a_late_completed_replaces_it(
     assert late.status_code == 200
     record.refresh_from_db()
     assert (record.status, record.conclusion) == ("completed", "success")
+
+
+def test_accepted_records_are_forwarded_to_a_remote_hud_through_the_outbox(
+    client, actions, dispatched, settings
+):
+    from django.core.management import call_command
+
+    from relay.models import HudForward
+    from tests.fakes.remote_hud import RemoteHud
+
+    remote = RemoteHud(token="remote-token", fail_next=1).start()
+    settings.HUD_FORWARD_URL, settings.HUD_FORWARD_TOKEN = remote.url, "remote-token"
+    try:
+        post_callback(client, reporter_body(dispatched, "in_progress"), token_for(actions))
+        post_callback(client, reporter_body(dispatched, "in_progress"), token_for(actions))  # dup
+        assert HudForward.objects.count() == 1  # only what was accepted
+
+        deadline = time.monotonic() + 10
+        while not remote.received and time.monotonic() < deadline:
+            call_command("worker", "--once")
+            time.sleep(0.1)
+
+        assert len(remote.received) == 1
+        trusted = remote.received[0]["trusted"]
+        assert (trusted["verified_repo"], trusted["downstream_repo_level"]) == ("org-b/l3", "L3")
+        assert trusted["ci_metrics"]["queue_time"] is not None
+        assert remote.received[0]["untrusted"]["callback_payload"]["delivery_id"] == "guid-1"
+        assert HudForward.objects.get().attempts == 2  # the first met a 503
+    finally:
+        remote.stop()
+
+
+def test_the_admin_shows_records_and_the_audit(admin_client, client, actions, dispatched):
+    post_callback(client, reporter_body(dispatched, "in_progress"), token_for(actions))
+    post_callback(client, reporter_body(dispatched, "in_progress"), token_for(actions))
+
+    audit = admin_client.get("/admin/relay/callbackaudit/").content.decode()
+    records = admin_client.get("/admin/hud/jobrecord/").content.decode()
+
+    assert "accepted" in audit
+    assert "duplicate" in audit
+    assert "org-b/l3" in records

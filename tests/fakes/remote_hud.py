@@ -1,0 +1,56 @@
+"""A remote HUD (PyTorch's, say) as a real HTTP server on 127.0.0.1: it takes envelopes at
+/api/crcr/results, checks the bot token and the envelope's shape, and records what it took."""
+
+import json
+import threading
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+@dataclass
+class RemoteHud:
+    token: str
+    fail_next: int = 0  # answer 503 this many times first
+    received: list[dict] = field(default_factory=list)
+    refused: int = 0
+
+    def start(self) -> "RemoteHud":
+        hud = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                status = hud.answer(self.path, self.headers.get("x-hud-internal-bot", ""), body)
+                self.send_response(status)
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"{}")
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}/api/crcr/results"
+
+    def answer(self, path: str, token: str, body: bytes) -> int:
+        if path != "/api/crcr/results" or token != self.token:
+            self.refused += 1
+            return 401
+        if self.fail_next > 0:
+            self.fail_next -= 1
+            return 503
+        envelope = json.loads(body)
+        workflow = envelope["untrusted"]["callback_payload"].get("workflow") or {}
+        if not workflow.get("job_name") or not workflow.get("check_run_id"):
+            return 400
+        self.received.append(envelope)
+        return 200
