@@ -82,15 +82,28 @@ class KeyCache:
 
     def key_for(self, issuer: str, jwks_url: str, kid: str) -> Any:
         keys = self._keys(issuer)
-        if kid not in keys and self._may_refresh(issuer):
-            keys = self._fetch(issuer, jwks_url) or keys
+        if kid not in keys:  # another process may have refreshed since we last looked
+            keys = self._keys(issuer, fresh=True)
+        if kid not in keys:
+            if self._may_refresh(issuer):
+                keys = self._fetch(issuer, jwks_url) or keys
+            elif not keys:  # the very first fetch is under way in another process
+                keys = self._wait_for_first_fetch(issuer)
         if kid not in keys:
             raise OIDCRefused(401, "token_invalid", "the token's signing key is unknown")
         return keys[kid]
 
-    def _keys(self, issuer: str) -> dict[str, Any]:
+    def _wait_for_first_fetch(self, issuer: str) -> dict[str, Any]:
+        deadline = time.monotonic() + FETCH_TIMEOUT
+        keys: dict[str, Any] = {}
+        while not keys and time.monotonic() < deadline:
+            time.sleep(0.05)
+            keys = self._keys(issuer, fresh=True)
+        return keys
+
+    def _keys(self, issuer: str, *, fresh: bool = False) -> dict[str, Any]:
         fetched, keys = self._local.get(issuer, (0.0, {}))
-        if time.monotonic() - fetched < LOCAL_TTL:
+        if not fresh and time.monotonic() - fetched < LOCAL_TTL:
             return keys
         cached = get_redis().get(redis_keys.oidc_jwks(issuer))
         keys = _parse_jwks(str(cached)) if cached else {}

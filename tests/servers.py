@@ -84,7 +84,7 @@ class RedisServer:
 class Gunicorn:
     """The relay as production runs it: gunicorn, one sync worker, on a free loopback port."""
 
-    def __init__(self, env: dict[str, str]) -> None:
+    def __init__(self, env: dict[str, str], *, workers: int = 1, threads: int = 1) -> None:
         self.port = free_port()
         self.process = subprocess.Popen(
             [
@@ -95,7 +95,9 @@ class Gunicorn:
                 "-b",
                 f"127.0.0.1:{self.port}",
                 "--workers",
-                "1",
+                str(workers),
+                "--threads",
+                str(threads),
                 "--timeout",
                 "60",
                 "--log-level",

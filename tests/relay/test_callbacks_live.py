@@ -1,0 +1,104 @@
+"""Callbacks over real HTTP to the relay under gunicorn with several workers."""
+
+import json
+import os
+import subprocess
+import threading
+from collections import Counter
+
+import pytest
+import requests
+
+from hud.models import JobRecord
+from relay.models import CallbackAudit
+from tests.conftest import PYTHON, ROOT
+from tests.relay.conftest import reporter_body, webhook_payload
+from tests.servers import Gunicorn
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+PR = webhook_payload("pull_request.opened")
+
+
+@pytest.fixture
+def relay_server(child_env, github, actions, settings, client, downstream):
+    """gunicorn (4 workers x 4 threads) sharing this test's database, Redis and issuers."""
+    from tests.relay.conftest import post_webhook
+
+    post_webhook(client, "pull_request", PR, delivery="guid-1")
+    env = child_env | {
+        "CRCR_OIDC_ISSUERS": json.dumps(settings.CRCR_OIDC_ISSUERS),
+        "DJANGO_ALLOWED_HOSTS": "127.0.0.1",
+        "GITHUB_API_URL": github.url,
+        "LOG_LEVEL": "WARNING",
+    }
+    server = Gunicorn(env, workers=4, threads=4).wait_ready()
+    yield server
+    server.stop()
+
+
+def test_of_100_identical_callbacks_sent_at_once_exactly_one_wins(relay_server, github, actions):
+    client_payload = github.dispatches("org-b/l3")[0].body["client_payload"]
+    body = json.dumps(reporter_body(client_payload, "in_progress")).encode()
+    token = actions.mint(repo="org-b/l3")
+    start = threading.Barrier(100)
+    statuses: list[int] = []
+
+    def send() -> None:
+        session = requests.Session()
+        start.wait()
+        response = session.post(
+            f"{relay_server.url}/github/callback",
+            data=body,
+            timeout=30,
+            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+        )
+        statuses.append(response.status_code)
+
+    threads = [threading.Thread(target=send) for _ in range(100)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert Counter(statuses) == Counter({200: 1, 409: 99})
+    assert JobRecord.objects.count() == 1
+    assert CallbackAudit.objects.filter(decision="accepted").count() == 1
+
+
+def test_pytorchs_reporter_works_unchanged_end_to_end(relay_server, github, actions):
+    client_payload = github.dispatches("org-b/l3")[0].body["client_payload"]
+    base = os.environ | {
+        "CALLBACK_URL": f"{relay_server.url}/github/callback/",
+        "SCHEMA_VERSION": "1",
+        "WORKFLOW_NAME": "OOT CI",
+        "WORKFLOW_URL": "https://github.com/org-b/l3/actions/runs/1111",
+        "RUN_ID": "1111",
+        "RUN_ATTEMPT": "1",
+        "JOB_NAME": "test (npu, 1, 2)",
+        "CLIENT_PAYLOAD": json.dumps(client_payload),
+        "MAX_TIME": "10",
+    }
+
+    def report(status: str, **extra: str) -> subprocess.CompletedProcess[str]:
+        env = base | {"STATUS": status, "OIDC_TOKEN": actions.mint(repo="org-b/l3")} | extra
+        return subprocess.run(
+            [PYTHON, str(ROOT / "tests/downstream/report_callback.py")],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+
+    started = report("in_progress")
+    finished = report(
+        "completed", CONCLUSION="failure", TEST_RESULTS='{"passed": 120, "failed": 3, "skipped": 7}'
+    )
+    again = report("completed", CONCLUSION="success")
+
+    assert started.returncode == 0, started.stderr
+    assert finished.returncode == 0, finished.stderr
+    assert again.returncode != 0  # --fail-with-body: a duplicate fails the step, as upstream
+    record = JobRecord.objects.get()
+    assert (record.job_name, record.check_run_id) == ("test (npu, 1, 2)", "1111-1")
+    assert (record.status, record.conclusion, record.tests_total) == ("completed", "failure", 130)
