@@ -169,7 +169,12 @@ def claim(scope: Q, limit: int) -> list[Dispatch]:
     Dispatch.objects.filter(due, pk__in=ids).update(
         lease_owner=owner, lease_until=now + lease, attempts=F("attempts") + 1
     )
-    return list(Dispatch.objects.filter(lease_owner=owner).select_related("delivery"))
+    rows = list(Dispatch.objects.filter(lease_owner=owner))
+    # One Delivery object per delivery, not per row (its body is the whole webhook).
+    deliveries = Delivery.objects.in_bulk({row.delivery_id for row in rows})
+    for row in rows:
+        row.delivery = deliveries[row.delivery_id]
+    return rows
 
 
 def next_attempt(row: Dispatch, now: datetime, retry_after: float = 0.0) -> datetime | None:
@@ -340,12 +345,16 @@ def send(scope: Q, prepared: Prepared, deadline: float | None) -> dict[int, str]
     end = None if deadline is None else time.monotonic() + deadline
     outcomes: dict[int, str] = {}
     in_flight: dict[Future[Outcome], Dispatch] = {}
+    exhausted = False  # a claim found fewer due rows than it had slots for: none are left
     try:
         while True:
             left = 1.0 if end is None else max(0.0, end - time.monotonic())
-            slots = _take_slots(settings.CRCR_FANOUT_THREADS, 0 if in_flight else min(left, 1.0))
+            block = 0 if in_flight else min(left, 1.0)
+            slots = 0 if exhausted else _take_slots(settings.CRCR_FANOUT_THREADS, block)
             if slots:
-                outcomes.update(_launch(scope, prepared, slots, in_flight))
+                launched = _launch(scope, prepared, slots, in_flight)
+                outcomes.update(launched.outcomes)
+                exhausted = launched.claimed < slots
             if not in_flight or (end is not None and time.monotonic() >= end):
                 break
             done, _ = wait(
@@ -364,9 +373,15 @@ def send(scope: Q, prepared: Prepared, deadline: float | None) -> dict[int, str]
     return outcomes
 
 
+@dataclass(frozen=True)
+class Launched:
+    claimed: int
+    outcomes: dict[int, str]  # of rows that could not even be started
+
+
 def _launch(
     scope: Q, prepared: Prepared, slots: int, in_flight: "dict[Future[Outcome], Dispatch]"
-) -> dict[int, str]:
+) -> Launched:
     """Claim up to `slots` rows and start sending them; every slot not handed on is released."""
     handed = 0
     try:
@@ -374,11 +389,11 @@ def _launch(
         problem = mark_dispatched(rows) if rows else ""
         if problem:
             record_outcomes([(row, Outcome(Status.PENDING, problem)) for row in rows])
-            return {row.pk: Status.PENDING for row in rows}
+            return Launched(len(rows), {row.pk: Status.PENDING for row in rows})
         for row in rows:
             in_flight[pool().submit(post, row, prepared.for_row(row))] = row
             handed += 1  # post() gives this slot back
-        return {}
+        return Launched(len(rows), {})
     finally:
         for _ in range(slots - handed):
             _slots.release()

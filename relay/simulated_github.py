@@ -54,6 +54,7 @@ class Call:
     headers: dict[str, str]
     body: Any
     received_at: float
+    size: int = 0  # bytes of the request body
     status: int = 0
     answered_at: float = 0.0
 
@@ -253,7 +254,7 @@ class SimulatedGitHub:
                 data = json.loads(body) if body else None
             except ValueError:
                 return 400, {}, {"message": "Problems parsing JSON"}
-            call = Call(method, raw_path, route, repo, headers, data, time.time())
+            call = Call(method, raw_path, route, repo, headers, data, time.time(), len(body))
             with self._lock:
                 self.calls.append(call)
             status, out_headers, out = self._answer(call, auth, handler, params, parts.query)
@@ -367,7 +368,11 @@ class SimulatedGitHub:
                 {},
                 {"message": "Invalid request.\n\nclient_payload has too many properties"},
             )
-        if len(json.dumps(client_payload).encode()) >= DISPATCH_LIMIT:
+        # The whole body is bigger than its client_payload: only a big body needs measuring.
+        if (
+            call.size >= DISPATCH_LIMIT
+            and len(json.dumps(client_payload).encode()) >= DISPATCH_LIMIT
+        ):
             return 422, {}, {"message": "Invalid request.\n\nclient_payload is too large"}
         return 204, {}, None
 
