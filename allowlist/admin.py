@@ -34,7 +34,17 @@ class DownstreamRepoForm(forms.ModelForm):
 
     class Meta:
         model = DownstreamRepo
-        fields = ("repo", "level", "device", "oncalls", "events", "enabled", "override")
+        fields = (
+            "repo",
+            "level",
+            "device",
+            "oncalls",
+            "events",
+            "enabled",
+            "override",
+            "github_repository_id",
+            "github_owner_id",
+        )
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

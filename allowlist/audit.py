@@ -16,7 +16,18 @@ from django.utils import timezone
 
 from allowlist.models import Change, DownstreamRepo, Generation
 
-AUDITED_FIELDS = ("repo", "level", "device", "oncalls", "events", "enabled", "source", "override")
+AUDITED_FIELDS = (
+    "repo",
+    "level",
+    "device",
+    "oncalls",
+    "events",
+    "enabled",
+    "source",
+    "override",
+    "github_repository_id",
+    "github_owner_id",
+)
 
 _actor: contextvars.ContextVar[str] = contextvars.ContextVar("allowlist_actor", default="system")
 

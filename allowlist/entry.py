@@ -68,6 +68,8 @@ class Entry:
     device: str = ""
     oncalls: tuple[str, ...] = ()
     events: frozenset[Event] = ALL_EVENTS
+    repository_id: str = ""  # GitHub's ids, when an admin recorded them (not in the file)
+    owner_id: str = ""
 
     @property
     def key(self) -> str:

@@ -38,11 +38,8 @@ _cached: tuple[uuid.UUID | None, Snapshot] | None = None
 
 
 def _current_token() -> uuid.UUID | None:
-    return (
-        Generation.objects.filter(pk=Generation.SINGLETON_ID)
-        .values_list("token", flat=True)
-        .first()
-    )
+    tokens = Generation.objects.filter(pk=Generation.SINGLETON_ID).values_list("token", flat=True)
+    return next(iter(tokens[:1]), None)
 
 
 def snapshot() -> Snapshot:

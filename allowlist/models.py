@@ -45,6 +45,11 @@ class DownstreamRepo(models.Model):
     oncalls = models.JSONField(default=list, blank=True, help_text="GitHub handles")
     events = models.JSONField(default=default_events, help_text="what it takes part in")
     enabled = models.BooleanField(default=True, help_text="off: kept here but not in force")
+    # Not in the YAML file: set here. When known, a callback token's repository_id and
+    # repository_owner_id must match, so a deleted repo re-created under the same name by
+    # someone else cannot report as it.
+    github_repository_id = models.CharField(max_length=20, blank=True)
+    github_owner_id = models.CharField(max_length=20, blank=True)
     source = models.CharField(max_length=5, choices=Source.choices, default=Source.ADMIN)
     override = models.BooleanField(
         default=False,
@@ -94,6 +99,8 @@ class DownstreamRepo(models.Model):
             device=self.device if self.level == Level.L3 else "",
             oncalls=tuple(self.oncalls),
             events=frozenset(Event(value) for value in self.events),
+            repository_id=self.github_repository_id,
+            owner_id=self.github_owner_id,
         )
 
     def set_from_entry(self, entry: Entry) -> None:

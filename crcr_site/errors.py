@@ -9,7 +9,7 @@ from collections.abc import Callable
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views import defaults
 
-MACHINE_PREFIXES = ("/github/", "/api/", "/healthz")
+MACHINE_PREFIXES = ("/github/", "/api/", "/healthz", "/livez")
 
 
 def json_error(status: int, error: str, detail: str) -> JsonResponse:

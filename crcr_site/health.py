@@ -31,3 +31,9 @@ def healthz(request: HttpRequest) -> JsonResponse:
         name: "ok" if ok else "unreachable" for name, ok in parts.items()
     }
     return JsonResponse(body, status=200 if body["ok"] else 503)
+
+
+@json_methods("GET", "HEAD")
+def livez(request: HttpRequest) -> JsonResponse:
+    """GET /livez: the process answers (no dependencies checked; for liveness probes)."""
+    return JsonResponse({"ok": True})

@@ -111,18 +111,15 @@ def database_config(url: str) -> dict[str, object]:
             "transaction_mode": "IMMEDIATE",
             "timeout": 20,
         }
-    else:
+    elif (pool_max := envint("DATABASE_POOL_MAX", 20)) > 0:
         # One psycopg pool per process: the fan-out's threads each borrow a connection for a
         # moment instead of opening their own (and PostgreSQL's max_connections bounds
         # processes times DATABASE_POOL_MAX, not processes times threads).
         config["CONN_MAX_AGE"] = 0
-        config["OPTIONS"] = {
-            "pool": {
-                "min_size": 1,
-                "max_size": envint("DATABASE_POOL_MAX", 20, minimum=2),
-                "timeout": 10,
-            }
-        }
+        config["OPTIONS"] = {"pool": {"min_size": 1, "max_size": max(pool_max, 2), "timeout": 10}}
+    else:  # DATABASE_POOL_MAX=0: a persistent connection per thread instead (e.g. behind PgBouncer)
+        config["CONN_MAX_AGE"] = 60
+        config["CONN_HEALTH_CHECKS"] = True
     return config
 
 

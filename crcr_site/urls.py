@@ -3,11 +3,12 @@ from django.templatetags.static import static
 from django.urls import include, path
 from django.views.generic.base import RedirectView
 
-from crcr_site.health import healthz
+from crcr_site.health import healthz, livez
 
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("healthz", healthz, name="healthz"),
+    path("livez", livez, name="livez"),
     path("favicon.ico", RedirectView.as_view(url=static("hud/favicon.svg"), permanent=True)),
     path("", include("relay.urls")),
     path("", include("hud.urls")),

@@ -10,10 +10,12 @@ from datetime import datetime
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils.module_loading import import_string
 
 from hud.models import JobRecord
+
+KEY_FIELDS = ("downstream_repo", "delivery_id", "workflow_name", "job_name", "check_run_id")
 
 
 @dataclass(frozen=True)
@@ -60,6 +62,10 @@ class HudRecord:
         return {name: value for name, value in values.items() if value is not None}
 
 
+class RecordExists(Exception):
+    pass
+
+
 class RecordStore:
     """The storage contract every HUD backend implements."""
 
@@ -67,19 +73,32 @@ class RecordStore:
         """Insert the record, or update only the fields it carries."""
         raise NotImplementedError
 
+    def insert_new(self, record: HudRecord, *, now: datetime) -> None:
+        """Insert the record; RecordExists when its key is already stored (written once)."""
+        raise NotImplementedError
+
 
 class OrmRecordStore(RecordStore):
     """PostgreSQL or SQLite through the ORM; runs inside the caller's transaction."""
 
     def upsert(self, record: HudRecord, *, now: datetime) -> None:
-        key = vars(record.key)
+        # One INSERT ... ON CONFLICT (key) DO UPDATE SET <the carried fields only>: atomic on
+        # PostgreSQL and SQLite alike, and a field a record does not carry is left as it was.
         values = record.carried() | {"updated_at": now}
-        with transaction.atomic():
-            row, created = JobRecord.objects.select_for_update().get_or_create(
-                **key, defaults=values | {"received_at": now}
-            )
-            if not created:
-                JobRecord.objects.filter(pk=row.pk).update(**values)
+        JobRecord.objects.bulk_create(
+            [JobRecord(**vars(record.key), **values, received_at=now)],
+            update_conflicts=True,
+            unique_fields=list(KEY_FIELDS),
+            update_fields=list(values),
+        )
+
+    def insert_new(self, record: HudRecord, *, now: datetime) -> None:
+        values = record.carried() | {"updated_at": now, "received_at": now}
+        try:
+            with transaction.atomic():
+                JobRecord.objects.create(**vars(record.key), **values)
+        except IntegrityError:
+            raise RecordExists(str(record.key)) from None
 
 
 def get_store() -> RecordStore:

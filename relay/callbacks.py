@@ -28,9 +28,9 @@ from django.db import DatabaseError, IntegrityError, transaction
 from django.utils import timezone
 
 from allowlist import lookup
-from allowlist.entry import Level
+from allowlist.entry import Entry, Level
 from hud.records import BadRecord, Workflow, parse_workflow, required_text, text
-from hud.storage import HudRecord, RecordKey, get_store
+from hud.storage import HudRecord, RecordExists, RecordKey, get_store
 from relay import dispatch_token, hud_forward, redis_keys, state
 from relay.models import CallbackAudit, Dispatch, ReplayKey
 from relay.oidc import Identity
@@ -108,8 +108,9 @@ def handle(identity: Identity, callback: Callback) -> dict[str, Any]:
 
 
 def _decide(identity: Identity, callback: Callback, audit: "Audit") -> dict[str, Any]:
-    level = lookup.level_of(identity.repo)
-    if level is None or level == Level.L1:
+    entry = lookup.entry_of(identity.repo)
+    level = entry.level if entry else None
+    if entry is None or level is None or level == Level.L1:
         audit.write(
             CallbackAudit.Decision.IGNORED,
             200,
@@ -126,6 +127,7 @@ def _decide(identity: Identity, callback: Callback, audit: "Audit") -> dict[str,
             retry_after=wait,
         )
     _check_run_claims(identity, callback.workflow)
+    _check_repository_ids(identity, entry)
     if PATHS[callback.event_type] == "self":
         return _self_report(identity, callback, level, audit)
     dispatch = (
@@ -133,6 +135,16 @@ def _decide(identity: Identity, callback: Callback, audit: "Audit") -> dict[str,
             delivery__delivery_id=callback.delivery_id, repo_key=identity.repo_key
         )
         .select_related("delivery")
+        .only(
+            "repo_key",
+            "sent_at",
+            "created_at",
+            "delivery__delivery_id",
+            "delivery__pr_number",
+            "delivery__head_sha",
+            "delivery__upstream_repo",
+            "delivery__event",
+        )
         .first()
     )
     if dispatch is None:
@@ -155,6 +167,20 @@ def _check_run_claims(identity: Identity, workflow: Workflow) -> None:
             )
 
 
+def _check_repository_ids(identity: Identity, entry: Entry) -> None:
+    """Where the allowlist knows GitHub's ids for the repo, the token must carry the same."""
+    for known, claim in (
+        (entry.repository_id, "repository_id"),
+        (entry.owner_id, "repository_owner_id"),
+    ):
+        if identity.kind == "github" and known and str(identity.claims.get(claim)) != known:
+            raise Refused(
+                403,
+                "identity_mismatch",
+                f"the token's {claim} is not the one on record for {identity.repo}",
+            )
+
+
 def _provenance(callback: Callback, identity: Identity) -> str:
     if callback.crcr_token is None:
         if settings.CRCR_REQUIRE_DISPATCH_TOKEN:
@@ -170,9 +196,10 @@ def _provenance(callback: Callback, identity: Identity) -> str:
 
 
 def _use_replay_key(key: str, now: datetime) -> None:
+    """The first statement of the callback's transaction: if the token was used, nothing else
+    has happened yet, and raising leaves the transaction, which rolls it back."""
     try:
-        with transaction.atomic():
-            ReplayKey.objects.create(key=key[:200], used_at=now)
+        ReplayKey.objects.bulk_create([ReplayKey(key=key[:200], used_at=now)])
     except IntegrityError:
         raise Refused(409, "replayed", "this token has already authorised a callback") from None
 
@@ -252,14 +279,10 @@ def _self_report(
     try:
         with transaction.atomic():
             _use_replay_key(identity.replay_key, timezone.now())
-            from hud.models import JobRecord
-
-            if JobRecord.objects.filter(**vars(record.key)).exists():
-                raise Refused(409, "duplicate", "this result has already been reported")
-            get_store().upsert(record, now=timezone.now())
+            get_store().insert_new(record, now=timezone.now())
             hud_forward.queue(_envelope(identity, level, callback, record))
             audit.write(CallbackAudit.Decision.ACCEPTED, 200, "accepted")
-    except IntegrityError:
+    except RecordExists:
         raise Refused(409, "duplicate", "this result has already been reported") from None
     except DatabaseError as exc:
         raise Unavailable("the record could not be stored; nothing was kept") from exc
@@ -342,20 +365,24 @@ class Audit:
 
     def write(self, decision: str, status: int, reason: str, detail: str = "") -> None:
         workflow = self.callback.workflow
-        CallbackAudit.objects.create(
-            at=datetime.now(UTC),
-            decision=decision,
-            status=status,
-            reason=reason,
-            detail=detail[:2000],
-            repo=self.identity.repo,
-            issuer=self.identity.issuer,
-            replay_key=self.identity.replay_key[:200],
-            provenance=self.provenance,
-            delivery_id=self.callback.delivery_id,
-            event_type=self.callback.event_type,
-            callback_status=workflow.status,
-            job=f"{workflow.name} / {self.callback.job_name} "
-            f"({workflow.run_id}, {workflow.run_attempt})"[:600],
-            dropped=workflow.dropped,
+        CallbackAudit.objects.bulk_create(
+            [
+                CallbackAudit(
+                    at=datetime.now(UTC),
+                    decision=decision,
+                    status=status,
+                    reason=reason,
+                    detail=detail[:2000],
+                    repo=self.identity.repo,
+                    issuer=self.identity.issuer,
+                    replay_key=self.identity.replay_key[:200],
+                    provenance=self.provenance,
+                    delivery_id=self.callback.delivery_id,
+                    event_type=self.callback.event_type,
+                    callback_status=workflow.status,
+                    job=f"{workflow.name} / {self.callback.job_name} "
+                    f"({workflow.run_id}, {workflow.run_attempt})"[:600],
+                    dropped=workflow.dropped,
+                )
+            ]
         )

@@ -155,8 +155,8 @@ def verify(authorization: str) -> Identity:
     """
     token = bearer(authorization)
     try:
-        header = jwt.get_unverified_header(token)
-        unverified = jwt.decode(token, options={"verify_signature": False})
+        unverified_parts = jwt.api_jwt.decode_complete(token, options={"verify_signature": False})
+        header, unverified = unverified_parts["header"], unverified_parts["payload"]
     except jwt.PyJWTError:
         raise OIDCRefused(401, "token_invalid", "the token is not a JWT") from None
     if header.get("alg") != "RS256":

@@ -9,10 +9,13 @@ zombie sweep is COMPLETED with `timed_out`; a genuine `completed` may still repl
 are listed in relay/redis_keys.py; both keys of a transition share one hash tag.
 """
 
+import functools
 import json
 from dataclasses import dataclass
 
+import redis
 from django.conf import settings
+from redis.commands.core import Script
 
 from crcr_site.redis_connection import get_redis
 
@@ -78,8 +81,13 @@ class Transition:
     since: float | None = None  # DISPATCHED time (in_progress) or IN_PROGRESS time (completed)
 
 
+@functools.cache
+def _script(client: redis.Redis, source: str) -> Script:
+    return client.register_script(source)
+
+
 def _run(script: str, keys: list[str], args: list[str | int | float]) -> list[bytes | str]:
-    result: list[bytes | str] = get_redis().register_script(script)(keys=keys, args=args)
+    result: list[bytes | str] = _script(get_redis(), script)(keys=keys, args=args)
     return result
 
 
@@ -125,7 +133,7 @@ def restore_dispatched(dispatched_key: str, timestamp: float) -> None:
 
 def rate_limited(key: str, limit: int, window: int = 60) -> int:
     """0 when this call is within the limit, else the seconds until the window resets."""
-    return int(get_redis().register_script(_RATE)(keys=[key], args=[limit, window]))
+    return int(_script(get_redis(), _RATE)(keys=[key], args=[limit, window]))
 
 
 def _ttl() -> int:

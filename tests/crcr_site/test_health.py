@@ -23,6 +23,12 @@ def test_healthz_answers_503_naming_redis_when_it_is_down(client, settings):
     assert response.json() == {"ok": False, "database": "ok", "redis": "unreachable"}
 
 
+def test_livez_answers_without_touching_anything(client):
+    response = client.get("/livez")  # this test has no database: any query would fail it
+
+    assert response.json() == {"ok": True}
+
+
 def test_an_unknown_machine_path_is_a_json_404(client):
     response = client.get("/api/nothing-here")
 

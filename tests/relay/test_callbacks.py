@@ -559,3 +559,69 @@ def test_the_admin_shows_records_and_the_audit(admin_client, client, actions, di
     assert "accepted" in audit
     assert "duplicate" in audit
     assert "org-b/l3" in records
+
+
+def test_known_repository_ids_must_match_the_token(client, actions, dispatched):
+    from allowlist.models import DownstreamRepo
+
+    row = DownstreamRepo.objects.get(repo="org-b/l3")
+    row.github_repository_id = "123456"  # what the simulated issuer puts in its tokens
+    row.save()
+    assert (
+        post_callback(
+            client, reporter_body(dispatched, "in_progress"), token_for(actions)
+        ).status_code
+        == 200
+    )
+
+    impostor = post_callback(
+        client,
+        reporter_body(dispatched, "completed", conclusion="success"),
+        token_for(actions, repository_id="999"),
+    )
+
+    assert (impostor.status_code, impostor.json()["error"]) == (403, "identity_mismatch")
+
+
+def test_an_oversized_callback_is_413(client, actions, dispatched, settings):
+    settings.CRCR_CALLBACK_MAX_BYTES = 4096
+    body = reporter_body(dispatched, "in_progress", failed_tests_detail=[{"name": "x" * 5000}])
+
+    response = post_callback(client, body, token_for(actions))
+
+    assert response.status_code == 413
+    assert JobRecord.objects.count() == 0
+
+
+WRONG_TYPES: dict[str, list[object]] = {
+    "delivery_id": [None, ["x"], {"a": 1}, True],
+    "event_type": [3, "weekly"],
+    "workflow": ["text", 3, []],
+}
+WORKFLOW_WRONG_TYPES: dict[str, list[object]] = {
+    "status": [None, 1, ["completed"]],
+    "name": [None, 3.5, {"x": 1}],
+    "run_id": [None, [1], True],
+    "job_name": [None, {"a": 1}, "j" * 300],
+    "check_run_id": [None, [], 1.5],
+}
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [(f, v) for f, values in WRONG_TYPES.items() for v in values]
+    + [(f"workflow.{f}", v) for f, values in WORKFLOW_WRONG_TYPES.items() for v in values],
+)
+def test_a_wrong_type_in_a_required_field_is_400_never_500(
+    client, actions, dispatched, field, value
+):
+    body = reporter_body(dispatched, "in_progress")
+    if field.startswith("workflow."):
+        body["workflow"][field.split(".", 1)[1]] = value
+    else:
+        body[field] = value
+
+    response = post_callback(client, body, token_for(actions))
+
+    assert response.status_code == 400, response.content
+    assert JobRecord.objects.count() == 0

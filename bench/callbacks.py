@@ -1,0 +1,178 @@
+"""Callback benchmark: what a callback costs the relay, next to Django's own per-request cost.
+
+The relay runs under gunicorn (WORKERS sync workers) with PostgreSQL and its own Redis; callers
+present real RS256 tokens from a simulated GitHub Actions issuer, minted beforehand. Three
+measurements in one run:
+
+- throughput: CLIENTS concurrent callers each sending in_progress + completed pairs as fast as
+  answers come; callbacks/s. Every answer must be 200, and the records are counted afterwards;
+- latency at a steady 100 callbacks/s (open loop): p50 and p99;
+- the ratio of a callback's cost to a trivial JSON view (GET /livez) behind the same middleware,
+  both at full load from the same callers: (callbacks/s of /livez) / (callbacks/s).
+
+    .venv/bin/python bench/callbacks.py [--pairs 1000 --clients 16 --workers 4]
+"""
+
+import argparse
+import json
+import statistics
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import urllib3
+from harness import DEFAULT_DATABASE, ROOT, SECRET, relay_stack
+
+from relay.simulated_oidc import SimulatedIssuer
+from tests.downstream.reporter import reporter_body
+
+REPOS = [f"bench-{n}/backend" for n in range(20)]
+Call = tuple[str, str, bytes | None, str]  # method, URL, body, bearer token
+
+
+def closed_loop(
+    http: urllib3.PoolManager, requests: list[Call], clients: int
+) -> tuple[float, list[int]]:
+    """Send `requests` (method, url, body, token) from `clients` threads; (seconds, statuses).
+
+    A pair's two calls stay in order: each client takes whole pairs."""
+    statuses: list[int] = []
+    lock = threading.Lock()
+    units = [requests[i : i + 2] for i in range(0, len(requests), 2)]  # whole pairs
+    chunks = [[call for unit in units[i::clients] for call in unit] for i in range(clients)]
+
+    def run(chunk: list[Call]) -> None:
+        for method, url, body, token in chunk:
+            headers = {"Content-Type": "application/json", "Authorization": f"Bearer {token}"}
+            status = http.request(method, url, body=body, headers=headers, retries=False).status
+            with lock:
+                statuses.append(status)
+
+    started = time.perf_counter()
+    threads = [threading.Thread(target=run, args=(chunk,)) for chunk in chunks]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return time.perf_counter() - started, statuses
+
+
+def open_loop(http: urllib3.PoolManager, requests: list[Call], rate: float) -> list[float]:
+    """Start a pair every 2/rate seconds whatever the answers do (its completed follows its
+    in_progress's answer): `rate` callbacks/s in all. Returns each callback's latency."""
+    latencies: list[float] = []
+    failures: list[str] = []
+
+    def pair(calls: list[Call]) -> None:
+        for method, url, body, token in calls:
+            started = time.perf_counter()
+            response = http.request(
+                method,
+                url,
+                body=body,
+                retries=False,
+                headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"},
+            )
+            latencies.append(time.perf_counter() - started)
+            if response.status != 200:
+                failures.append(f"{response.status}: {response.data[:200]!r}")
+
+    units = [requests[i : i + 2] for i in range(0, len(requests), 2)]
+    with ThreadPoolExecutor(32) as pool:
+        start = time.perf_counter()
+        for n, unit in enumerate(units):
+            delay = start + n * 2 / rate - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+            pool.submit(pair, unit)
+    if failures:
+        raise SystemExit(f"{len(failures)} paced callbacks failed, e.g. {failures[0]}")
+    return latencies
+
+
+def pairs(
+    issuer: SimulatedIssuer, payloads: dict[str, dict], url: str, count: int, prefix: str
+) -> list[Call]:
+    """`count` in_progress + completed pairs spread over the repos, each with its own token."""
+    calls: list[Call] = []
+    for n in range(count):
+        repo = REPOS[n % len(REPOS)]
+        for status in ("in_progress", "completed"):
+            body = reporter_body(
+                payloads[repo],
+                status,
+                job=f"{prefix}-{n}",
+                check_run_id=f"{prefix}-{n}",
+                conclusion="success",
+            )
+            calls.append(("POST", url, json.dumps(body).encode(), issuer.mint(repo=repo)))
+    return calls
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--pairs", type=int, default=1000)
+    parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument("--database", default=DEFAULT_DATABASE)
+    args = parser.parse_args()
+
+    issuer = SimulatedIssuer("github").start()
+    extra = {
+        "CRCR_OIDC_ISSUERS": json.dumps({issuer.url: {"jwks": issuer.jwks_url, "kind": "github"}}),
+        "CRCR_RATE_LIMIT_PER_MIN": "100000000",  # the benchmark is one caller per repo, flat out
+    }
+    with relay_stack(database=args.database, workers=args.workers, extra_env=extra) as stack:
+        stack.set_allowlist(REPOS)
+        stack.github.webhook_secret = SECRET
+        payload = json.loads(
+            (ROOT / "tests/fixtures/github/webhooks/pull_request.opened.json").read_text()
+        )
+        payload["repository"]["full_name"] = "pytorch/pytorch"
+        stack.github.send_webhook(
+            "pull_request", payload, guid="bench-delivery", url=f"{stack.server.url}/github/webhook"
+        )
+        payloads = {c.repo: c.body["client_payload"] for c in stack.github.dispatches()}
+        callback_url = f"{stack.server.url}/github/callback"
+        http = urllib3.PoolManager(maxsize=64)
+
+        print(
+            f"gunicorn: {args.workers} sync workers; {args.clients} concurrent callers; "
+            f"{args.pairs} in_progress + completed pairs over {len(REPOS)} repos\n"
+        )
+        warm = pairs(issuer, payloads, callback_url, 50, "warm")
+        closed_loop(http, warm, args.clients)
+
+        load = pairs(issuer, payloads, callback_url, args.pairs, "load")
+        seconds, statuses = closed_loop(http, load, args.clients)
+        bad = [s for s in statuses if s != 200]
+        if bad:
+            raise SystemExit(f"{len(bad)} answers were not 200: {sorted(set(bad))}")
+        rate = len(load) / seconds
+
+        trivial: list[Call] = [("GET", f"{stack.server.url}/livez", None, "x")] * len(load)
+        trivial_seconds, _ = closed_loop(http, trivial, args.clients)
+        trivial_rate = len(trivial) / trivial_seconds
+
+        paced = pairs(issuer, payloads, callback_url, 250, "paced")
+        latencies = sorted(open_loop(http, paced, rate=100))
+        p50 = statistics.median(latencies) * 1000
+        p99 = latencies[int(len(latencies) * 0.99) - 1] * 1000
+
+        stack.run_django(
+            "from hud.models import JobRecord\n"
+            "n = JobRecord.objects.filter(status='completed').count()\n"
+            f"assert n == {50 + args.pairs + 250}, n\n"
+            "print(f'records checked: {n} completed jobs')"
+        )
+        print(f"throughput        {rate:8.0f} callbacks/s  (target >= 500)")
+        print(f"/livez            {trivial_rate:8.0f} requests/s")
+        print(
+            f"cost ratio        {trivial_rate / rate:8.2f}  callback / trivial view (target <= 4)"
+        )
+        print(f"at 100/s          p50 {p50:6.1f} ms   p99 {p99:6.1f} ms  (target p99 <= 50 ms)")
+    issuer.stop()
+
+
+if __name__ == "__main__":
+    main()
