@@ -121,3 +121,36 @@ def test_check_deploy_is_clean_of_crcr_errors_when_production_is_configured(sett
     messages = run_checks(include_deployment_checks=True)
 
     assert [m.id for m in messages if m.id and m.id.startswith("crcr.")] == []
+
+
+UPSERT_ON_SQLITE = """
+import django; django.setup()
+from django.core.management import call_command
+from django.utils import timezone
+call_command("migrate", verbosity=0)
+from hud.models import JobRecord
+from hud.storage import HudRecord, RecordKey, get_store
+key = RecordKey("org/repo", "d-1", "CI", "build", "1")
+get_store().upsert(HudRecord(key, "Org/Repo", status="in_progress", queue_time=1.5,
+                             failed_tests_detail=[{"name": "t", "message": "m"}]),
+                   now=timezone.now())
+get_store().upsert(HudRecord(key, "Org/Repo", status="completed", conclusion="success"),
+                   now=timezone.now())
+row = JobRecord.objects.get()
+print(row.status, row.conclusion, row.queue_time, row.failed_tests_detail[0]["name"])
+"""
+
+
+def test_the_record_upsert_keeps_its_semantics_on_sqlite(tmp_path):
+    result = subprocess.run(
+        [PYTHON, "-c", UPSERT_ON_SQLITE],
+        cwd=ROOT,
+        env=bare_env(tmp_path, DJANGO_SETTINGS_MODULE="crcr_site.settings"),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["completed", "success", "1.5", "t"]
