@@ -5,16 +5,15 @@ backend keeps contract §3's semantics: one row per key, and a later record for 
 changes only the fields it carries (`None` is "not carried" and erases nothing).
 """
 
-import functools
 from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, connection, transaction
-from django.db.models import Field
+from django.db import IntegrityError, transaction
 from django.utils.module_loading import import_string
 
+from crcr_site import sql
 from hud.models import JobRecord
 
 KEY_FIELDS = ("downstream_repo", "delivery_id", "workflow_name", "job_name", "check_run_id")
@@ -81,30 +80,25 @@ class RecordStore:
 
 
 class OrmRecordStore(RecordStore):
-    """PostgreSQL or SQLite through the ORM; runs inside the caller's transaction."""
+    """PostgreSQL or SQLite; runs inside the caller's transaction."""
 
     def upsert(self, record: HudRecord, *, now: datetime) -> None:
         # One INSERT ... ON CONFLICT (key) DO UPDATE SET <the carried fields only>: atomic on
         # PostgreSQL and SQLite alike, and a field a record does not carry is left as it was.
-        # Written out rather than through the ORM: every accepted callback runs it, and the
-        # ORM's compiler costs more than the statement (values still go through each field's
-        # own conversion, so JSON and times are stored exactly as the ORM would store them).
+        # Plain SQL: every accepted callback runs it (crcr_site/sql.py says why).
         changes = record.carried() | {"updated_at": now}
-        given = vars(record.key) | changes | {"received_at": now}
-        values = [
-            field.get_db_prep_save(
-                given[field.name] if field.name in given else field.get_default(), connection
-            )
-            for field in _COLUMNS
-        ]
-        with connection.cursor() as cursor:
-            cursor.execute(_upsert_sql(tuple(changes)), values)
+        sql.insert(
+            JobRecord,
+            vars(record.key) | changes | {"received_at": now},
+            on_conflict=KEY_FIELDS,
+            update=tuple(changes),
+        )
 
     def insert_new(self, record: HudRecord, *, now: datetime) -> None:
         values = record.carried() | {"updated_at": now, "received_at": now}
         try:
             with transaction.atomic():
-                JobRecord.objects.create(**vars(record.key), **values)
+                sql.insert(JobRecord, vars(record.key) | values)
         except IntegrityError:
             raise RecordExists(str(record.key)) from None
 
@@ -112,20 +106,3 @@ class OrmRecordStore(RecordStore):
 def get_store() -> RecordStore:
     store: RecordStore = import_string(settings.HUD_STORE)()
     return store
-
-
-_COLUMNS: list[Field[Any, Any]] = [
-    field for field in JobRecord._meta.concrete_fields if not field.primary_key
-]
-
-
-@functools.cache
-def _upsert_sql(updated: tuple[str, ...]) -> str:
-    quote = connection.ops.quote_name
-    columns = [str(field.column) for field in _COLUMNS]
-    return (
-        f"INSERT INTO {quote(JobRecord._meta.db_table)} "  # noqa: S608 (names from the model)
-        f"({', '.join(quote(c) for c in columns)}) VALUES ({', '.join(['%s'] * len(columns))}) "
-        f"ON CONFLICT ({', '.join(quote(c) for c in KEY_FIELDS)}) DO UPDATE SET "
-        + ", ".join(f"{quote(c)} = EXCLUDED.{quote(c)}" for c in updated)
-    )

@@ -30,6 +30,7 @@ from django.utils.dateparse import parse_datetime
 
 from allowlist import lookup
 from allowlist.entry import Entry, Level
+from crcr_site import sql
 from hud.records import BadRecord, Workflow, parse_workflow, required_text, text
 from hud.storage import HudRecord, RecordExists, RecordKey, get_store
 from relay import dispatch_token, hud_forward, redis_keys, state
@@ -214,15 +215,11 @@ def _provenance(callback: Callback, identity: Identity) -> str:
     return "verified"
 
 
-REPLAY_SQL = f"INSERT INTO {ReplayKey._meta.db_table} (key, used_at) VALUES (%s, %s)"  # noqa: S608
-
-
 def _use_replay_key(key: str, now: datetime) -> None:
     """The first statement of the callback's transaction: if the token was used, nothing else
     has happened yet, and raising leaves the transaction, which rolls it back."""
     try:
-        with connection.cursor() as cursor:
-            cursor.execute(REPLAY_SQL, [key[:200], connection.ops.adapt_datetimefield_value(now)])
+        sql.insert(ReplayKey, {"key": key[:200], "used_at": now})
     except IntegrityError:
         raise Refused(409, "replayed", "this token has already authorised a callback") from None
 
@@ -390,24 +387,23 @@ class Audit:
 
     def write(self, decision: str, status: int, reason: str, detail: str = "") -> None:
         workflow = self.callback.workflow
-        CallbackAudit.objects.bulk_create(
-            [
-                CallbackAudit(
-                    at=datetime.now(UTC),
-                    decision=decision,
-                    status=status,
-                    reason=reason,
-                    detail=detail[:2000],
-                    repo=self.identity.repo,
-                    issuer=self.identity.issuer,
-                    replay_key=self.identity.replay_key[:200],
-                    provenance=self.provenance,
-                    delivery_id=self.callback.delivery_id,
-                    event_type=self.callback.event_type,
-                    callback_status=workflow.status,
-                    job=f"{workflow.name} / {self.callback.job_name} "
-                    f"({workflow.run_id}, {workflow.run_attempt})"[:600],
-                    dropped=workflow.dropped,
-                )
-            ]
+        sql.insert(
+            CallbackAudit,
+            dict(
+                at=datetime.now(UTC),
+                decision=decision,
+                status=status,
+                reason=reason,
+                detail=detail[:2000],
+                repo=self.identity.repo,
+                issuer=self.identity.issuer,
+                replay_key=self.identity.replay_key[:200],
+                provenance=self.provenance,
+                delivery_id=self.callback.delivery_id,
+                event_type=self.callback.event_type,
+                callback_status=workflow.status,
+                job=f"{workflow.name} / {self.callback.job_name} "
+                f"({workflow.run_id}, {workflow.run_attempt})"[:600],
+                dropped=workflow.dropped,
+            ),
         )
