@@ -15,6 +15,7 @@ from django.utils.module_loading import import_string
 
 from crcr_site import sql
 from hud.models import JobRecord
+from hud.records import Workflow
 
 KEY_FIELDS = ("downstream_repo", "delivery_id", "workflow_name", "job_name", "check_run_id")
 
@@ -61,6 +62,28 @@ class HudRecord:
         """The fields this record sets: everything not None, but the key."""
         values = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "key"}
         return {name: value for name, value in values.items() if value is not None}
+
+
+def workflow_fields(workflow: Workflow) -> dict[str, Any]:
+    """What a callback's `workflow` sets on its record; completion fields only when completed."""
+    completed = workflow.status == "completed"
+    tests = (workflow.test_results or {}) if completed else {}
+    return {
+        "workflow_run_url": workflow.url,
+        "run_id": workflow.run_id,
+        "run_attempt": workflow.run_attempt,
+        "status": workflow.status,
+        "conclusion": workflow.conclusion if completed else None,
+        "started_at": workflow.started_at,
+        "completed_at": workflow.completed_at if completed else None,
+        "tests_passed": tests.get("passed"),
+        "tests_failed": tests.get("failed"),
+        "tests_skipped": tests.get("skipped"),
+        "tests_total": tests.get("total"),
+        "failed_tests_detail": workflow.failed_tests_detail,
+        "artifact_url": workflow.artifact_url,
+        "triage_verdict": workflow.triage_verdict,
+    }
 
 
 class RecordExists(Exception):

@@ -32,7 +32,7 @@ from allowlist import lookup
 from allowlist.entry import Entry, Level
 from crcr_site import sql
 from hud.records import BadRecord, Workflow, parse_workflow, required_text, text
-from hud.storage import HudRecord, RecordExists, RecordKey, get_store
+from hud.storage import HudRecord, RecordExists, RecordKey, get_store, workflow_fields
 from relay import dispatch_token, hud_forward, redis_keys, state
 from relay.models import CallbackAudit, Delivery, Dispatch, ReplayKey
 from relay.oidc import Identity
@@ -345,8 +345,6 @@ def _record(
     event_type: str,
 ) -> HudRecord:
     workflow = callback.workflow
-    completed = workflow.status == "completed"
-    tests = workflow.test_results or {}
     return HudRecord(
         key=RecordKey(
             identity.repo_key,
@@ -361,20 +359,7 @@ def _record(
         level=level.value,
         pr_number=pr_number,
         head_sha=head_sha,
-        workflow_run_url=workflow.url,
-        run_id=workflow.run_id,
-        run_attempt=workflow.run_attempt,
-        status=workflow.status,
-        conclusion=workflow.conclusion if completed else None,
-        started_at=workflow.started_at,
-        completed_at=workflow.completed_at if completed else None,
-        tests_passed=tests.get("passed"),
-        tests_failed=tests.get("failed"),
-        tests_skipped=tests.get("skipped"),
-        tests_total=tests.get("total"),
-        failed_tests_detail=workflow.failed_tests_detail,
-        artifact_url=workflow.artifact_url,
-        triage_verdict=workflow.triage_verdict,
+        **workflow_fields(workflow),
     )
 
 

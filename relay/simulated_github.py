@@ -24,7 +24,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -32,6 +32,8 @@ import jwt
 import requests
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+
+from relay.loopback import LoopbackServer
 
 DISPATCH_LIMIT = 65536
 Answer = tuple[int, dict[str, str], object]
@@ -102,22 +104,15 @@ class SimulatedGitHub:
     # --- running ---------------------------------------------------------------------
 
     def start(self) -> "SimulatedGitHub":
-        handler = _handler_for(self)
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler, bind_and_activate=False)
-        self.httpd.request_queue_size = 256  # a fan-out opens many connections at once
-        self.httpd.daemon_threads = True
-        self.httpd.server_bind()
-        self.httpd.server_activate()
-        threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True).start()
+        self.server = LoopbackServer(_handler_for(self), backlog=256)
         return self
 
     def stop(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        self.server.stop()
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        return self.server.url
 
     # --- test controls -----------------------------------------------------------------
 

@@ -5,15 +5,16 @@ keys, shaped like the real issuers' (claims as in tests/fixtures/oidc/). It coun
 and can be taken down, to test the relay's key cache. Used by tests, benchmarks and the demo.
 """
 
-import threading
 import time
 import uuid
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import jwt
 from cryptography.hazmat.primitives.asymmetric import rsa
+
+from relay.loopback import LoopbackServer
 
 AUDIENCE = "pytorch-cross-repo-ci-relay"
 
@@ -60,18 +61,15 @@ class SimulatedIssuer:
             def log_message(self, *args: object) -> None:
                 pass
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True).start()
+        self.server = LoopbackServer(Handler)
         return self
 
     def stop(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        self.server.stop()
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.httpd.server_address[1]}/{self.kind}"
+        return f"{self.server.url}/{self.kind}"
 
     @property
     def jwks_url(self) -> str:

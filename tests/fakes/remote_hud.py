@@ -2,9 +2,10 @@
 /api/crcr/results, checks the bot token and the envelope's shape, and records what it took."""
 
 import json
-import threading
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
+
+from relay.loopback import LoopbackServer
 
 
 @dataclass
@@ -29,17 +30,15 @@ class RemoteHud:
             def log_message(self, *args: object) -> None:
                 pass
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True).start()
+        self.server = LoopbackServer(Handler)
         return self
 
     def stop(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        self.server.stop()
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.httpd.server_address[1]}/api/crcr/results"
+        return f"{self.server.url}/api/crcr/results"
 
     def answer(self, path: str, token: str, body: bytes) -> int:
         if path != "/api/crcr/results" or token != self.token:
