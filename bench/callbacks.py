@@ -23,8 +23,8 @@ from concurrent.futures import ThreadPoolExecutor
 import urllib3
 from harness import DEFAULT_DATABASE, ROOT, SECRET, relay_stack
 
+from relay.simulated_downstream import reporter_body
 from relay.simulated_oidc import SimulatedIssuer
-from tests.downstream.reporter import reporter_body
 
 REPOS = [f"bench-{n}/backend" for n in range(20)]
 Call = tuple[str, str, bytes | None, str]  # method, URL, body, bearer token

@@ -1,4 +1,5 @@
-"""What `make demo` runs beside the relay: a simulated GitHub and simulated upstream traffic.
+"""What `make demo` runs beside the relay: a simulated GitHub, simulated upstream traffic, and
+simulated downstream runners calling back (relay/simulated_downstream.py).
 
 The simulated GitHub (relay/simulated_github.py) plays both sides of GitHub: the API the relay
 calls (installations, tokens, dispatches) and the sender of upstream webhooks. Every few
@@ -18,6 +19,7 @@ import requests
 from django.conf import settings
 
 from relay.simulated_github import SimulatedGitHub, generate_app_key
+from relay.simulated_oidc import SimulatedIssuer
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +32,13 @@ TITLES = [
     "[inductor] Tune the tile size heuristics",
     "Deprecate an old serialization format",
 ]
+
+
+def start_issuer() -> tuple[SimulatedIssuer, dict[str, str]]:
+    """A simulated GitHub Actions OIDC issuer, and the environment that makes the relay trust it."""
+    issuer = SimulatedIssuer("github").start()
+    anchors = {issuer.url: {"jwks": issuer.jwks_url, "kind": "github"}}
+    return issuer, {"CRCR_OIDC_ISSUERS": json.dumps(anchors)}
 
 
 def start_github() -> tuple[SimulatedGitHub, dict[str, str]]:

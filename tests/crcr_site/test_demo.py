@@ -34,7 +34,7 @@ def wait_for_rows(database: Path, query: str, at_least: int, seconds: float = 30
     assert count >= at_least
 
 
-def test_the_demo_serves_the_sample_allowlist_admin_and_a_shared_redis(tmp_path):
+def test_the_demo_serves_the_allowlist_admin_and_simulated_traffic_both_ways(tmp_path):
     port = free_port()
     demo = subprocess.Popen(
         [PYTHON, "manage.py", "demo", "--port", str(port), "--traffic-every", "1"],
@@ -56,6 +56,10 @@ def test_the_demo_serves_the_sample_allowlist_admin_and_a_shared_redis(tmp_path)
             tmp_path / "crcr.sqlite3",
             "SELECT count(*) FROM relay_dispatch WHERE status = 'sent'",
             at_least=11,
+        )
+        # Simulated downstream runners call back: results reach the HUD's records.
+        wait_for_rows(
+            tmp_path / "crcr.sqlite3", "SELECT count(*) FROM hud_jobrecord", at_least=1, seconds=45
         )
     finally:
         demo.send_signal(signal.SIGTERM)

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from allowlist.models import DownstreamRepo
+from relay.simulated_downstream import reporter_body  # noqa: F401 (the tests import it from here)
 from relay.simulated_github import SimulatedGitHub, generate_app_key
 from tests.conftest import FIXTURES
-from tests.downstream.reporter import reporter_body  # noqa: F401 (the tests import it from here)
 
 SECRET = "webhook-secret"
 APP_ID = "4242"

@@ -20,6 +20,7 @@ from django.core.management.base import BaseCommand, CommandParser
 from fakeredis import TcpFakeServer
 
 from crcr_site import demo
+from relay import simulated_downstream
 
 DEMO_USER = ("admin", "admin")
 
@@ -54,12 +55,13 @@ class Command(BaseCommand):
         call_command("allowlist_sync", settings.CRCR_ALLOWLIST, stdout=self.stdout)
         self._ensure_demo_user()
         url = f"http://127.0.0.1:{options['port']}"
-        github = None
+        github = issuer = None
         if not settings.GITHUB_APP_ID:
             github, github_env = demo.start_github()
-            env.update(github_env)
+            issuer, issuer_env = demo.start_issuer()
+            env.update(github_env | issuer_env)
             github.webhook_url = f"{url}/github/webhook"
-            self.stdout.write(f"simulated GitHub serving {github.url}")
+            self.stdout.write(f"simulated GitHub serving {github.url}, OIDC issuer {issuer.url}")
         self.stdout.write(self.style.SUCCESS(f"\nCRCR: {url}/crcr   admin: {url}/admin/"))
         manage = [sys.executable, "manage.py"]
         children = [
@@ -71,10 +73,15 @@ class Command(BaseCommand):
             subprocess.Popen([*manage, "worker"], cwd=settings.BASE_DIR, env=env),
         ]
         stop = threading.Event()
-        if github is not None and options["traffic_every"] > 0:
+        if github is not None and issuer is not None and options["traffic_every"] > 0:
             threading.Thread(
                 target=demo.upstream_traffic,
                 args=(github, stop, options["traffic_every"]),
+                daemon=True,
+            ).start()
+            threading.Thread(
+                target=simulated_downstream.runners,
+                args=(github, issuer, f"{url}/github/callback", stop),
                 daemon=True,
             ).start()
         signal.signal(signal.SIGTERM, _stop)  # stopped by a supervisor: take the children along
@@ -90,6 +97,8 @@ class Command(BaseCommand):
                 child.wait(timeout=10)
             if github is not None:
                 github.stop()
+            if issuer is not None:
+                issuer.stop()
             if redis_server is not None:
                 redis_server.shutdown()
 
