@@ -19,17 +19,20 @@ def _columns(model: type[models.Model]) -> list[models.Field[Any, Any]]:
 
 @functools.cache
 def _insert_sql(
-    model: type[models.Model], conflict: tuple[str, ...], update: tuple[str, ...]
+    model: type[models.Model], conflict: tuple[str, ...], update: tuple[str, ...], rows: int
 ) -> str:
     quote = connection.ops.quote_name
     columns = [str(field.column) for field in _columns(model)]
+    row = f"({', '.join(['%s'] * len(columns))})"
     sql = (
         f"INSERT INTO {quote(model._meta.db_table)} "  # noqa: S608 (names from the model)
-        f"({', '.join(quote(c) for c in columns)}) VALUES ({', '.join(['%s'] * len(columns))})"
+        f"({', '.join(quote(c) for c in columns)}) VALUES {', '.join([row] * rows)}"
     )
     if conflict:
-        sql += f" ON CONFLICT ({', '.join(quote(c) for c in conflict)}) DO UPDATE SET " + ", ".join(
-            f"{quote(c)} = EXCLUDED.{quote(c)}" for c in update
+        target = ", ".join(quote(c) for c in conflict)
+        changes = ", ".join(f"{quote(c)} = EXCLUDED.{quote(c)}" for c in update)
+        sql += f" ON CONFLICT ({target}) " + (
+            f"DO UPDATE SET {changes}" if update else "DO NOTHING"
         )
     return sql
 
@@ -43,11 +46,28 @@ def insert(
 ) -> None:
     """INSERT one row (fields not given take their defaults); with `on_conflict`, an upsert
     that changes only the `update` fields of an existing row."""
+    insert_many(model, [values], on_conflict=on_conflict, update=update)
+
+
+def insert_many(
+    model: type[models.Model],
+    rows: Sequence[dict[str, Any]],
+    *,
+    on_conflict: Sequence[str] = (),
+    update: Sequence[str] = (),
+) -> None:
+    """Several rows in one INSERT; with `on_conflict` and no `update`, rows that exist are
+    left alone (ON CONFLICT DO NOTHING)."""
+    if not rows:
+        return
+    fields = _columns(model)
     params = [
         field.get_db_prep_save(
             values[field.name] if field.name in values else field.get_default(), connection
         )
-        for field in _columns(model)
+        for values in rows
+        for field in fields
     ]
+    sql = _insert_sql(model, tuple(on_conflict), tuple(update), len(rows))
     with connection.cursor() as cursor:
-        cursor.execute(_insert_sql(model, tuple(on_conflict), tuple(update)), params)
+        cursor.execute(sql, params)

@@ -43,6 +43,7 @@ from django.utils import timezone
 from redis.exceptions import RedisError
 
 from allowlist import lookup
+from crcr_site import sql
 from crcr_site.redis_connection import get_redis
 from relay import dispatch_payload, dispatch_token, redis_keys
 from relay.github import GitHubError, RateLimited, get_app
@@ -127,20 +128,23 @@ def record(event: UpstreamEvent) -> Delivery:
         )
         if not created:
             Delivery.objects.filter(pk=delivery.pk).update(times_received=F("times_received") + 1)
-        Dispatch.objects.bulk_create(
+        sql.insert_many(  # plain SQL: every webhook writes one row per downstream repo
+            Dispatch,
             [
-                Dispatch(
-                    pending_since=now,
-                    delivery=delivery,
-                    repo=e.repo,
-                    repo_key=e.key,
-                    level=e.level,
-                    status=status,
-                    next_attempt_at=now,
-                )
+                {
+                    "delivery": delivery.pk,
+                    "repo": e.repo,
+                    "repo_key": e.key,
+                    "level": e.level,
+                    "status": status,
+                    "next_attempt_at": now,
+                    "pending_since": now,
+                    "created_at": now,
+                    "updated_at": now,
+                }
                 for e in targets
             ],
-            ignore_conflicts=True,
+            on_conflict=("delivery_id", "repo_key"),
         )
         # A redelivery repairs a partial failure: what failed is tried again.
         delivery.dispatches.filter(status=Status.FAILED).update(
