@@ -20,6 +20,7 @@ from allowlist.audit import acting_as
 from allowlist.entry import Event
 from allowlist.models import Change, DownstreamRepo, SyncedFile
 from allowlist.sync import compare, drift, last_synced, revert_to_file
+from crcr_site.admin import ReadOnlyAdmin
 
 EDITABLE = ("repo", "level", "device", "oncalls", "events", "enabled")
 
@@ -199,17 +200,6 @@ class DownstreamRepoAdmin(ActorMixin, admin.ModelAdmin):
         synced, found = drift()
         extra_context = {**(extra_context or {}), "synced": synced, "drift_count": len(found)}
         return super().changelist_view(request, extra_context)
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 @admin.register(Change)

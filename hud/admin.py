@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from allowlist.admin import ReadOnlyAdmin
+from crcr_site.admin import ReadOnlyAdmin
 from hud.models import JobRecord
 
 

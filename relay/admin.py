@@ -7,7 +7,7 @@ from django.db.models import Q, QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
 
-from allowlist.admin import ReadOnlyAdmin
+from crcr_site.admin import ReadOnlyAdmin
 from relay import fanout
 from relay.models import CallbackAudit, Delivery, Dispatch, HudForward, PeriodicJob
 

@@ -52,6 +52,18 @@ def _forward() -> object:
     return hud_forward.forward_due()
 
 
+def _prune() -> object:
+    """Rows that only grow: used replay keys (a token is refused by its `exp` long before a
+    day has passed) and finished task results (kept two weeks, as django-tasks-db suggests)."""
+    from django.core.management import call_command
+
+    from relay.models import ReplayKey
+
+    deleted, _ = ReplayKey.objects.filter(used_at__lt=timezone.now() - timedelta(days=1)).delete()
+    call_command("prune_db_task_results", min_age_days=14, queue_name="*", verbosity=0)
+    return deleted
+
+
 def _sync_allowlist() -> object:
     from allowlist.sync import sync
 
@@ -62,6 +74,7 @@ JOBS: tuple[Job, ...] = (
     Job("dispatch_sweep", lambda: 5.0, _sweep),
     Job("zombie_sweep", lambda: 60.0, _zombies),
     Job("hud_forward", lambda: 1.0 if settings.HUD_FORWARD_URL else 0, _forward),
+    Job("prune", lambda: 3600.0, _prune),
     Job("redeliver_missed", lambda: settings.CRCR_REDELIVERY_INTERVAL, _redeliver),
     Job("allowlist_sync", lambda: settings.CRCR_ALLOWLIST_SYNC_INTERVAL, _sync_allowlist),
 )

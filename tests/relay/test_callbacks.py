@@ -625,3 +625,18 @@ def test_a_wrong_type_in_a_required_field_is_400_never_500(
 
     assert response.status_code == 400, response.content
     assert JobRecord.objects.count() == 0
+
+
+def test_used_replay_keys_are_pruned_after_a_day(client, actions, dispatched):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from relay.periodic import JOBS
+
+    post_callback(client, reporter_body(dispatched, "in_progress"), token_for(actions))
+    ReplayKey.objects.update(used_at=timezone.now() - timedelta(days=2))
+
+    prune = next(job for job in JOBS if job.name == "prune")
+    assert prune.run() == 1
+    assert ReplayKey.objects.count() == 0
