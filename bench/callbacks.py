@@ -114,6 +114,7 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=1000)
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument("--threads", type=int, default=1, help="gunicorn gthread threads")
     parser.add_argument("--database", default=DEFAULT_DATABASE)
     args = parser.parse_args()
 
@@ -122,7 +123,9 @@ def main() -> None:
         "CRCR_OIDC_ISSUERS": json.dumps({issuer.url: {"jwks": issuer.jwks_url, "kind": "github"}}),
         "CRCR_RATE_LIMIT_PER_MIN": "100000000",  # the benchmark is one caller per repo, flat out
     }
-    with relay_stack(database=args.database, workers=args.workers, extra_env=extra) as stack:
+    with relay_stack(
+        database=args.database, workers=args.workers, threads=args.threads, extra_env=extra
+    ) as stack:
         stack.set_allowlist(REPOS)
         stack.github.webhook_secret = SECRET
         payload = json.loads(
@@ -137,7 +140,8 @@ def main() -> None:
         http = urllib3.PoolManager(maxsize=64)
 
         print(
-            f"gunicorn: {args.workers} sync workers; {args.clients} concurrent callers; "
+            f"gunicorn: {args.workers} workers x {args.threads} threads; "
+            f"{args.clients} concurrent callers; "
             f"{args.pairs} in_progress + completed pairs over {len(REPOS)} repos\n"
         )
         warm = pairs(issuer, payloads, callback_url, 50, "warm")
