@@ -347,7 +347,7 @@ def mark_dispatched(rows: list[Dispatch]) -> str:
     return ""
 
 
-class Prepared(dict[int, "dispatch_payload.Prepared | str"]):
+class Payloads(dict[int, "dispatch_payload.Prepared | str"]):
     """Each delivery's prepared payload, made on first need from its recorded body; and the
     Delivery objects the caller already holds (so claiming need not load them again)."""
 
@@ -379,7 +379,7 @@ def _take_slots(wanted: int, block: float) -> int:
     return taken
 
 
-def send(scope: Q, prepared: Prepared, deadline: float | None) -> dict[int, str]:
+def send(scope: Q, prepared: Payloads, deadline: float | None) -> dict[int, str]:
     """Claim and send the due dispatches in `scope`; returns the status each one reached.
 
     Rows are claimed only as sending slots free up, so every claimed row starts at once and
@@ -425,7 +425,7 @@ class Launched:
 
 
 def _launch(
-    scope: Q, prepared: Prepared, slots: int, in_flight: "dict[Future[Outcome], Dispatch]"
+    scope: Q, prepared: Payloads, slots: int, in_flight: "dict[Future[Outcome], Dispatch]"
 ) -> Launched:
     """Claim up to `slots` rows and start sending them; every slot not handed on is released."""
     handed = 0
@@ -495,7 +495,7 @@ def fan_out(event: UpstreamEvent) -> Summary:
         Dispatch.objects.filter(mine, status=Status.PENDING).update(next_attempt_at=retry_at)
         deferred = "Redis unavailable: every dispatch waits for it (nothing lost)"
     else:
-        prepared = Prepared({delivery.pk: prepare(delivery, event.payload)}, deliveries=(delivery,))
+        prepared = Payloads({delivery.pk: prepare(delivery, event.payload)}, deliveries=(delivery,))
         outcomes = send(mine, prepared, settings.CRCR_FANOUT_DEADLINE)
     schedule(mine)
     return summarize(delivery, outcomes, deferred)
@@ -521,7 +521,7 @@ def summarize(delivery: Delivery, outcomes: dict[int, str], deferred: str) -> Su
 
 def retry(ids: list[int]) -> dict[str, int]:
     """The worker's send: claim what is due among `ids`, send it all, queue what must wait."""
-    outcomes = send(Q(pk__in=ids), Prepared(), deadline=None)
+    outcomes = send(Q(pk__in=ids), Payloads(), deadline=None)
     schedule_ids(ids)  # what is still pending among them, claimed now or not yet due
     counts: dict[str, int] = {}
     for status in outcomes.values():
