@@ -24,7 +24,6 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -33,7 +32,7 @@ import requests
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from relay.loopback import LoopbackServer
+from relay.loopback import LoopbackServer, QuietHandler
 
 DISPATCH_LIMIT = 65536
 Answer = tuple[int, dict[str, str], object]
@@ -472,8 +471,8 @@ ROUTES: list[tuple[str, re.Pattern[str], str, str, Callable[..., Answer]]] = [
 ]
 
 
-def _handler_for(github: SimulatedGitHub) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
+def _handler_for(github: SimulatedGitHub) -> type[QuietHandler]:
+    class Handler(QuietHandler):
         protocol_version = "HTTP/1.1"  # keep-alive, as api.github.com
         disable_nagle_algorithm = True  # or each answer waits for the client's delayed ACK
 
@@ -483,22 +482,17 @@ def _handler_for(github: SimulatedGitHub) -> type[BaseHTTPRequestHandler]:
             headers = {k.lower(): v for k, v in self.headers.items()}
             status, extra, out = github.answer(self.command, self.path, headers, body)
             data = b"" if out is None else json.dumps(out).encode()
-            try:
-                self.send_response(status)
-                for name, value in extra.items():
-                    self.send_header(name, value)
-                self.send_header("Content-Type", "application/json; charset=utf-8")
-                self.send_header("Content-Length", str(len(data)))
-                self.send_header("X-RateLimit-Limit", "5000")
-                self.send_header("X-RateLimit-Remaining", "4999")
-                self.end_headers()
-                self.wfile.write(data)
-            except (BrokenPipeError, ConnectionResetError):
-                pass  # the client gave up (a timeout, or a killed relay)
+            self.reply(
+                status,
+                data,
+                extra
+                | {
+                    "Content-Type": "application/json; charset=utf-8",
+                    "X-RateLimit-Limit": "5000",
+                    "X-RateLimit-Remaining": "4999",
+                },
+            )
 
         do_GET = do_POST = do_PATCH = _serve
-
-        def log_message(self, *args: object) -> None:
-            pass
 
     return Handler

@@ -8,13 +8,12 @@ and can be taken down, to test the relay's key cache. Used by tests, benchmarks 
 import time
 import uuid
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import jwt
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from relay.loopback import LoopbackServer
+from relay.loopback import LoopbackServer, QuietHandler
 
 AUDIENCE = "pytorch-cross-repo-ci-relay"
 
@@ -42,7 +41,7 @@ class SimulatedIssuer:
     def start(self) -> "SimulatedIssuer":
         issuer = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             protocol_version = "HTTP/1.1"
             disable_nagle_algorithm = True
 
@@ -52,14 +51,7 @@ class SimulatedIssuer:
                 else:
                     issuer.jwks_fetches += 1
                     status, body = 200, issuer.jwks_json().encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: object) -> None:
-                pass
+                self.reply(status, body, {"Content-Type": "application/json"})
 
         self.server = LoopbackServer(Handler)
         return self

@@ -8,10 +8,9 @@ honoured with 304. Every request is recorded; `down` makes it answer 503.
 import hashlib
 import json
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qs, urlsplit
 
-from relay.loopback import LoopbackServer
+from relay.loopback import LoopbackServer, QuietHandler
 
 
 @dataclass
@@ -30,20 +29,12 @@ class FileServer:
     def start(self) -> "FileServer":
         server = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def do_GET(self) -> None:
                 seen = Seen(self.path, {k.lower(): v for k, v in self.headers.items()})
                 server.seen.append(seen)
                 seen.status, headers, body = server.answer(self.path, seen.headers)
-                self.send_response(seen.status)
-                for name, value in headers.items():
-                    self.send_header(name, value)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: object) -> None:
-                pass
+                self.reply(seen.status, body, headers)
 
         self.server = LoopbackServer(Handler)
         return self

@@ -3,9 +3,8 @@
 
 import json
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler
 
-from relay.loopback import LoopbackServer
+from relay.loopback import LoopbackServer, QuietHandler
 
 
 @dataclass
@@ -18,17 +17,11 @@ class RemoteHud:
     def start(self) -> "RemoteHud":
         hud = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 status = hud.answer(self.path, self.headers.get("x-hud-internal-bot", ""), body)
-                self.send_response(status)
-                self.send_header("Content-Length", "2")
-                self.end_headers()
-                self.wfile.write(b"{}")
-
-            def log_message(self, *args: object) -> None:
-                pass
+                self.reply(status, b"{}")
 
         self.server = LoopbackServer(Handler)
         return self
