@@ -13,6 +13,7 @@ database does; there is no stale fallback.
 
 import threading
 from dataclasses import dataclass
+from typing import Any
 
 from django.db import connection
 
@@ -38,21 +39,29 @@ _lock = threading.Lock()
 _cached: tuple[str | None, Snapshot] | None = None
 
 
+# The generation token, as a scalar subquery a caller may fold into a SELECT of its own (the
+# callback does, to save a round trip); its one parameter is TOKEN_PARAMS.
 TOKEN_SQL = f"SELECT token FROM {Generation._meta.db_table} WHERE id = %s"  # noqa: S608
+TOKEN_PARAMS: list[Any] = [Generation.SINGLETON_ID]
 
 
 def _current_token() -> str | None:
     # Every relay request runs this: one plain SELECT, without the ORM's per-query cost.
     with connection.cursor() as cursor:
-        cursor.execute(TOKEN_SQL, [Generation.SINGLETON_ID])
+        cursor.execute(TOKEN_SQL, TOKEN_PARAMS)
         row = cursor.fetchone()
     return str(row[0]) if row else None
 
 
 def snapshot() -> Snapshot:
     """The allowlist as committed now (or as this transaction sees it)."""
+    return snapshot_at(_current_token())
+
+
+def snapshot_at(token: object) -> Snapshot:
+    """The allowlist for a generation token the caller has just read with TOKEN_SQL."""
     global _cached
-    token = _current_token()
+    token = None if token is None else str(token)
     cached = _cached
     if cached is not None and token is not None and cached[0] == token:
         return cached[1]

@@ -8,9 +8,10 @@ stores them, on PostgreSQL and SQLite alike; names come from the model, values a
 
 import functools
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from django.db import connection, models
+from django.db import connection, models, transaction
 
 
 def _columns(model: type[models.Model]) -> list[models.Field[Any, Any]]:
@@ -37,6 +38,85 @@ def _insert_sql(
     return sql
 
 
+@dataclass(frozen=True)
+class Row:
+    """One row to INSERT (fields not given take their defaults); with `on_conflict`, an upsert
+    that changes only the `update` fields of an existing row (none: DO NOTHING)."""
+
+    model: type[models.Model]
+    values: dict[str, Any]
+    on_conflict: tuple[str, ...] = ()
+    update: tuple[str, ...] = ()
+
+    def params(self) -> list[Any]:
+        return _params(self.model, [self.values])
+
+    @property
+    def shape(self) -> "Shape":
+        return self.model, self.on_conflict, self.update
+
+    def sql(self) -> str:
+        return _insert_sql(*self.shape, 1)
+
+
+Shape = tuple[type[models.Model], tuple[str, ...], tuple[str, ...]]
+
+
+def _params(model: type[models.Model], rows: Sequence[dict[str, Any]]) -> list[Any]:
+    return [
+        column.get_db_prep_save(
+            values[column.name] if column.name in values else column.get_default(), connection
+        )
+        for values in rows
+        for column in _columns(model)
+    ]
+
+
+def insert_if_new(first: Row, then: Sequence[Row]) -> bool:
+    """Insert `first` unless its `on_conflict` key is taken, and the `then` rows only if it was
+    inserted: all or nothing. True when `first` was new.
+
+    On PostgreSQL this is one statement (data-modifying WITH clauses), so one round trip and
+    no BEGIN or COMMIT of its own; elsewhere a transaction of one statement per row.
+    """
+    if first.update or not first.on_conflict:
+        raise ValueError("the first row needs on_conflict and no update")
+    if connection.vendor == "postgresql":
+        statement = _chained_sql(first.shape, tuple(row.shape for row in then))
+        params = [value for row in (first, *then) for value in row.params()]
+        with connection.cursor() as cursor:
+            cursor.execute(statement, params)
+            inserted = cursor.fetchone()
+        return bool(inserted and inserted[0])
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(first.sql(), first.params())
+        if cursor.rowcount != 1:
+            return False
+        for row in then:
+            cursor.execute(row.sql(), row.params())
+    return True
+
+
+@functools.cache
+def _chained_sql(first: Shape, then: tuple[Shape, ...]) -> str:
+    """WITH first AS (INSERT … ON CONFLICT DO NOTHING RETURNING 1), then_1 AS (INSERT …
+    SELECT <values> FROM first), … SELECT count(*) FROM first. The SELECTed values are cast to
+    their columns' types, as VALUES would have them."""
+    clauses = [f"w0 AS ({_insert_sql(*first, 1)} RETURNING 1)"]
+    for n, (model, conflict, update) in enumerate(then, 1):
+        values = ", ".join(f"%s::{c.cast_db_type(connection)}" for c in _columns(model))
+        plain = _insert_sql(model, (), (), 1)
+        head = plain[: plain.index(" VALUES ")]
+        tail = _insert_sql(model, conflict, update, 1)[len(plain) :]
+        clauses.append(f"w{n} AS ({head} SELECT {values} FROM w0{tail})")  # noqa: S608
+    return f"WITH {', '.join(clauses)} SELECT count(*) FROM w0"  # noqa: S608 (names, no values)
+
+
+def insert_row(row: Row) -> None:
+    """Run one Row's INSERT."""
+    insert(row.model, row.values, on_conflict=row.on_conflict, update=row.update)
+
+
 def insert(
     model: type[models.Model],
     values: dict[str, Any],
@@ -60,14 +140,7 @@ def insert_many(
     left alone (ON CONFLICT DO NOTHING)."""
     if not rows:
         return
-    fields = _columns(model)
-    params = [
-        field.get_db_prep_save(
-            values[field.name] if field.name in values else field.get_default(), connection
-        )
-        for values in rows
-        for field in fields
-    ]
+    params = _params(model, rows)
     sql = _insert_sql(model, tuple(on_conflict), tuple(update), len(rows))
     with connection.cursor() as cursor:
         cursor.execute(sql, params)

@@ -95,6 +95,10 @@ class RecordStore:
 
     def upsert(self, record: HudRecord, *, now: datetime) -> None:
         """Insert the record, or update only the fields it carries."""
+        sql.insert_row(self.upsert_row(record, now=now))
+
+    def upsert_row(self, record: HudRecord, *, now: datetime) -> sql.Row:
+        """The database row whose write is `upsert`, to join the caller's own statement."""
         raise NotImplementedError
 
     def insert_new(self, record: HudRecord, *, now: datetime) -> None:
@@ -105,12 +109,12 @@ class RecordStore:
 class OrmRecordStore(RecordStore):
     """PostgreSQL or SQLite; runs inside the caller's transaction."""
 
-    def upsert(self, record: HudRecord, *, now: datetime) -> None:
+    def upsert_row(self, record: HudRecord, *, now: datetime) -> sql.Row:
         # One INSERT ... ON CONFLICT (key) DO UPDATE SET <the carried fields only>: atomic on
         # PostgreSQL and SQLite alike, and a field a record does not carry is left as it was.
         # Plain SQL: every accepted callback runs it (crcr_site/sql.py says why).
         changes = record.carried() | {"updated_at": now}
-        sql.insert(
+        return sql.Row(
             JobRecord,
             vars(record.key) | changes | {"received_at": now},
             on_conflict=KEY_FIELDS,

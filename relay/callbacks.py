@@ -1,11 +1,13 @@
 """Downstream callbacks (contract §2): identity is verified by relay/oidc.py; this decides.
 
-Order: parse and validate → allowlist level (not listed or L1: ignored) → per-repo rate limit →
-the dispatch on record → the state transition and the HUD record, together:
+Order: one SELECT of what we hold (the allowlist's generation, whether the token was used, the
+dispatch on record) → parse and validate → allowlist level (not listed or L1: ignored) →
+per-repo rate limit → the state transition and the HUD record, together:
 
-    database transaction: use the replay key → Redis transition (Lua) → HUD row → audit row
-    commit; if anything after the transition fails, `state.compensate` undoes it (only while
-    the state still carries this transition's id) and the caller answers 503.
+    Redis transition (Lua) → one all-or-nothing write: the replay key, and only if it was
+    unused, the HUD row, the outbox row and the audit row (sql.insert_if_new: one statement
+    on PostgreSQL). If the write fails or the key was used meanwhile, `state.compensate`
+    undoes the transition (only while the state still carries this transition's id).
 
 So exactly one of N identical callbacks wins, and a callback whose record could not be stored
 leaves the state as it was: the reporter may send it again. Which upstream PR, SHA and
@@ -110,7 +112,8 @@ def handle(identity: Identity, callback: Callback) -> dict[str, Any]:
 
 
 def _decide(identity: Identity, callback: Callback, audit: "Audit") -> dict[str, Any]:
-    entry = lookup.entry_of(identity.repo)
+    held = OnRecord.read(identity, callback)
+    entry = lookup.snapshot_at(held.allowlist_token).get(identity.repo)
     level = entry.level if entry else None
     if entry is None or level is None or level == Level.L1:
         audit.write(
@@ -132,13 +135,15 @@ def _decide(identity: Identity, callback: Callback, audit: "Audit") -> dict[str,
     _check_repository_ids(identity, entry)
     if PATHS[callback.event_type] == "self":
         return _self_report(identity, callback, level, audit)
-    dispatch = DispatchOnRecord.find(callback.delivery_id, identity.repo_key)
+    dispatch = held.dispatch
     if dispatch is None:
         raise Refused(
             409,
             "no_dispatch",
             f"no dispatch of {callback.delivery_id} to {identity.repo} on record",
         )
+    if held.replayed:  # the early answer; the write in _transition is what guarantees it
+        raise Refused(409, "replayed", REPLAYED)
     audit.provenance = _provenance(callback, identity)
     return _transition(identity, callback, level, dispatch, audit)
 
@@ -164,17 +169,41 @@ class DispatchOnRecord:
     )
 
     @classmethod
-    def find(cls, delivery_id: str, repo_key: str) -> "DispatchOnRecord | None":
-        # Every callback runs this: one plain SELECT, without the ORM's per-query cost.
-        with connection.cursor() as cursor:
-            cursor.execute(cls.SQL, [delivery_id, repo_key])
-            row = cursor.fetchone()
-        if row is None:
+    def of_row(cls, row: tuple[Any, ...]) -> "DispatchOnRecord | None":
+        if row[0] is None:
             return None
         sent = row[2] if isinstance(row[2], datetime) else parse_datetime(str(row[2]))
         if sent is None:
             raise DatabaseError(f"unreadable dispatch time {row[2]!r}")
         return cls(row[0], row[1], sent, *row[3:])
+
+
+@dataclass(frozen=True)
+class OnRecord:
+    """What the database holds about a callback, read in one SELECT before deciding (every
+    callback runs it, so it is one round trip of plain SQL): the allowlist's generation token,
+    whether the caller's token was used already, and the dispatch the callback answers."""
+
+    allowlist_token: str | None
+    replayed: bool
+    dispatch: DispatchOnRecord | None
+
+    SQL = (
+        f"SELECT ({lookup.TOKEN_SQL}), "  # noqa: S608 (names from the models)
+        f'EXISTS (SELECT 1 FROM {ReplayKey._meta.db_table} WHERE "key" = %s), x.* '
+        f"FROM (SELECT 1) one LEFT JOIN ({DispatchOnRecord.SQL}) x ON 1 = 1"
+    )
+
+    @classmethod
+    def read(cls, identity: Identity, callback: Callback) -> "OnRecord":
+        params = [*lookup.TOKEN_PARAMS, _replay_key(identity)]
+        with connection.cursor() as cursor:
+            cursor.execute(cls.SQL, [*params, callback.delivery_id, identity.repo_key])
+            row = cursor.fetchone()
+        if row is None:
+            raise DatabaseError("the callback's SELECT returned no row")
+        token = None if row[0] is None else str(row[0])
+        return cls(token, bool(row[1]), DispatchOnRecord.of_row(row[2:]))
 
 
 def _check_run_claims(identity: Identity, workflow: Workflow) -> None:
@@ -215,13 +244,24 @@ def _provenance(callback: Callback, identity: Identity) -> str:
     return "verified"
 
 
-def _use_replay_key(key: str, now: datetime) -> None:
-    """The first statement of the callback's transaction: if the token was used, nothing else
-    has happened yet, and raising leaves the transaction, which rolls it back."""
+REPLAYED = "this token has already authorised a callback"
+
+
+def _replay_key(identity: Identity) -> str:
+    return identity.replay_key[:200]
+
+
+def _replay_row(identity: Identity, now: datetime) -> sql.Row:
+    return sql.Row(ReplayKey, {"key": _replay_key(identity), "used_at": now}, ("key",))
+
+
+def _use_replay_key(identity: Identity, now: datetime) -> None:
+    """The first statement of a self-report's transaction: if the token was used, nothing
+    else has happened yet, and raising leaves the transaction, which rolls it back."""
     try:
-        sql.insert(ReplayKey, {"key": key[:200], "used_at": now})
+        sql.insert(ReplayKey, {"key": _replay_key(identity), "used_at": now})
     except IntegrityError:
-        raise Refused(409, "replayed", "this token has already authorised a callback") from None
+        raise Refused(409, "replayed", REPLAYED) from None
 
 
 def _transition(
@@ -242,42 +282,42 @@ def _transition(
     )
     move = state.start if workflow.status == "in_progress" else state.complete
     tx, now = uuid.uuid4().hex, time.time()
-    applied = False
+    result = move(dispatched_key, job_key, now=now, tx=tx)
+    if result.result == "no_dispatch":  # Redis lost it: the database knows
+        state.restore_dispatched(dispatched_key, dispatch.sent.timestamp())
+        result = move(dispatched_key, job_key, now=now, tx=tx)
+    if result.result != "ok":
+        raise Refused(409, result.result, _REFUSALS[result.result])
     try:
-        with transaction.atomic():
-            _use_replay_key(identity.replay_key, timezone.now())
-            result = move(dispatched_key, job_key, now=now, tx=tx)
-            if result.result == "no_dispatch":  # Redis lost it: the database knows
-                state.restore_dispatched(dispatched_key, dispatch.sent.timestamp())
-                result = move(dispatched_key, job_key, now=now, tx=tx)
-            if result.result != "ok":
-                raise Refused(409, result.result, _REFUSALS[result.result])
-            applied = True
-            elapsed = max(0.0, round(now - (result.since or now), 3))
-            record = _record(
-                identity,
-                callback,
-                level,
-                dispatch.pr_number,
-                dispatch.head_sha,
-                dispatch.upstream_repo,
-                dispatch.event,
-            )
-            if workflow.status == "in_progress":
-                record.queue_time = elapsed
-            else:
-                record.execution_time = elapsed
-            get_store().upsert(record, now=timezone.now())
-            hud_forward.queue(_envelope(identity, level, callback, record))
-            audit.write(CallbackAudit.Decision.ACCEPTED, 200, "accepted")
-    except Refused:
-        raise
+        elapsed = max(0.0, round(now - (result.since or now), 3))
+        record = _record(
+            identity,
+            callback,
+            level,
+            dispatch.pr_number,
+            dispatch.head_sha,
+            dispatch.upstream_repo,
+            dispatch.event,
+        )
+        if workflow.status == "in_progress":
+            record.queue_time = elapsed
+        else:
+            record.execution_time = elapsed
+        at = timezone.now()
+        rows = [
+            get_store().upsert_row(record, now=at),
+            *hud_forward.outbox_rows(_envelope(identity, level, callback, record)),
+            audit.row(CallbackAudit.Decision.ACCEPTED, 200, "accepted"),
+        ]
+        fresh = sql.insert_if_new(_replay_row(identity, at), rows)
     except Exception as exc:
-        if applied:
-            state.compensate(job_key, tx)
+        state.compensate(job_key, tx)
         if isinstance(exc, DatabaseError):
             raise Unavailable("the record could not be stored; nothing was kept") from exc
         raise
+    if not fresh:  # the token authorised another callback since we read it
+        state.compensate(job_key, tx)
+        raise Refused(409, "replayed", REPLAYED)
     return {"ok": True, "status": workflow.status}
 
 
@@ -300,7 +340,7 @@ def _self_report(
     record = _record(identity, callback, level, 0, head[:100], upstream[:140], callback.event_type)
     try:
         with transaction.atomic():
-            _use_replay_key(identity.replay_key, timezone.now())
+            _use_replay_key(identity, timezone.now())
             get_store().insert_new(record, now=timezone.now())
             hud_forward.queue(_envelope(identity, level, callback, record))
             audit.write(CallbackAudit.Decision.ACCEPTED, 200, "accepted")
@@ -371,8 +411,11 @@ class Audit:
         self.provenance = ""
 
     def write(self, decision: str, status: int, reason: str, detail: str = "") -> None:
+        sql.insert_row(self.row(decision, status, reason, detail))
+
+    def row(self, decision: str, status: int, reason: str, detail: str = "") -> sql.Row:
         workflow = self.callback.workflow
-        sql.insert(
+        return sql.Row(
             CallbackAudit,
             dict(
                 at=datetime.now(UTC),
@@ -382,7 +425,7 @@ class Audit:
                 detail=detail[:2000],
                 repo=self.identity.repo,
                 issuer=self.identity.issuer,
-                replay_key=self.identity.replay_key[:200],
+                replay_key=_replay_key(self.identity),
                 provenance=self.provenance,
                 delivery_id=self.callback.delivery_id,
                 event_type=self.callback.event_type,

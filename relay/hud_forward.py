@@ -15,6 +15,7 @@ from django.conf import settings
 from django.db.models import F, Q
 from django.utils import timezone
 
+from crcr_site import sql
 from relay.models import HudForward
 
 logger = logging.getLogger(__name__)
@@ -26,10 +27,19 @@ TIMEOUT = 10.0
 _session = requests.Session()
 
 
+def outbox_rows(envelope: dict[str, object]) -> list[sql.Row]:
+    """The outbox row for an envelope when forwarding is on, for the callback's own write."""
+    if not settings.HUD_FORWARD_URL:
+        return []
+    now = timezone.now()
+    values = {"envelope": envelope, "created_at": now, "next_attempt_at": now}
+    return [sql.Row(HudForward, values)]
+
+
 def queue(envelope: dict[str, object]) -> None:
     """Add an envelope to the outbox (call inside the callback's transaction)."""
-    if settings.HUD_FORWARD_URL:
-        HudForward.objects.create(envelope=envelope, next_attempt_at=timezone.now())
+    for row in outbox_rows(envelope):
+        sql.insert_row(row)
 
 
 def forward_due() -> int:

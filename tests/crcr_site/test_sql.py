@@ -1,0 +1,100 @@
+"""crcr_site/sql.py's all-or-nothing write, on PostgreSQL (one statement) and SQLite (a
+transaction): the same scenario, the same outcome."""
+
+import json
+import subprocess
+from datetime import UTC, datetime
+
+import pytest
+from django.db import DatabaseError, transaction
+
+from crcr_site import sql
+from hud.models import JobRecord
+from relay.models import CallbackAudit, ReplayKey
+from tests.crcr_site.test_settings import PYTHON, ROOT, bare_env
+
+AT = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
+KEY = {
+    "downstream_repo": "org/repo",
+    "delivery_id": "d-1",
+    "workflow_name": "CI",
+    "job_name": "build ✓ <script>",
+    "check_run_id": "7",
+}
+
+
+def _rows(status: str, audit_status: int | None = 200) -> list[sql.Row]:
+    changes = {"status": status, "updated_at": AT, "failed_tests_detail": [{"name": "t"}]}
+    return [
+        sql.Row(JobRecord, KEY | changes | {"repo_display": "Org/Repo", "received_at": AT},
+                on_conflict=tuple(KEY), update=tuple(changes)),
+        sql.Row(CallbackAudit, {"at": AT, "decision": "accepted", "status": audit_status,
+                                "reason": "accepted", "repo": "Org/Repo"}),
+    ]  # fmt: skip
+
+
+def _replay(key: str) -> sql.Row:
+    return sql.Row(ReplayKey, {"key": key, "used_at": AT}, on_conflict=("key",))
+
+
+def scenario() -> dict[str, object]:
+    """Write twice with one key, then with a new key and a row the database refuses."""
+    first = sql.insert_if_new(_replay("k1"), _rows("in_progress"))
+    again = sql.insert_if_new(_replay("k1"), _rows("completed"))
+    try:
+        with transaction.atomic():
+            sql.insert_if_new(_replay("k2"), _rows("completed", audit_status=None))
+        refused = False
+    except DatabaseError:
+        refused = True
+    record = JobRecord.objects.get()
+    return {
+        "first": first,
+        "again": again,
+        "refused": refused,
+        "replay_keys": sorted(ReplayKey.objects.values_list("key", flat=True)),
+        "audits": CallbackAudit.objects.count(),
+        "record": [record.job_name, record.status, record.failed_tests_detail, str(record.updated_at)],
+    }  # fmt: skip
+
+
+EXPECTED = {
+    "first": True,
+    "again": False,
+    "refused": True,
+    "replay_keys": ["k1"],
+    "audits": 1,
+    "record": ["build ✓ <script>", "in_progress", [{"name": "t"}], "2026-11-22 12:00:00+00:00"],
+}
+
+
+@pytest.mark.django_db
+def test_insert_if_new_on_postgresql():
+    assert scenario() == EXPECTED
+
+
+def test_insert_if_new_on_sqlite(tmp_path):
+    script = (
+        "import json, django; django.setup()\n"
+        "from django.core.management import call_command\n"
+        "call_command('migrate', verbosity=0)\n"
+        "from tests.crcr_site.test_sql import scenario\n"
+        "print(json.dumps(scenario()))\n"
+    )
+    result = subprocess.run(
+        [PYTHON, "-c", script],
+        cwd=ROOT,
+        env=bare_env(tmp_path, DJANGO_SETTINGS_MODULE="crcr_site.settings"),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == EXPECTED
+
+
+def test_the_first_row_must_be_an_insert_or_nothing():
+    with pytest.raises(ValueError, match="on_conflict and no update"):
+        sql.insert_if_new(sql.Row(ReplayKey, {"key": "k"}), [])
