@@ -110,13 +110,14 @@ class CallbackAuditAdmin(ReadOnlyAdmin):
         "status",
         "reason",
         "repo",
+        "verified",
         "callback_status",
         "job",
         "provenance",
         "delivery_id",
     )
-    list_filter = ("decision", "status", "reason", "provenance", "event_type")
-    search_fields = ("repo", "delivery_id", "replay_key", "job")
+    list_filter = ("decision", "verified", "status", "reason", "provenance", "event_type")
+    search_fields = ("repo", "delivery_id", "replay_key", "job", "remote_addr")
     date_hierarchy = "at"
 
 

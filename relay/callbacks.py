@@ -29,6 +29,7 @@ from django.conf import settings
 from django.db import DatabaseError, IntegrityError, connection, transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
+from redis.exceptions import RedisError
 
 from allowlist import lookup
 from allowlist.entry import Entry, Level
@@ -38,6 +39,7 @@ from hud.storage import HudRecord, RecordExists, RecordKey, get_store, workflow_
 from relay import dispatch_token, hud_forward, redis_keys, state
 from relay.models import CallbackAudit, Delivery, Dispatch, ReplayKey
 from relay.oidc import Identity
+from relay.oidc import claimed as oidc_claimed
 
 logger = logging.getLogger(__name__)
 
@@ -100,9 +102,17 @@ def parse(raw: bytes) -> Callback:
     )
 
 
-def handle(identity: Identity, callback: Callback) -> dict[str, Any]:
-    """Decide and record one callback; returns the answer, or raises Refused / Unavailable."""
-    audit = Audit(identity, callback)
+def handle(identity: Identity, raw: bytes, remote_addr: str | None = None) -> dict[str, Any]:
+    """Parse, decide and record one callback from a verified caller; returns the answer, or
+    raises BadRecord / Refused / Unavailable. Every decision leaves an audit row."""
+    try:
+        callback = parse(raw)
+    except BadRecord as bad:
+        Audit(identity, None, remote_addr).write(
+            CallbackAudit.Decision.REFUSED, 400, "invalid_body", str(bad)
+        )
+        raise
+    audit = Audit(identity, callback, remote_addr)
     try:
         answer = _decide(identity, callback, audit)
     except Refused as refused:
@@ -403,35 +413,72 @@ def _record(
     )
 
 
-class Audit:
-    """The forensic row of one callback decision (verified callers only)."""
+def refused_unverified(
+    status: int, error: str, detail: str, *, authorization: str, remote_addr: str | None
+) -> None:
+    """The audit row of a callback refused before its caller's identity was proven.
 
-    def __init__(self, identity: Identity, callback: Callback) -> None:
-        self.identity, self.callback = identity, callback
+    Anyone can send those, so they are kept at most CRCR_AUDIT_UNVERIFIED_PER_MIN a minute
+    across the relay; beyond that, or while Redis is down, they are only logged (fail open: the
+    answer is the refusal either way, and the database cannot be filled by strangers)."""
+    issuer, repo = oidc_claimed(authorization)
+    logger.info("callback refused (%s %s) from %s: %s", status, error, remote_addr, detail)
+    limit = settings.CRCR_AUDIT_UNVERIFIED_PER_MIN
+    try:
+        if not limit or state.rate_limited(redis_keys.AUDIT_UNVERIFIED, limit):
+            return
+    except RedisError:
+        return
+    sql.insert(
+        CallbackAudit,
+        dict(
+            at=datetime.now(UTC),
+            decision=CallbackAudit.Decision.REFUSED,
+            status=status,
+            reason=error,
+            detail=detail[:2000],
+            verified=False,
+            repo=repo,
+            issuer=issuer,
+            remote_addr=remote_addr,
+        ),
+    )
+
+
+class Audit:
+    """The forensic row of one callback decision by a verified caller (the callback is None
+    when its body could not be parsed)."""
+
+    def __init__(
+        self, identity: Identity, callback: Callback | None, remote_addr: str | None = None
+    ) -> None:
+        self.identity, self.callback, self.remote_addr = identity, callback, remote_addr
         self.provenance = ""
 
     def write(self, decision: str, status: int, reason: str, detail: str = "") -> None:
         sql.insert_row(self.row(decision, status, reason, detail))
 
     def row(self, decision: str, status: int, reason: str, detail: str = "") -> sql.Row:
-        workflow = self.callback.workflow
-        return sql.Row(
-            CallbackAudit,
-            dict(
-                at=datetime.now(UTC),
-                decision=decision,
-                status=status,
-                reason=reason,
-                detail=detail[:2000],
-                repo=self.identity.repo,
-                issuer=self.identity.issuer,
-                replay_key=_replay_key(self.identity),
-                provenance=self.provenance,
+        values: dict[str, Any] = dict(
+            at=datetime.now(UTC),
+            decision=decision,
+            status=status,
+            reason=reason,
+            detail=detail[:2000],
+            repo=self.identity.repo,
+            issuer=self.identity.issuer,
+            remote_addr=self.remote_addr,
+            replay_key=_replay_key(self.identity),
+            provenance=self.provenance,
+        )
+        if self.callback is not None:
+            workflow = self.callback.workflow
+            values |= dict(
                 delivery_id=self.callback.delivery_id,
                 event_type=self.callback.event_type,
                 callback_status=workflow.status,
                 job=f"{workflow.name} / {self.callback.job_name} "
                 f"({workflow.run_id}, {workflow.run_attempt})"[:600],
                 dropped=workflow.dropped,
-            ),
-        )
+            )
+        return sql.Row(CallbackAudit, values)

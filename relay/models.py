@@ -106,7 +106,8 @@ class ReplayKey(models.Model):
 
 
 class CallbackAudit(models.Model):
-    """Every decision on a callback from a verified caller, for forensics."""
+    """Every decision on a callback, for forensics. Refusals before the caller's identity was
+    proven (`verified` false) are kept at most CRCR_AUDIT_UNVERIFIED_PER_MIN a minute."""
 
     class Decision(models.TextChoices):
         ACCEPTED = "accepted"
@@ -118,8 +119,18 @@ class CallbackAudit(models.Model):
     status = models.PositiveSmallIntegerField(help_text="the HTTP status answered")
     reason = models.CharField(max_length=100, blank=True)
     detail = models.TextField(blank=True)
-    repo = models.CharField(max_length=140, help_text="the verified identity")
-    issuer = models.CharField(max_length=200)
+    verified = models.BooleanField(
+        default=True, help_text="false: refused before the caller's identity was proven"
+    )
+    repo = models.CharField(
+        max_length=140,
+        blank=True,
+        help_text="the verified identity, or (unverified) what the token claimed",
+    )
+    issuer = models.CharField(max_length=200, blank=True)
+    remote_addr = models.GenericIPAddressField(
+        null=True, blank=True, help_text="the peer's address as the server saw it"
+    )
     replay_key = models.CharField(max_length=200, blank=True)
     provenance = models.CharField(
         max_length=20, blank=True, help_text="dispatch token: verified, absent or invalid"

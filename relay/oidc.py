@@ -148,6 +148,20 @@ def bearer(authorization: str) -> str:
     return token.strip()
 
 
+def claimed(authorization: str) -> tuple[str, str]:
+    """(issuer, repository) as an unverified token claims them, for the audit of a refusal;
+    empty strings where it claims nothing readable. Never a basis for a decision."""
+    try:
+        claims = jwt.decode(bearer(authorization), options={"verify_signature": False})
+    except (OIDCRefused, jwt.PyJWTError):
+        return "", ""
+    issuer, repo = claims.get("iss"), claims.get("repository")
+    return (
+        issuer[:200] if isinstance(issuer, str) else "",
+        repo[:140] if isinstance(repo, str) else "",
+    )
+
+
 def verify(authorization: str) -> Identity:
     """The caller's identity from `Authorization: Bearer <token>`, or OIDCRefused.
 

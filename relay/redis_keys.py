@@ -11,6 +11,8 @@ lands in one Redis Cluster slot and a Lua script may touch them together.
   `CRCR_DISPATCH_TTL`; the callback state machine (relay/state.py), one Lua script per
   transition.
 - `crcr:rate:<repo>` — counter of callbacks in the current minute; TTL 60 s; the rate limiter.
+- `crcr:rate:audit-unverified` — the same, for audit rows of refusals before identity is
+  proven (relay-wide; `<repo>` keys always contain a slash, so this name cannot collide).
 - `crcr:oidc:jwks:<issuer>` — string, the issuer's JWKS; TTL 24 hours; relay/oidc.py.
 - `crcr:oidc:refresh:<issuer>` — "1" while a JWKS refetch is cooling down; TTL 60 s.
 - `crcr:gh:installation:<repo>` — string, the App's installation id; TTL 24 hours; GitHub
@@ -50,6 +52,9 @@ def job(delivery_id: str, repo: str, run_id: str, run_attempt: int, job_name: st
 
 def rate(repo: str) -> str:
     return f"crcr:rate:{repo}"
+
+
+AUDIT_UNVERIFIED = "crcr:rate:audit-unverified"
 
 
 def oidc_jwks(issuer: str) -> str:

@@ -48,15 +48,26 @@ def webhook(request: HttpRequest) -> JsonResponse:
 @csrf_exempt
 @json_methods("POST")
 def callback(request: HttpRequest) -> JsonResponse:
+    authorization = request.headers.get("Authorization", "")
+    peer = request.META.get("REMOTE_ADDR") or None
     body = read_limited(request, settings.CRCR_CALLBACK_MAX_BYTES)
-    if body is None:
-        return json_error(413, "too_large", "the body is over the size limit")
     try:
-        identity = oidc.verify(request.headers.get("Authorization", ""))
-        parsed = callbacks.parse(body)
-        answer = callbacks.handle(identity, parsed)
+        if body is None:
+            raise oidc.OIDCRefused(413, "too_large", "the body is over the size limit")
+        identity = oidc.verify(authorization)
     except oidc.OIDCRefused as refused:
+        callbacks.refused_unverified(
+            refused.status,
+            refused.error,
+            refused.detail,
+            authorization=authorization,
+            remote_addr=peer,
+        )
         return json_error(refused.status, refused.error, refused.detail)
+    except RedisError:
+        return _unavailable("RedisError")
+    try:
+        answer = callbacks.handle(identity, body, peer)
     except BadRecord as bad:
         return json_error(400, "invalid_body", str(bad))
     except callbacks.Refused as refused:
@@ -65,8 +76,12 @@ def callback(request: HttpRequest) -> JsonResponse:
             response["Retry-After"] = str(refused.retry_after)
         return response
     except (RedisError, callbacks.Unavailable, DatabaseError) as exc:
-        # Fail closed: nothing was recorded, the state is as it was; the client may retry.
-        response = json_error(503, "unavailable", f"try again shortly ({type(exc).__name__})")
-        response["Retry-After"] = str(RETRY_AFTER)
-        return response
+        return _unavailable(type(exc).__name__)
     return JsonResponse(answer)
+
+
+def _unavailable(what: str) -> JsonResponse:
+    # Fail closed: nothing was recorded, the state is as it was; the client may retry.
+    response = json_error(503, "unavailable", f"try again shortly ({what})")
+    response["Retry-After"] = str(RETRY_AFTER)
+    return response

@@ -47,14 +47,14 @@ def scenario() -> dict[str, object]:
         refused = False
     except DatabaseError:
         refused = True
-    record = JobRecord.objects.get()
+    row = JobRecord.objects.get()
     return {
         "first": first,
         "again": again,
         "refused": refused,
         "replay_keys": sorted(ReplayKey.objects.values_list("key", flat=True)),
         "audits": CallbackAudit.objects.count(),
-        "record": [record.job_name, record.status, record.failed_tests_detail, str(record.updated_at)],
+        "record": [row.job_name, row.status, row.failed_tests_detail, str(row.updated_at)],
     }  # fmt: skip
 
 

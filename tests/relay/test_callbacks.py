@@ -275,6 +275,33 @@ def test_a_refused_callback_gets_its_status_and_records_nothing(
     assert ReplayKey.objects.count() == 0
     assert set(redis.Redis.from_url(redis_server.url).keys("crcr:{*:job:*")) == keys_before
     assert not CallbackAudit.objects.filter(decision="accepted").exists()
+    audit = CallbackAudit.objects.get()  # and the refusal is on record, with its reason
+    assert (audit.decision, audit.status, audit.reason) == ("refused", status, error)
+    assert audit.remote_addr == "127.0.0.1"
+    assert audit.verified == (status not in (401, 413))
+
+
+def test_refusals_before_identity_are_audited_at_a_bounded_rate(client, actions, settings):
+    settings.CRCR_AUDIT_UNVERIFIED_PER_MIN = 3
+    expired = token_for(actions, exp=int(time.time()) - 3600)
+
+    answers = [post_callback(client, {"x": 1}, expired).status_code for _ in range(5)]
+
+    assert answers == [401] * 5
+    rows = CallbackAudit.objects.all()
+    assert len(rows) == 3
+    assert {(r.verified, r.repo, r.issuer, r.reason) for r in rows} == {
+        (False, "org-b/l3", actions.url, "token_invalid")  # what the token claimed, unverified
+    }
+
+
+def test_refusals_before_identity_are_only_logged_while_redis_is_down(client, actions, settings):
+    settings.REDIS_URL = "redis://127.0.0.1:1/0"  # nothing listens there
+
+    response = post_callback(client, {"x": 1}, "not-a-jwt")
+
+    assert response.status_code == 401
+    assert not CallbackAudit.objects.exists()
 
 
 def test_a_repo_not_allowlisted_or_at_l1_is_ignored(client, actions, dispatched):
