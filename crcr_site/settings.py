@@ -309,7 +309,7 @@ CRCR_ALLOWLIST_SYNC_INTERVAL = envint("CRCR_ALLOWLIST_SYNC_INTERVAL", 300)
 HUD_BACKEND = envstr("HUD_BACKEND", "orm")
 if HUD_BACKEND not in {"orm", "clickhouse"}:
     raise ImproperlyConfigured(f"HUD_BACKEND={HUD_BACKEND!r}: use orm or clickhouse")
-HUD_STORE = {"orm": "hud.storage.OrmRecordStore"}.get(HUD_BACKEND, "hud.storage.OrmRecordStore")
+HUD_STORE = {"orm": "hud.orm.OrmRecordStore"}.get(HUD_BACKEND, "hud.orm.OrmRecordStore")
 HUD_CLICKHOUSE_URL = envstr("HUD_CLICKHOUSE_URL") or None
 HUD_BOT_TOKEN = envsecret("HUD_BOT_TOKEN")
 HUD_FORWARD_URL = envstr("HUD_FORWARD_URL") or None

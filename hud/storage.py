@@ -5,17 +5,27 @@ backend keeps contract §3's semantics: one row per key, and a later record for 
 changes only the fields it carries (`None` is "not carried" and erases nothing).
 """
 
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
 from django.utils.module_loading import import_string
 
 from crcr_site import sql
 from hud.models import JobRecord
 from hud.records import Workflow
+from hud.reports import (
+    DailyPoint,
+    Kind,
+    MatrixPage,
+    ProbeHealth,
+    PrView,
+    ReadinessMetrics,
+    RepoSummary,
+    Window,
+)
 
 KEY_FIELDS = ("downstream_repo", "delivery_id", "workflow_name", "job_name", "check_run_id")
 
@@ -105,31 +115,55 @@ class RecordStore:
         """Insert the record; RecordExists when its key is already stored (written once)."""
         raise NotImplementedError
 
+    # The read side: hud/reports.py states the semantics every backend keeps.
 
-class OrmRecordStore(RecordStore):
-    """PostgreSQL or SQLite; runs inside the caller's transaction."""
+    def summary(
+        self, window: Window, kind: Kind, *, exclude: Sequence[str] = ()
+    ) -> list[RepoSummary]:
+        """Per repo over the window, with its daily series; worst pass rate first."""
+        raise NotImplementedError
 
-    def upsert_row(self, record: HudRecord, *, now: datetime) -> sql.Row:
-        # One INSERT ... ON CONFLICT (key) DO UPDATE SET <the carried fields only>: atomic on
-        # PostgreSQL and SQLite alike, and a field a record does not carry is left as it was.
-        # Plain SQL: every accepted callback runs it (crcr_site/sql.py says why).
-        changes = record.carried() | {"updated_at": now}
-        return sql.Row(
-            JobRecord,
-            vars(record.key) | changes | {"received_at": now},
-            on_conflict=KEY_FIELDS,
-            update=tuple(changes),
-        )
+    def daily(
+        self, window: Window, kind: Kind, *, exclude: Sequence[str] = ()
+    ) -> dict[str, tuple[DailyPoint, ...]]:
+        """Per repo key, the counts of each day of the window that has records, oldest first."""
+        raise NotImplementedError
 
-    def insert_new(self, record: HudRecord, *, now: datetime) -> None:
-        values = record.carried() | {"updated_at": now, "received_at": now}
-        try:
-            with transaction.atomic():
-                sql.insert(JobRecord, vars(record.key) | values)
-        except IntegrityError:
-            raise RecordExists(str(record.key)) from None
+    def matrix(
+        self,
+        repo_key: str,
+        window: Window,
+        kind: Kind,
+        *,
+        outcome: str | None = None,
+        pr: int | None = None,
+        page: int = 1,
+        per_page: int = 25,
+    ) -> MatrixPage:
+        """One page of a repo's row x job matrix, rows filtered by a cell outcome or a PR."""
+        raise NotImplementedError
+
+    def pr(self, number: int, *, exclude: Sequence[str] = ()) -> PrView:
+        """One upstream PR across every downstream repo, all time; red repos first."""
+        raise NotImplementedError
+
+    def readiness(self, repo_key: str, window: Window) -> ReadinessMetrics:
+        """What the level criteria measure for one repo's PR/push results."""
+        raise NotImplementedError
+
+    def probe(self, repo_key: str, window: Window) -> ProbeHealth:
+        """The probe repo's jobs against their expected outcomes."""
+        raise NotImplementedError
+
+    def newest(self) -> datetime | None:
+        """When the newest record was received (the pages' "data as of")."""
+        raise NotImplementedError
+
+    def first_seen(self, repo_key: str) -> datetime | None:
+        """When a repo's first record was received."""
+        raise NotImplementedError
 
 
-def get_store() -> RecordStore:
+def get_store() -> "RecordStore":
     store: RecordStore = import_string(settings.HUD_STORE)()
     return store

@@ -31,6 +31,16 @@ def django_db_modify_db_settings() -> None:
             returncode=2,
         )
     db.setdefault("TEST", {})["NAME"] = f"test_crcr_{RUN_ID}"
+    # A second database, SQLite, for the tests that hold a backend to the same contract on
+    # both (`django_db(databases=["default", "sqlite"])`); in memory, created only when asked.
+    from django.db import connections
+
+    from crcr_site.settings import database_config
+
+    sqlite = database_config("sqlite://:memory:") | {"TEST": {"NAME": None}}
+    settings.DATABASES["sqlite"] = sqlite
+    connections.settings["sqlite"] = sqlite
+    connections.configure_settings(connections.settings)
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,414 @@
+"""The HUD's ORM backend (PostgreSQL, SQLite): aggregation in SQL, semantics in hud/reports.py.
+
+Counts, averages and daily buckets are ORM aggregates; percentiles and "the latest attempt of
+each job" are window functions (ROW_NUMBER) — standard SQL that PostgreSQL and SQLite both run,
+served by the (downstream_repo, received_at) and (pr_number, received_at) indexes.
+"""
+
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from django.db import IntegrityError, connections, models, transaction
+from django.db.models import Avg, Count, F, Max, Min, OuterRef, Q, QuerySet, Subquery
+from django.db.models.functions import RowNumber, TruncDate
+from django.utils.dateparse import parse_datetime
+
+from crcr_site import sql
+from hud.models import JobRecord
+from hud.reports import (
+    FAILURES,
+    PROBE_EXPECTATIONS,
+    Cell,
+    Counts,
+    DailyPoint,
+    Kind,
+    MatrixPage,
+    MatrixRow,
+    ProbeHealth,
+    PrRepo,
+    PrView,
+    ReadinessMetrics,
+    RepoSummary,
+    ShaResult,
+    Window,
+)
+from hud.storage import KEY_FIELDS, HudRecord, RecordExists, RecordStore
+
+COMPLETED = Q(status="completed")
+COUNTS = {
+    "successes": Count("id", filter=COMPLETED & Q(conclusion="success")),
+    "failures": Count("id", filter=COMPLETED & Q(conclusion__in=FAILURES)),
+    "timed_out": Count("id", filter=COMPLETED & Q(conclusion="timed_out")),
+    "cancelled": Count("id", filter=COMPLETED & Q(conclusion="cancelled")),
+    "completed": Count("id", filter=COMPLETED),
+    "in_progress": Count("id", filter=~COMPLETED),
+}
+FAILED_TESTS_SHOWN = 3
+REPO = F("downstream_repo")
+
+
+def _counts(row: Mapping[str, Any]) -> Counts:
+    return Counts(**{name: int(row[name] or 0) for name in COUNTS})
+
+
+class OrmRecordStore(RecordStore):
+    """PostgreSQL or SQLite, through Django's database alias `using`; writes join the caller's
+    transaction."""
+
+    def __init__(self, using: str = "default") -> None:
+        self.using = using
+
+    # -- writes ------------------------------------------------------------------------------
+
+    def upsert_row(self, record: HudRecord, *, now: datetime) -> sql.Row:
+        # One INSERT ... ON CONFLICT (key) DO UPDATE SET <the carried fields only>: atomic on
+        # PostgreSQL and SQLite alike, and a field a record does not carry is left as it was.
+        # Plain SQL: every accepted callback runs it (crcr_site/sql.py says why).
+        changes = record.carried() | {"updated_at": now}
+        return sql.Row(
+            JobRecord,
+            vars(record.key) | changes | {"received_at": now},
+            on_conflict=KEY_FIELDS,
+            update=tuple(changes),
+        )
+
+    def insert_new(self, record: HudRecord, *, now: datetime) -> None:
+        values = record.carried() | {"updated_at": now, "received_at": now}
+        try:
+            with transaction.atomic():
+                sql.insert(JobRecord, vars(record.key) | values)
+        except IntegrityError:
+            raise RecordExists(str(record.key)) from None
+
+    # -- reads -------------------------------------------------------------------------------
+
+    def _in(self, window: Window, kind: Kind) -> QuerySet[JobRecord]:
+        return JobRecord.objects.using(self.using).filter(
+            received_at__gte=window.start, received_at__lt=window.end, event_type__in=kind.events
+        )
+
+    def summary(
+        self, window: Window, kind: Kind, *, exclude: Sequence[str] = ()
+    ) -> list[RepoSummary]:
+        records = self._in(window, kind).exclude(downstream_repo__in=exclude)
+        rows = (
+            records.values("downstream_repo")
+            .annotate(
+                **COUNTS,
+                repo=Max("repo_display"),
+                last_run=Max("received_at"),
+                avg_queue=Avg("queue_time", filter=Q(run_attempt=1)),
+                level=_latest_level(records),
+            )
+            .order_by()
+        )
+        execution = _percentiles(records.filter(COMPLETED), F("execution_time"))
+        daily = self.daily(window, kind, exclude=exclude)
+        summaries = [
+            RepoSummary(
+                repo=row["repo"],
+                key=row["downstream_repo"],
+                level=row["level"] or "",
+                counts=_counts(row),
+                p50_execution=execution.get(row["downstream_repo"], {}).get(50),
+                p90_execution=execution.get(row["downstream_repo"], {}).get(90),
+                avg_queue=row["avg_queue"],
+                last_run=row["last_run"],
+                daily=daily.get(row["downstream_repo"], ()),
+            )
+            for row in rows
+        ]
+        return sorted(summaries, key=_worst_first)
+
+    def daily(
+        self, window: Window, kind: Kind, *, exclude: Sequence[str] = ()
+    ) -> dict[str, tuple[DailyPoint, ...]]:
+        rows = (
+            self._in(window, kind)
+            .exclude(downstream_repo__in=exclude)
+            .annotate(day=TruncDate("received_at"))
+            .values("downstream_repo", "day")
+            .annotate(**COUNTS)
+            .order_by("downstream_repo", "day")
+        )
+        series: dict[str, list[DailyPoint]] = {}
+        for row in rows:
+            series.setdefault(row["downstream_repo"], []).append(
+                DailyPoint(row["day"], _counts(row))
+            )
+        return {repo: tuple(points) for repo, points in series.items()}
+
+    def matrix(
+        self,
+        repo_key: str,
+        window: Window,
+        kind: Kind,
+        *,
+        outcome: str | None = None,
+        pr: int | None = None,
+        page: int = 1,
+        per_page: int = 25,
+    ) -> MatrixPage:
+        records = self._in(window, kind).filter(downstream_repo=repo_key)
+        if pr is not None:
+            records = records.filter(pr_number=pr)
+        columns = tuple(sorted(set(records.values_list("job_name", flat=True).distinct())))
+        repo = records.values_list("repo_display", flat=True).first() or repo_key
+        rows, total = self._matrix_rows(records, outcome, page, per_page)
+        cells = self._latest_cells(records, [(r.pr_number, r.head_sha) for r in rows])
+        for row in rows:
+            row.cells.update(cells.get((row.pr_number, row.head_sha), {}))
+        return MatrixPage(
+            repo=repo,
+            columns=columns,
+            rows=tuple(rows),
+            page=page,
+            pages=max(1, -(-total // per_page)),
+            total_rows=total,
+        )
+
+    def _matrix_rows(
+        self, records: QuerySet[JobRecord], outcome: str | None, page: int, per_page: int
+    ) -> tuple[list[MatrixRow], int]:
+        latest, params = _latest_sql(records, ("pr_number", "head_sha", "job_name"))
+        hits = "1"
+        if outcome is not None:
+            hits = f"CASE WHEN {OUTCOME_SQL} = %s THEN 1 ELSE 0 END"
+            params = [*params, outcome]
+        statement = (
+            f"WITH latest AS ({latest}), grouped AS ("  # noqa: S608 (built from the ORM's SQL)
+            "SELECT pr_number, head_sha, MIN(received_at) AS first_at, "
+            f"MAX(received_at) AS last_at, SUM({hits}) AS hits "
+            "FROM latest WHERE k = 1 GROUP BY pr_number, head_sha) "
+            "SELECT pr_number, head_sha, first_at, last_at, COUNT(*) OVER () FROM grouped "
+            "WHERE hits > 0 ORDER BY last_at DESC, pr_number DESC, head_sha LIMIT %s OFFSET %s"
+        )
+        with connections[self.using].cursor() as cursor:
+            cursor.execute(statement, [*params, per_page, (page - 1) * per_page])
+            found = cursor.fetchall()
+        rows = [MatrixRow(int(r[0]), r[1], _aware(r[2]), _aware(r[3])) for r in found]
+        total = int(found[0][4]) if found else 0
+        if not found and page > 1:  # past the end: the count still matters for the pager
+            total = self._matrix_rows(records, outcome, 1, 1)[1]
+        return rows, total
+
+    def _latest_cells(
+        self, records: QuerySet[JobRecord], rows: Sequence[tuple[int, str]]
+    ) -> dict[tuple[int, str], dict[str, Cell]]:
+        if not rows:
+            return {}
+        chosen = records.filter(
+            pr_number__in={pr for pr, _ in rows}, head_sha__in={sha for _, sha in rows}
+        )
+        latest, params = _latest_sql(chosen, ("pr_number", "head_sha", "job_name"))
+        with connections[self.using].cursor() as cursor:
+            cursor.execute(f"SELECT id FROM ({latest}) latest WHERE k = 1", params)  # noqa: S608
+            ids = [row[0] for row in cursor.fetchall()]
+        wanted = set(rows)
+        cells: dict[tuple[int, str], dict[str, Cell]] = {}
+        for record in JobRecord.objects.using(self.using).filter(id__in=ids):
+            if (record.pr_number, record.head_sha) in wanted:
+                cells.setdefault((record.pr_number, record.head_sha), {})[record.job_name] = _cell(
+                    record
+                )
+        return cells
+
+    def pr(self, number: int, *, exclude: Sequence[str] = ()) -> PrView:
+        records = (
+            JobRecord.objects.using(self.using)
+            .filter(pr_number=number, event_type__in=Kind.PR.events)
+            .exclude(downstream_repo__in=exclude)
+        )
+        latest, params = _latest_sql(records, ("downstream_repo", "head_sha", "job_name"))
+        sums = ", ".join(
+            f"SUM(CASE WHEN {condition} THEN 1 ELSE 0 END)" for condition in COUNT_SQL.values()
+        )
+        statement = (
+            f"SELECT downstream_repo, head_sha, MIN(received_at), {sums} "  # noqa: S608
+            f"FROM ({latest}) latest WHERE k = 1 GROUP BY downstream_repo, head_sha "
+            "ORDER BY downstream_repo, MIN(received_at), head_sha"
+        )
+        with connections[self.using].cursor() as cursor:
+            cursor.execute(statement, params)
+            found = cursor.fetchall()
+        shas: dict[str, list[ShaResult]] = {}
+        for row in found:
+            counts = Counts(*(int(value or 0) for value in row[3:]))
+            shas.setdefault(row[0], []).append(ShaResult(row[1], _aware(row[2]), counts))
+        about = {
+            row["downstream_repo"]: row
+            for row in records.values("downstream_repo")
+            .annotate(repo=Max("repo_display"), level=_latest_level(records))
+            .order_by()
+        }
+        repos = [
+            PrRepo(
+                repo=about[key]["repo"],
+                key=key,
+                level=about[key]["level"] or "",
+                shas=tuple(results),
+                failing=self._failing(records.filter(downstream_repo=key), number, results[-1]),
+            )
+            for key, results in shas.items()
+        ]
+        repos.sort(key=lambda r: (not r.latest.red, r.repo.casefold()))
+        return PrView(number=number, repos=tuple(repos))
+
+    def _failing(
+        self, records: QuerySet[JobRecord], number: int, latest: ShaResult
+    ) -> tuple[Cell, ...]:
+        if not latest.red:
+            return ()
+        key = (number, latest.head_sha)
+        row = self._latest_cells(records.filter(head_sha=latest.head_sha), [key]).get(key, {})
+        failed = (*FAILURES, "timed_out")
+        return tuple(row[job] for job in sorted(row) if row[job].outcome in failed)
+
+    def readiness(self, repo_key: str, window: Window) -> ReadinessMetrics:
+        records = self._in(window, Kind.PR).filter(downstream_repo=repo_key)
+        row = records.aggregate(**COUNTS, avg_queue=Avg("queue_time", filter=Q(run_attempt=1)))
+        counts = _counts(row)
+        end_to_end = _percentiles(
+            records.filter(COMPLETED, queue_time__isnull=False),
+            F("queue_time") + F("execution_time"),
+        )
+        return ReadinessMetrics(
+            days=window.days,
+            completed=counts.completed,
+            pass_rate=counts.pass_rate,
+            timeout_rate=counts.timed_out / counts.completed if counts.completed else None,
+            p50_end_to_end=end_to_end.get(repo_key, {}).get(50),
+            avg_queue=row["avg_queue"],
+        )
+
+    def probe(self, repo_key: str, window: Window) -> ProbeHealth:
+        expected = ~Q(job_name__in=PROBE_EXPECTATIONS) & Q(conclusion="success")
+        for job, conclusion in PROBE_EXPECTATIONS.items():
+            expected |= Q(job_name=job, conclusion=conclusion)
+        row = (
+            JobRecord.objects.using(self.using)
+            .filter(downstream_repo=repo_key, received_at__gte=window.start)
+            .filter(received_at__lt=window.end)
+            .aggregate(
+                runs=Count("id", filter=COMPLETED),
+                as_expected=Count("id", filter=COMPLETED & expected),
+                in_progress=Count("id", filter=~COMPLETED),
+                last_run=Max("received_at"),
+            )
+        )
+        return ProbeHealth(
+            repo=repo_key,
+            runs=row["runs"],
+            as_expected=row["as_expected"],
+            in_progress=row["in_progress"],
+            last_run=row["last_run"],
+        )
+
+    def newest(self) -> datetime | None:
+        return JobRecord.objects.using(self.using).aggregate(at=Max("received_at"))["at"]
+
+    def first_seen(self, repo_key: str) -> datetime | None:
+        return (
+            JobRecord.objects.using(self.using)
+            .filter(downstream_repo=repo_key)
+            .aggregate(at=Min("received_at"))["at"]
+        )
+
+
+# What a cell is, in SQL: its conclusion, or in_progress while it runs.
+OUTCOME_SQL = "(CASE WHEN status = 'completed' THEN conclusion ELSE 'in_progress' END)"
+_FAILURE_LIST = ", ".join(f"'{c}'" for c in FAILURES)
+COUNT_SQL = {  # the same counts as COUNTS, for the plain-SQL queries; in Counts' field order
+    "successes": "status = 'completed' AND conclusion = 'success'",
+    "failures": f"status = 'completed' AND conclusion IN ({_FAILURE_LIST})",
+    "timed_out": "status = 'completed' AND conclusion = 'timed_out'",
+    "cancelled": "status = 'completed' AND conclusion = 'cancelled'",
+    "completed": "status = 'completed'",
+    "in_progress": "status <> 'completed'",
+}
+
+
+def _latest_level(records: QuerySet[JobRecord]) -> Subquery:
+    """Per downstream_repo group: the level its newest record reported."""
+    newest = records.filter(downstream_repo=OuterRef("downstream_repo")).order_by(
+        "-received_at", "-id"
+    )
+    return Subquery(newest.values("level")[:1])
+
+
+def _latest_sql(records: QuerySet[JobRecord], partition: tuple[str, ...]) -> tuple[str, list[Any]]:
+    """The records' SQL (for the records' own database) with a column `k`: 1 for the latest
+    attempt of each `partition`."""
+    ranked = records.annotate(
+        k=models.Window(
+            RowNumber(),
+            partition_by=[F(name) for name in partition],
+            order_by=[F("run_attempt").desc(), F("received_at").desc(), F("id").desc()],
+        )
+    ).order_by()
+    statement, params = ranked.query.get_compiler(using=ranked.db).as_sql()
+    return statement, list(params)
+
+
+def _percentiles(records: QuerySet[JobRecord], value: Any) -> dict[str, dict[int, float]]:
+    """Nearest-rank p50 and p90 of `value` per repo (non-null values only)."""
+    ranked = (
+        records.annotate(v=value)
+        .filter(v__isnull=False)
+        .annotate(
+            n=models.Window(
+                RowNumber(), partition_by=[F("downstream_repo")], order_by=F("v").asc()
+            ),
+            c=models.Window(Count("id"), partition_by=[F("downstream_repo")]),
+        )
+        .filter(Q(n=(F("c") + 1) / 2) | Q(n=(F("c") * 9 + 9) / 10))
+        .values_list("downstream_repo", "n", "c", "v")
+    )
+    found: dict[str, dict[int, float]] = {}
+    for repo, n, c, v in ranked:
+        ranks = found.setdefault(repo, {})
+        if n == (c + 1) // 2:
+            ranks[50] = v
+        if n == (9 * c + 9) // 10:
+            ranks[90] = v
+    return found
+
+
+def _cell(record: JobRecord) -> Cell:
+    detail = record.failed_tests_detail if isinstance(record.failed_tests_detail, list) else []
+    failed = tuple(
+        str(test.get("name") or test.get("test") or "")
+        for test in detail[:FAILED_TESTS_SHOWN]
+        if isinstance(test, dict)
+    )
+    return Cell(
+        job_name=record.job_name,
+        workflow_name=record.workflow_name,
+        status=record.status,
+        conclusion=record.conclusion,
+        run_attempt=record.run_attempt,
+        execution_time=record.execution_time,
+        queue_time=record.queue_time,
+        tests_passed=record.tests_passed,
+        tests_total=record.tests_total,
+        failed_tests=failed,
+        triage_verdict=record.triage_verdict if isinstance(record.triage_verdict, dict) else None,
+        log_url=record.workflow_run_url,
+        received_at=record.received_at,
+    )
+
+
+def _aware(value: Any) -> datetime:
+    """A timestamp from plain SQL (SQLite gives text)."""
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    parsed = parse_datetime(str(value))
+    if parsed is None:
+        raise ValueError(f"not a timestamp: {value!r}")
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _worst_first(summary: RepoSummary) -> tuple[float, str]:
+    rate = summary.counts.pass_rate
+    return (2.0 if rate is None else rate, summary.repo.casefold())

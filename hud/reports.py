@@ -1,0 +1,215 @@
+"""What the HUD shows, as the dataclasses every storage backend returns (hud/storage.py).
+
+Semantics, the same on every backend (the contract tests in tests/hud/test_store_contract.py
+hold each backend to them):
+
+- A window is the last N days of the relay's own clock: a record counts when it was first
+  *received* in the window (contract §3), whatever `started_at` the client reported.
+- `completed` counts jobs whose status is completed, whatever their conclusion; the pass rate
+  is successes ÷ completed. Failures are conclusions `failure` and `startup_failure`;
+  `timed_out` and `cancelled` are counted apart. Every attempt of a job is a run of it.
+- Execution-time percentiles are nearest-rank over completed jobs with a measured time: p50 is
+  the value at rank ⌈n/2⌉ of the sorted times, p90 at rank ⌈9n/10⌉ (exact, no interpolation).
+- The average queue time leaves out re-runs (`run_attempt > 1`): a re-run's queue is not the
+  backend's capacity to pick up new work.
+- A matrix cell is a job's latest attempt in its row (highest `run_attempt`, then newest).
+  Rows are (PR number, head SHA) for PR/push results; a push has its PR number only when it
+  came from a `refs/tags/ciflow/<name>/<N>` tag, else it is a row of PR 0 for its SHA. Nightly
+  rows are per SHA.
+- The probe repo (CRCR_PROBE_REPO) feeds the relay-health card and is left out of the level
+  tables; its jobs named `xfail`, `xcancel` and `xtimeout` are expected to end `failure`,
+  `cancelled` and `timed_out`, every other job `success`.
+"""
+
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+
+class Kind(StrEnum):
+    """The HUD's two tabs."""
+
+    PR = "pr"  # pull_request and push
+    NIGHTLY = "nightly"  # nightly and periodic
+
+    @property
+    def events(self) -> tuple[str, ...]:
+        return EVENTS[self]
+
+
+EVENTS = {Kind.PR: ("pull_request", "push"), Kind.NIGHTLY: ("nightly", "periodic")}
+FAILURES = ("failure", "startup_failure")
+DAYS = (1, 7, 14, 30, 90)
+DEFAULT_DAYS = 14
+# The probe's jobs whose expected outcome is not success.
+PROBE_EXPECTATIONS = {"xfail": "failure", "xcancel": "cancelled", "xtimeout": "timed_out"}
+# What a matrix cell is, for filtering: the conclusion, or `in_progress` while it runs.
+OUTCOMES = ("success", "failure", "timed_out", "cancelled", "in_progress")
+
+
+@dataclass(frozen=True)
+class Window:
+    """The last `days` days up to `end` (the relay's clock)."""
+
+    days: int
+    end: datetime
+
+    @property
+    def start(self) -> datetime:
+        return self.end - timedelta(days=self.days)
+
+
+@dataclass(frozen=True)
+class Counts:
+    successes: int = 0
+    failures: int = 0
+    timed_out: int = 0
+    cancelled: int = 0
+    completed: int = 0
+    in_progress: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.completed + self.in_progress
+
+    @property
+    def pass_rate(self) -> float | None:
+        """successes ÷ completed, None when nothing completed."""
+        return self.successes / self.completed if self.completed else None
+
+
+@dataclass(frozen=True)
+class DailyPoint:
+    day: date
+    counts: Counts
+
+
+@dataclass(frozen=True)
+class RepoSummary:
+    """One repo's results over a window."""
+
+    repo: str  # owner/name as shown
+    key: str  # casefolded
+    level: str  # the latest reported level (the page prefers the allowlist's)
+    counts: Counts
+    p50_execution: float | None
+    p90_execution: float | None
+    avg_queue: float | None
+    last_run: datetime | None
+    daily: tuple[DailyPoint, ...] = ()
+
+
+@dataclass(frozen=True)
+class Cell:
+    """A job's latest attempt in one matrix row."""
+
+    job_name: str
+    workflow_name: str
+    status: str
+    conclusion: str
+    run_attempt: int
+    execution_time: float | None
+    queue_time: float | None
+    tests_passed: int | None
+    tests_total: int | None
+    failed_tests: tuple[str, ...]  # the first few names
+    triage_verdict: dict[str, Any] | None
+    log_url: str  # the run's URL, as reported (the page links it only when safe)
+    received_at: datetime
+
+    @property
+    def outcome(self) -> str:
+        return self.conclusion if self.status == "completed" else "in_progress"
+
+
+@dataclass(frozen=True)
+class MatrixRow:
+    pr_number: int
+    head_sha: str
+    first_at: datetime
+    last_at: datetime
+    cells: dict[str, Cell] = field(default_factory=dict)  # job name → cell
+
+
+@dataclass(frozen=True)
+class MatrixPage:
+    """One page of a repo's PR x job matrix, newest rows first."""
+
+    repo: str
+    columns: tuple[str, ...]  # job names, sorted
+    rows: tuple[MatrixRow, ...]
+    page: int
+    pages: int
+    total_rows: int
+
+
+@dataclass(frozen=True)
+class ShaResult:
+    """One downstream repo's results for one head SHA of a PR (latest attempt per job)."""
+
+    head_sha: str
+    first_at: datetime
+    counts: Counts
+
+    @property
+    def red(self) -> bool:
+        return bool(self.counts.failures or self.counts.timed_out)
+
+
+@dataclass(frozen=True)
+class PrRepo:
+    """A downstream repo's view of one upstream PR."""
+
+    repo: str
+    key: str
+    level: str
+    shas: tuple[ShaResult, ...]  # oldest first
+    failing: tuple[Cell, ...]  # failed or timed-out jobs on the latest SHA
+
+    @property
+    def latest(self) -> ShaResult:
+        return self.shas[-1]
+
+    @property
+    def red_since(self) -> str | None:
+        """The first head SHA of the run of red SHAs that ends at the latest, if it is red."""
+        since = None
+        for result in reversed(self.shas):
+            if not result.red:
+                break
+            since = result.head_sha
+        return since
+
+
+@dataclass(frozen=True)
+class PrView:
+    number: int
+    repos: tuple[PrRepo, ...]  # red first, then by name
+
+
+@dataclass(frozen=True)
+class ReadinessMetrics:
+    """What the level criteria measure over a window."""
+
+    days: int
+    completed: int
+    pass_rate: float | None
+    timeout_rate: float | None
+    p50_end_to_end: float | None  # queue + execution, seconds
+    avg_queue: float | None
+
+
+@dataclass(frozen=True)
+class ProbeHealth:
+    """The relay-health card: how the probe repo's jobs ended against what they expect."""
+
+    repo: str
+    runs: int
+    as_expected: int
+    in_progress: int
+    last_run: datetime | None
+
+    @property
+    def healthy(self) -> bool | None:
+        return None if not self.runs else self.as_expected == self.runs

@@ -1,0 +1,173 @@
+"""The storage contract (hud/storage.py, semantics in hud/reports.py), held to hand-computed
+figures on tests/hud/dataset.py — the same assertions for every backend and database."""
+
+from datetime import date
+
+import pytest
+from django.db import connections
+
+from hud.orm import OrmRecordStore
+from hud.reports import Counts, Kind, Window
+from tests.hud.dataset import NOW, PROBE, at, seed
+
+pytestmark = pytest.mark.django_db(databases=["default", "sqlite"])
+
+D14 = Window(14, NOW)
+
+
+@pytest.fixture(params=["postgresql", "sqlite"])
+def store(request):
+    using = {"postgresql": "default", "sqlite": "sqlite"}[request.param]
+    assert connections[using].vendor == request.param
+    seed(using)
+    return OrmRecordStore(using=using)
+
+
+def test_summary_counts_rates_and_percentiles_worst_first(store):
+    summaries = store.summary(D14, Kind.PR, exclude=[PROBE])
+
+    assert [(s.repo, s.level) for s in summaries] == [
+        ("Org/Gamma", "L2"),
+        ("org/beta", "L3"),
+        ("org/alpha", "L2"),
+    ]
+    gamma, beta, alpha = summaries
+    assert alpha.counts == Counts(successes=5, failures=1, timed_out=1, completed=7, in_progress=1)
+    assert alpha.counts.pass_rate == pytest.approx(5 / 7)
+    assert (alpha.p50_execution, alpha.p90_execution) == (250, 600)
+    assert alpha.avg_queue == pytest.approx(166 / 7)  # the re-run's 500 s left out
+    assert alpha.last_run == at(20, 9)
+    assert beta.counts == Counts(successes=2, failures=1, completed=3)
+    assert (beta.p50_execution, beta.p90_execution, beta.avg_queue) == (1500, 2000, 200)
+    assert gamma.counts == Counts(cancelled=1, completed=1)
+    assert gamma.counts.pass_rate == 0
+    assert (gamma.p50_execution, gamma.p90_execution, gamma.avg_queue) == (10, 10, 1)
+
+
+def test_summary_has_a_daily_series(store):
+    alpha = store.summary(D14, Kind.PR, exclude=[PROBE])[-1]
+
+    assert [(p.day, p.counts) for p in alpha.daily] == [
+        (date(2026, 11, 10), Counts(successes=1, completed=1)),
+        (date(2026, 11, 17), Counts(timed_out=1, completed=1, in_progress=1)),
+        (date(2026, 11, 20), Counts(successes=4, failures=1, completed=5)),
+    ]
+
+
+def test_a_window_counts_what_was_received_in_it_start_included(store):
+    summaries = store.summary(Window(1, NOW), Kind.PR, exclude=[PROBE])
+
+    assert [(s.repo, s.counts.completed, s.counts.pass_rate) for s in summaries] == [
+        ("org/beta", 1, 0.0),  # received exactly at the window's start
+        ("org/alpha", 5, 0.8),
+    ]
+    assert (summaries[1].p50_execution, summaries[1].p90_execution) == (250, 400)
+
+
+def test_nightly_is_its_own_tab(store):
+    (alpha,) = store.summary(D14, Kind.NIGHTLY)
+
+    assert alpha.counts == Counts(successes=1, failures=1, completed=2)
+    assert (alpha.p50_execution, alpha.p90_execution, alpha.avg_queue) == (5000, 6000, None)
+
+
+def _rows(page):
+    return [(row.pr_number, row.head_sha) for row in page.rows]
+
+
+def test_matrix_rows_newest_first_with_each_jobs_latest_attempt(store):
+    page = store.matrix("org/alpha", D14, Kind.PR)
+
+    assert page.columns == ("build", "test-1", "test-2", "test-3")
+    assert _rows(page) == [(10, "aaa"), (11, "bbb"), (0, "ccc")]
+    assert (page.total_rows, page.pages) == (3, 1)
+    rerun = page.rows[0].cells["test-1"]
+    assert (rerun.run_attempt, rerun.outcome, rerun.execution_time, rerun.queue_time) == (
+        2,
+        "success",
+        250,
+        500,
+    )
+    assert page.rows[1].cells["test-1"].outcome == "in_progress"
+    assert "test-2" not in page.rows[1].cells
+
+
+@pytest.mark.parametrize(
+    ("outcome", "rows"),
+    [
+        ("failure", []),  # test-1 failed, but its latest attempt passed
+        ("timed_out", [(11, "bbb")]),
+        ("in_progress", [(11, "bbb")]),
+        ("success", [(10, "aaa"), (0, "ccc")]),
+    ],
+)
+def test_matrix_filters_rows_by_a_cells_outcome(store, outcome, rows):
+    assert _rows(store.matrix("org/alpha", D14, Kind.PR, outcome=outcome)) == rows
+
+
+def test_matrix_filters_by_pr_and_pages(store):
+    assert _rows(store.matrix("org/alpha", D14, Kind.PR, pr=10)) == [(10, "aaa")]
+    second = store.matrix("org/alpha", D14, Kind.PR, page=2, per_page=2)
+    assert (_rows(second), second.pages, second.total_rows) == ([(0, "ccc")], 2, 3)
+    beyond = store.matrix("org/alpha", D14, Kind.PR, page=5, per_page=2)
+    assert (_rows(beyond), beyond.total_rows) == ([], 3)
+
+
+def test_matrix_cell_details(store):
+    page = store.matrix("org/alpha", Window(30, NOW), Kind.PR)
+
+    assert _rows(page)[-1] == (12, "ddd")
+    cell = page.rows[-1].cells["build"]
+    assert (cell.outcome, cell.tests_passed, cell.tests_total) == ("failure", 9, 10)
+    assert cell.failed_tests == ("test_0", "test_1", "test_2")
+    assert cell.log_url == "https://github.com/org/alpha/actions/runs/8"
+
+
+def test_nightly_matrix_rows_are_per_sha(store):
+    assert _rows(store.matrix("org/alpha", D14, Kind.NIGHTLY)) == [(0, "nnn"), (0, "mmm")]
+
+
+def test_a_pr_across_repos_red_first_and_since_which_sha(store):
+    view = store.pr(10, exclude=[PROBE])
+
+    assert [(r.repo, r.latest.red, r.red_since) for r in view.repos] == [
+        ("org/beta", True, "eee"),
+        ("org/alpha", False, None),
+        ("Org/Gamma", False, None),
+    ]
+    beta, alpha, _ = view.repos
+    assert [s.head_sha for s in beta.shas] == ["aaa", "eee"]
+    assert [cell.job_name for cell in beta.failing] == ["build"]
+    assert alpha.latest.counts == Counts(successes=4, completed=4)  # latest attempts only
+    assert beta.level == "L3"
+
+
+def test_a_pr_with_a_timeout_and_a_running_job(store):
+    (alpha,) = store.pr(11).repos
+
+    assert alpha.latest.counts == Counts(timed_out=1, completed=1, in_progress=1)
+    assert (alpha.red_since, [c.job_name for c in alpha.failing]) == ("bbb", ["build"])
+
+
+def test_readiness_metrics_over_14_and_7_days(store):
+    wide = store.readiness("org/alpha", D14)
+    narrow = store.readiness("org/alpha", Window(7, NOW))
+
+    assert (wide.completed, wide.p50_end_to_end) == (7, 330)
+    assert (wide.pass_rate, wide.timeout_rate) == pytest.approx((5 / 7, 1 / 7))
+    assert wide.avg_queue == pytest.approx(166 / 7)
+    assert (narrow.completed, narrow.p50_end_to_end, narrow.avg_queue) == (6, 330, 27.5)
+    assert (narrow.pass_rate, narrow.timeout_rate) == pytest.approx((4 / 6, 1 / 6))
+
+
+def test_the_probe_counts_expected_outcomes(store):
+    health = store.probe(PROBE, D14)
+
+    assert (health.runs, health.as_expected, health.in_progress) == (4, 3, 1)
+    assert health.last_run == at(20, 7)
+    assert health.healthy is False
+
+
+def test_newest_and_first_seen(store):
+    assert store.newest() == at(20, 9)
+    assert store.first_seen("org/alpha") == at(20, 9).replace(month=10, day=31, hour=12)
