@@ -8,6 +8,7 @@ it is escaped wherever it is shown.
 """
 
 import json
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -264,7 +265,7 @@ def parse_envelope(raw: object) -> Envelope:
     job_name, check_run_id = workflow.require_key()
     delivery_id = required_text(body.get("delivery_id"), "delivery_id", cap=ID_CAP)
     payload = body.get("payload") if isinstance(body.get("payload"), dict) else {}
-    number = _dig(payload, "pull_request", "number")
+    number = _dig(payload, "pull_request", "number") or ciflow_pr_number(_dig(payload, "ref"))
     head = (
         _dig(payload, "pull_request", "head", "sha")
         or _dig(payload, "head_sha")
@@ -286,3 +287,13 @@ def parse_envelope(raw: object) -> Envelope:
         pr_number=number if isinstance(number, int) and 0 < number < 2**31 else 0,
         head_sha=str(head)[:100],
     )
+
+
+_CIFLOW_TAG = re.compile(r"refs/tags/ciflow/.+/([1-9][0-9]{0,9})")
+
+
+def ciflow_pr_number(ref: object) -> int:
+    """The PR a push of `refs/tags/ciflow/<name>/<N>` was made for (N), else 0."""
+    match = _CIFLOW_TAG.fullmatch(ref) if isinstance(ref, str) else None
+    number = int(match.group(1)) if match else 0
+    return number if number < 2**31 else 0

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
+from hud.records import ciflow_pr_number
+
 
 class WebhookRefused(Exception):
     def __init__(self, status: int, error: str, detail: str) -> None:
@@ -82,6 +84,8 @@ def _event(delivery_id: str, event: str, text: str, payload: dict[str, Any]) -> 
     pr = _obj(payload.get("pull_request"))
     head, user = _obj(pr.get("head")), _obj(pr.get("user"))
     number = pr.get("number", payload.get("number", 0))
+    if event == "push":  # a ciflow tag push names its PR: refs/tags/ciflow/<name>/<N>
+        number = ciflow_pr_number(payload.get("ref"))
     return UpstreamEvent(
         delivery_id=delivery_id,
         event=event,
