@@ -147,6 +147,9 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "django_tasks_db",
+    "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     "crcr_site",
     "allowlist",
     "relay",
@@ -314,3 +317,32 @@ HUD_CLICKHOUSE_URL = envstr("HUD_CLICKHOUSE_URL") or None
 HUD_BOT_TOKEN = envsecret("HUD_BOT_TOKEN")
 HUD_FORWARD_URL = envstr("HUD_FORWARD_URL") or None
 HUD_FORWARD_TOKEN = envsecret("HUD_FORWARD_TOKEN")
+# The relay's own probe repo: it feeds the relay-health card, not the level tables.
+CRCR_PROBE_REPO = envstr("CRCR_PROBE_REPO", "pytorch/crcr-test")
+HUD_PAGE_SIZE = envint("HUD_PAGE_SIZE", 25, minimum=5)
+# Level readiness (shown on an L2+ repo's page): thresholds and windows.
+HUD_READY_PASS_RATE = envfloat("HUD_READY_PASS_RATE", 0.90, minimum=0.0)
+HUD_READY_MAX_TIMEOUT_RATE = envfloat("HUD_READY_MAX_TIMEOUT_RATE", 0.01, minimum=0.0)
+HUD_READY_MAX_P50_END_TO_END = envint("HUD_READY_MAX_P50_END_TO_END", 3 * 3600, minimum=60)
+HUD_READY_MAX_AVG_QUEUE = envint("HUD_READY_MAX_AVG_QUEUE", 30 * 60, minimum=60)
+HUD_READY_MIN_DAYS_AT_L2 = envint("HUD_READY_MIN_DAYS_AT_L2", 30, minimum=0)
+HUD_READY_PROMOTION_DAYS = envint("HUD_READY_PROMOTION_DAYS", 14, minimum=1)
+HUD_READY_DEMOTION_DAYS = envint("HUD_READY_DEMOTION_DAYS", 7, minimum=1)
+
+REST_FRAMEWORK = {
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_AUTHENTICATION_CLASSES": [],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.AllowAny"],
+    "UNAUTHENTICATED_USER": None,
+    "EXCEPTION_HANDLER": "hud.api.exception_handler",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "CRCR HUD API",
+    "DESCRIPTION": "Downstream CI results of upstream PRs, as the /crcr pages show them.",
+    "VERSION": "1",
+    "SWAGGER_UI_DIST": "SIDECAR",  # served from our static files: no CDN
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "SERVE_INCLUDE_SCHEMA": False,
+}

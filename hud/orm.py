@@ -98,12 +98,15 @@ class OrmRecordStore(RecordStore):
                 **COUNTS,
                 repo=Max("repo_display"),
                 last_run=Max("received_at"),
+                prs=Count("pr_number", distinct=True, filter=Q(pr_number__gt=0)),
+                avg_execution=Avg("execution_time", filter=COMPLETED),
                 avg_queue=Avg("queue_time", filter=Q(run_attempt=1)),
                 level=_latest_level(records),
             )
             .order_by()
         )
         execution = _percentiles(records.filter(COMPLETED), F("execution_time"))
+        queue = _percentiles(records.filter(run_attempt=1), F("queue_time"))
         daily = self.daily(window, kind, exclude=exclude)
         summaries = [
             RepoSummary(
@@ -111,9 +114,12 @@ class OrmRecordStore(RecordStore):
                 key=row["downstream_repo"],
                 level=row["level"] or "",
                 counts=_counts(row),
+                prs=row["prs"],
+                avg_execution=row["avg_execution"],
                 p50_execution=execution.get(row["downstream_repo"], {}).get(50),
                 p90_execution=execution.get(row["downstream_repo"], {}).get(90),
                 avg_queue=row["avg_queue"],
+                p90_queue=queue.get(row["downstream_repo"], {}).get(90),
                 last_run=row["last_run"],
                 daily=daily.get(row["downstream_repo"], ()),
             )

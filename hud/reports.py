@@ -10,8 +10,8 @@ hold each backend to them):
   `timed_out` and `cancelled` are counted apart. Every attempt of a job is a run of it.
 - Execution-time percentiles are nearest-rank over completed jobs with a measured time: p50 is
   the value at rank ⌈n/2⌉ of the sorted times, p90 at rank ⌈9n/10⌉ (exact, no interpolation).
-- The average queue time leaves out re-runs (`run_attempt > 1`): a re-run's queue is not the
-  backend's capacity to pick up new work.
+- Queue-time figures (average, p90) leave out re-runs (`run_attempt > 1`): a re-run's queue
+  is not the backend's capacity to pick up new work.
 - A matrix cell is a job's latest attempt in its row (highest `run_attempt`, then newest).
   Rows are (PR number, head SHA) for PR/push results; a push has its PR number only when it
   came from a `refs/tags/ciflow/<name>/<N>` tag, else it is a row of PR 0 for its SHA. Nightly
@@ -93,11 +93,19 @@ class RepoSummary:
     key: str  # casefolded
     level: str  # the latest reported level (the page prefers the allowlist's)
     counts: Counts
+    prs: int  # distinct upstream PRs (push results without a PR not counted)
+    avg_execution: float | None
     p50_execution: float | None
     p90_execution: float | None
     avg_queue: float | None
+    p90_queue: float | None
     last_run: datetime | None
     daily: tuple[DailyPoint, ...] = ()
+
+    @property
+    def timeout_rate(self) -> float | None:
+        done = self.counts.completed
+        return self.counts.timed_out / done if done else None
 
 
 @dataclass(frozen=True)

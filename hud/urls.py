@@ -1,10 +1,19 @@
-from django.urls import path
+from django.urls import path, re_path
 
-from hud import views
+from hud import api, views
+
+REPO = r"(?P<org>[A-Za-z0-9][A-Za-z0-9-]{0,38})/(?P<name>[A-Za-z0-9._-]{1,100})"
 
 urlpatterns = [
     path("crcr", views.index, name="crcr-index"),
     path("crcr/", views.index),
+    path("crcr/pr/<int:number>", views.pr, name="crcr-pr"),
+    re_path(rf"^crcr/{REPO}$", views.repo, name="crcr-repo"),
     path("api/crcr/results", views.ingest_results, name="crcr-ingest"),
     path("api/crcr/results/", views.ingest_results),
+    path("api/crcr/summary", api.Summary.as_view(), name="api-summary"),
+    path("api/crcr/prs/<int:number>", api.Pr.as_view(), name="api-pr"),
+    re_path(rf"^api/crcr/repos/{REPO}$", api.Repo.as_view(), name="api-repo"),
+    path("api/crcr/schema", api.schema_view, name="api-schema"),
+    path("api/crcr/docs", api.docs_view, name="api-docs"),
 ]

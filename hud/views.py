@@ -1,36 +1,52 @@
 import hmac
 import json
-from dataclasses import dataclass
 
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest, JsonResponse
 from django.shortcuts import render
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET
 
-from allowlist.entry import CAPABILITIES, Capabilities, Entry, Level
-from allowlist.lookup import snapshot
 from crcr_site.errors import json_error, json_methods, read_limited
+from hud import pages
 from hud.ingest import ingest
+from hud.pages import BadQuery, Query
 from hud.records import BadRecord, parse_envelope
+from hud.reports import DAYS, OUTCOMES
 
 
-@dataclass(frozen=True)
-class LevelSection:
-    level: Level
-    capabilities: Capabilities
-    entries: list[Entry]
+def _bad_query(bad: BadQuery) -> HttpResponse:
+    return HttpResponseBadRequest(f"Bad query parameter {bad}", content_type="text/plain")
 
 
 @require_GET
 def index(request: HttpRequest) -> HttpResponse:
-    """/crcr: the downstream repos in force, one section per level, most trusted first."""
-    entries = snapshot().entries
-    sections = [
-        LevelSection(level, CAPABILITIES[level], [e for e in entries if e.level == level])
-        for level in sorted(Level, key=lambda level: -level.rank)
-    ]
-    return render(request, "hud/index.html", {"sections": sections, "total": len(entries)})
+    """/crcr: results per downstream repo, one section per level, worst first."""
+    try:
+        query = Query.parse(request.GET)
+    except BadQuery as bad:
+        return _bad_query(bad)
+    return render(request, "hud/index.html", {"page": pages.overview(query), "days": DAYS})
+
+
+@require_GET
+def repo(request: HttpRequest, org: str, name: str) -> HttpResponse:
+    """/crcr/{org}/{repo}: summary cards, readiness and the PR x job matrix."""
+    try:
+        query = Query.parse(request.GET)
+    except BadQuery as bad:
+        return _bad_query(bad)
+    page = pages.repo_page(f"{org}/{name}", query)
+    if page is None:
+        raise Http404("no such downstream repo")
+    context = {"page": page, "days": DAYS, "outcomes": OUTCOMES}
+    return render(request, "hud/repo.html", context)
+
+
+@require_GET
+def pr(request: HttpRequest, number: int) -> HttpResponse:
+    """/crcr/pr/{number}: one upstream PR across every downstream repo."""
+    return render(request, "hud/pr.html", {"page": pages.pr_page(number)})
 
 
 INGEST_MAX_BYTES = 2 * 1024 * 1024

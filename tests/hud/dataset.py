@@ -47,7 +47,9 @@ ROWS = [
 ]  # fmt: skip
 
 
-def seed(using: str = "default") -> list[JobRecord]:
+def seed(using: str = "default", *, now: datetime = NOW) -> list[JobRecord]:
+    """The rows, moved in time so that NOW falls on `now`."""
+    shift = now - NOW
     records = []
     for n, row in enumerate(ROWS):
         repo, level, event, pr, sha, job, attempt, status, conclusion, execution, queue, when = row
@@ -76,8 +78,8 @@ def seed(using: str = "default") -> list[JobRecord]:
                 failed_tests_detail=[{"name": f"test_{i}", "message": "boom"} for i in range(4)]
                 if conclusion == "failure"
                 else None,
-                received_at=when,
-                updated_at=when,
+                received_at=when + shift,
+                updated_at=when + shift,
             )
         )
     return JobRecord.objects.using(using).bulk_create(records)

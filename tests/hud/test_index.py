@@ -18,7 +18,7 @@ def test_crcr_lists_the_allowlist_by_level_most_trusted_first(client, upstream_a
     assert '<a href="https://github.com/pytorch/crcr-test">pytorch/crcr-test</a>' in page
     assert "<code>ciflow/crcr/crcr-test</code>" in page
     assert "atalman, can-gaa-hou" in page
-    assert "10 downstream repositories" in page
+    assert "10 downstream repositories receive upstream events" in page
     assert "No repositories at this level." in page  # L4 is empty upstream
 
 

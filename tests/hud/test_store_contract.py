@@ -37,8 +37,12 @@ def test_summary_counts_rates_and_percentiles_worst_first(store):
     assert (alpha.p50_execution, alpha.p90_execution) == (250, 600)
     assert alpha.avg_queue == pytest.approx(166 / 7)  # the re-run's 500 s left out
     assert alpha.last_run == at(20, 9)
+    assert (alpha.prs, alpha.p90_queue) == (2, 60)
+    assert alpha.avg_execution == pytest.approx(1900 / 7)
+    assert alpha.timeout_rate == pytest.approx(1 / 7)
     assert beta.counts == Counts(successes=2, failures=1, completed=3)
     assert (beta.p50_execution, beta.p90_execution, beta.avg_queue) == (1500, 2000, 200)
+    assert (beta.prs, beta.avg_execution, beta.p90_queue) == (1, 1500, 300)
     assert gamma.counts == Counts(cancelled=1, completed=1)
     assert gamma.counts.pass_rate == 0
     assert (gamma.p50_execution, gamma.p90_execution, gamma.avg_queue) == (10, 10, 1)

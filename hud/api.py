@@ -1,0 +1,170 @@
+"""The JSON twins of the HUD pages (/api/crcr/...): the same data, from hud/pages.py.
+
+Serializers come straight from the dataclasses (djangorestframework-dataclasses); the OpenAPI
+schema is drf-spectacular's, and its Swagger UI is served from our own static files.
+"""
+
+from typing import Any
+
+from django.http import Http404, HttpResponse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from rest_framework import serializers
+from rest_framework.exceptions import APIException, NotFound
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+from rest_framework_dataclasses.serializers import DataclassSerializer
+
+from crcr_site.errors import json_error
+from hud import pages
+from hud.pages import BadQuery, Query
+from hud.reports import DAYS, OUTCOMES, Counts, DailyPoint, PrRepo, PrView, RepoSummary, ShaResult
+
+
+class CountsSerializer(DataclassSerializer[Counts]):
+    total = serializers.IntegerField(read_only=True)
+    pass_rate = serializers.FloatField(read_only=True, allow_null=True)
+
+    class Meta:
+        dataclass = Counts
+
+
+class DailySerializer(DataclassSerializer[DailyPoint]):
+    counts = CountsSerializer()
+
+    class Meta:
+        dataclass = DailyPoint
+
+
+class SummarySerializer(DataclassSerializer[RepoSummary]):
+    counts = CountsSerializer()
+    daily = DailySerializer(many=True)
+    timeout_rate = serializers.FloatField(read_only=True, allow_null=True)
+
+    class Meta:
+        dataclass = RepoSummary
+
+
+class RepoLineSerializer(DataclassSerializer[pages.RepoLine]):
+    summary = SummarySerializer()
+
+    class Meta:
+        dataclass = pages.RepoLine
+
+
+class LevelBlockSerializer(DataclassSerializer[pages.LevelBlock]):
+    lines = RepoLineSerializer(many=True)
+
+    class Meta:
+        dataclass = pages.LevelBlock
+
+
+class OverviewSerializer(DataclassSerializer[pages.Overview]):
+    blocks = LevelBlockSerializer(many=True)
+
+    class Meta:
+        dataclass = pages.Overview
+
+
+class ShaSerializer(DataclassSerializer[ShaResult]):
+    counts = CountsSerializer()
+    red = serializers.BooleanField(read_only=True)
+
+    class Meta:
+        dataclass = ShaResult
+
+
+class PrRepoSerializer(DataclassSerializer[PrRepo]):
+    shas = ShaSerializer(many=True)
+    red_since = serializers.CharField(read_only=True, allow_null=True)
+
+    class Meta:
+        dataclass = PrRepo
+
+
+class PrViewSerializer(DataclassSerializer[PrView]):
+    repos = PrRepoSerializer(many=True)
+
+    class Meta:
+        dataclass = PrView
+
+
+class PrPageSerializer(DataclassSerializer[pages.PrPage]):
+    view = PrViewSerializer()
+
+    class Meta:
+        dataclass = pages.PrPage
+
+
+class RepoPageSerializer(DataclassSerializer[pages.RepoPage]):
+    summary = SummarySerializer(allow_null=True)
+
+    class Meta:
+        dataclass = pages.RepoPage
+        exclude = ("rows",)  # the page's presentation of `matrix`
+
+
+QUERY = [
+    OpenApiParameter("days", OpenApiTypes.INT, enum=list(DAYS), description="window, days"),
+    OpenApiParameter("tab", OpenApiTypes.STR, enum=["pr", "nightly"]),
+]
+MATRIX_QUERY = [
+    *QUERY,
+    OpenApiParameter("conclusion", OpenApiTypes.STR, enum=list(OUTCOMES)),
+    OpenApiParameter("pr", OpenApiTypes.INT, description="only this upstream PR"),
+    OpenApiParameter("page", OpenApiTypes.INT),
+    OpenApiParameter("shards", OpenApiTypes.STR, enum=["all"]),
+]
+
+
+def _query(request: Request) -> Query:
+    try:
+        return Query.parse(request.query_params)
+    except BadQuery as bad:
+        raise BadQueryError(str(bad)) from None
+
+
+class BadQueryError(APIException):
+    status_code = 400
+    default_code = "bad_query"
+
+
+class Summary(APIView):
+    @extend_schema(parameters=QUERY, responses=OverviewSerializer)
+    def get(self, request: Request) -> Response:
+        """What /crcr shows: every repo's results over the window, by level."""
+        return Response(OverviewSerializer(pages.overview(_query(request))).data)
+
+
+class Repo(APIView):
+    @extend_schema(parameters=MATRIX_QUERY, responses=RepoPageSerializer)
+    def get(self, request: Request, org: str, name: str) -> Response:
+        """What /crcr/{org}/{repo} shows: summary, readiness and one page of the matrix."""
+        page = pages.repo_page(f"{org}/{name}", _query(request))
+        if page is None:
+            raise NotFound("no such downstream repo")
+        return Response(RepoPageSerializer(page).data)
+
+
+class Pr(APIView):
+    @extend_schema(responses=PrPageSerializer)
+    def get(self, request: Request, number: int) -> Response:
+        """What /crcr/pr/{number} shows: one upstream PR across every downstream repo."""
+        return Response(PrPageSerializer(pages.pr_page(number)).data)
+
+
+schema_view = SpectacularAPIView.as_view()
+docs_view = SpectacularSwaggerView.as_view(url_name="api-schema")
+
+
+def exception_handler(exc: Exception, context: dict[str, Any]) -> HttpResponse | None:
+    """DRF's errors in the project's JSON error shape ({"ok": false, "error", "detail"})."""
+    if isinstance(exc, Http404):
+        exc = NotFound(str(exc))
+    if isinstance(exc, APIException):
+        codes = exc.get_codes()
+        error = codes if isinstance(codes, str) else exc.default_code
+        return json_error(exc.status_code, str(error), str(exc.detail))
+    return None

@@ -1,0 +1,393 @@
+"""What each HUD page (and its JSON twin) shows, assembled from the store and the allowlist.
+
+Views parse the query with `Query.parse` and call one function here; nothing here touches HTTP.
+"""
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.utils import timezone
+
+from allowlist import lookup
+from allowlist.entry import CAPABILITIES, Capabilities, Level
+from allowlist.models import Change
+from hud.reports import (
+    DAYS,
+    DEFAULT_DAYS,
+    FAILURES,
+    OUTCOMES,
+    Cell,
+    Kind,
+    MatrixPage,
+    MatrixRow,
+    ProbeHealth,
+    PrView,
+    ReadinessMetrics,
+    RepoSummary,
+    Window,
+)
+from hud.storage import RecordStore, get_store
+from relay.models import Delivery
+
+
+class BadQuery(ValueError):
+    def __init__(self, parameter: str, detail: str) -> None:
+        super().__init__(f"{parameter}: {detail}")
+        self.parameter = parameter
+
+
+@dataclass(frozen=True)
+class Query:
+    """The pages' query string, validated: days, tab, and the matrix's filters."""
+
+    days: int = DEFAULT_DAYS
+    kind: Kind = Kind.PR
+    outcome: str | None = None
+    pr: int | None = None
+    page: int = 1
+    shards: bool = False  # true: every shard in its own column
+
+    @classmethod
+    def parse(cls, params: Mapping[str, str]) -> "Query":
+        days = _int(params, "days", DEFAULT_DAYS)
+        if days not in DAYS:
+            raise BadQuery("days", f"must be one of {', '.join(map(str, DAYS))}")
+        kind = params.get("tab") or Kind.PR.value
+        if kind not in {k.value for k in Kind}:
+            raise BadQuery("tab", "must be pr or nightly")
+        outcome = params.get("conclusion") or None
+        if outcome is not None and outcome not in OUTCOMES:
+            raise BadQuery("conclusion", f"must be one of {', '.join(OUTCOMES)}")
+        pr = _int(params, "pr", 0) or None
+        page = _int(params, "page", 1)
+        if page < 1:
+            raise BadQuery("page", "must be 1 or more")
+        return cls(days, Kind(kind), outcome, pr, page, params.get("shards") == "all")
+
+    def window(self, now: datetime | None = None) -> Window:
+        return Window(self.days, now or timezone.now())
+
+
+def _int(params: Mapping[str, str], name: str, default: int) -> int:
+    raw = params.get(name)
+    if raw in (None, ""):
+        return default
+    if not re.fullmatch(r"[0-9]{1,9}", str(raw)):
+        raise BadQuery(name, "must be a whole number")
+    return int(str(raw))
+
+
+# -- /crcr -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RepoLine:
+    summary: RepoSummary
+    listed: bool  # on the allowlist now
+
+
+@dataclass(frozen=True)
+class Registered:
+    """An allowlisted repo, as the overview lists it under its level."""
+
+    repo: str
+    device: str
+    oncalls: tuple[str, ...]
+    events: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class LevelBlock:
+    level: Level
+    capabilities: Capabilities
+    registered: tuple[Registered, ...]  # the allowlisted repos at this level
+    lines: tuple[RepoLine, ...]
+
+
+@dataclass(frozen=True)
+class Overview:
+    query: Query
+    window: Window
+    registered: int
+    blocks: tuple[LevelBlock, ...]
+    probe: ProbeHealth
+    as_of: datetime | None
+
+
+def overview(query: Query, store: RecordStore | None = None) -> Overview:
+    store = store or get_store()
+    window = query.window()
+    probe = settings.CRCR_PROBE_REPO.casefold()
+    entries = lookup.snapshot().entries
+    listed = {entry.key: entry for entry in entries}
+    by_level: dict[str, list[RepoLine]] = {}
+    for summary in store.summary(window, query.kind, exclude=[probe]):
+        entry = listed.get(summary.key)
+        level = entry.level.value if entry else summary.level
+        by_level.setdefault(level, []).append(RepoLine(summary, entry is not None))
+    blocks = tuple(
+        LevelBlock(
+            level,
+            CAPABILITIES[level],
+            tuple(
+                Registered(e.repo, e.device, e.oncalls, tuple(e.sorted_events()))
+                for e in entries
+                if e.level == level
+            ),
+            tuple(by_level.get(level.value, ())),
+        )
+        for level in sorted(Level, key=lambda level: -level.rank)
+    )
+    as_of = store.newest()
+    return Overview(query, window, len(entries), blocks, store.probe(probe, window), as_of)
+
+
+# -- /crcr/{org}/{repo} ------------------------------------------------------------------------
+
+WORST_FIRST = ("failure", "startup_failure", "timed_out", "cancelled", "in_progress", "success")
+
+
+@dataclass(frozen=True)
+class Column:
+    label: str
+    jobs: tuple[str, ...]
+
+    @property
+    def family(self) -> bool:
+        return len(self.jobs) > 1
+
+
+@dataclass(frozen=True)
+class ShownCell:
+    """What one matrix cell shows: a job's cell, or a shard family's worst one."""
+
+    cell: Cell
+    passed: int = 1  # shards that succeeded
+    of: int = 1  # shards reported
+
+
+@dataclass(frozen=True)
+class ShownRow:
+    row: MatrixRow
+    cells: tuple[ShownCell | None, ...]
+    title: str = ""
+    author: str = ""
+
+
+@dataclass(frozen=True)
+class Criterion:
+    name: str
+    threshold: str
+    promotion: float | None  # measured over the promotion window
+    demotion: float | None  # over the demotion window
+    promotion_met: bool
+    demotion_met: bool
+
+
+@dataclass(frozen=True)
+class Readiness:
+    promotion_days: int
+    demotion_days: int
+    days_at_l2: int | None
+    criteria: tuple[Criterion, ...]
+
+
+@dataclass(frozen=True)
+class RepoPage:
+    key: str
+    repo: str
+    level: str
+    listed: bool
+    query: Query
+    summary: RepoSummary | None
+    matrix: MatrixPage
+    columns: tuple[Column, ...]
+    rows: tuple[ShownRow, ...]
+    readiness: Readiness | None
+    as_of: datetime | None
+
+
+def repo_page(key: str, query: Query, store: RecordStore | None = None) -> RepoPage | None:
+    """None when the repo is neither allowlisted nor has ever reported."""
+    store = store or get_store()
+    key = key.casefold()
+    entry = lookup.snapshot().get(key)
+    if entry is None and store.first_seen(key) is None:
+        return None
+    window = query.window()
+    summary = next(iter(s for s in store.summary(window, query.kind) if s.key == key), None)
+    matrix = store.matrix(
+        key,
+        window,
+        query.kind,
+        outcome=query.outcome,
+        pr=query.pr,
+        page=query.page,
+        per_page=settings.HUD_PAGE_SIZE,
+    )
+    columns = shard_columns(matrix.columns, collapse=not query.shards)
+    about = _dispatch_titles(matrix.rows) if query.kind == Kind.PR else {}
+    rows = tuple(
+        ShownRow(row, tuple(_shown(row, c) for c in columns), *about.get(row.pr_number, ("", "")))
+        for row in matrix.rows
+    )
+    level = entry.level.value if entry else (summary.level if summary else "")
+    ready = None
+    if level in ("L2", "L3", "L4"):
+        ready = readiness(key, store, entry.repo if entry else key)
+    repo = entry.repo if entry else (summary.repo if summary else matrix.repo)
+    return RepoPage(
+        key,
+        repo,
+        level,
+        entry is not None,
+        query,
+        summary,
+        matrix,
+        columns,
+        rows,
+        ready,
+        store.newest(),
+    )
+
+
+_SHARD = re.compile(r"(.+)-([1-9][0-9]*)")
+
+
+def shard_columns(jobs: tuple[str, ...], *, collapse: bool) -> tuple[Column, ...]:
+    """Job names as columns; `name-1` … `name-N` (N ≥ 3, no gaps) as one family column."""
+    families: dict[str, dict[int, str]] = {}
+    for job in jobs:
+        if match := _SHARD.fullmatch(job):
+            families.setdefault(match.group(1), {})[int(match.group(2))] = job
+    grouped = {
+        base: tuple(shards[n] for n in sorted(shards))
+        for base, shards in families.items()
+        if len(shards) >= 3 and sorted(shards) == list(range(1, len(shards) + 1))
+    }
+    columns: list[Column] = []
+    placed: set[str] = set()
+    for job in jobs:
+        match = _SHARD.fullmatch(job)
+        base = match.group(1) if match else None
+        if collapse and base in grouped:
+            if base not in placed:
+                placed.add(base)
+                columns.append(Column(f"{base}-[1-{len(grouped[base])}]", grouped[base]))
+        else:
+            columns.append(Column(job, (job,)))
+    return tuple(columns)
+
+
+def _shown(row: MatrixRow, column: Column) -> ShownCell | None:
+    cells = [row.cells[job] for job in column.jobs if job in row.cells]
+    if not cells:
+        return None
+    worst = min(cells, key=lambda c: _badness(c.outcome))
+    return ShownCell(worst, sum(c.outcome == "success" for c in cells), len(cells))
+
+
+def _badness(outcome: str) -> int:
+    return WORST_FIRST.index(outcome) if outcome in WORST_FIRST else 0
+
+
+def _dispatch_titles(rows: tuple[MatrixRow, ...]) -> dict[int, tuple[str, str]]:
+    """PR number → (title, author), from our own dispatch records (the newest delivery)."""
+    numbers = {row.pr_number for row in rows if row.pr_number}
+    found: dict[int, tuple[str, str]] = {}
+    deliveries = Delivery.objects.filter(pr_number__in=numbers, event="pull_request")
+    for number, title, author in deliveries.order_by("received_at").values_list(
+        "pr_number", "title", "author"
+    ):
+        found[number] = (title, author)
+    return found
+
+
+def readiness(key: str, store: RecordStore, repo: str) -> Readiness:
+    now = timezone.now()
+    promote = store.readiness(key, Window(settings.HUD_READY_PROMOTION_DAYS, now))
+    demote = store.readiness(key, Window(settings.HUD_READY_DEMOTION_DAYS, now))
+    since = (
+        Change.objects.filter(repo__iexact=repo, new_level=Level.L2)
+        .order_by("-at")
+        .values_list("at", flat=True)
+        .first()
+    )
+    days_at_l2 = (now - since) // timedelta(days=1) if since else None
+    return Readiness(
+        settings.HUD_READY_PROMOTION_DAYS,
+        settings.HUD_READY_DEMOTION_DAYS,
+        days_at_l2,
+        tuple(_criteria(promote, demote, days_at_l2)),
+    )
+
+
+def _criteria(
+    promote: ReadinessMetrics, demote: ReadinessMetrics, days_at_l2: int | None
+) -> list[Criterion]:
+    def at_least(value: float | None, floor: float) -> bool:
+        return value is not None and value >= floor
+
+    def below(value: float | None, ceiling: float) -> bool:
+        return value is not None and value < ceiling
+
+    pass_rate, timeouts = settings.HUD_READY_PASS_RATE, settings.HUD_READY_MAX_TIMEOUT_RATE
+    end_to_end, queue = settings.HUD_READY_MAX_P50_END_TO_END, settings.HUD_READY_MAX_AVG_QUEUE
+    days = float(days_at_l2) if days_at_l2 is not None else None
+    minimum_days = settings.HUD_READY_MIN_DAYS_AT_L2
+    table = [
+        ("Pass rate", f"≥ {pass_rate:.0%}", "pass_rate", lambda v: at_least(v, pass_rate)),
+        ("Timeout rate", f"< {timeouts:.0%}", "timeout_rate", lambda v: below(v, timeouts)),
+        (
+            "p50 end to end",
+            f"< {end_to_end / 3600:g} h",
+            "p50_end_to_end",
+            lambda v: below(v, end_to_end),
+        ),
+        ("Average queue", f"< {queue / 60:g} min", "avg_queue", lambda v: below(v, queue)),
+    ]
+    criteria = [
+        Criterion(
+            name,
+            threshold,
+            getattr(promote, attr),
+            getattr(demote, attr),
+            check(getattr(promote, attr)),
+            check(getattr(demote, attr)),
+        )
+        for name, threshold, attr, check in table
+    ]
+    enough = at_least(days, minimum_days)
+    criteria.append(Criterion("Days at L2", f"≥ {minimum_days}", days, days, enough, enough))
+    return criteria
+
+
+# -- /crcr/pr/{number} -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PrPage:
+    view: PrView
+    title: str
+    author: str
+    upstream_repo: str
+    red: int = field(default=0)
+
+
+def pr_page(number: int, store: RecordStore | None = None) -> PrPage:
+    store = store or get_store()
+    view = store.pr(number, exclude=[settings.CRCR_PROBE_REPO.casefold()])
+    delivery = (
+        Delivery.objects.filter(pr_number=number, event="pull_request")
+        .order_by("-received_at")
+        .values_list("title", "author", "upstream_repo")
+        .first()
+    )
+    title, author, upstream = delivery or ("", "", settings.CRCR_UPSTREAM_REPO)
+    return PrPage(view, title, author, upstream, sum(r.latest.red for r in view.repos))
+
+
+FAILED_OUTCOMES = (*FAILURES, "timed_out")

@@ -1,0 +1,115 @@
+"""Formatting for the HUD's templates: durations, rates, outcomes, safe links, sparklines."""
+
+from datetime import timedelta
+
+from django import template
+from django.conf import settings
+from django.urls import reverse
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import SafeString
+
+from hud.records import safe_url
+from hud.reports import DailyPoint, Window
+
+register = template.Library()
+
+OUTCOMES = {  # outcome → (icon, words); the icon is never the only signal
+    "success": ("✓", "passed"),
+    "failure": ("✗", "failed"),
+    "startup_failure": ("✗", "failed to start"),
+    "timed_out": ("⏱", "timed out"),
+    "cancelled": ("⊘", "cancelled"),
+    "in_progress": ("◔", "running"),
+    "skipped": ("-", "skipped"),
+    "neutral": ("-", "neutral"),
+}
+
+
+@register.filter
+def duration(seconds: float | None) -> str:
+    """1h 02m, 4m 10s, 9s; an em dash when unknown."""
+    if seconds is None:
+        return "—"
+    total = round(seconds)
+    hours, rest = divmod(total, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h {minutes:02d}m"
+    return f"{minutes}m {secs:02d}s" if minutes else f"{secs}s"
+
+
+@register.filter
+def percent(rate: float | None) -> str:
+    return "—" if rate is None else f"{rate * 100:.1f}%"
+
+
+@register.filter
+def rate_class(rate: float | None) -> str:
+    if rate is None:
+        return "none"
+    return "good" if rate >= 0.9 else "warn" if rate >= 0.7 else "bad"
+
+
+@register.filter
+def outcome_icon(outcome: str) -> str:
+    return OUTCOMES.get(outcome, ("?", outcome))[0]
+
+
+@register.filter
+def outcome_words(outcome: str) -> str:
+    return OUTCOMES.get(outcome, ("?", outcome or "unknown"))[1]
+
+
+@register.filter
+def link_or_none(url: str | None) -> str | None:
+    """The URL when it is plain http(s) without credentials; templates link nothing else."""
+    return url if url and safe_url(url) else None
+
+
+@register.filter
+def repo_url(repo: str) -> str:
+    """/crcr/{org}/{repo} for an owner/name."""
+    org, _, name = repo.partition("/")
+    return reverse("crcr-repo", kwargs={"org": org, "name": name})
+
+
+@register.filter
+def upstream_pr(number: int) -> str:
+    return f"https://github.com/{settings.CRCR_UPSTREAM_REPO}/pull/{int(number)}"
+
+
+@register.filter
+def short_sha(sha: str) -> str:
+    return sha[:10]
+
+
+@register.simple_tag
+def sparkline(points: tuple[DailyPoint, ...], window: Window) -> SafeString:
+    """Pass rate per day over the window as an inline SVG (days without results: no point)."""
+    width, height, days = 100, 24, max(window.days, 1)
+    first = (window.end - timedelta(days=window.days)).date()
+    coords = []
+    for point in points:
+        rate = point.counts.pass_rate
+        if rate is None:
+            continue
+        x = 100 if days == 1 else round((point.day - first).days / days * width, 1)
+        coords.append((min(max(x, 0), width), round((1 - rate) * (height - 4) + 2, 1)))
+    if not coords:
+        return format_html('<span class="muted">no completed jobs</span>')
+    summary = ", ".join(
+        f"{p.day:%b %d} {p.counts.pass_rate:.0%}" for p in points if p.counts.completed
+    )
+    dots = format_html_join("", '<circle cx="{}" cy="{}" r="1.6"></circle>', coords)
+    line = " ".join(f"{x},{y}" for x, y in coords)
+    return format_html(
+        '<svg class="spark" viewBox="0 0 {} {}" width="{}" height="{}" role="img" '
+        'aria-label="Daily pass rate: {}"><polyline points="{}"></polyline>{}</svg>',
+        width,
+        height,
+        width,
+        height,
+        summary,
+        line,
+        dots,
+    )

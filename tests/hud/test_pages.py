@@ -1,0 +1,73 @@
+"""The HUD pages and their JSON twins, server-side (the browser tests drive them in Chromium)."""
+
+import pytest
+from django.utils import timezone
+
+from allowlist.models import DownstreamRepo
+from tests.hud.dataset import seed
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def seeded():
+    DownstreamRepo.objects.create(repo="org/alpha", level="L2")
+    DownstreamRepo.objects.create(repo="org/beta", level="L3", device="npu")
+    seed(now=timezone.now())
+
+
+def test_the_overview_lists_repos_under_their_levels(client, seeded):
+    response = client.get("/crcr")
+
+    assert response.status_code == 200
+    text = response.content.decode()
+    assert text.index("org/beta") < text.index("org/alpha")  # L3 before L2
+    assert "not on allowlist" in text  # Org/Gamma, under the L2 it reported
+    assert "pytorch/crcr-test</code>: 3 of 4 jobs ended as expected" in text
+    assert "Content-Security-Policy" in response.headers
+
+
+@pytest.mark.parametrize("query", ["days=5", "tab=weekly", "days=x", "page=0", "conclusion=meh"])
+def test_a_bad_query_is_a_400_not_a_500(client, seeded, query):
+    assert client.get(f"/crcr/org/alpha?{query}").status_code == 400
+    api = client.get(f"/api/crcr/repos/org/alpha?{query}")
+    assert api.status_code == 400
+    assert api.json()["error"] == "bad_query"
+
+
+def test_a_repo_page_and_its_json_twin(client, seeded):
+    page = client.get("/crcr/org/alpha?conclusion=timed_out")
+    api = client.get("/api/crcr/repos/org/alpha?conclusion=timed_out").json()
+
+    assert page.status_code == 200
+    assert "#11" in page.content.decode()
+    assert api["matrix"]["total_rows"] == 1
+    assert api["matrix"]["rows"][0]["pr_number"] == 11
+    assert api["summary"]["counts"]["completed"] == 7
+
+
+def test_an_unknown_repo_is_404(client, seeded):
+    assert client.get("/crcr/nobody/there").status_code == 404
+    assert client.get("/api/crcr/repos/nobody/there").json()["error"] == "not_found"
+
+
+def test_the_pr_page_and_its_json_twin(client, seeded):
+    page = client.get("/crcr/pr/10")
+    api = client.get("/api/crcr/prs/10").json()
+
+    assert "1 of 3 downstream repositories red" in page.content.decode()
+    assert [r["repo"] for r in api["view"]["repos"]] == ["org/beta", "org/alpha", "Org/Gamma"]
+    assert api["view"]["repos"][0]["red_since"] == "eee"
+
+
+def test_the_summary_api_and_the_schema(client, seeded):
+    summary = client.get("/api/crcr/summary?days=7").json()
+    schema = client.get("/api/crcr/schema")
+    docs = client.get("/api/crcr/docs")
+
+    levels = {b["level"]: [l["summary"]["repo"] for l in b["lines"]] for b in summary["blocks"]}
+    assert levels == {"L4": [], "L3": ["org/beta"], "L2": ["Org/Gamma", "org/alpha"], "L1": []}
+    assert schema.status_code == 200
+    assert b"/api/crcr/summary" in schema.content
+    assert docs.status_code == 200
+    assert b"cdn" not in docs.content.lower()
