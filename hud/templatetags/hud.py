@@ -17,7 +17,7 @@ OUTCOMES = {  # outcome → (icon, words); the icon is never the only signal
     "success": ("✓", "passed"),
     "failure": ("✗", "failed"),
     "startup_failure": ("✗", "failed to start"),
-    "timed_out": ("⏱", "timed out"),
+    "timed_out": ("◷", "timed out"),
     "cancelled": ("⊘", "cancelled"),
     "in_progress": ("◔", "running"),
     "skipped": ("-", "skipped"),

@@ -57,15 +57,26 @@ def test_the_demo_serves_the_allowlist_admin_and_simulated_traffic_both_ways(tmp
             "SELECT count(*) FROM relay_dispatch WHERE status = 'sent'",
             at_least=11,
         )
-        # Simulated downstream runners call back: results reach the HUD's records.
+        # A history is loaded, so every page has something to show.
+        repo = requests.get(f"http://127.0.0.1:{port}/crcr/Ascend/pytorch", timeout=10)
+        assert repo.status_code == 200
+        assert 'class="matrix"' in repo.text
+        pr = requests.get(f"http://127.0.0.1:{port}/api/crcr/prs/1000", timeout=10).json()
+        assert len(pr["view"]["repos"]) >= 5
+        # Simulated downstream runners call back: live results reach the HUD's records.
         wait_for_rows(
-            tmp_path / "crcr.sqlite3", "SELECT count(*) FROM hud_jobrecord", at_least=1, seconds=45
+            tmp_path / "crcr.sqlite3",
+            "SELECT count(*) FROM hud_jobrecord WHERE delivery_id NOT LIKE 'demo-%' "
+            "AND delivery_id NOT LIKE 'nightly-%'",
+            at_least=1,
+            seconds=45,
         )
     finally:
         demo.send_signal(signal.SIGTERM)
         output, _ = demo.communicate(timeout=30)
     assert "fakeredis serving redis://127.0.0.1:" in output
     assert "Demo admin login: admin / admin" in output
+    assert "Loaded a two-week history of" in output
     time.sleep(0.2)
     try:
         requests.get(f"http://127.0.0.1:{port}/crcr", timeout=2)

@@ -1,12 +1,20 @@
-"""The pages in real headless Chromium (Debian's /usr/bin/chromium, driven by Playwright)."""
+"""The HUD in real headless Chromium (Debian's /usr/bin/chromium, driven by Playwright), against
+the app under gunicorn in a subprocess, on this test's database.
+
+Screenshots of /crcr, a repo page and a PR page are written to var/screenshots/ for review.
+"""
 
 import os
 from pathlib import Path
 
 import pytest
+from django.contrib.auth.hashers import make_password
+from django.utils import timezone
 
 from allowlist.models import DownstreamRepo
-from tests.allowlist.test_sync import run_sync
+from tests.conftest import ROOT
+from tests.hud.dataset import seed
+from tests.servers import Gunicorn
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -20,6 +28,7 @@ FLAGS = [
     "--disable-sync",
     "--no-first-run",
 ]
+SCREENSHOTS = ROOT / "var" / "screenshots"
 
 
 @pytest.fixture(scope="module")
@@ -39,42 +48,157 @@ def browser():
 
 
 @pytest.fixture
-def page(browser):
-    context = browser.new_context()
+def server(child_env):
+    gunicorn = Gunicorn(child_env | {"DJANGO_ALLOWED_HOSTS": "127.0.0.1"}).wait_ready()
+    yield gunicorn
+    gunicorn.stop()
+
+
+def _page(browser, *, javascript: bool = True):
+    context = browser.new_context(
+        java_script_enabled=javascript, viewport={"width": 1280, "height": 900}
+    )
     page = context.new_page()
     page.console_errors = []
     page.on("console", lambda m: m.type == "error" and page.console_errors.append(m.text))
+    page.on("pageerror", lambda e: page.console_errors.append(str(e)))
+    return context, page
+
+
+@pytest.fixture
+def page(browser):
+    context, page = _page(browser)
     yield page
     context.close()
 
 
-def test_crcr_shows_each_level_with_its_repos(page, live_server, upstream_allowlist_path):
-    run_sync(upstream_allowlist_path)
+@pytest.fixture
+def seeded():
+    DownstreamRepo.objects.create(repo="org/alpha", level="L2")
+    DownstreamRepo.objects.create(repo="org/beta", level="L3", device="npu")
+    seed(now=timezone.now())
 
-    page.goto(f"{live_server.url}/crcr")
 
-    headings = page.locator("h2").all_inner_texts()
-    assert [h.split(" ")[0] for h in headings] == ["L4", "L3", "L2", "L1"]
-    l3 = page.locator("section", has=page.locator("#level-L3"))
-    assert l3.locator("tbody th").all_inner_texts() == ["pytorch/crcr-test"]
-    assert page.locator("link[rel=stylesheet]").count() == 1
-    assert page.evaluate("getComputedStyle(document.body).fontFamily") != ""
+def _results(page, level):
+    section = page.locator(f"#section-{level}")
+    return section.locator("table.summary tbody th").all_inner_texts()
+
+
+def _screenshot(page, name):
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+
+
+def test_crcr_lists_each_repo_in_its_section_worst_first(page, server, seeded):
+    page.goto(f"{server.url}/crcr")
+
+    assert _results(page, "L4") == []
+    assert _results(page, "L3") == ["org/beta"]
+    assert _results(page, "L2") == ["Org/Gamma not on allowlist", "org/alpha"]
+    alpha = page.locator("#section-L2 table.summary tbody tr", has=page.locator("text=org/alpha"))
+    assert alpha.locator("td").first.inner_text() == "! 71.4%"
+    assert alpha.locator("svg.spark").count() == 1
+    assert "3 of 4 jobs ended as expected" in page.locator(".health").inner_text()
     assert page.console_errors == []  # no CSP violations, no missing files
+    _screenshot(page, "crcr")
 
 
-def test_an_admin_level_change_shows_on_crcr(page, live_server, admin_user):
-    DownstreamRepo.objects.create(repo="admin/repo", level="L1")
+def _matrix_rows(page):
+    return page.locator("table.matrix tbody tr").count()
 
-    page.goto(f"{live_server.url}/admin/login/?next=/admin/allowlist/downstreamrepo/")
+
+def test_a_repo_page_shows_a_known_cell_and_its_details(page, server, seeded):
+    page.goto(f"{server.url}/crcr/org/alpha")
+
+    columns = page.locator("table.matrix thead th").all_inner_texts()
+    row = page.locator("table.matrix tbody tr", has=page.locator("th >> text=#11"))
+    cell = row.locator("td").nth(columns.index("build") - 1)
+    assert cell.locator("summary").inner_text() == "◷ timed out"
+    assert not cell.locator("dl").is_visible()
+
+    cell.locator("summary").click()
+
+    details = cell.locator("dl").inner_text()
+    assert cell.locator("dl").is_visible()
+    assert "Duration\n10m 00s" in details
+    assert "Queue\n1m 00s" in details
+    assert "Attempt\n1" in details
+    shards = page.locator("table.matrix tbody tr", has=page.locator("th >> text=#10"))
+    family = shards.locator("td").nth(columns.index("test-[1-3]") - 1)
+    assert family.locator("summary").inner_text() == "✓ passed 3/3 #2"
+    assert page.console_errors == []
+    _screenshot(page, "repo")
+
+    page.click("text=show every shard")
+
+    columns = page.locator("table.matrix thead th").all_inner_texts()
+    assert columns[1:] == ["build", "test-1", "test-2", "test-3"]
+    rerun = page.locator("table.matrix tbody tr", has=page.locator("th >> text=#10"))
+    test_1 = rerun.locator("td").nth(columns.index("test-1") - 1)
+    assert test_1.locator("summary").inner_text() == "✓ passed #2"
+
+
+def test_the_time_range_and_the_conclusion_filter_give_the_expected_rows(page, server, seeded):
+    page.goto(f"{server.url}/crcr/org/alpha")
+    assert _matrix_rows(page) == 3
+
+    page.click("a:text-is('30 days')")
+    assert _matrix_rows(page) == 4
+
+    page.select_option("select[name=conclusion]", "failure")
+    page.click("button:text('Filter')")
+    assert _matrix_rows(page) == 1  # PR 12; PR 10's failure was re-run green
+    assert "days=30" in page.url
+
+    page.click("a:text-is('14 days')")
+    assert _matrix_rows(page) == 0
+    assert page.locator("text=No results match.").is_visible()
+    assert page.console_errors == []
+
+
+def test_the_pr_page_shows_which_backends_are_red_since_which_sha(page, server, seeded):
+    page.goto(f"{server.url}/crcr/pr/10")
+
+    rows = page.locator("table.pr tbody tr")
+    assert rows.locator("th").all_inner_texts() == ["org/beta", "org/alpha", "Org/Gamma"]
+    assert rows.first.locator("td").nth(3).inner_text() == "eee"
+    assert "build" in rows.first.locator("td").nth(4).inner_text()
+    assert page.console_errors == []
+    _screenshot(page, "pr")
+
+
+def test_the_pages_work_with_javascript_disabled(browser, server, seeded):
+    context, page = _page(browser, javascript=False)
+    page.goto(f"{server.url}/crcr")
+    page.click("a:text-is('7 days')")
+    assert "days=7" in page.url
+    page.click("#section-L2 table.summary >> text=org/alpha")
+    assert "days=7" in page.url
+    assert _matrix_rows(page) == 2
+
+    page.select_option("select[name=conclusion]", "timed_out")
+    page.click("button:text('Filter')")
+    assert _matrix_rows(page) == 1
+    page.locator("table.matrix summary").first.click()
+    assert page.locator("table.matrix dl").first.is_visible()
+    context.close()
+
+
+def test_an_admin_level_change_shows_on_crcr(page, server, seeded, admin_user, settings):
+    # The server runs production's hashers; the tests' fast one is not among them.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.PBKDF2PasswordHasher"]
+    admin_user.password = make_password("password", hasher="pbkdf2_sha256")
+    admin_user.save()
+    page.goto(f"{server.url}/admin/login/?next=/admin/allowlist/downstreamrepo/")
     page.fill("#id_username", "admin")
     page.fill("#id_password", "password")
     page.click("input[type=submit]")
-    page.click("text=admin/repo")
+    page.click("text=org/beta")
     page.select_option("#id_level", "L2")
     page.click("input[name=_save]")
     assert "was changed successfully" in page.locator(".messagelist").inner_text()
 
-    page.goto(f"{live_server.url}/crcr")
-    l2 = page.locator("section", has=page.locator("#level-L2"))
-    assert l2.locator("tbody th").all_inner_texts() == ["admin/repo"]
+    page.goto(f"{server.url}/crcr")
+    assert _results(page, "L3") == []
+    assert _results(page, "L2") == ["Org/Gamma not on allowlist", "org/beta", "org/alpha"]
     assert page.console_errors == []

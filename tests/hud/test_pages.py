@@ -65,7 +65,7 @@ def test_the_summary_api_and_the_schema(client, seeded):
     schema = client.get("/api/crcr/schema")
     docs = client.get("/api/crcr/docs")
 
-    levels = {b["level"]: [l["summary"]["repo"] for l in b["lines"]] for b in summary["blocks"]}
+    levels = {b["level"]: [x["summary"]["repo"] for x in b["lines"]] for b in summary["blocks"]}
     assert levels == {"L4": [], "L3": ["org/beta"], "L2": ["Org/Gamma", "org/alpha"], "L1": []}
     assert schema.status_code == 200
     assert b"/api/crcr/summary" in schema.content

@@ -54,6 +54,25 @@ def test_a_job_reports_in_progress_then_completed_and_the_hud_has_it(client, act
     assert list(CallbackAudit.objects.values_list("decision", flat=True)) == ["accepted"] * 2
 
 
+def test_an_accepted_callback_is_on_the_hud_and_its_api_in_the_next_request(
+    client, actions, dispatched
+):
+    post_callback(client, reporter_body(dispatched, "in_progress"), token_for(actions))
+    running = client.get("/crcr/org-b/l3").content.decode()
+    api = client.get("/api/crcr/repos/org-b/l3").json()
+
+    post_callback(
+        client, reporter_body(dispatched, "completed", conclusion="success"), token_for(actions)
+    )
+    done = client.get("/api/crcr/repos/org-b/l3").json()
+
+    assert '◔</span> <span class="words">running' in running
+    (row,) = api["matrix"]["rows"]
+    assert (row["pr_number"], row["cells"]["build"]["status"]) == (2, "in_progress")
+    assert done["matrix"]["rows"][0]["cells"]["build"]["conclusion"] == "success"
+    assert done["summary"]["counts"]["successes"] == 1
+
+
 def test_the_record_names_our_dispatch_not_what_the_body_claims(client, actions, dispatched):
     forged = dispatched | {
         "payload": {

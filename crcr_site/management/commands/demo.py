@@ -20,6 +20,7 @@ from django.core.management.base import BaseCommand, CommandParser
 from fakeredis import TcpFakeServer
 
 from crcr_site import demo
+from hud import history
 from relay import simulated_downstream
 
 DEMO_USER = ("admin", "admin")
@@ -53,6 +54,9 @@ class Command(BaseCommand):
         call_command("migrate", verbosity=0)
         call_command("collectstatic", interactive=False, verbosity=0)
         call_command("allowlist_sync", settings.CRCR_ALLOWLIST, stdout=self.stdout)
+        loaded = history.load()
+        if loaded:
+            self.stdout.write(f"Loaded a two-week history of {loaded} job results for the HUD.")
         self._ensure_demo_user()
         url = f"http://127.0.0.1:{options['port']}"
         github = issuer = None

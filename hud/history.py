@@ -1,0 +1,157 @@
+"""A small, realistic history for `make demo`: two weeks of results so every page has data.
+
+Deterministic (seeded): PRs with several pushes, shard families, re-runs, a few failures and
+timeouts, nightly runs, and the probe's expected outcomes. Written once, into an empty HUD.
+"""
+
+import random
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from allowlist.entry import Level
+from allowlist.lookup import snapshot
+from hud.models import JobRecord
+from relay.models import Delivery
+
+JOBS = ("build", "lint", "test-1", "test-2", "test-3", "test-4")
+PROBE_JOBS = ("ok", "xfail", "xcancel", "xtimeout")
+TITLES = (
+    "Fix aliasing in torch.compile for views",
+    "Add bf16 support to scaled_dot_product_attention",
+    "[inductor] Fuse pointwise ops after reductions",
+    "Refactor dispatcher registration for PrivateUse1",
+    "Speed up DataLoader worker startup",
+    "Deprecate legacy autograd.Function signature",
+)
+
+
+def load(days: int = 14, prs: int = 24, seed: int = 7) -> int:
+    """Write the history unless the HUD has records already; how many records were written."""
+    if JobRecord.objects.exists():
+        return 0
+    rng = random.Random(seed)  # noqa: S311 (demo data, not secrets)
+    now = timezone.now()
+    repos = [e for e in snapshot().entries if e.level != Level.L1]
+    probe = settings.CRCR_PROBE_REPO.casefold()
+    records: list[JobRecord] = []
+    deliveries: list[Delivery] = []
+    for n in range(prs):
+        number = 1000 + n
+        author = rng.choice(("alice", "bob", "chen", "dana"))
+        title = rng.choice(TITLES)
+        for push in range(rng.randint(1, 3)):
+            at = now - timedelta(days=rng.uniform(0, days), hours=push)
+            sha = f"{rng.getrandbits(160):040x}"
+            delivery = f"demo-{number}-{push}"
+            deliveries.append(_delivery(delivery, number, sha, title, author, at))
+            for entry in repos:
+                if "pull_request" not in entry.sorted_events():
+                    continue
+                jobs = PROBE_JOBS if entry.key == probe else JOBS
+                flaky = 0.02 if entry.level == Level.L4 else 0.08
+                for job in jobs:
+                    records += _attempts(
+                        rng, entry.repo, entry.level, delivery, number, sha, job, at, flaky
+                    )
+    for day in range(days):
+        at = now - timedelta(days=day, hours=3)
+        sha = f"{rng.getrandbits(160):040x}"
+        for entry in repos:
+            if "nightly" in entry.sorted_events() and entry.key != probe:
+                records += _attempts(
+                    rng,
+                    entry.repo,
+                    entry.level,
+                    f"nightly-{day}",
+                    0,
+                    sha,
+                    "build",
+                    at,
+                    0.1,
+                    event="nightly",
+                )
+    with transaction.atomic():
+        Delivery.objects.bulk_create(deliveries, ignore_conflicts=True)
+        JobRecord.objects.bulk_create(records, ignore_conflicts=True)
+    return len(records)
+
+
+def _delivery(
+    delivery_id: str, number: int, sha: str, title: str, author: str, at: datetime
+) -> Delivery:
+    return Delivery(
+        delivery_id=delivery_id,
+        event="pull_request",
+        action="synchronize",
+        upstream_repo=settings.CRCR_UPSTREAM_REPO,
+        pr_number=number,
+        head_sha=sha,
+        title=title,
+        author=author,
+        body="{}",
+        received_at=at,
+    )
+
+
+def _attempts(
+    rng: random.Random,
+    repo: str,
+    level: str,
+    delivery: str,
+    number: int,
+    sha: str,
+    job: str,
+    at: datetime,
+    flaky: float,
+    *,
+    event: str = "pull_request",
+) -> list[JobRecord]:
+    """One job's attempts: a failure is re-run once, half the time."""
+    expected = {"xfail": "failure", "xcancel": "cancelled", "xtimeout": "timed_out"}
+    attempts = []
+    for attempt in (1, 2):
+        roll = rng.random()
+        conclusion = expected.get(job) or (
+            "timed_out" if roll < flaky / 8 else "failure" if roll < flaky else "success"
+        )
+        execution = rng.uniform(300, 3600) if conclusion != "timed_out" else 3 * 3600.0
+        started = at + timedelta(minutes=attempt * 70)
+        run = rng.randint(10**9, 10**10)
+        attempts.append(
+            JobRecord(
+                downstream_repo=repo.casefold(),
+                delivery_id=delivery,
+                workflow_name="CI",
+                job_name=job,
+                check_run_id=f"{delivery}-{job}-{attempt}",
+                repo_display=repo,
+                upstream_repo=settings.CRCR_UPSTREAM_REPO,
+                event_type=event,
+                level=level,
+                pr_number=number,
+                head_sha=sha,
+                workflow_run_url=f"https://github.com/{repo}/actions/runs/{run}",
+                run_id=str(run),
+                run_attempt=attempt,
+                status="completed",
+                conclusion=conclusion,
+                queue_time=rng.uniform(5, 900),
+                execution_time=round(execution, 1),
+                tests_passed=980 if conclusion == "failure" else 1000,
+                tests_total=1000,
+                failed_tests_detail=[
+                    {"name": f"test_ops.py::TestCommon::test_{job}_{i}", "message": "mismatch"}
+                    for i in range(20)
+                ]
+                if conclusion == "failure"
+                else None,
+                received_at=started,
+                updated_at=started,
+            )
+        )
+        if conclusion != "failure" or job in expected or rng.random() < 0.5:
+            break
+    return attempts
