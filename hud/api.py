@@ -68,6 +68,20 @@ class OverviewSerializer(DataclassSerializer[pages.Overview]):
         dataclass = pages.Overview
 
 
+class SeriesSerializer(DataclassSerializer[pages.Series]):
+    points = DailySerializer(many=True)
+
+    class Meta:
+        dataclass = pages.Series
+
+
+class MetricsSerializer(DataclassSerializer[pages.MetricsPage]):
+    series = SeriesSerializer(many=True)
+
+    class Meta:
+        dataclass = pages.MetricsPage
+
+
 class ShaSerializer(DataclassSerializer[ShaResult]):
     counts = CountsSerializer()
     red = serializers.BooleanField(read_only=True)
@@ -146,6 +160,13 @@ class Repo(APIView):
         if page is None:
             raise NotFound("no such downstream repo")
         return Response(RepoPageSerializer(page).data)
+
+
+class Metrics(APIView):
+    @extend_schema(parameters=QUERY, responses=MetricsSerializer)
+    def get(self, request: Request) -> Response:
+        """What /crcr/metrics shows: each repo's counts day by day."""
+        return Response(MetricsSerializer(pages.metrics_page(_query(request))).data)
 
 
 class Pr(APIView):

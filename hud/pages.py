@@ -20,6 +20,7 @@ from hud.reports import (
     FAILURES,
     OUTCOMES,
     Cell,
+    DailyPoint,
     Kind,
     MatrixPage,
     MatrixRow,
@@ -363,6 +364,35 @@ def _criteria(
     enough = at_least(days, minimum_days)
     criteria.append(Criterion("Days at L2", f"≥ {minimum_days}", days, days, enough, enough))
     return criteria
+
+
+# -- /crcr/metrics ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Series:
+    repo: str
+    key: str
+    points: tuple[DailyPoint, ...]
+
+
+@dataclass(frozen=True)
+class MetricsPage:
+    query: Query
+    window: Window
+    series: tuple[Series, ...]
+    as_of: datetime | None
+
+
+def metrics_page(query: Query, store: RecordStore | None = None) -> MetricsPage:
+    """Per repo, day by day: pass rate, failures and volume (the probe left out)."""
+    store = store or get_store()
+    window = query.window()
+    summaries = store.summary(window, query.kind, exclude=[settings.CRCR_PROBE_REPO.casefold()])
+    series = sorted(
+        (Series(s.repo, s.key, s.daily) for s in summaries), key=lambda s: s.repo.casefold()
+    )
+    return MetricsPage(query, window, tuple(series), store.newest())
 
 
 # -- /crcr/pr/{number} -------------------------------------------------------------------------

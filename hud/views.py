@@ -44,6 +44,16 @@ def repo(request: HttpRequest, org: str, name: str) -> HttpResponse:
 
 
 @require_GET
+def metrics(request: HttpRequest) -> HttpResponse:
+    """/crcr/metrics: pass rate, failures and volume per repo, day by day."""
+    try:
+        query = Query.parse(request.GET)
+    except BadQuery as bad:
+        return _bad_query(bad)
+    return render(request, "hud/metrics.html", {"page": pages.metrics_page(query), "days": DAYS})
+
+
+@require_GET
 def pr(request: HttpRequest, number: int) -> HttpResponse:
     """/crcr/pr/{number}: one upstream PR across every downstream repo."""
     return render(request, "hud/pr.html", {"page": pages.pr_page(number)})

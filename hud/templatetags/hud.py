@@ -113,3 +113,40 @@ def sparkline(points: tuple[DailyPoint, ...], window: Window) -> SafeString:
         line,
         dots,
     )
+
+
+@register.simple_tag
+def daily_chart(points: tuple[DailyPoint, ...], window: Window) -> SafeString:
+    """Volume (bars, failures in red) and pass rate (line, 0-100 %) per day, as inline SVG."""
+    width, height, days = 600, 120, max(window.days, 1)
+    first = (window.end - timedelta(days=window.days)).date()
+    slot = width / days
+    peak = max((p.counts.total for p in points), default=0) or 1
+    bars, fails, line = [], [], []
+    for point in points:
+        x = round(min((point.day - first).days, days - 1) * slot, 1)
+        total_h = round(point.counts.total / peak * (height - 10), 1)
+        fail_h = round((point.counts.failures + point.counts.timed_out) / peak * (height - 10), 1)
+        bars.append((x, round(height - total_h, 1), round(slot * 0.8, 1), total_h))
+        fails.append((x, round(height - fail_h, 1), round(slot * 0.8, 1), fail_h))
+        if point.counts.pass_rate is not None:
+            line.append(
+                f"{x + slot * 0.4:.1f},{(1 - point.counts.pass_rate) * (height - 10) + 5:.1f}"
+            )
+    label = "; ".join(
+        f"{p.day:%b %d}: {p.counts.total} jobs, {p.counts.failures} failed"
+        + (f", {p.counts.pass_rate:.0%} passed" if p.counts.pass_rate is not None else "")
+        for p in points
+    )
+    rect = '<rect x="{}" y="{}" width="{}" height="{}"></rect>'
+    return format_html(
+        '<svg class="chart" viewBox="0 0 {} {}" role="img" aria-label="{}">'
+        '<g class="volume">{}</g><g class="failures">{}</g>'
+        '<polyline class="passrate" points="{}"></polyline></svg>',
+        width,
+        height,
+        label or "no results",
+        format_html_join("", rect, bars),
+        format_html_join("", rect, fails),
+        " ".join(line),
+    )

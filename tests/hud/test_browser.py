@@ -167,6 +167,19 @@ def test_the_pr_page_shows_which_backends_are_red_since_which_sha(page, server, 
     _screenshot(page, "pr")
 
 
+def test_the_metrics_page_draws_a_chart_per_repo(page, server, seeded):
+    page.goto(f"{server.url}/crcr/metrics?days=30")
+
+    assert page.locator("svg.chart").count() == 3
+    assert page.locator("section.metric h2").all_inner_texts() == [
+        "org/alpha",
+        "org/beta",
+        "Org/Gamma",
+    ]
+    assert page.console_errors == []
+    _screenshot(page, "metrics")
+
+
 def test_the_pages_work_with_javascript_disabled(browser, server, seeded):
     context, page = _page(browser, javascript=False)
     page.goto(f"{server.url}/crcr")

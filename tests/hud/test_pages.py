@@ -71,3 +71,13 @@ def test_the_summary_api_and_the_schema(client, seeded):
     assert b"/api/crcr/summary" in schema.content
     assert docs.status_code == 200
     assert b"cdn" not in docs.content.lower()
+
+
+def test_the_metrics_page_charts_each_repo_and_its_json_twin(client, seeded):
+    page = client.get("/crcr/metrics?days=30").content.decode()
+    api = client.get("/api/crcr/metrics?days=30").json()
+
+    assert page.count('<svg class="chart"') == 3  # alpha, beta, gamma; not the probe
+    assert ": 5 jobs, 1 failed, 80% passed" in page  # the day of alpha's PR 10
+    alpha = next(s for s in api["series"] if s["repo"] == "org/alpha")
+    assert [p["counts"]["completed"] for p in alpha["points"]] == [1, 1, 1, 5]
