@@ -1,5 +1,7 @@
+import functools
 import hmac
 import json
+from collections.abc import Callable
 
 from django.conf import settings
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest, JsonResponse
@@ -15,27 +17,32 @@ from hud.records import BadRecord, parse_envelope
 from hud.reports import DAYS, OUTCOMES
 
 
-def _bad_query(bad: BadQuery) -> HttpResponse:
-    return HttpResponseBadRequest(f"Bad query parameter {bad}", content_type="text/plain")
+def with_query(
+    view: Callable[..., HttpResponse],
+) -> Callable[..., HttpResponse]:
+    """GET only; the view gets the parsed Query, and a bad query string is a 400."""
+
+    @require_GET
+    @functools.wraps(view)
+    def wrapped(request: HttpRequest, *args: object, **kwargs: object) -> HttpResponse:
+        try:
+            query = Query.parse(request.GET)
+        except BadQuery as bad:
+            return HttpResponseBadRequest(f"Bad query parameter {bad}", content_type="text/plain")
+        return view(request, query, *args, **kwargs)
+
+    return wrapped
 
 
-@require_GET
-def index(request: HttpRequest) -> HttpResponse:
+@with_query
+def index(request: HttpRequest, query: Query) -> HttpResponse:
     """/crcr: results per downstream repo, one section per level, worst first."""
-    try:
-        query = Query.parse(request.GET)
-    except BadQuery as bad:
-        return _bad_query(bad)
     return render(request, "hud/index.html", {"page": pages.overview(query), "days": DAYS})
 
 
-@require_GET
-def repo(request: HttpRequest, org: str, name: str) -> HttpResponse:
+@with_query
+def repo(request: HttpRequest, query: Query, org: str, name: str) -> HttpResponse:
     """/crcr/{org}/{repo}: summary cards, readiness and the PR x job matrix."""
-    try:
-        query = Query.parse(request.GET)
-    except BadQuery as bad:
-        return _bad_query(bad)
     page = pages.repo_page(f"{org}/{name}", query)
     if page is None:
         raise Http404("no such downstream repo")
@@ -43,13 +50,9 @@ def repo(request: HttpRequest, org: str, name: str) -> HttpResponse:
     return render(request, "hud/repo.html", context)
 
 
-@require_GET
-def metrics(request: HttpRequest) -> HttpResponse:
+@with_query
+def metrics(request: HttpRequest, query: Query) -> HttpResponse:
     """/crcr/metrics: pass rate, failures and volume per repo, day by day."""
-    try:
-        query = Query.parse(request.GET)
-    except BadQuery as bad:
-        return _bad_query(bad)
     return render(request, "hud/metrics.html", {"page": pages.metrics_page(query), "days": DAYS})
 
 

@@ -110,6 +110,8 @@ def test_check_deploy_reports_each_production_misconfiguration(tmp_path):
     assert "crcr.E001" in debug.stderr
 
 
+# Model checks ask each database what it supports (JSON fields): the tests' SQLite alias too.
+@pytest.mark.django_db(databases=["default", "sqlite"])
 def test_check_deploy_is_clean_of_crcr_errors_when_production_is_configured(settings):
     settings.DEBUG = False
     settings.SECRET_KEY = "x" * 64
@@ -141,9 +143,10 @@ print(row.status, row.conclusion, row.queue_time, row.failed_tests_detail[0]["na
 """
 
 
-def test_the_record_upsert_keeps_its_semantics_on_sqlite(tmp_path):
+def run_on_sqlite(tmp_path, script: str) -> str:
+    """Run a Python snippet in a fresh process on an empty SQLite file; its standard output."""
     result = subprocess.run(
-        [PYTHON, "-c", UPSERT_ON_SQLITE],
+        [PYTHON, "-c", script],
         cwd=ROOT,
         env=bare_env(tmp_path, DJANGO_SETTINGS_MODULE="crcr_site.settings"),
         capture_output=True,
@@ -151,6 +154,11 @@ def test_the_record_upsert_keeps_its_semantics_on_sqlite(tmp_path):
         timeout=120,
         check=False,
     )
-
     assert result.returncode == 0, result.stderr
-    assert result.stdout.split() == ["completed", "success", "1.5", "t"]
+    return result.stdout
+
+
+def test_the_record_upsert_keeps_its_semantics_on_sqlite(tmp_path):
+    output = run_on_sqlite(tmp_path, UPSERT_ON_SQLITE)
+
+    assert output.split() == ["completed", "success", "1.5", "t"]

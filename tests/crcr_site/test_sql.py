@@ -2,7 +2,6 @@
 transaction): the same scenario, the same outcome."""
 
 import json
-import subprocess
 from datetime import UTC, datetime
 
 import pytest
@@ -11,7 +10,7 @@ from django.db import DatabaseError, transaction
 from crcr_site import sql
 from hud.models import JobRecord
 from relay.models import CallbackAudit, ReplayKey
-from tests.crcr_site.test_settings import PYTHON, ROOT, bare_env
+from tests.crcr_site.test_settings import run_on_sqlite
 
 AT = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 KEY = {
@@ -81,18 +80,7 @@ def test_insert_if_new_on_sqlite(tmp_path):
         "from tests.crcr_site.test_sql import scenario\n"
         "print(json.dumps(scenario()))\n"
     )
-    result = subprocess.run(
-        [PYTHON, "-c", script],
-        cwd=ROOT,
-        env=bare_env(tmp_path, DJANGO_SETTINGS_MODULE="crcr_site.settings"),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-
-    assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout) == EXPECTED
+    assert json.loads(run_on_sqlite(tmp_path, script)) == EXPECTED
 
 
 def test_the_first_row_must_be_an_insert_or_nothing():

@@ -81,3 +81,20 @@ def test_the_metrics_page_charts_each_repo_and_its_json_twin(client, seeded):
     assert ": 5 jobs, 1 failed, 80% passed" in page  # the day of alpha's PR 10
     alpha = next(s for s in api["series"] if s["repo"] == "org/alpha")
     assert [p["counts"]["completed"] for p in alpha["points"]] == [1, 1, 1, 5]
+
+
+def test_untrusted_text_is_escaped_and_only_plain_http_urls_are_links(client, seeded):
+    from hud.models import JobRecord
+
+    record = JobRecord.objects.get(job_name="build", head_sha="bbb")
+    record.job_name = "<script>alert(1)</script>"
+    record.workflow_run_url = "javascript:alert(1)"
+    record.triage_verdict = {"category": "flaky", "confidence": "low", "summary": "<b>x</b>"}
+    record.save()
+
+    page = client.get("/crcr/org/alpha?shards=all").content.decode()
+
+    assert "<script>alert(1)</script>" not in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert "&lt;b&gt;x&lt;/b&gt;" in page
+    assert "javascript:" not in page
