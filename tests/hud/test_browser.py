@@ -167,6 +167,19 @@ def test_the_pr_page_shows_which_backends_are_red_since_which_sha(page, server, 
     _screenshot(page, "pr")
 
 
+def test_the_api_docs_render_from_our_own_files_under_the_csp(page, server):
+    requests_made = []
+    page.on("request", lambda r: requests_made.append(r.url))
+
+    page.goto(f"{server.url}/api/crcr/docs")
+
+    page.wait_for_selector(".opblock-summary-path")
+    assert "/api/crcr/summary" in page.locator(".opblock-summary-path").all_inner_texts()
+    assert page.locator(".title").first.inner_text().startswith("CRCR HUD API")
+    assert all(url.startswith(server.url) for url in requests_made)
+    assert page.console_errors == []
+
+
 def test_the_pages_fit_a_phone(browser, server, seeded):
     context = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True)
     page = context.new_page()
