@@ -312,8 +312,17 @@ CRCR_ALLOWLIST_SYNC_INTERVAL = envint("CRCR_ALLOWLIST_SYNC_INTERVAL", 300)
 HUD_BACKEND = envstr("HUD_BACKEND", "orm")
 if HUD_BACKEND not in {"orm", "clickhouse"}:
     raise ImproperlyConfigured(f"HUD_BACKEND={HUD_BACKEND!r}: use orm or clickhouse")
-HUD_STORE = {"orm": "hud.orm.OrmRecordStore"}.get(HUD_BACKEND, "hud.orm.OrmRecordStore")
+HUD_STORE = {
+    "orm": "hud.orm.OrmRecordStore",
+    "clickhouse": "hud.clickhouse.store.ClickHouseRecordStore",
+}[HUD_BACKEND]
 HUD_CLICKHOUSE_URL = envstr("HUD_CLICKHOUSE_URL") or None
+if HUD_BACKEND == "clickhouse" and not (
+    HUD_CLICKHOUSE_URL and HUD_CLICKHOUSE_URL.startswith(("http://", "https://", "chdb://"))
+):
+    raise ImproperlyConfigured(
+        "HUD_BACKEND=clickhouse needs HUD_CLICKHOUSE_URL=http(s)://... or chdb:///path"
+    )
 HUD_BOT_TOKEN = envsecret("HUD_BOT_TOKEN")
 HUD_FORWARD_URL = envstr("HUD_FORWARD_URL") or None
 HUD_FORWARD_TOKEN = envsecret("HUD_FORWARD_TOKEN")

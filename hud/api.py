@@ -183,9 +183,7 @@ schema_view = SpectacularAPIView.as_view()
 # The split view serves its start-up script as a file (our CSP allows no inline script); its
 # page still carries one small inline <style>, so this page alone allows inline styles.
 DOCS_CSP: dict[str, Any] = settings.SECURE_CSP | {"style-src": [CSP.SELF, CSP.UNSAFE_INLINE]}
-docs_view = csp_override(DOCS_CSP)(
-    SpectacularSwaggerSplitView.as_view(url_name="api-schema")
-)
+docs_view = csp_override(DOCS_CSP)(SpectacularSwaggerSplitView.as_view(url_name="api-schema"))
 
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> HttpResponse | None:

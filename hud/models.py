@@ -70,3 +70,17 @@ class JobRecord(models.Model):
 
     def __str__(self) -> str:
         return f"{self.repo_display} {self.workflow_name}/{self.job_name} {self.status}"
+
+
+class HudOutbox(models.Model):
+    """Records on their way to ClickHouse (HUD_BACKEND=clickhouse): written in the callback's
+    own statement, moved into ClickHouse in order by the ClickHouse store's `drain`."""
+
+    payload = models.JSONField(help_text="the record's key, its carried fields, when")
+    created_at = models.DateTimeField()
+
+    class Meta:
+        verbose_name_plural = "HUD outbox"
+
+    def __str__(self) -> str:
+        return f"outbox {self.pk}"

@@ -5,7 +5,8 @@ each job" are window functions (ROW_NUMBER) — standard SQL that PostgreSQL and
 served by the (downstream_repo, received_at) and (pr_number, received_at) indexes.
 """
 
-from collections.abc import Mapping, Sequence
+import itertools
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -32,6 +33,7 @@ from hud.reports import (
     RepoSummary,
     ShaResult,
     Window,
+    worst_first,
 )
 from hud.storage import KEY_FIELDS, HudRecord, RecordExists, RecordStore
 
@@ -44,7 +46,6 @@ COUNTS = {
     "completed": Count("id", filter=COMPLETED),
     "in_progress": Count("id", filter=~COMPLETED),
 }
-FAILED_TESTS_SHOWN = 3
 REPO = F("downstream_repo")
 
 
@@ -80,6 +81,19 @@ class OrmRecordStore(RecordStore):
                 sql.insert(JobRecord, vars(record.key) | values)
         except IntegrityError:
             raise RecordExists(str(record.key)) from None
+
+    def put_rows(self, rows: Iterable[dict[str, Any]]) -> int:
+        count = 0
+        for batch in itertools.batched(rows, 5000):
+            objects = JobRecord.objects.using(self.using)
+            objects.bulk_create([JobRecord(**row) for row in batch], ignore_conflicts=True)
+            count += len(batch)
+        return count
+
+    def rows(self) -> Iterator[dict[str, Any]]:
+        fields = [f.name for f in JobRecord._meta.concrete_fields if not f.primary_key]
+        records = JobRecord.objects.using(self.using).order_by("id").values(*fields)
+        yield from records.iterator(chunk_size=5000)
 
     # -- reads -------------------------------------------------------------------------------
 
@@ -125,7 +139,7 @@ class OrmRecordStore(RecordStore):
             )
             for row in rows
         ]
-        return sorted(summaries, key=_worst_first)
+        return sorted(summaries, key=worst_first)
 
     def daily(
         self, window: Window, kind: Kind, *, exclude: Sequence[str] = ()
@@ -382,27 +396,7 @@ def _percentiles(records: QuerySet[JobRecord], value: Any) -> dict[str, dict[int
 
 
 def _cell(record: JobRecord) -> Cell:
-    detail = record.failed_tests_detail if isinstance(record.failed_tests_detail, list) else []
-    failed = tuple(
-        str(test.get("name") or test.get("test") or "")
-        for test in detail[:FAILED_TESTS_SHOWN]
-        if isinstance(test, dict)
-    )
-    return Cell(
-        job_name=record.job_name,
-        workflow_name=record.workflow_name,
-        status=record.status,
-        conclusion=record.conclusion,
-        run_attempt=record.run_attempt,
-        execution_time=record.execution_time,
-        queue_time=record.queue_time,
-        tests_passed=record.tests_passed,
-        tests_total=record.tests_total,
-        failed_tests=failed,
-        triage_verdict=record.triage_verdict if isinstance(record.triage_verdict, dict) else None,
-        log_url=record.workflow_run_url,
-        received_at=record.received_at,
-    )
+    return Cell.of({f.name: getattr(record, f.name) for f in JobRecord._meta.concrete_fields})
 
 
 def _aware(value: Any) -> datetime:
@@ -413,8 +407,3 @@ def _aware(value: Any) -> datetime:
     if parsed is None:
         raise ValueError(f"not a timestamp: {value!r}")
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-
-
-def _worst_first(summary: RepoSummary) -> tuple[float, str]:
-    rate = summary.counts.pass_rate
-    return (2.0 if rate is None else rate, summary.repo.casefold())

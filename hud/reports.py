@@ -21,6 +21,7 @@ hold each backend to them):
   `cancelled` and `timed_out`, every other job `success`.
 """
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from enum import StrEnum
@@ -108,6 +109,12 @@ class RepoSummary:
         return self.counts.timed_out / done if done else None
 
 
+def worst_first(summary: RepoSummary) -> tuple[float, str]:
+    """Sort key: lowest pass rate first (none at the end), then by name."""
+    rate = summary.counts.pass_rate
+    return (2.0 if rate is None else rate, summary.repo.casefold())
+
+
 @dataclass(frozen=True)
 class Cell:
     """A job's latest attempt in one matrix row."""
@@ -129,6 +136,35 @@ class Cell:
     @property
     def outcome(self) -> str:
         return self.conclusion if self.status == "completed" else "in_progress"
+
+    @classmethod
+    def of(cls, row: Mapping[str, Any]) -> "Cell":
+        """The cell of a stored record (any backend's row, as field → value)."""
+        detail = row["failed_tests_detail"]
+        failed = tuple(
+            str(test.get("name") or test.get("test") or "")
+            for test in (detail if isinstance(detail, list) else [])[:FAILED_TESTS_SHOWN]
+            if isinstance(test, dict)
+        )
+        verdict = row["triage_verdict"]
+        return cls(
+            job_name=row["job_name"],
+            workflow_name=row["workflow_name"],
+            status=row["status"],
+            conclusion=row["conclusion"],
+            run_attempt=row["run_attempt"],
+            execution_time=row["execution_time"],
+            queue_time=row["queue_time"],
+            tests_passed=row["tests_passed"],
+            tests_total=row["tests_total"],
+            failed_tests=failed,
+            triage_verdict=verdict if isinstance(verdict, dict) else None,
+            log_url=row["workflow_run_url"],
+            received_at=row["received_at"],
+        )
+
+
+FAILED_TESTS_SHOWN = 3
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ backend keeps contract §3's semantics: one row per key, and a later record for 
 changes only the fields it carries (`None` is "not carried" and erases nothing).
 """
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any
@@ -113,6 +113,14 @@ class RecordStore:
 
     def insert_new(self, record: HudRecord, *, now: datetime) -> None:
         """Insert the record; RecordExists when its key is already stored (written once)."""
+        raise NotImplementedError
+
+    def put_rows(self, rows: Iterable[dict[str, Any]]) -> int:
+        """Store whole rows as they are, received_at and updated_at included; how many."""
+        raise NotImplementedError
+
+    def rows(self) -> Iterator[dict[str, Any]]:
+        """Every stored record as a whole row (field → value)."""
         raise NotImplementedError
 
     # The read side: hud/reports.py states the semantics every backend keeps.

@@ -52,6 +52,19 @@ def _forward() -> object:
     return hud_forward.forward_due()
 
 
+def _drain_clickhouse() -> object:
+    from hud.storage import get_store
+
+    drain = getattr(get_store(), "drain", None)
+    return drain() if drain else "skipped"
+
+
+def _drains_here() -> float:
+    # chdb lives in the web process, which drains before it reads; a server is drained here.
+    url = settings.HUD_CLICKHOUSE_URL or ""
+    return 1.0 if settings.HUD_BACKEND == "clickhouse" and not url.startswith("chdb:") else 0
+
+
 def _prune() -> object:
     """Rows that only grow: used replay keys (a token is refused by its `exp` long before a
     day has passed) and finished task results (kept two weeks, as django-tasks-db suggests)."""
@@ -74,6 +87,7 @@ JOBS: tuple[Job, ...] = (
     Job("dispatch_sweep", lambda: 5.0, _sweep),
     Job("zombie_sweep", lambda: 60.0, _zombies),
     Job("hud_forward", lambda: 1.0 if settings.HUD_FORWARD_URL else 0, _forward),
+    Job("hud_clickhouse_drain", _drains_here, _drain_clickhouse),
     Job("prune", lambda: 3600.0, _prune),
     Job("redeliver_missed", lambda: settings.CRCR_REDELIVERY_INTERVAL, _redeliver),
     Job("allowlist_sync", lambda: settings.CRCR_ALLOWLIST_SYNC_INTERVAL, _sync_allowlist),

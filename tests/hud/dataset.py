@@ -48,13 +48,18 @@ ROWS = [
 
 
 def seed(using: str = "default", *, now: datetime = NOW) -> list[JobRecord]:
-    """The rows, moved in time so that NOW falls on `now`."""
+    """The rows in the ORM's database `using`, moved in time so that NOW falls on `now`."""
+    return JobRecord.objects.using(using).bulk_create(JobRecord(**row) for row in rows(now=now))
+
+
+def rows(*, now: datetime = NOW) -> list[dict]:
+    """The rows as stored records (field → value), moved in time so that NOW falls on `now`."""
     shift = now - NOW
     records = []
     for n, row in enumerate(ROWS):
         repo, level, event, pr, sha, job, attempt, status, conclusion, execution, queue, when = row
         records.append(
-            JobRecord(
+            dict(
                 downstream_repo=repo.casefold(),
                 delivery_id=f"{event}-{pr}-{sha}",
                 workflow_name="CI",
@@ -82,4 +87,4 @@ def seed(using: str = "default", *, now: datetime = NOW) -> list[JobRecord]:
                 updated_at=when + shift,
             )
         )
-    return JobRecord.objects.using(using).bulk_create(records)
+    return records

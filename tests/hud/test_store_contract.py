@@ -6,17 +6,33 @@ from datetime import date
 import pytest
 from django.db import connections
 
+from hud.clickhouse.drivers import ChdbDriver
+from hud.clickhouse.store import ClickHouseRecordStore
 from hud.orm import OrmRecordStore
 from hud.reports import Counts, Kind, Window
-from tests.hud.dataset import NOW, PROBE, at, seed
+from tests.hud.dataset import NOW, PROBE, at, rows, seed
 
 pytestmark = pytest.mark.django_db(databases=["default", "sqlite"])
 
 D14 = Window(14, NOW)
 
 
-@pytest.fixture(params=["postgresql", "sqlite"])
+@pytest.fixture(scope="module")
+def chdb_store(tmp_path_factory):
+    driver = ChdbDriver(str(tmp_path_factory.mktemp("chdb")))
+    store = ClickHouseRecordStore(driver=driver)
+    store.migrate()
+    yield store
+    driver.close()
+
+
+@pytest.fixture(params=["postgresql", "sqlite", "chdb"])
 def store(request):
+    if request.param == "chdb":
+        chdb = request.getfixturevalue("chdb_store")
+        chdb.driver.command("TRUNCATE TABLE hud_job")
+        chdb.put_rows(rows())
+        return chdb
     using = {"postgresql": "default", "sqlite": "sqlite"}[request.param]
     assert connections[using].vendor == request.param
     seed(using)

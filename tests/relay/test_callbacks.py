@@ -5,7 +5,7 @@ import time
 import pytest
 import redis
 
-from hud.models import JobRecord
+from hud.models import HudOutbox, JobRecord
 from relay import redis_keys
 from relay.models import CallbackAudit, ReplayKey
 from tests.relay.conftest import post_callback, post_webhook, reporter_body, webhook_payload
@@ -71,6 +71,32 @@ def test_an_accepted_callback_is_on_the_hud_and_its_api_in_the_next_request(
     assert (row["pr_number"], row["cells"]["build"]["status"]) == (2, "in_progress")
     assert done["matrix"]["rows"][0]["cells"]["build"]["conclusion"] == "success"
     assert done["summary"]["counts"]["successes"] == 1
+
+
+def test_a_callback_goes_through_the_outbox_and_shows_in_the_next_request(
+    on_chdb, client, github, downstream, actions
+):
+    post_webhook(client, "pull_request", webhook_payload("pull_request.opened"), delivery="g-1")
+    payload = github.dispatches("org-b/l3")[0].body["client_payload"]
+
+    answer = post_callback(
+        client, reporter_body(payload, "in_progress"), actions.mint(repo="org-b/l3")
+    )
+    queued = HudOutbox.objects.count()
+    api = client.get("/api/crcr/repos/org-b/l3").json()
+
+    assert answer.status_code == 200
+    assert (queued, JobRecord.objects.count()) == (1, 0)  # not in the ORM's table
+    assert api["matrix"]["rows"][0]["cells"]["build"]["status"] == "in_progress"
+    assert HudOutbox.objects.count() == 0  # drained into ClickHouse
+
+    post_callback(
+        client,
+        reporter_body(payload, "completed", conclusion="success"),
+        token_for(actions),
+    )
+    cell = client.get("/api/crcr/repos/org-b/l3").json()["matrix"]["rows"][0]["cells"]["build"]
+    assert (cell["conclusion"], cell["queue_time"] is not None) == ("success", True)  # kept
 
 
 def test_the_record_names_our_dispatch_not_what_the_body_claims(client, actions, dispatched):

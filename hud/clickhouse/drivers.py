@@ -1,0 +1,140 @@
+"""The two ways to reach ClickHouse; the SQL (hud/clickhouse/queries.py) is the same for both.
+
+- `ServerDriver`: a ClickHouse server over HTTP(S), through clickhouse-connect
+  (`HUD_CLICKHOUSE_URL=https://user:password@host:8443/database`).
+- `ChdbDriver`: chdb, ClickHouse's engine inside this process (`HUD_CLICKHOUSE_URL=chdb:///path`).
+  chdb keeps its data under one directory that only one process may open at a time: use it for
+  the demo, the tests and the benchmark, served by a single process (runserver, or gunicorn with
+  one worker). It is opened lazily, on the first query.
+
+Queries take ClickHouse's typed placeholders (`{name:Type}`) with scalar values only; variable
+lists are spelled out as several placeholders by the caller. Rows come back as tuples of Python
+values, timestamps as aware UTC datetimes.
+"""
+
+import json
+import threading
+from collections.abc import Iterable, Sequence
+from datetime import UTC, date, datetime
+from typing import Any, Protocol
+from urllib.parse import urlsplit
+
+
+class Driver(Protocol):
+    def select(self, sql: str, params: dict[str, Any] | None = None) -> list[tuple[Any, ...]]:
+        """Run a SELECT; its rows."""
+        ...
+
+    def command(self, sql: str, params: dict[str, Any] | None = None) -> None:
+        """Run a statement that returns nothing (DDL, DELETE)."""
+        ...
+
+    def insert(self, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+        """Insert rows (values in `columns` order)."""
+        ...
+
+
+def driver_for(url: str) -> Driver:
+    if url.startswith("chdb://"):
+        return ChdbDriver(urlsplit(url).path or "/tmp/crcr-chdb")  # noqa: S108 (a default)
+    if url.startswith(("http://", "https://")):
+        return ServerDriver(url)
+    raise ValueError(f"HUD_CLICKHOUSE_URL must be http(s)://... or chdb:///path, not {url!r}")
+
+
+def _text(value: Any) -> str:
+    """A parameter or JSONEachRow value in ClickHouse's text form."""
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+    return str(value)
+
+
+def _cell(kind: str, value: Any) -> Any:
+    """A JSONCompact value as Python: DateTime64 and Date are text there."""
+    if value is None:
+        return None
+    if "DateTime" in kind and isinstance(value, str):
+        return datetime.fromisoformat(value).replace(tzinfo=UTC)
+    if kind.removeprefix("Nullable(").startswith("Date") and isinstance(value, str):
+        return date.fromisoformat(value)
+    if "Int" in kind and isinstance(value, str):  # 64-bit integers are quoted in JSON
+        return int(value)
+    return value
+
+
+class ChdbDriver:
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._session: Any = None
+        self._lock = threading.Lock()
+
+    def _query(self, sql: str, fmt: str, params: dict[str, Any] | None) -> Any:
+        with self._lock:  # one session, one query at a time
+            if self._session is None:
+                from chdb import session
+
+                self._session = session.Session(self.path)
+            texts = {name: _text(value) for name, value in (params or {}).items()}
+            return self._session.query(sql, fmt, params=texts or None)
+
+    def select(self, sql: str, params: dict[str, Any] | None = None) -> list[tuple[Any, ...]]:
+        result = json.loads(self._query(sql, "JSONCompact", params).bytes() or b'{"data": []}')
+        kinds = [column["type"] for column in result.get("meta", [])]
+        return [
+            tuple(_cell(k, v) for k, v in zip(kinds, row, strict=True)) for row in result["data"]
+        ]
+
+    def command(self, sql: str, params: dict[str, Any] | None = None) -> None:
+        self._query(sql, "CSV", params)
+
+    def insert(self, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+        lines = [
+            json.dumps(
+                {
+                    c: _text(v) if isinstance(v, datetime) else v
+                    for c, v in zip(columns, row, strict=True)
+                }
+            )
+            for row in rows
+        ]
+        if lines:
+            self._query(f"INSERT INTO {table} FORMAT JSONEachRow\n" + "\n".join(lines), "CSV", None)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._session is not None:
+                self._session.close()
+                self._session = None
+
+
+class ServerDriver:
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._client: Any = None
+        self._lock = threading.Lock()
+
+    def _get(self) -> Any:
+        with self._lock:
+            if self._client is None:
+                import clickhouse_connect
+
+                self._client = clickhouse_connect.get_client(dsn=self.url)
+            return self._client
+
+    def select(self, sql: str, params: dict[str, Any] | None = None) -> list[tuple[Any, ...]]:
+        result = self._get().query(sql, parameters=params or {}, query_tz="UTC")
+        return [
+            tuple(
+                v.replace(tzinfo=UTC) if isinstance(v, datetime) and not v.tzinfo else v
+                for v in row
+            )
+            for row in result.result_rows
+        ]
+
+    def command(self, sql: str, params: dict[str, Any] | None = None) -> None:
+        self._get().command(sql, parameters=params or {})
+
+    def insert(self, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+        data = [list(row) for row in rows]
+        if data:
+            self._get().insert(table, data, column_names=list(columns))

@@ -1,0 +1,102 @@
+"""Every statement the ClickHouse backend runs, in one place, for both drivers.
+
+The table is a ReplacingMergeTree keyed like contract §3: a record's new version is a whole new
+row with a higher `version`, and every read says FINAL, so it sees only the latest version of
+each key (exact, whatever the background merges have done so far).
+"""
+
+from collections.abc import Sequence
+from typing import Any
+
+from hud.reports import FAILURES, PROBE_EXPECTATIONS
+
+TABLE = "hud_job"
+KEY = ("downstream_repo", "delivery_id", "workflow_name", "job_name", "check_run_id")
+COLUMNS: dict[str, str] = {
+    "downstream_repo": "String",
+    "delivery_id": "String",
+    "workflow_name": "String",
+    "job_name": "String",
+    "check_run_id": "String",
+    "repo_display": "String",
+    "upstream_repo": "String",
+    "event_type": "LowCardinality(String)",
+    "level": "LowCardinality(String)",
+    "pr_number": "UInt32",
+    "head_sha": "String",
+    "workflow_run_url": "String",
+    "run_id": "String",
+    "run_attempt": "UInt32",
+    "status": "LowCardinality(String)",
+    "conclusion": "LowCardinality(String)",
+    "queue_time": "Nullable(Float64)",
+    "execution_time": "Nullable(Float64)",
+    "started_at": "Nullable(DateTime64(6, 'UTC'))",
+    "completed_at": "Nullable(DateTime64(6, 'UTC'))",
+    "tests_passed": "Nullable(UInt32)",
+    "tests_failed": "Nullable(UInt32)",
+    "tests_skipped": "Nullable(UInt32)",
+    "tests_total": "Nullable(UInt32)",
+    "failed_tests_detail": "String",  # JSON text, '' when none
+    "artifact_url": "String",
+    "triage_verdict": "String",  # JSON text, '' when none
+    "source": "LowCardinality(String)",
+    "received_at": "DateTime64(6, 'UTC')",
+    "updated_at": "DateTime64(6, 'UTC')",
+    "version": "UInt64",
+}
+JSON_COLUMNS = ("failed_tests_detail", "triage_verdict")
+
+# Schema versions, applied in order by `manage.py hud_clickhouse_migrate`; never edit one.
+MIGRATIONS: tuple[str, ...] = (
+    f"CREATE TABLE IF NOT EXISTS {TABLE} ("
+    + ", ".join(f"{name} {kind}" for name, kind in COLUMNS.items())
+    + ", INDEX pr_number_idx pr_number TYPE minmax GRANULARITY 4"
+    + ") ENGINE = ReplacingMergeTree(version) "
+    + f"ORDER BY ({', '.join(KEY)})",
+)
+MIGRATIONS_TABLE = (
+    "CREATE TABLE IF NOT EXISTS hud_schema_migrations (version UInt32, applied_at DateTime "
+    "DEFAULT now()) ENGINE = MergeTree ORDER BY version"
+)
+
+_FAILURES = ", ".join(f"'{c}'" for c in FAILURES)
+COUNTS = (
+    "countIf(status = 'completed' AND conclusion = 'success'), "
+    f"countIf(status = 'completed' AND conclusion IN ({_FAILURES})), "
+    "countIf(status = 'completed' AND conclusion = 'timed_out'), "
+    "countIf(status = 'completed' AND conclusion = 'cancelled'), "
+    "countIf(status = 'completed'), "
+    "countIf(status != 'completed')"
+)
+OUTCOME = "if(status = 'completed', conclusion, 'in_progress')"
+# The latest attempt of each job first; LIMIT 1 BY keeps it.
+LATEST = "ORDER BY run_attempt DESC, received_at DESC, check_run_id DESC"
+
+
+def nearest_rank(alias: str, tenths: int) -> str:
+    """Nearest-rank percentile (rank ⌈n·p⌉, p = tenths/10) of a sorted array alias; NULL when
+    the array is empty."""
+    n = f"length({alias})"
+    rank = f"intDiv({tenths} * {n} + {10 - 1}, 10)"
+    return f"if({n} = 0, NULL, {alias}[{rank}])"
+
+
+def in_list(name: str, values: Sequence[str], params: dict[str, Any]) -> str:
+    """`({name0:String}, {name1:String}, ...)`, adding the values to params ('' when empty)."""
+    placeholders = []
+    for n, value in enumerate(values):
+        params[f"{name}{n}"] = value
+        placeholders.append(f"{{{name}{n}:String}}")
+    return f"({', '.join(placeholders) or "''"})"
+
+
+WINDOW = "received_at >= {start:DateTime64(6, 'UTC')} AND received_at < {end:DateTime64(6, 'UTC')}"
+
+PROBE_EXPECTED = " OR ".join(
+    [
+        f"(job_name = '{job}' AND conclusion = '{conclusion}')"
+        for job, conclusion in PROBE_EXPECTATIONS.items()
+    ]
+    + [f"(job_name NOT IN ({', '.join(map(repr, PROBE_EXPECTATIONS))}) AND conclusion = 'success')"]
+)

@@ -1,0 +1,484 @@
+"""The HUD's ClickHouse backend: the storage contract on a ReplacingMergeTree.
+
+Writes. ClickHouse takes no part in the relay's database transaction, so a record is written
+there in two steps: the callback's own all-or-nothing statement adds it to the outbox
+(`HudOutbox`, in the relational database, with the replay key and the audit row), and `drain`
+moves outbox rows into ClickHouse in order — merging each with the stored version of its key
+(only carried fields change, contract §3) and inserting the result as a new version. The worker
+drains every second; with chdb (one process) the web process drains before it reads, so a
+result is on the pages in the next request either way. Re-draining a row after a crash writes
+the same merge again: harmless.
+"""
+
+import json
+from collections.abc import Iterable, Iterator, Sequence
+from datetime import datetime
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+
+from crcr_site import sql
+from hud.clickhouse import queries as q
+from hud.clickhouse.drivers import ChdbDriver, Driver, driver_for
+from hud.models import HudOutbox
+from hud.reports import (
+    FAILURES,
+    Cell,
+    Counts,
+    DailyPoint,
+    Kind,
+    MatrixPage,
+    MatrixRow,
+    ProbeHealth,
+    PrRepo,
+    PrView,
+    ReadinessMetrics,
+    RepoSummary,
+    ShaResult,
+    Window,
+    worst_first,
+)
+from hud.storage import KEY_FIELDS, HudRecord, RecordExists, RecordStore
+
+DRAIN_BATCH = 500
+_drivers: dict[str, Driver] = {}
+
+
+def _driver(url: str) -> Driver:
+    # One driver per URL and process: chdb must not be opened twice.
+    if url not in _drivers:
+        _drivers[url] = driver_for(url)
+    return _drivers[url]
+
+
+class ClickHouseRecordStore(RecordStore):
+    def __init__(self, url: str | None = None, *, driver: Driver | None = None) -> None:
+        self.driver = driver or _driver(url or settings.HUD_CLICKHOUSE_URL or "")
+        self.drains_on_read = isinstance(self.driver, ChdbDriver)
+
+    # -- schema and rows -------------------------------------------------------------------------
+
+    def migrate(self) -> list[int]:
+        """Apply the schema versions not applied yet; the ones applied now."""
+        self.driver.command(q.MIGRATIONS_TABLE)
+        done = {row[0] for row in self.driver.select("SELECT version FROM hud_schema_migrations")}
+        applied = []
+        for version, statement in enumerate(q.MIGRATIONS, 1):
+            if version not in done:
+                self.driver.command(statement)
+                self.driver.insert("hud_schema_migrations", ["version"], [[version]])
+                applied.append(version)
+        return applied
+
+    def put_rows(self, rows: Iterable[dict[str, Any]]) -> int:
+        """Store whole rows as they are (backfill, tests); how many."""
+        count, batch = 0, []
+        for row in rows:
+            batch.append(_to_clickhouse(row))
+            if len(batch) >= 50_000:
+                count += self._insert(batch)
+                batch = []
+        return count + self._insert(batch)
+
+    def _insert(self, rows: list[dict[str, Any]]) -> int:
+        columns = list(q.COLUMNS)
+        self.driver.insert(q.TABLE, columns, ([row[c] for c in columns] for row in rows))
+        return len(rows)
+
+    def rows(self) -> Iterator[dict[str, Any]]:
+        """Every stored row (the latest version of each key), for backfill."""
+        names = [c for c in q.COLUMNS if c != "version"]
+        result = self.driver.select(f"SELECT {', '.join(names)} FROM {q.TABLE} FINAL")
+        for values in result:
+            yield _from_clickhouse(dict(zip(names, values, strict=True)))
+
+    # -- writes ----------------------------------------------------------------------------------
+
+    def upsert_row(self, record: HudRecord, *, now: datetime) -> sql.Row:
+        payload = {"key": vars(record.key), "carried": record.carried(), "now": now.isoformat()}
+        return sql.Row(HudOutbox, {"payload": _json_ready(payload), "created_at": now})
+
+    def insert_new(self, record: HudRecord, *, now: datetime) -> None:
+        # Written once per key: refused when ClickHouse or the outbox already has the key.
+        self.drain()
+        exists = self.driver.select(
+            f"SELECT count() FROM {q.TABLE} FINAL WHERE {_key_condition(0)}",
+            _key_params(0, vars(record.key)),
+        )
+        pending = HudOutbox.objects.filter(payload__key=vars(record.key)).exists()
+        if exists[0][0] or pending:
+            raise RecordExists(str(record.key))
+        sql.insert_row(self.upsert_row(record, now=now))
+
+    def drain(self, batch: int = DRAIN_BATCH) -> int:
+        """Move outbox rows into ClickHouse, oldest first; how many."""
+        moved = 0
+        while True:
+            with transaction.atomic():
+                pending = list(
+                    HudOutbox.objects.select_for_update(skip_locked=True).order_by("id")[:batch]
+                )
+                if not pending:
+                    return moved
+                self._merge([row.payload for row in pending])
+                HudOutbox.objects.filter(id__in=[row.id for row in pending]).delete()
+            moved += len(pending)
+
+    def _merge(self, payloads: list[dict[str, Any]]) -> None:
+        keys = {tuple(p["key"][k] for k in KEY_FIELDS) for p in payloads}
+        stored = {tuple(row[k] for k in KEY_FIELDS): row for row in self._rows_for(sorted(keys))}
+        for payload in payloads:
+            key = tuple(payload["key"][k] for k in KEY_FIELDS)
+            now = datetime.fromisoformat(payload["now"])
+            current = stored.get(key) or _new_row(payload["key"], now)
+            merged = current | _parse_carried(payload["carried"]) | {"updated_at": now}
+            merged["version"] = max(int(current.get("version") or 0) + 1, _micros(now))
+            stored[key] = merged
+        self._insert([_to_clickhouse(row) for row in stored.values()])
+
+    def _rows_for(self, keys: Sequence[tuple[str, ...]]) -> list[dict[str, Any]]:
+        if not keys:
+            return []
+        params: dict[str, Any] = {}
+        conditions = []
+        for n, key in enumerate(keys):
+            conditions.append(f"({_key_condition(n)})")
+            params |= _key_params(n, dict(zip(KEY_FIELDS, key, strict=True)))
+        names = list(q.COLUMNS)
+        statement = (
+            f"SELECT {', '.join(names)} FROM {q.TABLE} FINAL WHERE {' OR '.join(conditions)}"
+        )
+        return [
+            _from_clickhouse(dict(zip(names, values, strict=True)))
+            for values in self.driver.select(statement, params)
+        ]
+
+    # -- reads -----------------------------------------------------------------------------------
+
+    def _select(self, statement: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
+        if self.drains_on_read:
+            self.drain()
+        return self.driver.select(statement, params)
+
+    def _where(
+        self,
+        window: Window | None,
+        kind: Kind | None,
+        params: dict[str, Any],
+        *,
+        exclude: Sequence[str] = (),
+    ) -> str:
+        parts = ["1"]
+        if window is not None:
+            params |= {"start": window.start, "end": window.end}
+            parts.append(q.WINDOW)
+        if kind is not None:
+            parts.append(f"event_type IN {q.in_list('ev', kind.events, params)}")
+        if exclude:
+            parts.append(f"downstream_repo NOT IN {q.in_list('ex', exclude, params)}")
+        return " AND ".join(parts)
+
+    def summary(
+        self, window: Window, kind: Kind, *, exclude: Sequence[str] = ()
+    ) -> list[RepoSummary]:
+        params: dict[str, Any] = {}
+        where = self._where(window, kind, params, exclude=exclude)
+        statement = (
+            "SELECT downstream_repo, any(repo_display), argMax(level, received_at), "
+            f"{q.COUNTS}, uniqExactIf(pr_number, pr_number > 0), "
+            "if(countIf(status = 'completed' AND execution_time IS NOT NULL) = 0, NULL, "
+            "avgIf(execution_time, status = 'completed' AND execution_time IS NOT NULL)), "
+            "arraySort(groupArrayIf(execution_time, status = 'completed')) AS ex, "
+            f"{q.nearest_rank('ex', 5)}, {q.nearest_rank('ex', 9)}, "
+            "if(countIf(run_attempt = 1 AND queue_time IS NOT NULL) = 0, NULL, "
+            "avgIf(queue_time, run_attempt = 1 AND queue_time IS NOT NULL)), "
+            "arraySort(groupArrayIf(queue_time, run_attempt = 1)) AS qu, "
+            f"{q.nearest_rank('qu', 9)}, max(received_at) "
+            f"FROM {q.TABLE} FINAL WHERE {where} GROUP BY downstream_repo"
+        )
+        daily = self.daily(window, kind, exclude=exclude)
+        summaries = [
+            RepoSummary(
+                repo=row[1],
+                key=row[0],
+                level=row[2],
+                counts=Counts(*row[3:9]),
+                prs=row[9],
+                avg_execution=row[10],
+                p50_execution=row[12],
+                p90_execution=row[13],
+                avg_queue=row[14],
+                p90_queue=row[16],
+                last_run=row[17],
+                daily=daily.get(row[0], ()),
+            )
+            for row in self._select(statement, params)
+        ]
+        return sorted(summaries, key=worst_first)
+
+    def daily(
+        self, window: Window, kind: Kind, *, exclude: Sequence[str] = ()
+    ) -> dict[str, tuple[DailyPoint, ...]]:
+        params: dict[str, Any] = {}
+        where = self._where(window, kind, params, exclude=exclude)
+        statement = (
+            f"SELECT downstream_repo, toDate(received_at) AS day, {q.COUNTS} "
+            f"FROM {q.TABLE} FINAL WHERE {where} GROUP BY downstream_repo, day "
+            "ORDER BY downstream_repo, day"
+        )
+        series: dict[str, list[DailyPoint]] = {}
+        for row in self._select(statement, params):
+            series.setdefault(row[0], []).append(DailyPoint(row[1], Counts(*row[2:8])))
+        return {repo: tuple(points) for repo, points in series.items()}
+
+    def matrix(
+        self,
+        repo_key: str,
+        window: Window,
+        kind: Kind,
+        *,
+        outcome: str | None = None,
+        pr: int | None = None,
+        page: int = 1,
+        per_page: int = 25,
+    ) -> MatrixPage:
+        params: dict[str, Any] = {"repo": repo_key}
+        where = self._where(window, kind, params) + " AND downstream_repo = {repo:String}"
+        if pr is not None:
+            where += " AND pr_number = {pr:UInt32}"
+            params["pr"] = pr
+        hits = "1"
+        if outcome is not None:
+            hits = f"if({q.OUTCOME} = {{outcome:String}}, 1, 0)"
+            params["outcome"] = outcome
+        statement = (
+            "SELECT pr_number, head_sha, min(received_at) AS first_at, "
+            f"max(received_at) AS last_at, sum({hits}) AS hits, count() OVER () "
+            f"FROM (SELECT pr_number, head_sha, job_name, status, conclusion, received_at "
+            f"FROM {q.TABLE} FINAL WHERE {where} {q.LATEST} "
+            "LIMIT 1 BY pr_number, head_sha, job_name) "
+            "GROUP BY pr_number, head_sha HAVING hits > 0 "
+            "ORDER BY last_at DESC, pr_number DESC, head_sha ASC "
+            "LIMIT {limit:UInt32} OFFSET {offset:UInt32}"
+        )
+        found = self._select(
+            statement, params | {"limit": per_page, "offset": (page - 1) * per_page}
+        )
+        rows = [MatrixRow(r[0], r[1], r[2], r[3]) for r in found]
+        total = found[0][5] if found else 0
+        if not found and page > 1:
+            total = self.matrix(
+                repo_key, window, kind, outcome=outcome, pr=pr, page=1, per_page=1
+            ).total_rows
+        columns = tuple(
+            r[0]
+            for r in self._select(
+                f"SELECT DISTINCT job_name FROM {q.TABLE} FINAL WHERE {where} ORDER BY job_name",
+                params,
+            )
+        )
+        named = self._select(
+            f"SELECT any(repo_display) FROM {q.TABLE} FINAL WHERE {where}",
+            params,
+        )
+        cells = self._cells(where, params, [(r.pr_number, r.head_sha) for r in rows])
+        for row in rows:
+            row.cells.update(cells.get((repo_key, row.pr_number, row.head_sha), {}))
+        return MatrixPage(
+            repo=(named[0][0] if named and named[0][0] else repo_key),
+            columns=columns,
+            rows=tuple(rows),
+            page=page,
+            pages=max(1, -(-total // per_page)),
+            total_rows=total,
+        )
+
+    def _cells(
+        self, where: str, params: dict[str, Any], rows: Sequence[tuple[int, str]]
+    ) -> dict[tuple[str, int, str], dict[str, Cell]]:
+        """The latest attempt of each job in the given (PR, SHA) rows, by (repo, PR, SHA)."""
+        if not rows:
+            return {}
+        params = dict(params)
+        pairs = []
+        for n, (number, sha) in enumerate(rows):
+            pairs.append(f"(pr_number = {{rp{n}:UInt32}} AND head_sha = {{rs{n}:String}})")
+            params |= {f"rp{n}": number, f"rs{n}": sha}
+        names = list(q.COLUMNS)
+        statement = (
+            f"SELECT {', '.join(names)} FROM {q.TABLE} FINAL WHERE {where} "
+            f"AND ({' OR '.join(pairs)}) {q.LATEST} "
+            "LIMIT 1 BY downstream_repo, pr_number, head_sha, job_name"
+        )
+        cells: dict[tuple[str, int, str], dict[str, Cell]] = {}
+        for values in self._select(statement, params):
+            row = _from_clickhouse(dict(zip(names, values, strict=True)))
+            key = (row["downstream_repo"], row["pr_number"], row["head_sha"])
+            cells.setdefault(key, {})[row["job_name"]] = Cell.of(row)
+        return cells
+
+    def pr(self, number: int, *, exclude: Sequence[str] = ()) -> PrView:
+        params: dict[str, Any] = {"number": number}
+        where = (
+            self._where(None, Kind.PR, params, exclude=exclude) + " AND pr_number = {number:UInt32}"
+        )
+        statement = (
+            "SELECT downstream_repo, head_sha, min(received_at) AS first_at, "
+            f"{q.COUNTS} FROM (SELECT downstream_repo, head_sha, job_name, "
+            f"status, conclusion, received_at FROM {q.TABLE} FINAL WHERE {where} {q.LATEST} "
+            "LIMIT 1 BY downstream_repo, head_sha, job_name) "
+            "GROUP BY downstream_repo, head_sha ORDER BY downstream_repo, first_at, head_sha"
+        )
+        shas: dict[str, list[ShaResult]] = {}
+        for row in self._select(statement, params):
+            shas.setdefault(row[0], []).append(ShaResult(row[1], row[2], Counts(*row[3:9])))
+        about = {
+            row[0]: row[1:]
+            for row in self._select(
+                "SELECT downstream_repo, any(repo_display), argMax(level, received_at) "
+                f"FROM {q.TABLE} FINAL WHERE {where} GROUP BY downstream_repo",
+                params,
+            )
+        }
+        red = [(number, results[-1].head_sha) for results in shas.values() if results[-1].red]
+        cells = self._cells(where, params, red)
+        failed = (*FAILURES, "timed_out")
+        repos = [
+            PrRepo(
+                repo=about[key][0],
+                key=key,
+                level=about[key][1],
+                shas=tuple(results),
+                failing=tuple(
+                    cell
+                    for job, cell in sorted(
+                        cells.get((key, number, results[-1].head_sha), {}).items()
+                    )
+                    if results[-1].red and cell.outcome in failed
+                ),
+            )
+            for key, results in shas.items()
+        ]
+        repos.sort(key=lambda r: (not r.latest.red, r.repo.casefold()))
+        return PrView(number=number, repos=tuple(repos))
+
+    def readiness(self, repo_key: str, window: Window) -> ReadinessMetrics:
+        params: dict[str, Any] = {"repo": repo_key}
+        where = self._where(window, Kind.PR, params) + " AND downstream_repo = {repo:String}"
+        statement = (
+            f"SELECT {q.COUNTS}, "
+            "if(countIf(run_attempt = 1 AND queue_time IS NOT NULL) = 0, NULL, "
+            "avgIf(queue_time, run_attempt = 1 AND queue_time IS NOT NULL)), "
+            "arraySort(groupArrayIf(queue_time + execution_time, status = 'completed')) AS e2e, "
+            f"{q.nearest_rank('e2e', 5)} FROM {q.TABLE} FINAL WHERE {where}"
+        )
+        row = self._select(statement, params)[0]
+        counts = Counts(*row[0:6])
+        return ReadinessMetrics(
+            days=window.days,
+            completed=counts.completed,
+            pass_rate=counts.pass_rate,
+            timeout_rate=counts.timed_out / counts.completed if counts.completed else None,
+            p50_end_to_end=row[8],
+            avg_queue=row[6],
+        )
+
+    def probe(self, repo_key: str, window: Window) -> ProbeHealth:
+        params: dict[str, Any] = {"repo": repo_key}
+        where = self._where(window, None, params) + " AND downstream_repo = {repo:String}"
+        statement = (
+            "SELECT countIf(status = 'completed'), "
+            f"countIf(status = 'completed' AND ({q.PROBE_EXPECTED})), "
+            f"countIf(status != 'completed'), if(count() = 0, NULL, max(received_at)) "
+            f"FROM {q.TABLE} FINAL WHERE {where}"
+        )
+        runs, as_expected, in_progress, last = self._select(statement, params)[0]
+        return ProbeHealth(repo_key, runs, as_expected, in_progress, last)
+
+    def newest(self) -> datetime | None:
+        row = self._select(
+            f"SELECT if(count() = 0, NULL, max(received_at)) FROM {q.TABLE} FINAL", {}
+        )
+        return row[0][0]
+
+    def first_seen(self, repo_key: str) -> datetime | None:
+        row = self._select(
+            f"SELECT if(count() = 0, NULL, min(received_at)) FROM {q.TABLE} FINAL "
+            "WHERE downstream_repo = {repo:String}",
+            {"repo": repo_key},
+        )
+        return row[0][0]
+
+
+def _key_condition(n: int) -> str:
+    return " AND ".join(f"{field} = {{k{n}_{i}:String}}" for i, field in enumerate(KEY_FIELDS))
+
+
+def _key_params(n: int, key: dict[str, str]) -> dict[str, str]:
+    return {f"k{n}_{i}": key[field] for i, field in enumerate(KEY_FIELDS)}
+
+
+def _micros(at: datetime) -> int:
+    return int(at.timestamp() * 1_000_000)
+
+
+def _new_row(key: dict[str, str], now: datetime) -> dict[str, Any]:
+    defaults: dict[str, Any] = {name: None for name in q.COLUMNS}
+    defaults |= {
+        "repo_display": key["downstream_repo"],
+        "upstream_repo": "",
+        "event_type": "pull_request",
+        "level": "",
+        "pr_number": 0,
+        "head_sha": "",
+        "workflow_run_url": "",
+        "run_id": "",
+        "run_attempt": 1,
+        "status": "",
+        "conclusion": "",
+        "artifact_url": "",
+        "source": "relay",
+        "received_at": now,
+        "version": 0,
+    }
+    return defaults | key
+
+
+def _parse_carried(carried: dict[str, Any]) -> dict[str, Any]:
+    times = ("started_at", "completed_at")
+    return {
+        k: datetime.fromisoformat(v) if k in times and isinstance(v, str) else v
+        for k, v in carried.items()
+    }
+
+
+def _json_ready(payload: dict[str, Any]) -> dict[str, Any]:
+    """The outbox payload as JSON values (timestamps as ISO text)."""
+    return json.loads(json.dumps(payload, default=lambda v: v.isoformat()))
+
+
+def _to_clickhouse(row: dict[str, Any]) -> dict[str, Any]:
+    out = {name: row.get(name) for name in q.COLUMNS}
+    for name in q.JSON_COLUMNS:
+        out[name] = "" if out[name] is None else json.dumps(out[name])
+    for name in (
+        "repo_display",
+        "upstream_repo",
+        "head_sha",
+        "workflow_run_url",
+        "run_id",
+        "conclusion",
+        "artifact_url",
+        "status",
+        "level",
+    ):
+        out[name] = out[name] or ""
+    out["version"] = out.get("version") or _micros(row["updated_at"])
+    return out
+
+
+def _from_clickhouse(row: dict[str, Any]) -> dict[str, Any]:
+    for name in q.JSON_COLUMNS:
+        row[name] = json.loads(row[name]) if row.get(name) else None
+    return row
