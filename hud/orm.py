@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from django.db import IntegrityError, connections, models, transaction
-from django.db.models import Avg, Count, F, Max, Min, OuterRef, Q, QuerySet, Subquery
+from django.db.models import Avg, Case, Count, F, Max, Min, OuterRef, Q, QuerySet, Subquery, When
 from django.db.models.functions import RowNumber, TruncDate
 from django.utils.dateparse import parse_datetime
 
@@ -97,43 +97,67 @@ class OrmRecordStore(RecordStore):
 
     # -- reads -------------------------------------------------------------------------------
 
-    def _in(self, window: Window, kind: Kind) -> QuerySet[JobRecord]:
-        return JobRecord.objects.using(self.using).filter(
+    def _in(
+        self, window: Window, kind: Kind, *, exclude: Sequence[str] = (), only: str | None = None
+    ) -> QuerySet[JobRecord]:
+        records = JobRecord.objects.using(self.using).filter(
             received_at__gte=window.start, received_at__lt=window.end, event_type__in=kind.events
         )
+        if exclude:
+            records = records.exclude(downstream_repo__in=exclude)
+        return records if only is None else records.filter(downstream_repo=only)
 
     def summary(
-        self, window: Window, kind: Kind, *, exclude: Sequence[str] = ()
+        self,
+        window: Window,
+        kind: Kind,
+        *,
+        exclude: Sequence[str] = (),
+        only: str | None = None,
     ) -> list[RepoSummary]:
-        records = self._in(window, kind).exclude(downstream_repo__in=exclude)
-        rows = (
-            records.values("downstream_repo")
-            .annotate(
-                **COUNTS,
-                repo=Max("repo_display"),
-                last_run=Max("received_at"),
-                prs=Count("pr_number", distinct=True, filter=Q(pr_number__gt=0)),
-                avg_execution=Avg("execution_time", filter=COMPLETED),
-                avg_queue=Avg("queue_time", filter=Q(run_attempt=1)),
-                level=_latest_level(records),
-            )
-            .order_by()
-        )
-        execution = _percentiles(records.filter(COMPLETED), F("execution_time"))
-        queue = _percentiles(records.filter(run_attempt=1), F("queue_time"))
-        daily = self.daily(window, kind, exclude=exclude)
+        records = self._in(window, kind, exclude=exclude, only=only)
+        completed_time = COMPLETED & Q(execution_time__isnull=False)
+        first_queue = Q(run_attempt=1, queue_time__isnull=False)
+        aggregates: dict[str, Any] = {
+            **COUNTS,
+            "repo": Max("repo_display"),
+            "last_run": Max("received_at"),
+            "prs": Count("pr_number", distinct=True, filter=Q(pr_number__gt=0)),
+            "avg_execution": Avg("execution_time", filter=COMPLETED),
+            "avg_queue": Avg("queue_time", filter=Q(run_attempt=1)),
+        }
+        ordered_set = connections[self.using].vendor == "postgresql"
+        if ordered_set:  # one pass: PostgreSQL's percentile_disc is the nearest rank
+            execution = Case(When(completed_time, then=F("execution_time")))
+            queue = Case(When(first_queue, then=F("queue_time")))
+            aggregates |= {
+                "p50": NearestRank(execution, 0.5),
+                "p90": NearestRank(execution, 0.9),
+                "q90": NearestRank(queue, 0.9),
+            }
+        grouped = records.values("downstream_repo").annotate(**aggregates).order_by()
+        rows: list[dict[str, Any]] = [dict(row) for row in grouped]
+        if not ordered_set:  # elsewhere: ROW_NUMBER windows, one query per measure
+            times = _percentiles(records.filter(completed_time), F("execution_time"))
+            queues = _percentiles(records.filter(first_queue), F("queue_time"))
+            for row in rows:
+                measured = times.get(row["downstream_repo"], {})
+                row |= {"p50": measured.get(50), "p90": measured.get(90)}
+                row["q90"] = queues.get(row["downstream_repo"], {}).get(90)
+        levels = self._levels_at(records, {row["downstream_repo"]: row["last_run"] for row in rows})
+        daily = self.daily(window, kind, exclude=exclude, only=only)
         summaries = [
             RepoSummary(
                 repo=row["repo"],
                 key=row["downstream_repo"],
-                level=row["level"] or "",
+                level=levels.get(row["downstream_repo"], ""),
                 counts=_counts(row),
                 prs=row["prs"],
                 avg_execution=row["avg_execution"],
-                p50_execution=execution.get(row["downstream_repo"], {}).get(50),
-                p90_execution=execution.get(row["downstream_repo"], {}).get(90),
+                p50_execution=row["p50"],
+                p90_execution=row["p90"],
                 avg_queue=row["avg_queue"],
-                p90_queue=queue.get(row["downstream_repo"], {}).get(90),
+                p90_queue=row["q90"],
                 last_run=row["last_run"],
                 daily=daily.get(row["downstream_repo"], ()),
             )
@@ -141,12 +165,28 @@ class OrmRecordStore(RecordStore):
         ]
         return sorted(summaries, key=worst_first)
 
+    def _levels_at(
+        self, records: QuerySet[JobRecord], newest: dict[str, datetime]
+    ) -> dict[str, str]:
+        """The level each repo's newest record reported (one indexed lookup per repo)."""
+        if not newest:
+            return {}
+        wanted = Q()
+        for repo, at in newest.items():
+            wanted |= Q(downstream_repo=repo, received_at=at)
+        found = records.filter(wanted).order_by("id").values_list("downstream_repo", "level")
+        return dict(found)
+
     def daily(
-        self, window: Window, kind: Kind, *, exclude: Sequence[str] = ()
+        self,
+        window: Window,
+        kind: Kind,
+        *,
+        exclude: Sequence[str] = (),
+        only: str | None = None,
     ) -> dict[str, tuple[DailyPoint, ...]]:
         rows = (
-            self._in(window, kind)
-            .exclude(downstream_repo__in=exclude)
+            self._in(window, kind, exclude=exclude, only=only)
             .annotate(day=TruncDate("received_at"))
             .values("downstream_repo", "day")
             .annotate(**COUNTS)
@@ -170,7 +210,7 @@ class OrmRecordStore(RecordStore):
         page: int = 1,
         per_page: int = 25,
     ) -> MatrixPage:
-        records = self._in(window, kind).filter(downstream_repo=repo_key)
+        records = self._in(window, kind, only=repo_key)
         if pr is not None:
             records = records.filter(pr_number=pr)
         columns = tuple(sorted(set(records.values_list("job_name", flat=True).distinct())))
@@ -286,7 +326,7 @@ class OrmRecordStore(RecordStore):
         return tuple(row[job] for job in sorted(row) if row[job].outcome in failed)
 
     def readiness(self, repo_key: str, window: Window) -> ReadinessMetrics:
-        records = self._in(window, Kind.PR).filter(downstream_repo=repo_key)
+        records = self._in(window, Kind.PR, only=repo_key)
         row = records.aggregate(**COUNTS, avg_queue=Avg("queue_time", filter=Q(run_attempt=1)))
         counts = _counts(row)
         end_to_end = _percentiles(
@@ -347,6 +387,19 @@ COUNT_SQL = {  # the same counts as COUNTS, for the plain-SQL queries; in Counts
     "completed": "status = 'completed'",
     "in_progress": "status <> 'completed'",
 }
+
+
+class NearestRank(models.Aggregate):
+    """PostgreSQL's percentile_disc: the smallest value whose cumulative share reaches the
+    fraction, i.e. the value at rank ⌈n·p⌉ (hud/reports.py's nearest rank). NULLs are skipped,
+    so a CASE without ELSE filters."""
+
+    function = "percentile_disc"
+    template = "%(function)s(%(fraction)s) WITHIN GROUP (ORDER BY %(expressions)s)"
+    output_field = models.FloatField()
+
+    def __init__(self, expression: Any, fraction: float, **extra: Any) -> None:
+        super().__init__(expression, fraction=float(fraction), **extra)
 
 
 def _latest_level(records: QuerySet[JobRecord]) -> Subquery:

@@ -219,7 +219,7 @@ def repo_page(key: str, query: Query, store: RecordStore | None = None) -> RepoP
     if entry is None and store.first_seen(key) is None:
         return None
     window = query.window()
-    summary = next(iter(s for s in store.summary(window, query.kind) if s.key == key), None)
+    summary = next(iter(store.summary(window, query.kind, only=key)), None)
     matrix = store.matrix(
         key,
         window,

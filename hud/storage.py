@@ -126,13 +126,23 @@ class RecordStore:
     # The read side: hud/reports.py states the semantics every backend keeps.
 
     def summary(
-        self, window: Window, kind: Kind, *, exclude: Sequence[str] = ()
+        self,
+        window: Window,
+        kind: Kind,
+        *,
+        exclude: Sequence[str] = (),
+        only: str | None = None,
     ) -> list[RepoSummary]:
-        """Per repo over the window, with its daily series; worst pass rate first."""
+        """Per repo (or `only` one) over the window, with its daily series; worst first."""
         raise NotImplementedError
 
     def daily(
-        self, window: Window, kind: Kind, *, exclude: Sequence[str] = ()
+        self,
+        window: Window,
+        kind: Kind,
+        *,
+        exclude: Sequence[str] = (),
+        only: str | None = None,
     ) -> dict[str, tuple[DailyPoint, ...]]:
         """Per repo key, the counts of each day of the window that has records, oldest first."""
         raise NotImplementedError

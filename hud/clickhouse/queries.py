@@ -48,12 +48,19 @@ COLUMNS: dict[str, str] = {
 JSON_COLUMNS = ("failed_tests_detail", "triage_verdict")
 
 # Schema versions, applied in order by `manage.py hud_clickhouse_migrate`; never edit one.
+#
+# Rows of one key are versions to collapse, so the sorting key must identify a record; it also
+# decides what a query can skip. A record's received_at never changes (it is when the record
+# was first received), so (repo, received_at, key) still identifies a record, and a window of
+# days reads only its weekly partitions and, within them, only its repo's granules. PR numbers
+# grow with time: a minmax index lets the PR page skip most granules.
 MIGRATIONS: tuple[str, ...] = (
     f"CREATE TABLE IF NOT EXISTS {TABLE} ("
     + ", ".join(f"{name} {kind}" for name, kind in COLUMNS.items())
-    + ", INDEX pr_number_idx pr_number TYPE minmax GRANULARITY 4"
+    + ", INDEX pr_number_idx pr_number TYPE minmax GRANULARITY 1"
     + ") ENGINE = ReplacingMergeTree(version) "
-    + f"ORDER BY ({', '.join(KEY)})",
+    + "PARTITION BY toMonday(received_at) "
+    + f"ORDER BY (downstream_repo, received_at, {', '.join(KEY[1:])})",
 )
 MIGRATIONS_TABLE = (
     "CREATE TABLE IF NOT EXISTS hud_schema_migrations (version UInt32, applied_at DateTime "
@@ -74,12 +81,15 @@ OUTCOME = "if(status = 'completed', conclusion, 'in_progress')"
 LATEST = "ORDER BY run_attempt DESC, received_at DESC, check_run_id DESC"
 
 
-def nearest_rank(alias: str, tenths: int) -> str:
-    """Nearest-rank percentile (rank ⌈n·p⌉, p = tenths/10) of a sorted array alias; NULL when
-    the array is empty."""
-    n = f"length({alias})"
-    rank = f"intDiv({tenths} * {n} + {10 - 1}, 10)"
-    return f"if({n} = 0, NULL, {alias}[{rank}])"
+# Nearest-rank percentiles (rank ⌈n·p⌉, hud/reports.py). quantileExact returns the element at
+# 0-based position ⌊n·level⌋ (partial sort, no full array); with level = p - 1e-9 that position
+# is ⌈n·p⌉ - 1 for every n below 10⁸, the nearest rank. NULL when nothing qualified.
+def percentiles(column: str, condition: str, *levels: float) -> list[str]:
+    """One expression per level, from one quantilesExactIf pass."""
+    qualified = f"{condition} AND {column} IS NOT NULL"
+    spelled = ", ".join(f"{level} - 1e-9" for level in levels)
+    values = f"quantilesExactIf({spelled})({column}, {qualified})"
+    return [f"if(countIf({qualified}) = 0, NULL, {values}[{n}])" for n in range(1, len(levels) + 1)]
 
 
 def in_list(name: str, values: Sequence[str], params: dict[str, Any]) -> str:

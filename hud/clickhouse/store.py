@@ -168,6 +168,7 @@ class ClickHouseRecordStore(RecordStore):
         params: dict[str, Any],
         *,
         exclude: Sequence[str] = (),
+        only: str | None = None,
     ) -> str:
         parts = ["1"]
         if window is not None:
@@ -177,27 +178,34 @@ class ClickHouseRecordStore(RecordStore):
             parts.append(f"event_type IN {q.in_list('ev', kind.events, params)}")
         if exclude:
             parts.append(f"downstream_repo NOT IN {q.in_list('ex', exclude, params)}")
+        if only is not None:
+            parts.append("downstream_repo = {only:String}")
+            params["only"] = only
         return " AND ".join(parts)
 
     def summary(
-        self, window: Window, kind: Kind, *, exclude: Sequence[str] = ()
+        self,
+        window: Window,
+        kind: Kind,
+        *,
+        exclude: Sequence[str] = (),
+        only: str | None = None,
     ) -> list[RepoSummary]:
         params: dict[str, Any] = {}
-        where = self._where(window, kind, params, exclude=exclude)
+        where = self._where(window, kind, params, exclude=exclude, only=only)
+        completed = "status = 'completed'"
+        p50, p90 = q.percentiles("execution_time", completed, 0.5, 0.9)
+        (queue90,) = q.percentiles("queue_time", "run_attempt = 1", 0.9)
         statement = (
             "SELECT downstream_repo, any(repo_display), argMax(level, received_at), "
             f"{q.COUNTS}, uniqExactIf(pr_number, pr_number > 0), "
-            "if(countIf(status = 'completed' AND execution_time IS NOT NULL) = 0, NULL, "
-            "avgIf(execution_time, status = 'completed' AND execution_time IS NOT NULL)), "
-            "arraySort(groupArrayIf(execution_time, status = 'completed')) AS ex, "
-            f"{q.nearest_rank('ex', 5)}, {q.nearest_rank('ex', 9)}, "
+            f"if(countIf({completed} AND execution_time IS NOT NULL) = 0, NULL, "
+            f"avgIf(execution_time, {completed} AND execution_time IS NOT NULL)), {p50}, {p90}, "
             "if(countIf(run_attempt = 1 AND queue_time IS NOT NULL) = 0, NULL, "
-            "avgIf(queue_time, run_attempt = 1 AND queue_time IS NOT NULL)), "
-            "arraySort(groupArrayIf(queue_time, run_attempt = 1)) AS qu, "
-            f"{q.nearest_rank('qu', 9)}, max(received_at) "
-            f"FROM {q.TABLE} FINAL WHERE {where} GROUP BY downstream_repo"
+            f"avgIf(queue_time, run_attempt = 1 AND queue_time IS NOT NULL)), {queue90}, "
+            f"max(received_at) FROM {q.TABLE} FINAL WHERE {where} GROUP BY downstream_repo"
         )
-        daily = self.daily(window, kind, exclude=exclude)
+        daily = self.daily(window, kind, exclude=exclude, only=only)
         summaries = [
             RepoSummary(
                 repo=row[1],
@@ -206,11 +214,11 @@ class ClickHouseRecordStore(RecordStore):
                 counts=Counts(*row[3:9]),
                 prs=row[9],
                 avg_execution=row[10],
-                p50_execution=row[12],
-                p90_execution=row[13],
-                avg_queue=row[14],
-                p90_queue=row[16],
-                last_run=row[17],
+                p50_execution=row[11],
+                p90_execution=row[12],
+                avg_queue=row[13],
+                p90_queue=row[14],
+                last_run=row[15],
                 daily=daily.get(row[0], ()),
             )
             for row in self._select(statement, params)
@@ -218,10 +226,15 @@ class ClickHouseRecordStore(RecordStore):
         return sorted(summaries, key=worst_first)
 
     def daily(
-        self, window: Window, kind: Kind, *, exclude: Sequence[str] = ()
+        self,
+        window: Window,
+        kind: Kind,
+        *,
+        exclude: Sequence[str] = (),
+        only: str | None = None,
     ) -> dict[str, tuple[DailyPoint, ...]]:
         params: dict[str, Any] = {}
-        where = self._where(window, kind, params, exclude=exclude)
+        where = self._where(window, kind, params, exclude=exclude, only=only)
         statement = (
             f"SELECT downstream_repo, toDate(received_at) AS day, {q.COUNTS} "
             f"FROM {q.TABLE} FINAL WHERE {where} GROUP BY downstream_repo, day "
@@ -370,8 +383,8 @@ class ClickHouseRecordStore(RecordStore):
             f"SELECT {q.COUNTS}, "
             "if(countIf(run_attempt = 1 AND queue_time IS NOT NULL) = 0, NULL, "
             "avgIf(queue_time, run_attempt = 1 AND queue_time IS NOT NULL)), "
-            "arraySort(groupArrayIf(queue_time + execution_time, status = 'completed')) AS e2e, "
-            f"{q.nearest_rank('e2e', 5)} FROM {q.TABLE} FINAL WHERE {where}"
+            f"{q.percentiles('queue_time + execution_time', "status = 'completed'", 0.5)[0]} "
+            f"FROM {q.TABLE} FINAL WHERE {where}"
         )
         row = self._select(statement, params)[0]
         counts = Counts(*row[0:6])
@@ -380,7 +393,7 @@ class ClickHouseRecordStore(RecordStore):
             completed=counts.completed,
             pass_rate=counts.pass_rate,
             timeout_rate=counts.timed_out / counts.completed if counts.completed else None,
-            p50_end_to_end=row[8],
+            p50_end_to_end=row[7],
             avg_queue=row[6],
         )
 
@@ -396,15 +409,15 @@ class ClickHouseRecordStore(RecordStore):
         runs, as_expected, in_progress, last = self._select(statement, params)[0]
         return ProbeHealth(repo_key, runs, as_expected, in_progress, last)
 
+    # received_at is the same in every version of a record: no FINAL needed for these two.
+
     def newest(self) -> datetime | None:
-        row = self._select(
-            f"SELECT if(count() = 0, NULL, max(received_at)) FROM {q.TABLE} FINAL", {}
-        )
+        row = self._select(f"SELECT if(count() = 0, NULL, max(received_at)) FROM {q.TABLE}", {})
         return row[0][0]
 
     def first_seen(self, repo_key: str) -> datetime | None:
         row = self._select(
-            f"SELECT if(count() = 0, NULL, min(received_at)) FROM {q.TABLE} FINAL "
+            f"SELECT if(count() = 0, NULL, min(received_at)) FROM {q.TABLE} "
             "WHERE downstream_repo = {repo:String}",
             {"repo": repo_key},
         )

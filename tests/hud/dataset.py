@@ -5,7 +5,7 @@
 attempt, status, conclusion, execution s, queue s, received at.
 """
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from hud.models import JobRecord
 
@@ -45,6 +45,14 @@ ROWS = [
     ("org/alpha", "L2", "nightly", 0, "nnn", "build", 1, "completed", "success", 5000, None, at(20, 6)),
     ("org/alpha", "L2", "nightly", 0, "mmm", "build", 1, "completed", "failure", 6000, None, at(19, 6)),
 ]  # fmt: skip
+
+
+def recent_noon() -> datetime:
+    """The latest noon (UTC) that has passed: seeding with it keeps each row's time of day, so
+    a day's rows stay on one day, and every row in the past."""
+    now = datetime.now(UTC)
+    noon = now.replace(hour=12, minute=0, second=0, microsecond=0)
+    return noon if noon <= now else noon - timedelta(days=1)
 
 
 def seed(using: str = "default", *, now: datetime = NOW) -> list[JobRecord]:

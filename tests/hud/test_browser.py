@@ -9,11 +9,10 @@ from pathlib import Path
 
 import pytest
 from django.contrib.auth.hashers import make_password
-from django.utils import timezone
 
 from allowlist.models import DownstreamRepo
 from tests.conftest import ROOT
-from tests.hud.dataset import seed
+from tests.hud.dataset import recent_noon, seed
 from tests.servers import Gunicorn
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -76,7 +75,7 @@ def page(browser):
 def seeded():
     DownstreamRepo.objects.create(repo="org/alpha", level="L2")
     DownstreamRepo.objects.create(repo="org/beta", level="L3", device="npu")
-    seed(now=timezone.now())
+    seed(now=recent_noon())
 
 
 def _results(page, level):

@@ -1,10 +1,9 @@
 """The HUD pages and their JSON twins, server-side (the browser tests drive them in Chromium)."""
 
 import pytest
-from django.utils import timezone
 
 from allowlist.models import DownstreamRepo
-from tests.hud.dataset import seed
+from tests.hud.dataset import recent_noon, seed
 
 pytestmark = pytest.mark.django_db
 
@@ -13,7 +12,7 @@ pytestmark = pytest.mark.django_db
 def seeded():
     DownstreamRepo.objects.create(repo="org/alpha", level="L2")
     DownstreamRepo.objects.create(repo="org/beta", level="L3", device="npu")
-    seed(now=timezone.now())
+    seed(now=recent_noon())
 
 
 def test_the_overview_lists_repos_under_their_levels(client, seeded):
