@@ -7,16 +7,29 @@ served by the (downstream_repo, received_at) and (pr_number, received_at) indexe
 
 import itertools
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
 from django.db import IntegrityError, connections, models, transaction
-from django.db.models import Avg, Case, Count, F, Max, Min, OuterRef, Q, QuerySet, Subquery, When
+from django.db.models import (
+    Avg,
+    Case,
+    Count,
+    F,
+    Max,
+    Min,
+    OuterRef,
+    Q,
+    QuerySet,
+    Subquery,
+    Sum,
+    When,
+)
 from django.db.models.functions import RowNumber, TruncDate
 from django.utils.dateparse import parse_datetime
 
 from crcr_site import sql
-from hud.models import JobRecord
+from hud.models import DailyCounts, JobRecord
 from hud.reports import (
     FAILURES,
     PROBE_EXPECTATIONS,
@@ -38,15 +51,29 @@ from hud.reports import (
 from hud.storage import KEY_FIELDS, HudRecord, RecordExists, RecordStore
 
 COMPLETED = Q(status="completed")
+# COUNT(status) (never null), not COUNT(id): the covering indexes carry no id (hud/models.py).
 COUNTS = {
-    "successes": Count("id", filter=COMPLETED & Q(conclusion="success")),
-    "failures": Count("id", filter=COMPLETED & Q(conclusion__in=FAILURES)),
-    "timed_out": Count("id", filter=COMPLETED & Q(conclusion="timed_out")),
-    "cancelled": Count("id", filter=COMPLETED & Q(conclusion="cancelled")),
-    "completed": Count("id", filter=COMPLETED),
-    "in_progress": Count("id", filter=~COMPLETED),
+    "successes": Count("status", filter=COMPLETED & Q(conclusion="success")),
+    "failures": Count("status", filter=COMPLETED & Q(conclusion__in=FAILURES)),
+    "timed_out": Count("status", filter=COMPLETED & Q(conclusion="timed_out")),
+    "cancelled": Count("status", filter=COMPLETED & Q(conclusion="cancelled")),
+    "completed": Count("status", filter=COMPLETED),
+    "in_progress": Count("status", filter=~COMPLETED),
 }
 REPO = F("downstream_repo")
+
+
+def _per_day(records: QuerySet[JobRecord]) -> list[dict[str, Any]]:
+    grouped = records.annotate(day=TruncDate("received_at")).values("downstream_repo", "day")
+    return [dict(row) for row in grouped.annotate(**COUNTS).order_by()]
+
+
+def _series(rows: Iterable[Mapping[str, Any]]) -> dict[str, tuple[DailyPoint, ...]]:
+    """repo → its days, oldest first, from (repo, day, counts) rows."""
+    series: dict[str, list[DailyPoint]] = {}
+    for row in sorted(rows, key=lambda r: (r["downstream_repo"], r["day"])):
+        series.setdefault(row["downstream_repo"], []).append(DailyPoint(row["day"], _counts(row)))
+    return {repo: tuple(points) for repo, points in series.items()}
 
 
 def _counts(row: Mapping[str, Any]) -> Counts:
@@ -120,7 +147,6 @@ class OrmRecordStore(RecordStore):
         first_queue = Q(run_attempt=1, queue_time__isnull=False)
         aggregates: dict[str, Any] = {
             **COUNTS,
-            "repo": Max("repo_display"),
             "last_run": Max("received_at"),
             "prs": Count("pr_number", distinct=True, filter=Q(pr_number__gt=0)),
             "avg_execution": Avg("execution_time", filter=COMPLETED),
@@ -144,13 +170,15 @@ class OrmRecordStore(RecordStore):
                 measured = times.get(row["downstream_repo"], {})
                 row |= {"p50": measured.get(50), "p90": measured.get(90)}
                 row["q90"] = queues.get(row["downstream_repo"], {}).get(90)
-        levels = self._levels_at(records, {row["downstream_repo"]: row["last_run"] for row in rows})
+        newest = self._newest_rows(
+            records, {row["downstream_repo"]: row["last_run"] for row in rows}
+        )
         daily = self.daily(window, kind, exclude=exclude, only=only)
         summaries = [
             RepoSummary(
-                repo=row["repo"],
+                repo=newest[row["downstream_repo"]][0],
                 key=row["downstream_repo"],
-                level=levels.get(row["downstream_repo"], ""),
+                level=newest[row["downstream_repo"]][1],
                 counts=_counts(row),
                 prs=row["prs"],
                 avg_execution=row["avg_execution"],
@@ -165,17 +193,21 @@ class OrmRecordStore(RecordStore):
         ]
         return sorted(summaries, key=worst_first)
 
-    def _levels_at(
+    def _newest_rows(
         self, records: QuerySet[JobRecord], newest: dict[str, datetime]
-    ) -> dict[str, str]:
-        """The level each repo's newest record reported (one indexed lookup per repo)."""
+    ) -> dict[str, tuple[str, str]]:
+        """repo key → (display name, level) of its newest record: one indexed lookup per repo,
+        instead of carrying wide text columns through the aggregate."""
         if not newest:
             return {}
         wanted = Q()
         for repo, at in newest.items():
             wanted |= Q(downstream_repo=repo, received_at=at)
-        found = records.filter(wanted).order_by("id").values_list("downstream_repo", "level")
-        return dict(found)
+        rows = records.filter(wanted).order_by("id")
+        return {
+            key: (name, level)
+            for key, name, level in rows.values_list("downstream_repo", "repo_display", "level")
+        }
 
     def daily(
         self,
@@ -185,19 +217,29 @@ class OrmRecordStore(RecordStore):
         exclude: Sequence[str] = (),
         only: str | None = None,
     ) -> dict[str, tuple[DailyPoint, ...]]:
-        rows = (
-            self._in(window, kind, exclude=exclude, only=only)
-            .annotate(day=TruncDate("received_at"))
-            .values("downstream_repo", "day")
-            .annotate(**COUNTS)
-            .order_by("downstream_repo", "day")
+        records = self._in(window, kind, exclude=exclude, only=only)
+        if connections[self.using].vendor != "postgresql":
+            return _series(_per_day(records))
+        # Whole days inside the window from the trigger-kept counts; the two days the window
+        # cuts (its first and its last) from the records themselves: exact either way.
+        first_whole = window.start.astimezone(UTC).date() + timedelta(days=1)
+        last_cut = window.end.astimezone(UTC).date()
+        midnight = datetime.combine(first_whole, time(), UTC)
+        cut = records.filter(
+            Q(received_at__lt=midnight)
+            | Q(received_at__gte=datetime.combine(last_cut, time(), UTC))
         )
-        series: dict[str, list[DailyPoint]] = {}
-        for row in rows:
-            series.setdefault(row["downstream_repo"], []).append(
-                DailyPoint(row["day"], _counts(row))
-            )
-        return {repo: tuple(points) for repo, points in series.items()}
+        whole = DailyCounts.objects.using(self.using).filter(
+            day__gte=first_whole, day__lt=last_cut, event_type__in=kind.events
+        )
+        if exclude:
+            whole = whole.exclude(downstream_repo__in=exclude)
+        if only is not None:
+            whole = whole.filter(downstream_repo=only)
+        summed = whole.values("downstream_repo", "day").annotate(
+            **{name: Sum(name) for name in COUNTS}
+        )
+        return _series([*_per_day(cut), *summed])
 
     def matrix(
         self,
@@ -213,7 +255,8 @@ class OrmRecordStore(RecordStore):
         records = self._in(window, kind, only=repo_key)
         if pr is not None:
             records = records.filter(pr_number=pr)
-        columns = tuple(sorted(set(records.values_list("job_name", flat=True).distinct())))
+        names = records.order_by().values_list("job_name", flat=True).distinct()
+        columns = tuple(sorted(names))
         repo = records.values_list("repo_display", flat=True).first() or repo_key
         rows, total = self._matrix_rows(records, outcome, page, per_page)
         cells = self._latest_cells(records, [(r.pr_number, r.head_sha) for r in rows])
@@ -327,18 +370,27 @@ class OrmRecordStore(RecordStore):
 
     def readiness(self, repo_key: str, window: Window) -> ReadinessMetrics:
         records = self._in(window, Kind.PR, only=repo_key)
-        row = records.aggregate(**COUNTS, avg_queue=Avg("queue_time", filter=Q(run_attempt=1)))
+        measured = COMPLETED & Q(queue_time__isnull=False, execution_time__isnull=False)
+        end_to_end = F("queue_time") + F("execution_time")
+        aggregates: dict[str, Any] = {
+            **COUNTS,
+            "avg_queue": Avg("queue_time", filter=Q(run_attempt=1)),
+        }
+        ordered_set = connections[self.using].vendor == "postgresql"
+        if ordered_set:
+            aggregates["p50"] = NearestRank(Case(When(measured, then=end_to_end)), 0.5)
+        row = records.aggregate(**aggregates)
+        if not ordered_set:
+            row["p50"] = (
+                _percentiles(records.filter(measured), end_to_end).get(repo_key, {}).get(50)
+            )
         counts = _counts(row)
-        end_to_end = _percentiles(
-            records.filter(COMPLETED, queue_time__isnull=False),
-            F("queue_time") + F("execution_time"),
-        )
         return ReadinessMetrics(
             days=window.days,
             completed=counts.completed,
             pass_rate=counts.pass_rate,
             timeout_rate=counts.timed_out / counts.completed if counts.completed else None,
-            p50_end_to_end=end_to_end.get(repo_key, {}).get(50),
+            p50_end_to_end=row["p50"],
             avg_queue=row["avg_queue"],
         )
 

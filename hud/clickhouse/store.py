@@ -336,6 +336,25 @@ class ClickHouseRecordStore(RecordStore):
         where = (
             self._where(None, Kind.PR, params, exclude=exclude) + " AND pr_number = {number:UInt32}"
         )
+        # FINAL reads every granule it cannot rule out by the sorting key, and a PR number is
+        # not in it. Repo, PR number and receive time are the same in every version of a
+        # record, so a first look without FINAL (helped by the PR number's minmax index) finds
+        # where the PR's records lie, and the FINAL reads below are narrowed to those ranges.
+        spans = self._select(
+            f"SELECT downstream_repo, min(received_at), max(received_at) FROM {q.TABLE} "
+            f"WHERE {where} GROUP BY downstream_repo",
+            params,
+        )
+        if not spans:
+            return PrView(number=number, repos=())
+        ranges = []
+        for n, (repo, first, last) in enumerate(spans):
+            ranges.append(
+                f"(downstream_repo = {{sr{n}:String}} AND received_at >= "
+                f"{{sa{n}:DateTime64(6, 'UTC')}} AND received_at <= {{sb{n}:DateTime64(6, 'UTC')}})"
+            )
+            params |= {f"sr{n}": repo, f"sa{n}": first, f"sb{n}": last}
+        where += f" AND ({' OR '.join(ranges)})"
         statement = (
             "SELECT downstream_repo, head_sha, min(received_at) AS first_at, "
             f"{q.COUNTS} FROM (SELECT downstream_repo, head_sha, job_name, "

@@ -10,6 +10,7 @@ from hud.clickhouse.drivers import ChdbDriver
 from hud.clickhouse.store import ClickHouseRecordStore
 from hud.orm import OrmRecordStore
 from hud.reports import Counts, Kind, Window
+from hud.storage import HudRecord, RecordKey
 from tests.hud.dataset import NOW, PROBE, at, rows, seed
 
 pytestmark = pytest.mark.django_db(databases=["default", "sqlite"])
@@ -191,3 +192,17 @@ def test_the_probe_counts_expected_outcomes(store):
 def test_newest_and_first_seen(store):
     assert store.newest() == at(20, 9)
     assert store.first_seen("org/alpha") == at(20, 9).replace(month=10, day=31, hour=12)
+
+
+def test_a_record_that_completes_moves_its_days_counts(store, request):
+    if request.node.callspec.params["store"] == "sqlite":
+        pytest.skip("writes go through the default database; the read side is the same")
+    key = RecordKey("org/alpha", "pull_request-11-bbb", "CI", "test-1", "6")
+
+    store.upsert(HudRecord(key, "org/alpha", status="completed", conclusion="success"), now=NOW)
+
+    (alpha,) = store.summary(D14, Kind.PR, only="org/alpha")
+    assert dict((p.day, p.counts) for p in alpha.daily)[date(2026, 11, 17)] == Counts(
+        successes=1, timed_out=1, completed=2
+    )
+    assert alpha.counts == Counts(successes=6, failures=1, timed_out=1, completed=8)
