@@ -61,6 +61,23 @@ COUNTS = {
     "in_progress": Count("status", filter=~COMPLETED),
 }
 REPO = F("downstream_repo")
+CELL_FIELDS = (
+    "pr_number",
+    "head_sha",
+    "job_name",
+    "workflow_name",
+    "status",
+    "conclusion",
+    "run_attempt",
+    "execution_time",
+    "queue_time",
+    "tests_passed",
+    "tests_total",
+    "failed_tests_detail",
+    "triage_verdict",
+    "workflow_run_url",
+    "received_at",
+)
 
 
 def _per_day(records: QuerySet[JobRecord]) -> list[dict[str, Any]]:
@@ -310,11 +327,12 @@ class OrmRecordStore(RecordStore):
             ids = [row[0] for row in cursor.fetchall()]
         wanted = set(rows)
         cells: dict[tuple[int, str], dict[str, Cell]] = {}
-        for record in JobRecord.objects.using(self.using).filter(id__in=ids):
-            if (record.pr_number, record.head_sha) in wanted:
-                cells.setdefault((record.pr_number, record.head_sha), {})[record.job_name] = _cell(
-                    record
-                )
+        # Plain values, not model instances: a page has hundreds of cells.
+        found = JobRecord.objects.using(self.using).filter(id__in=ids).values(*CELL_FIELDS)
+        for row in found:
+            key = (row["pr_number"], row["head_sha"])
+            if key in wanted:
+                cells.setdefault(key, {})[row["job_name"]] = Cell.of(row)
         return cells
 
     def pr(self, number: int, *, exclude: Sequence[str] = ()) -> PrView:
@@ -465,13 +483,18 @@ def _latest_level(records: QuerySet[JobRecord]) -> Subquery:
 def _latest_sql(records: QuerySet[JobRecord], partition: tuple[str, ...]) -> tuple[str, list[Any]]:
     """The records' SQL (for the records' own database) with a column `k`: 1 for the latest
     attempt of each `partition`."""
-    ranked = records.annotate(
-        k=models.Window(
-            RowNumber(),
-            partition_by=[F(name) for name in partition],
-            order_by=[F("run_attempt").desc(), F("received_at").desc(), F("id").desc()],
+    used = ("id", "downstream_repo", "pr_number", "head_sha", "job_name", "status", "conclusion")
+    ranked = (
+        records.values(*used, "received_at")
+        .annotate(
+            k=models.Window(
+                RowNumber(),
+                partition_by=[F(name) for name in partition],
+                order_by=[F("run_attempt").desc(), F("received_at").desc(), F("id").desc()],
+            )
         )
-    ).order_by()
+        .order_by()
+    )
     statement, params = ranked.query.get_compiler(using=ranked.db).as_sql()
     return statement, list(params)
 
@@ -498,10 +521,6 @@ def _percentiles(records: QuerySet[JobRecord], value: Any) -> dict[str, dict[int
         if n == (9 * c + 9) // 10:
             ranks[90] = v
     return found
-
-
-def _cell(record: JobRecord) -> Cell:
-    return Cell.of({f.name: getattr(record, f.name) for f in JobRecord._meta.concrete_fields})
 
 
 def _aware(value: Any) -> datetime:

@@ -42,6 +42,26 @@ from hud.reports import (
 from hud.storage import KEY_FIELDS, HudRecord, RecordExists, RecordStore
 
 DRAIN_BATCH = 500
+# What a matrix cell needs (hud/reports.py Cell.of), and where it belongs: nothing wider.
+CELL_COLUMNS = [
+    "downstream_repo",
+    "repo_display",
+    "pr_number",
+    "head_sha",
+    "job_name",
+    "workflow_name",
+    "status",
+    "conclusion",
+    "run_attempt",
+    "execution_time",
+    "queue_time",
+    "tests_passed",
+    "tests_total",
+    "failed_tests_detail",
+    "triage_verdict",
+    "workflow_run_url",
+    "received_at",
+]
 _drivers: dict[str, Driver] = {}
 
 
@@ -287,12 +307,14 @@ class ClickHouseRecordStore(RecordStore):
         columns = tuple(
             r[0]
             for r in self._select(
-                f"SELECT DISTINCT job_name FROM {q.TABLE} FINAL WHERE {where} ORDER BY job_name",
+                # A job's name and its repo's display name are the same in every version of
+                # a record: no FINAL needed for these two.
+                f"SELECT DISTINCT job_name FROM {q.TABLE} WHERE {where} ORDER BY job_name",
                 params,
             )
         )
         named = self._select(
-            f"SELECT any(repo_display) FROM {q.TABLE} FINAL WHERE {where}",
+            f"SELECT any(repo_display) FROM {q.TABLE} WHERE {where}",
             params,
         )
         cells = self._cells(where, params, [(r.pr_number, r.head_sha) for r in rows])
@@ -318,7 +340,7 @@ class ClickHouseRecordStore(RecordStore):
         for n, (number, sha) in enumerate(rows):
             pairs.append(f"(pr_number = {{rp{n}:UInt32}} AND head_sha = {{rs{n}:String}})")
             params |= {f"rp{n}": number, f"rs{n}": sha}
-        names = list(q.COLUMNS)
+        names = CELL_COLUMNS
         statement = (
             f"SELECT {', '.join(names)} FROM {q.TABLE} FINAL WHERE {where} "
             f"AND ({' OR '.join(pairs)}) {q.LATEST} "

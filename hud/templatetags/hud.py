@@ -1,6 +1,7 @@
 """Formatting for the HUD's templates: durations, rates, outcomes, safe links, sparklines."""
 
 from datetime import timedelta
+from typing import Any
 
 from django import template
 from django.conf import settings
@@ -149,4 +150,63 @@ def daily_chart(points: tuple[DailyPoint, ...], window: Window) -> SafeString:
         format_html_join("", rect, bars),
         format_html_join("", rect, fails),
         " ".join(line),
+    )
+
+
+@register.simple_tag
+def matrix_cell(shown: Any) -> SafeString:
+    """One matrix cell (a ShownCell): its outcome as the summary, its details inside.
+
+    Python rather than an included template: a page has hundreds of cells, and an include
+    per cell costs more than the page's SQL."""
+    cell = shown.cell
+    head = [
+        format_html(
+            '<span class="icon" aria-hidden="true">{}</span> <span class="words">{}</span>',
+            outcome_icon(cell.outcome),
+            outcome_words(cell.outcome),
+        )
+    ]
+    if shown.of > 1:
+        head.append(format_html(' <span class="shards">{}/{}</span>', shown.passed, shown.of))
+    if cell.run_attempt > 1:
+        head.append(
+            format_html(
+                ' <span class="attempt" title="attempt {}">#{}</span>',
+                cell.run_attempt,
+                cell.run_attempt,
+            )
+        )
+    rows: list[tuple[str, SafeString | str]] = []
+    if shown.of > 1:
+        rows.append(("Shards", f"{shown.passed} of {shown.of} passed; worst: {cell.job_name}"))
+    rows += [
+        ("Job", f"{cell.workflow_name} / {cell.job_name}"),
+        ("Attempt", str(cell.run_attempt)),
+        ("Duration", duration(cell.execution_time)),
+        ("Queue", duration(cell.queue_time)),
+    ]
+    if cell.tests_total is not None:
+        passed = "?" if cell.tests_passed is None else cell.tests_passed
+        rows.append(("Tests", f"{passed}/{cell.tests_total} passed"))
+    if cell.failed_tests:
+        items = format_html_join("", "<li><code>{}</code></li>", ((n,) for n in cell.failed_tests))
+        rows.append(("Failing", format_html('<ul class="failing">{}</ul>', items)))
+    verdict = cell.triage_verdict
+    if verdict:
+        text = f"{verdict.get('category')} ({verdict.get('confidence')} confidence)"
+        rows.append(
+            ("Triage", text + (f": {verdict['summary']}" if verdict.get("summary") else ""))
+        )
+    log = link_or_none(cell.log_url)
+    if log:
+        rows.append(
+            ("Log", format_html('<a href="{}" rel="noopener noreferrer">workflow run</a>', log))
+        )
+    details = format_html_join("", "<dt>{}</dt><dd>{}</dd>", rows)
+    return format_html(
+        '<details class="cell {}"><summary>{}</summary><dl>{}</dl></details>',
+        cell.outcome,
+        SafeString("".join(head)),
+        details,
     )
