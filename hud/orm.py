@@ -62,6 +62,7 @@ COUNTS = {
 }
 REPO = F("downstream_repo")
 CELL_FIELDS = (
+    "repo_display",
     "pr_number",
     "head_sha",
     "job_name",
@@ -274,13 +275,12 @@ class OrmRecordStore(RecordStore):
             records = records.filter(pr_number=pr)
         names = records.order_by().values_list("job_name", flat=True).distinct()
         columns = tuple(sorted(names))
-        repo = records.values_list("repo_display", flat=True).first() or repo_key
         rows, total = self._matrix_rows(records, outcome, page, per_page)
-        cells = self._latest_cells(records, [(r.pr_number, r.head_sha) for r in rows])
+        cells, repo = self._latest_cells(records, [(r.pr_number, r.head_sha) for r in rows])
         for row in rows:
             row.cells.update(cells.get((row.pr_number, row.head_sha), {}))
         return MatrixPage(
-            repo=repo,
+            repo=repo or repo_key,
             columns=columns,
             rows=tuple(rows),
             page=page,
@@ -315,25 +315,30 @@ class OrmRecordStore(RecordStore):
 
     def _latest_cells(
         self, records: QuerySet[JobRecord], rows: Sequence[tuple[int, str]]
-    ) -> dict[tuple[int, str], dict[str, Cell]]:
+    ) -> tuple[dict[tuple[int, str], dict[str, Cell]], str]:
+        """The rows' cells, and the repo's display name ("" without rows)."""
         if not rows:
-            return {}
+            return {}, ""
         chosen = records.filter(
             pr_number__in={pr for pr, _ in rows}, head_sha__in={sha for _, sha in rows}
         )
-        latest, params = _latest_sql(chosen, ("pr_number", "head_sha", "job_name"))
-        with connections[self.using].cursor() as cursor:
-            cursor.execute(f"SELECT id FROM ({latest}) latest WHERE k = 1", params)  # noqa: S608
-            ids = [row[0] for row in cursor.fetchall()]
+        # One query (Django wraps the window in a subquery to filter on it), plain values rather
+        # than model instances: a page has hundreds of cells.
+        found = (
+            chosen.annotate(k=_latest_rank(("pr_number", "head_sha", "job_name")))
+            .filter(k=1)
+            .values(*CELL_FIELDS)
+            .order_by()
+        )
         wanted = set(rows)
         cells: dict[tuple[int, str], dict[str, Cell]] = {}
-        # Plain values, not model instances: a page has hundreds of cells.
-        found = JobRecord.objects.using(self.using).filter(id__in=ids).values(*CELL_FIELDS)
+        name = ""
         for row in found:
             key = (row["pr_number"], row["head_sha"])
             if key in wanted:
                 cells.setdefault(key, {})[row["job_name"]] = Cell.of(row)
-        return cells
+                name = row["repo_display"]
+        return cells, name
 
     def pr(self, number: int, *, exclude: Sequence[str] = ()) -> PrView:
         records = (
@@ -382,7 +387,7 @@ class OrmRecordStore(RecordStore):
         if not latest.red:
             return ()
         key = (number, latest.head_sha)
-        row = self._latest_cells(records.filter(head_sha=latest.head_sha), [key]).get(key, {})
+        row = self._latest_cells(records.filter(head_sha=latest.head_sha), [key])[0].get(key, {})
         failed = (*FAILURES, "timed_out")
         return tuple(row[job] for job in sorted(row) if row[job].outcome in failed)
 
@@ -480,21 +485,20 @@ def _latest_level(records: QuerySet[JobRecord]) -> Subquery:
     return Subquery(newest.values("level")[:1])
 
 
+def _latest_rank(partition: tuple[str, ...]) -> models.Window:
+    """1 for the latest attempt of each `partition` (highest attempt, then newest)."""
+    return models.Window(
+        RowNumber(),
+        partition_by=[F(name) for name in partition],
+        order_by=[F("run_attempt").desc(), F("received_at").desc(), F("id").desc()],
+    )
+
+
 def _latest_sql(records: QuerySet[JobRecord], partition: tuple[str, ...]) -> tuple[str, list[Any]]:
     """The records' SQL (for the records' own database) with a column `k`: 1 for the latest
     attempt of each `partition`."""
     used = ("id", "downstream_repo", "pr_number", "head_sha", "job_name", "status", "conclusion")
-    ranked = (
-        records.values(*used, "received_at")
-        .annotate(
-            k=models.Window(
-                RowNumber(),
-                partition_by=[F(name) for name in partition],
-                order_by=[F("run_attempt").desc(), F("received_at").desc(), F("id").desc()],
-            )
-        )
-        .order_by()
-    )
+    ranked = records.values(*used, "received_at").annotate(k=_latest_rank(partition)).order_by()
     statement, params = ranked.query.get_compiler(using=ranked.db).as_sql()
     return statement, list(params)
 

@@ -75,7 +75,10 @@ def _driver(url: str) -> Driver:
 class ClickHouseRecordStore(RecordStore):
     def __init__(self, url: str | None = None, *, driver: Driver | None = None) -> None:
         self.driver = driver or _driver(url or settings.HUD_CLICKHOUSE_URL or "")
-        self.drains_on_read = isinstance(self.driver, ChdbDriver)
+        # chdb: this process owns ClickHouse, so it drains the outbox itself before a store's
+        # first read (get_store() makes one per request) and after the store's own writes.
+        self.owns_engine = isinstance(self.driver, ChdbDriver)
+        self.drains_on_read = self.owns_engine
 
     # -- schema and rows -------------------------------------------------------------------------
 
@@ -114,6 +117,10 @@ class ClickHouseRecordStore(RecordStore):
             yield _from_clickhouse(dict(zip(names, values, strict=True)))
 
     # -- writes ----------------------------------------------------------------------------------
+
+    def upsert(self, record: HudRecord, *, now: datetime) -> None:
+        super().upsert(record, now=now)
+        self.drains_on_read = self.owns_engine
 
     def upsert_row(self, record: HudRecord, *, now: datetime) -> sql.Row:
         payload = {"key": vars(record.key), "carried": record.carried(), "now": now.isoformat()}
@@ -178,6 +185,7 @@ class ClickHouseRecordStore(RecordStore):
 
     def _select(self, statement: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
         if self.drains_on_read:
+            self.drains_on_read = False
             self.drain()
         return self.driver.select(statement, params)
 
