@@ -7,6 +7,7 @@ schema is drf-spectacular's, and its Swagger UI is served from our own static fi
 from typing import Any
 
 from django.conf import settings
+from django.db import DatabaseError
 from django.http import Http404, HttpResponse
 from django.utils.csp import CSP
 from django.views.decorators.csp import csp_override
@@ -24,6 +25,7 @@ from crcr_site.errors import json_error
 from hud import pages
 from hud.pages import BadQuery, Query
 from hud.reports import DAYS, OUTCOMES, Counts, DailyPoint, PrRepo, PrView, RepoSummary, ShaResult
+from hud.storage import StoreUnavailable
 
 
 class CountsSerializer(DataclassSerializer[Counts]):
@@ -188,6 +190,10 @@ docs_view = csp_override(DOCS_CSP)(SpectacularSwaggerSplitView.as_view(url_name=
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> HttpResponse | None:
     """DRF's errors in the project's JSON error shape ({"ok": false, "error", "detail"})."""
+    if isinstance(exc, StoreUnavailable | DatabaseError):
+        response = json_error(503, "unavailable", "the results store is unavailable")
+        response["Retry-After"] = "30"
+        return response
     if isinstance(exc, Http404):
         exc = NotFound(str(exc))
     if isinstance(exc, APIException):

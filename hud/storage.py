@@ -100,6 +100,10 @@ class RecordExists(Exception):
     pass
 
 
+class StoreUnavailable(Exception):
+    """The backend could not be reached or failed; the pages answer 503."""
+
+
 class RecordStore:
     """The storage contract every HUD backend implements."""
 

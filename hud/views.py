@@ -1,9 +1,11 @@
 import functools
 import hmac
 import json
+import logging
 from collections.abc import Callable
 
 from django.conf import settings
+from django.db import DatabaseError
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest, JsonResponse
 from django.shortcuts import render
 from django.views.decorators.csrf import csrf_exempt
@@ -15,12 +17,16 @@ from hud.ingest import ingest
 from hud.pages import BadQuery, Query
 from hud.records import BadRecord, parse_envelope
 from hud.reports import DAYS, OUTCOMES
+from hud.storage import StoreUnavailable
+
+logger = logging.getLogger(__name__)
 
 
 def with_query(
     view: Callable[..., HttpResponse],
 ) -> Callable[..., HttpResponse]:
-    """GET only; the view gets the parsed Query, and a bad query string is a 400."""
+    """GET only; the view gets the parsed Query. A bad query string is a 400; a results
+    store that cannot answer (ClickHouse or the database down) a 503, never a 500."""
 
     @require_GET
     @functools.wraps(view)
@@ -29,9 +35,23 @@ def with_query(
             query = Query.parse(request.GET)
         except BadQuery as bad:
             return HttpResponseBadRequest(f"Bad query parameter {bad}", content_type="text/plain")
-        return view(request, query, *args, **kwargs)
+        try:
+            return view(request, query, *args, **kwargs)
+        except (StoreUnavailable, DatabaseError) as exc:
+            return _unavailable(exc)
 
     return wrapped
+
+
+def _unavailable(exc: Exception) -> HttpResponse:
+    logger.warning("HUD store unavailable: %s", exc)
+    response = HttpResponse(
+        "The results store is unavailable; try again shortly.",
+        status=503,
+        content_type="text/plain",
+    )
+    response["Retry-After"] = "30"
+    return response
 
 
 @with_query
@@ -59,7 +79,10 @@ def metrics(request: HttpRequest, query: Query) -> HttpResponse:
 @require_GET
 def pr(request: HttpRequest, number: int) -> HttpResponse:
     """/crcr/pr/{number}: one upstream PR across every downstream repo."""
-    return render(request, "hud/pr.html", {"page": pages.pr_page(number)})
+    try:
+        return render(request, "hud/pr.html", {"page": pages.pr_page(number)})
+    except (StoreUnavailable, DatabaseError) as exc:
+        return _unavailable(exc)
 
 
 INGEST_MAX_BYTES = 2 * 1024 * 1024

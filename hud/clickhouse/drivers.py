@@ -62,6 +62,12 @@ def _cell(kind: str, value: Any) -> Any:
     return value
 
 
+def _unavailable(exc: Exception) -> Exception:
+    from hud.storage import StoreUnavailable
+
+    return StoreUnavailable(f"ClickHouse: {type(exc).__name__}: {str(exc)[:300]}")
+
+
 class ChdbDriver:
     def __init__(self, path: str) -> None:
         self.path = path
@@ -75,7 +81,10 @@ class ChdbDriver:
 
                 self._session = session.Session(self.path)
             texts = {name: _text(value) for name, value in (params or {}).items()}
-            return self._session.query(sql, fmt, params=texts or None)
+            try:
+                return self._session.query(sql, fmt, params=texts or None)
+            except Exception as exc:  # chdb raises its own error types
+                raise _unavailable(exc) from exc
 
     def select(self, sql: str, params: dict[str, Any] | None = None) -> list[tuple[Any, ...]]:
         result = json.loads(self._query(sql, "JSONCompact", params).bytes() or b'{"data": []}')
@@ -122,7 +131,10 @@ class ServerDriver:
             return self._client
 
     def select(self, sql: str, params: dict[str, Any] | None = None) -> list[tuple[Any, ...]]:
-        result = self._get().query(sql, parameters=params or {}, query_tz="UTC")
+        try:
+            result = self._get().query(sql, parameters=params or {}, query_tz="UTC")
+        except Exception as exc:  # clickhouse-connect: connection and server errors alike
+            raise _unavailable(exc) from exc
         return [
             tuple(
                 v.replace(tzinfo=UTC) if isinstance(v, datetime) and not v.tzinfo else v
@@ -132,9 +144,15 @@ class ServerDriver:
         ]
 
     def command(self, sql: str, params: dict[str, Any] | None = None) -> None:
-        self._get().command(sql, parameters=params or {})
+        try:
+            self._get().command(sql, parameters=params or {})
+        except Exception as exc:
+            raise _unavailable(exc) from exc
 
     def insert(self, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
         data = [list(row) for row in rows]
         if data:
-            self._get().insert(table, data, column_names=list(columns))
+            try:
+                self._get().insert(table, data, column_names=list(columns))
+            except Exception as exc:
+                raise _unavailable(exc) from exc

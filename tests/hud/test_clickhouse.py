@@ -8,6 +8,7 @@ from hud.models import JobRecord
 from hud.orm import OrmRecordStore
 from hud.reports import Kind, Window
 from tests.hud.dataset import NOW, PROBE, seed
+from tests.hud.test_ingest import envelope, send
 
 pytestmark = pytest.mark.django_db
 
@@ -31,3 +32,25 @@ def test_backfill_copies_records_both_ways_with_the_same_figures(on_chdb, settin
 
     assert copied == expected
     assert OrmRecordStore().summary(window, Kind.PR, exclude=[PROBE]) == expected
+
+
+def test_with_clickhouse_down_pages_answer_503_and_records_wait_in_the_outbox(client, settings):
+    from hud.clickhouse import store as clickhouse_store
+    from hud.models import HudOutbox
+
+    url = "http://127.0.0.1:1/default"  # nothing listens there
+    settings.HUD_BACKEND = "clickhouse"
+    settings.HUD_STORE = "hud.clickhouse.store.ClickHouseRecordStore"
+    settings.HUD_CLICKHOUSE_URL = url
+    settings.HUD_BOT_TOKEN = "bot"
+    try:
+        page = client.get("/crcr")
+        api = client.get("/api/crcr/summary")
+        stored = send(client, envelope(), token="bot")
+    finally:
+        clickhouse_store._drivers.pop(url, None)
+
+    assert (page.status_code, page["Retry-After"]) == (503, "30")
+    assert (api.status_code, api.json()["error"]) == (503, "unavailable")
+    assert stored.status_code == 200  # kept for later: the worker drains it when it is back
+    assert HudOutbox.objects.count() == 1
