@@ -31,6 +31,7 @@ from django.utils.dateparse import parse_datetime
 from crcr_site import sql
 from hud.models import DailyCounts, JobRecord
 from hud.reports import (
+    CELL_SOURCE,
     FAILURES,
     PROBE_EXPECTATIONS,
     Cell,
@@ -61,24 +62,7 @@ COUNTS = {
     "in_progress": Count("status", filter=~COMPLETED),
 }
 REPO = F("downstream_repo")
-CELL_FIELDS = (
-    "repo_display",
-    "pr_number",
-    "head_sha",
-    "job_name",
-    "workflow_name",
-    "status",
-    "conclusion",
-    "run_attempt",
-    "execution_time",
-    "queue_time",
-    "tests_passed",
-    "tests_total",
-    "failed_tests_detail",
-    "triage_verdict",
-    "workflow_run_url",
-    "received_at",
-)
+CELL_FIELDS = ("repo_display", "pr_number", "head_sha", *CELL_SOURCE)
 
 
 def _per_day(records: QuerySet[JobRecord]) -> list[dict[str, Any]]:

@@ -165,6 +165,22 @@ class Cell:
 
 
 FAILED_TESTS_SHOWN = 3
+# The stored fields Cell.of reads: backends fetch these (and their own keys), nothing wider.
+CELL_SOURCE = (
+    "job_name",
+    "workflow_name",
+    "status",
+    "conclusion",
+    "run_attempt",
+    "execution_time",
+    "queue_time",
+    "tests_passed",
+    "tests_total",
+    "failed_tests_detail",
+    "triage_verdict",
+    "workflow_run_url",
+    "received_at",
+)
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ from hud.clickhouse import queries as q
 from hud.clickhouse.drivers import ChdbDriver, Driver, driver_for
 from hud.models import HudOutbox
 from hud.reports import (
+    CELL_SOURCE,
     FAILURES,
     Cell,
     Counts,
@@ -42,26 +43,8 @@ from hud.reports import (
 from hud.storage import KEY_FIELDS, HudRecord, RecordExists, RecordStore
 
 DRAIN_BATCH = 500
-# What a matrix cell needs (hud/reports.py Cell.of), and where it belongs: nothing wider.
-CELL_COLUMNS = [
-    "downstream_repo",
-    "repo_display",
-    "pr_number",
-    "head_sha",
-    "job_name",
-    "workflow_name",
-    "status",
-    "conclusion",
-    "run_attempt",
-    "execution_time",
-    "queue_time",
-    "tests_passed",
-    "tests_total",
-    "failed_tests_detail",
-    "triage_verdict",
-    "workflow_run_url",
-    "received_at",
-]
+# What a matrix cell needs (hud/reports.py Cell.of), and where it belongs.
+CELL_COLUMNS = ["downstream_repo", "repo_display", "pr_number", "head_sha", *CELL_SOURCE]
 _drivers: dict[str, Driver] = {}
 
 
