@@ -309,8 +309,11 @@ def _dispatch_titles(rows: tuple[MatrixRow, ...]) -> dict[int, tuple[str, str]]:
 
 def readiness(key: str, store: RecordStore, repo: str) -> Readiness:
     now = timezone.now()
-    promote = store.readiness(key, Window(settings.HUD_READY_PROMOTION_DAYS, now))
-    demote = store.readiness(key, Window(settings.HUD_READY_DEMOTION_DAYS, now))
+    windows = [
+        Window(settings.HUD_READY_PROMOTION_DAYS, now),
+        Window(settings.HUD_READY_DEMOTION_DAYS, now),
+    ]
+    promote, demote = store.readiness_over(key, windows)
     since = (
         Change.objects.filter(repo__iexact=repo, new_level=Level.L2)
         .order_by("-at")

@@ -173,6 +173,10 @@ class RecordStore:
         """What the level criteria measure for one repo's PR/push results."""
         raise NotImplementedError
 
+    def readiness_over(self, repo_key: str, windows: Sequence[Window]) -> list[ReadinessMetrics]:
+        """`readiness` for several windows ending together (a backend may read once)."""
+        return [self.readiness(repo_key, window) for window in windows]
+
     def probe(self, repo_key: str, window: Window) -> ProbeHealth:
         """The probe repo's jobs against their expected outcomes."""
         raise NotImplementedError

@@ -68,15 +68,24 @@ MIGRATIONS_TABLE = (
 )
 
 _FAILURES = ", ".join(f"'{c}'" for c in FAILURES)
-COUNTS = (
-    "countIf(status = 'completed' AND conclusion = 'success'), "
-    f"countIf(status = 'completed' AND conclusion IN ({_FAILURES})), "
-    "countIf(status = 'completed' AND conclusion = 'timed_out'), "
-    "countIf(status = 'completed' AND conclusion = 'cancelled'), "
-    "countIf(status = 'completed'), "
-    "countIf(status != 'completed')"
+# Counts' fields, in order (hud/reports.py): the condition each counts.
+CONDITIONS = (
+    "status = 'completed' AND conclusion = 'success'",
+    f"status = 'completed' AND conclusion IN ({_FAILURES})",
+    "status = 'completed' AND conclusion = 'timed_out'",
+    "status = 'completed' AND conclusion = 'cancelled'",
+    "status = 'completed'",
+    "status != 'completed'",
 )
+COUNTS = ", ".join(f"countIf({condition})" for condition in CONDITIONS)
 OUTCOME = "if(status = 'completed', conclusion, 'in_progress')"
+# The same counts per day, inside a per-repo aggregate: one sumMap over the record's UTC day,
+# with a last array of ones so that no day with records is dropped as all zeros.
+DAILY_COUNTS = (
+    "sumMap([toDate(received_at)], "
+    + ", ".join(f"[toUInt64({condition})]" for condition in CONDITIONS)
+    + ", [toUInt64(1)])"
+)
 # The latest attempt of each job first; LIMIT 1 BY keeps it.
 LATEST = "ORDER BY run_attempt DESC, received_at DESC, check_run_id DESC"
 

@@ -12,7 +12,7 @@ the same merge again: harmless.
 
 import json
 from collections.abc import Iterable, Iterator, Sequence
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from django.conf import settings
@@ -61,6 +61,7 @@ class ClickHouseRecordStore(RecordStore):
         # chdb: this process owns ClickHouse, so it drains the outbox itself before a store's
         # first read (get_store() makes one per request) and after the store's own writes.
         self.owns_engine = isinstance(self.driver, ChdbDriver)
+        self._names: dict[str, str] = {}  # repo key → display name, as cells are read
         self.drains_on_read = self.owns_engine
 
     # -- schema and rows -------------------------------------------------------------------------
@@ -214,9 +215,9 @@ class ClickHouseRecordStore(RecordStore):
             f"avgIf(execution_time, {completed} AND execution_time IS NOT NULL)), {p50}, {p90}, "
             "if(countIf(run_attempt = 1 AND queue_time IS NOT NULL) = 0, NULL, "
             f"avgIf(queue_time, run_attempt = 1 AND queue_time IS NOT NULL)), {queue90}, "
-            f"max(received_at) FROM {q.TABLE} FINAL WHERE {where} GROUP BY downstream_repo"
+            f"max(received_at), {q.DAILY_COUNTS} "
+            f"FROM {q.TABLE} FINAL WHERE {where} GROUP BY downstream_repo"
         )
-        daily = self.daily(window, kind, exclude=exclude, only=only)
         summaries = [
             RepoSummary(
                 repo=row[1],
@@ -230,7 +231,7 @@ class ClickHouseRecordStore(RecordStore):
                 avg_queue=row[13],
                 p90_queue=row[14],
                 last_run=row[15],
-                daily=daily.get(row[0], ()),
+                daily=_days(row[16]),
             )
             for row in self._select(statement, params)
         ]
@@ -304,15 +305,22 @@ class ClickHouseRecordStore(RecordStore):
                 params,
             )
         )
-        named = self._select(
-            f"SELECT any(repo_display) FROM {q.TABLE} WHERE {where}",
-            params,
-        )
-        cells = self._cells(where, params, [(r.pr_number, r.head_sha) for r in rows])
+        # The page's rows are its newest: their receive times bound what FINAL has to read.
+        bounded = where
+        if rows:
+            bounded += (
+                " AND received_at >= {rows_from:DateTime64(6, 'UTC')}"
+                " AND received_at <= {rows_to:DateTime64(6, 'UTC')}"
+            )
+            params |= {
+                "rows_from": min(r.first_at for r in rows),
+                "rows_to": max(r.last_at for r in rows),
+            }
+        cells = self._cells(bounded, params, [(r.pr_number, r.head_sha) for r in rows])
         for row in rows:
             row.cells.update(cells.get((repo_key, row.pr_number, row.head_sha), {}))
         return MatrixPage(
-            repo=(named[0][0] if named and named[0][0] else repo_key),
+            repo=self._names.get(repo_key, repo_key),
             columns=columns,
             rows=tuple(rows),
             page=page,
@@ -342,6 +350,7 @@ class ClickHouseRecordStore(RecordStore):
             row = _from_clickhouse(dict(zip(names, values, strict=True)))
             key = (row["downstream_repo"], row["pr_number"], row["head_sha"])
             cells.setdefault(key, {})[row["job_name"]] = Cell.of(row)
+            self._names[row["downstream_repo"]] = row["repo_display"]
         return cells
 
     def pr(self, number: int, *, exclude: Sequence[str] = ()) -> PrView:
@@ -360,34 +369,28 @@ class ClickHouseRecordStore(RecordStore):
         )
         if not spans:
             return PrView(number=number, repos=())
-        ranges = []
-        for n, (repo, first, last) in enumerate(spans):
-            ranges.append(
-                f"(downstream_repo = {{sr{n}:String}} AND received_at >= "
-                f"{{sa{n}:DateTime64(6, 'UTC')}} AND received_at <= {{sb{n}:DateTime64(6, 'UTC')}})"
-            )
-            params |= {f"sr{n}": repo, f"sa{n}": first, f"sb{n}": last}
-        where += f" AND ({' OR '.join(ranges)})"
+        narrowed = where + " AND " + _ranges(spans, params)
         statement = (
             "SELECT downstream_repo, head_sha, min(received_at) AS first_at, "
-            f"{q.COUNTS} FROM (SELECT downstream_repo, head_sha, job_name, "
-            f"status, conclusion, received_at FROM {q.TABLE} FINAL WHERE {where} {q.LATEST} "
+            f"{q.COUNTS}, any(repo_display), argMax(level, received_at), max(received_at) "
+            "FROM (SELECT downstream_repo, head_sha, job_name, status, conclusion, received_at, "
+            f"repo_display, level FROM {q.TABLE} FINAL WHERE {narrowed} {q.LATEST} "
             "LIMIT 1 BY downstream_repo, head_sha, job_name) "
             "GROUP BY downstream_repo, head_sha ORDER BY downstream_repo, first_at, head_sha"
         )
         shas: dict[str, list[ShaResult]] = {}
+        about: dict[str, tuple[str, str, datetime]] = {}  # repo → (name, level, as of)
         for row in self._select(statement, params):
             shas.setdefault(row[0], []).append(ShaResult(row[1], row[2], Counts(*row[3:9])))
-        about = {
-            row[0]: row[1:]
-            for row in self._select(
-                "SELECT downstream_repo, any(repo_display), argMax(level, received_at) "
-                f"FROM {q.TABLE} FINAL WHERE {where} GROUP BY downstream_repo",
-                params,
-            )
-        }
-        red = [(number, results[-1].head_sha) for results in shas.values() if results[-1].red]
-        cells = self._cells(where, params, red)
+            if row[0] not in about or row[11] > about[row[0]][2]:
+                about[row[0]] = (row[9], row[10], row[11])  # the level its newest record gave
+        red = {key: results[-1].head_sha for key, results in shas.items() if results[-1].red}
+        red_spans = [span for span in spans if span[0] in red]
+        cells = self._cells(
+            where + " AND " + _ranges(red_spans, params, prefix="c"),
+            params,
+            [(number, sha) for sha in set(red.values())],
+        )
         failed = (*FAILURES, "timed_out")
         repos = [
             PrRepo(
@@ -397,10 +400,8 @@ class ClickHouseRecordStore(RecordStore):
                 shas=tuple(results),
                 failing=tuple(
                     cell
-                    for job, cell in sorted(
-                        cells.get((key, number, results[-1].head_sha), {}).items()
-                    )
-                    if results[-1].red and cell.outcome in failed
+                    for _, cell in sorted(cells.get((key, number, red.get(key, "")), {}).items())
+                    if cell.outcome in failed
                 ),
             )
             for key, results in shas.items()
@@ -409,25 +410,43 @@ class ClickHouseRecordStore(RecordStore):
         return PrView(number=number, repos=tuple(repos))
 
     def readiness(self, repo_key: str, window: Window) -> ReadinessMetrics:
+        return self.readiness_over(repo_key, [window])[0]
+
+    def readiness_over(self, repo_key: str, windows: Sequence[Window]) -> list[ReadinessMetrics]:
+        # One read of the widest window; each window's figures are -If aggregates over it.
         params: dict[str, Any] = {"repo": repo_key}
-        where = self._where(window, Kind.PR, params) + " AND downstream_repo = {repo:String}"
-        statement = (
-            f"SELECT {q.COUNTS}, "
-            "if(countIf(run_attempt = 1 AND queue_time IS NOT NULL) = 0, NULL, "
-            "avgIf(queue_time, run_attempt = 1 AND queue_time IS NOT NULL)), "
-            f"{q.percentiles('queue_time + execution_time', "status = 'completed'", 0.5)[0]} "
-            f"FROM {q.TABLE} FINAL WHERE {where}"
-        )
+        widest = max(windows, key=lambda w: w.days)
+        where = self._where(widest, Kind.PR, params, only=repo_key)
+        columns = []
+        for n, window in enumerate(windows):
+            params[f"from{n}"] = window.start
+            inside = f"received_at >= {{from{n}:DateTime64(6, 'UTC')}}"
+            counts = ", ".join(f"countIf({inside} AND {c})" for c in q.CONDITIONS)
+            queue = f"{inside} AND run_attempt = 1 AND queue_time IS NOT NULL"
+            (end_to_end,) = q.percentiles(
+                "queue_time + execution_time", f"{inside} AND status = 'completed'", 0.5
+            )
+            columns.append(
+                f"{counts}, if(countIf({queue}) = 0, NULL, avgIf(queue_time, {queue})), "
+                f"{end_to_end}"
+            )
+        statement = f"SELECT {', '.join(columns)} FROM {q.TABLE} FINAL WHERE {where}"
         row = self._select(statement, params)[0]
-        counts = Counts(*row[0:6])
-        return ReadinessMetrics(
-            days=window.days,
-            completed=counts.completed,
-            pass_rate=counts.pass_rate,
-            timeout_rate=counts.timed_out / counts.completed if counts.completed else None,
-            p50_end_to_end=row[7],
-            avg_queue=row[6],
-        )
+        measured = []
+        for n, window in enumerate(windows):
+            values = row[n * 8 : n * 8 + 8]
+            tally = Counts(*values[0:6])
+            measured.append(
+                ReadinessMetrics(
+                    days=window.days,
+                    completed=tally.completed,
+                    pass_rate=tally.pass_rate,
+                    timeout_rate=tally.timed_out / tally.completed if tally.completed else None,
+                    p50_end_to_end=values[7],
+                    avg_queue=values[6],
+                )
+            )
+        return measured
 
     def probe(self, repo_key: str, window: Window) -> ProbeHealth:
         params: dict[str, Any] = {"repo": repo_key}
@@ -454,6 +473,33 @@ class ClickHouseRecordStore(RecordStore):
             {"repo": repo_key},
         )
         return row[0][0]
+
+
+def _ranges(spans: Sequence[Sequence[Any]], params: dict[str, Any], *, prefix: str = "s") -> str:
+    """`(repo = … AND received_at between …) OR …` for (repo, first, last) spans: what the
+    sorting key can narrow a FINAL read to. Adds the values to params."""
+    ranges = []
+    for n, (repo, first, last) in enumerate(spans):
+        ranges.append(
+            f"(downstream_repo = {{{prefix}r{n}:String}} AND received_at >= "
+            f"{{{prefix}a{n}:DateTime64(6, 'UTC')}} AND received_at <= "
+            f"{{{prefix}b{n}:DateTime64(6, 'UTC')}})"
+        )
+        params |= {f"{prefix}r{n}": repo, f"{prefix}a{n}": first, f"{prefix}b{n}": last}
+    return f"({' OR '.join(ranges) or '0'})"
+
+
+def _days(summed: Sequence[Sequence[Any]]) -> tuple[DailyPoint, ...]:
+    """DAILY_COUNTS' (days, six count arrays, ones) as the repo's days, oldest first."""
+    days, *counts, _ = summed
+    points = [
+        DailyPoint(
+            day if isinstance(day, date) else date.fromisoformat(str(day)),
+            Counts(*(int(values[n]) for values in counts)),
+        )
+        for n, day in enumerate(days)
+    ]
+    return tuple(sorted(points, key=lambda point: point.day))
 
 
 def _key_condition(n: int) -> str:

@@ -206,3 +206,11 @@ def test_a_record_that_completes_moves_its_days_counts(store, request):
         successes=1, timed_out=1, completed=2
     )
     assert alpha.counts == Counts(successes=6, failures=1, timed_out=1, completed=8)
+
+
+def test_readiness_over_several_windows_is_each_windows_readiness(store):
+    windows = [D14, Window(7, NOW)]
+
+    assert store.readiness_over("org/alpha", windows) == [
+        store.readiness("org/alpha", window) for window in windows
+    ]
