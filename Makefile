@@ -19,7 +19,7 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 venv: $(VENV)/.installed
 
 demo: venv
-	$(PY) manage.py demo --port $(PORT)
+	$(PY) manage.py demo --port $(PORT) $(DEMO_ARGS)
 
 test: venv
 	@DATABASE_URL=$(TEST_DATABASE_URL) $(PY) scripts/check_services.py

@@ -83,3 +83,37 @@ def test_the_demo_serves_the_allowlist_admin_and_simulated_traffic_both_ways(tmp
         raise AssertionError("the web server outlived the demo")
     except requests.ConnectionError:
         pass
+
+
+def test_the_demo_can_keep_the_hud_in_clickhouse(tmp_path):
+    port = free_port()
+    env = bare_env(tmp_path)
+    demo = subprocess.Popen(
+        [PYTHON, "manage.py", "demo", "--port", str(port), "--traffic-every", "1", "--clickhouse"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert wait_for(f"http://127.0.0.1:{port}/crcr").status_code == 200
+        repo = requests.get(f"http://127.0.0.1:{port}/crcr/Ascend/pytorch", timeout=10)
+        assert 'class="matrix"' in repo.text
+        # Live callbacks reach ClickHouse through the outbox: the job count keeps growing.
+        counted = [_jobs(port)]
+        deadline = time.monotonic() + 45
+        while counted[-1] <= counted[0] and time.monotonic() < deadline:
+            time.sleep(1)
+            counted.append(_jobs(port))
+        assert counted[-1] > counted[0]
+    finally:
+        demo.send_signal(signal.SIGTERM)
+        output, _ = demo.communicate(timeout=30)
+    assert "copied" in output
+    assert f"HUD on ClickHouse (chdb://{tmp_path / 'crcr-chdb'})" in output
+
+
+def _jobs(port: int) -> int:
+    summary = requests.get(f"http://127.0.0.1:{port}/api/crcr/summary?days=1", timeout=10).json()
+    return sum(line["summary"]["counts"]["total"] for b in summary["blocks"] for line in b["lines"])

@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import threading
+from pathlib import Path
 from typing import Any
 
 from django.conf import settings
@@ -36,6 +37,11 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--port", type=int, default=8000)
         parser.add_argument(
+            "--clickhouse",
+            action="store_true",
+            help="keep the HUD in ClickHouse (chdb under var/, inside the web process)",
+        )
+        parser.add_argument(
             "--traffic-every",
             type=float,
             default=10.0,
@@ -57,6 +63,8 @@ class Command(BaseCommand):
         loaded = history.load()
         if loaded:
             self.stdout.write(f"Loaded a two-week history of {loaded} job results for the HUD.")
+        if options["clickhouse"]:
+            self._use_clickhouse(env)
         self._ensure_demo_user()
         url = f"http://127.0.0.1:{options['port']}"
         github = issuer = None
@@ -105,6 +113,26 @@ class Command(BaseCommand):
                 issuer.stop()
             if redis_server is not None:
                 redis_server.shutdown()
+
+    def _use_clickhouse(self, env: dict[str, str]) -> None:
+        """HUD_BACKEND=clickhouse on chdb for the children. chdb belongs to one process at a
+        time, so the schema and the history are written by short-lived commands that exit
+        before the web server (the one process that then owns it) starts."""
+        database = settings.DATABASES["default"]
+        if database["ENGINE"] == "django.db.backends.sqlite3":  # next to the embedded database
+            path = Path(str(database["NAME"])).with_name("crcr-chdb")
+        else:
+            path = Path(settings.BASE_DIR) / "var" / "demo-chdb"
+        path.parent.mkdir(exist_ok=True)
+        url = settings.HUD_CLICKHOUSE_URL or f"chdb://{path}"
+        env |= {"HUD_BACKEND": "clickhouse", "HUD_CLICKHOUSE_URL": url}
+        manage = [sys.executable, "manage.py"]
+        for command in (
+            ["hud_clickhouse_migrate"],
+            ["hud_backfill", "--from", "orm", "--to", "clickhouse"],
+        ):
+            subprocess.run([*manage, *command], cwd=settings.BASE_DIR, env=env, check=True)
+        self.stdout.write(f"HUD on ClickHouse ({url})")
 
     def _ensure_demo_user(self) -> None:
         if settings.DATABASES["default"]["ENGINE"] != "django.db.backends.sqlite3":
