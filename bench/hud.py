@@ -255,7 +255,10 @@ def run(args: argparse.Namespace, url: str, chdb_url: str) -> None:
     quiet = min(repos(), key=lambda r: r[2])[0]
     pr = rows[len(rows) // 2][9]
     del rows
-    measure_pages(args, store, busiest, quiet, pr)
+    try:
+        measure_pages(args, store, busiest, quiet, pr)
+    finally:
+        store.driver.close()
 
 
 def seed_relational(url: str, rows: list[tuple]) -> None:

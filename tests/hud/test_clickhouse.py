@@ -54,3 +54,34 @@ def test_with_clickhouse_down_pages_answer_503_and_records_wait_in_the_outbox(cl
     assert (api.status_code, api.json()["error"]) == (503, "unavailable")
     assert stored.status_code == 200  # kept for later: the worker drains it when it is back
     assert HudOutbox.objects.count() == 1
+
+
+def test_the_worker_drains_a_clickhouse_server_but_leaves_chdb_to_its_web_process(settings):
+    from relay.periodic import JOBS
+
+    (drain,) = [job for job in JOBS if job.name == "hud_clickhouse_drain"]
+    settings.HUD_BACKEND = "clickhouse"
+    settings.HUD_CLICKHOUSE_URL = "https://clickhouse.example:8443/crcr"
+    every_second = drain.interval()
+    settings.HUD_CLICKHOUSE_URL = "chdb:///var/lib/crcr/chdb"
+    with_chdb = drain.interval()
+    settings.HUD_BACKEND = "orm"
+
+    assert (every_second, with_chdb, drain.interval()) == (1.0, 0, 0)
+
+
+def test_a_drain_moves_the_outbox_into_clickhouse_in_order(on_chdb):
+    from hud.models import HudOutbox
+    from hud.storage import HudRecord, RecordKey
+
+    key = RecordKey("org/repo", "d-1", "CI", "build", "1")
+    for status, conclusion in (("in_progress", None), ("completed", "success")):
+        record = HudRecord(key, "Org/Repo", status=status, conclusion=conclusion, queue_time=3.0)
+        on_chdb.upsert(record, now=NOW)
+    queued = HudOutbox.objects.count()
+
+    moved = on_chdb.drain()
+
+    (row,) = list(on_chdb.rows())
+    assert (queued, moved, HudOutbox.objects.count()) == (2, 2, 0)
+    assert (row["status"], row["conclusion"], row["queue_time"]) == ("completed", "success", 3.0)
