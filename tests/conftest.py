@@ -108,4 +108,4 @@ def on_chdb(settings, tmp_path):
     settings.HUD_CLICKHOUSE_URL = url
     call_command("hud_clickhouse_migrate", verbosity=0)
     yield clickhouse_store.ClickHouseRecordStore(url)
-    clickhouse_store._drivers.pop(url).close()  # type: ignore[attr-defined]
+    clickhouse_store._drivers.pop(url).close()

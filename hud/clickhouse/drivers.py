@@ -33,6 +33,10 @@ class Driver(Protocol):
         """Insert rows (values in `columns` order)."""
         ...
 
+    def close(self) -> None:
+        """Let go of the connection (chdb: of the engine, so another process may open it)."""
+        ...
+
 
 def driver_for(url: str) -> Driver:
     if url.startswith("chdb://"):
@@ -156,3 +160,9 @@ class ServerDriver:
                 self._get().insert(table, data, column_names=list(columns))
             except Exception as exc:
                 raise _unavailable(exc) from exc
+
+    def close(self) -> None:
+        with self._lock:
+            if self._client is not None:
+                self._client.close()
+                self._client = None
