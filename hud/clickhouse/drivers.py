@@ -14,7 +14,7 @@ values, timestamps as aware UTC datetimes.
 
 import json
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, date, datetime
 from typing import Any, Protocol
 from urllib.parse import urlsplit
@@ -53,17 +53,29 @@ def _text(value: Any) -> str:
     return str(value)
 
 
-def _cell(kind: str, value: Any) -> Any:
-    """A JSONCompact value as Python: DateTime64 and Date are text there."""
-    if value is None:
-        return None
-    if "DateTime" in kind and isinstance(value, str):
-        return datetime.fromisoformat(value).replace(tzinfo=UTC)
-    if kind.removeprefix("Nullable(").startswith("Date") and isinstance(value, str):
-        return date.fromisoformat(value)
-    if "Int" in kind and isinstance(value, str):  # 64-bit integers are quoted in JSON
-        return int(value)
-    return value
+def _timestamp(value: Any) -> Any:
+    return datetime.fromisoformat(value).replace(tzinfo=UTC) if isinstance(value, str) else value
+
+
+def _day(value: Any) -> Any:
+    return date.fromisoformat(value) if isinstance(value, str) else value
+
+
+def _integer(value: Any) -> Any:
+    return int(value) if isinstance(value, str) else value  # 64-bit integers come quoted
+
+
+def _converter(kind: str) -> Callable[[Any], Any] | None:
+    """How a JSONCompact column of this type becomes Python (None: as it is). Decided once
+    per column, not per value: a page reads thousands of values."""
+    plain = kind.removeprefix("Nullable(").removeprefix("LowCardinality(")
+    if plain.startswith("DateTime"):
+        return _timestamp
+    if plain.startswith("Date"):
+        return _day
+    if plain.startswith(("Int64", "UInt64", "Int128", "UInt128")):
+        return _integer
+    return None
 
 
 def _unavailable(exc: Exception) -> Exception:
@@ -92,9 +104,14 @@ class ChdbDriver:
 
     def select(self, sql: str, params: dict[str, Any] | None = None) -> list[tuple[Any, ...]]:
         result = json.loads(self._query(sql, "JSONCompact", params).bytes() or b'{"data": []}')
-        kinds = [column["type"] for column in result.get("meta", [])]
+        converters = [_converter(column["type"]) for column in result.get("meta", [])]
+        if not any(converters):
+            return [tuple(row) for row in result["data"]]
         return [
-            tuple(_cell(k, v) for k, v in zip(kinds, row, strict=True)) for row in result["data"]
+            tuple(
+                v if c is None or v is None else c(v) for c, v in zip(converters, row, strict=True)
+            )
+            for row in result["data"]
         ]
 
     def command(self, sql: str, params: dict[str, Any] | None = None) -> None:
