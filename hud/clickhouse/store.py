@@ -1,27 +1,19 @@
 """The HUD's ClickHouse backend: the storage contract on a ReplacingMergeTree.
 
-Writes. ClickHouse takes no part in the relay's database transaction, so a record is written
-there in two steps: the callback's own all-or-nothing statement adds it to the outbox
-(`HudOutbox`, in the relational database, with the replay key and the audit row), and `drain`
-moves outbox rows into ClickHouse in order — merging each with the stored version of its key
-(only carried fields change, contract §3) and inserting the result as a new version. The worker
-drains every second; with chdb (one process) the web process drains before it reads, so a
-result is on the pages in the next request either way. Re-draining a row after a crash writes
-the same merge again: harmless.
+Reads are here, every statement in hud/clickhouse/queries.py; writes (the outbox and its
+drain) are in hud/clickhouse/writes.py.
 """
 
-import json
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import date, datetime
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
 
 from crcr_site import sql
 from hud.clickhouse import queries as q
+from hud.clickhouse import writes
 from hud.clickhouse.drivers import ChdbDriver, Driver, driver_for
-from hud.models import HudOutbox
 from hud.reports import (
     CELL_SOURCE,
     FAILURES,
@@ -40,9 +32,8 @@ from hud.reports import (
     Window,
     worst_first,
 )
-from hud.storage import KEY_FIELDS, HudRecord, RecordExists, RecordStore
+from hud.storage import HudRecord, RecordExists, RecordStore
 
-DRAIN_BATCH = 500
 # What a matrix cell needs (hud/reports.py Cell.of), and where it belongs.
 CELL_COLUMNS = ["downstream_repo", "repo_display", "pr_number", "head_sha", *CELL_SOURCE]
 _drivers: dict[str, Driver] = {}
@@ -64,106 +55,35 @@ class ClickHouseRecordStore(RecordStore):
         self._names: dict[str, str] = {}  # repo key → display name, as cells are read
         self.drains_on_read = self.owns_engine
 
-    # -- schema and rows -------------------------------------------------------------------------
+    # -- schema, rows and writes (hud/clickhouse/writes.py) --------------------------------------
 
     def migrate(self) -> list[int]:
         """Apply the schema versions not applied yet; the ones applied now."""
-        self.driver.command(q.MIGRATIONS_TABLE)
-        done = {row[0] for row in self.driver.select("SELECT version FROM hud_schema_migrations")}
-        applied = []
-        for version, statement in enumerate(q.MIGRATIONS, 1):
-            if version not in done:
-                self.driver.command(statement)
-                self.driver.insert("hud_schema_migrations", ["version"], [[version]])
-                applied.append(version)
-        return applied
+        return writes.migrate(self.driver)
 
     def put_rows(self, rows: Iterable[dict[str, Any]]) -> int:
-        """Store whole rows as they are (backfill, tests); how many."""
-        count, batch = 0, []
-        for row in rows:
-            batch.append(_to_clickhouse(row))
-            if len(batch) >= 50_000:
-                count += self._insert(batch)
-                batch = []
-        return count + self._insert(batch)
-
-    def _insert(self, rows: list[dict[str, Any]]) -> int:
-        columns = list(q.COLUMNS)
-        self.driver.insert(q.TABLE, columns, ([row[c] for c in columns] for row in rows))
-        return len(rows)
+        return writes.put_rows(self.driver, rows)
 
     def rows(self) -> Iterator[dict[str, Any]]:
-        """Every stored row (the latest version of each key), for backfill."""
-        names = [c for c in q.COLUMNS if c != "version"]
-        result = self.driver.select(f"SELECT {', '.join(names)} FROM {q.TABLE} FINAL")
-        for values in result:
-            yield _from_clickhouse(dict(zip(names, values, strict=True)))
-
-    # -- writes ----------------------------------------------------------------------------------
+        return writes.stored_rows(self.driver)
 
     def upsert(self, record: HudRecord, *, now: datetime) -> None:
         super().upsert(record, now=now)
         self.drains_on_read = self.owns_engine
 
     def upsert_row(self, record: HudRecord, *, now: datetime) -> sql.Row:
-        payload = {"key": vars(record.key), "carried": record.carried(), "now": now.isoformat()}
-        return sql.Row(HudOutbox, {"payload": _json_ready(payload), "created_at": now})
+        return writes.outbox_row(record, now)
 
     def insert_new(self, record: HudRecord, *, now: datetime) -> None:
         # Written once per key: refused when ClickHouse or the outbox already has the key.
         self.drain()
-        exists = self.driver.select(
-            f"SELECT count() FROM {q.TABLE} FINAL WHERE {_key_condition(0)}",
-            _key_params(0, vars(record.key)),
-        )
-        pending = HudOutbox.objects.filter(payload__key=vars(record.key)).exists()
-        if exists[0][0] or pending:
+        if writes.stored(self.driver, record.key):
             raise RecordExists(str(record.key))
         sql.insert_row(self.upsert_row(record, now=now))
 
-    def drain(self, batch: int = DRAIN_BATCH) -> int:
+    def drain(self, batch: int = writes.DRAIN_BATCH) -> int:
         """Move outbox rows into ClickHouse, oldest first; how many."""
-        moved = 0
-        while True:
-            with transaction.atomic():
-                pending = list(
-                    HudOutbox.objects.select_for_update(skip_locked=True).order_by("id")[:batch]
-                )
-                if not pending:
-                    return moved
-                self._merge([row.payload for row in pending])
-                HudOutbox.objects.filter(id__in=[row.id for row in pending]).delete()
-            moved += len(pending)
-
-    def _merge(self, payloads: list[dict[str, Any]]) -> None:
-        keys = {tuple(p["key"][k] for k in KEY_FIELDS) for p in payloads}
-        stored = {tuple(row[k] for k in KEY_FIELDS): row for row in self._rows_for(sorted(keys))}
-        for payload in payloads:
-            key = tuple(payload["key"][k] for k in KEY_FIELDS)
-            now = datetime.fromisoformat(payload["now"])
-            current = stored.get(key) or _new_row(payload["key"], now)
-            merged = current | _parse_carried(payload["carried"]) | {"updated_at": now}
-            merged["version"] = max(int(current.get("version") or 0) + 1, _micros(now))
-            stored[key] = merged
-        self._insert([_to_clickhouse(row) for row in stored.values()])
-
-    def _rows_for(self, keys: Sequence[tuple[str, ...]]) -> list[dict[str, Any]]:
-        if not keys:
-            return []
-        params: dict[str, Any] = {}
-        conditions = []
-        for n, key in enumerate(keys):
-            conditions.append(f"({_key_condition(n)})")
-            params |= _key_params(n, dict(zip(KEY_FIELDS, key, strict=True)))
-        names = list(q.COLUMNS)
-        statement = (
-            f"SELECT {', '.join(names)} FROM {q.TABLE} FINAL WHERE {' OR '.join(conditions)}"
-        )
-        return [
-            _from_clickhouse(dict(zip(names, values, strict=True)))
-            for values in self.driver.select(statement, params)
-        ]
+        return writes.drain(self.driver, batch)
 
     # -- reads -----------------------------------------------------------------------------------
 
@@ -347,7 +267,7 @@ class ClickHouseRecordStore(RecordStore):
         )
         cells: dict[tuple[str, int, str], dict[str, Cell]] = {}
         for values in self._select(statement, params):
-            row = _from_clickhouse(dict(zip(names, values, strict=True)))
+            row = writes.decoded(dict(zip(names, values, strict=True)))
             key = (row["downstream_repo"], row["pr_number"], row["head_sha"])
             cells.setdefault(key, {})[row["job_name"]] = Cell.of(row)
             self._names[row["downstream_repo"]] = row["repo_display"]
@@ -500,76 +420,3 @@ def _days(summed: Sequence[Sequence[Any]]) -> tuple[DailyPoint, ...]:
         for n, day in enumerate(days)
     ]
     return tuple(sorted(points, key=lambda point: point.day))
-
-
-def _key_condition(n: int) -> str:
-    return " AND ".join(f"{field} = {{k{n}_{i}:String}}" for i, field in enumerate(KEY_FIELDS))
-
-
-def _key_params(n: int, key: dict[str, str]) -> dict[str, str]:
-    return {f"k{n}_{i}": key[field] for i, field in enumerate(KEY_FIELDS)}
-
-
-def _micros(at: datetime) -> int:
-    return int(at.timestamp() * 1_000_000)
-
-
-def _new_row(key: dict[str, str], now: datetime) -> dict[str, Any]:
-    defaults: dict[str, Any] = {name: None for name in q.COLUMNS}
-    defaults |= {
-        "repo_display": key["downstream_repo"],
-        "upstream_repo": "",
-        "event_type": "pull_request",
-        "level": "",
-        "pr_number": 0,
-        "head_sha": "",
-        "workflow_run_url": "",
-        "run_id": "",
-        "run_attempt": 1,
-        "status": "",
-        "conclusion": "",
-        "artifact_url": "",
-        "source": "relay",
-        "received_at": now,
-        "version": 0,
-    }
-    return defaults | key
-
-
-def _parse_carried(carried: dict[str, Any]) -> dict[str, Any]:
-    times = ("started_at", "completed_at")
-    return {
-        k: datetime.fromisoformat(v) if k in times and isinstance(v, str) else v
-        for k, v in carried.items()
-    }
-
-
-def _json_ready(payload: dict[str, Any]) -> dict[str, Any]:
-    """The outbox payload as JSON values (timestamps as ISO text)."""
-    return json.loads(json.dumps(payload, default=lambda v: v.isoformat()))
-
-
-def _to_clickhouse(row: dict[str, Any]) -> dict[str, Any]:
-    out = {name: row.get(name) for name in q.COLUMNS}
-    for name in q.JSON_COLUMNS:
-        out[name] = "" if out[name] is None else json.dumps(out[name])
-    for name in (
-        "repo_display",
-        "upstream_repo",
-        "head_sha",
-        "workflow_run_url",
-        "run_id",
-        "conclusion",
-        "artifact_url",
-        "status",
-        "level",
-    ):
-        out[name] = out[name] or ""
-    out["version"] = out.get("version") or _micros(row["updated_at"])
-    return out
-
-
-def _from_clickhouse(row: dict[str, Any]) -> dict[str, Any]:
-    for name in q.JSON_COLUMNS:
-        row[name] = json.loads(row[name]) if row.get(name) else None
-    return row
