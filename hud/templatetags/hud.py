@@ -41,7 +41,10 @@ def duration(seconds: float | None) -> str:
 
 @register.filter
 def percent(rate: float | None) -> str:
-    return "—" if rate is None else f"{rate * 100:.1f}%"
+    """71.4%; below 10 % two decimals, so 0.99 % never reads as the 1 % it is under."""
+    if rate is None:
+        return "—"
+    return f"{rate * 100:.2f}%" if 0 < rate < 0.1 else f"{rate * 100:.1f}%"
 
 
 @register.filter
