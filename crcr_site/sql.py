@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from django.db import connection, models, transaction
+from django.db import DEFAULT_DB_ALIAS, connection, connections, models, transaction
 
 
 def _columns(model: type[models.Model]) -> list[models.Field[Any, Any]]:
@@ -48,8 +48,8 @@ class Row:
     on_conflict: tuple[str, ...] = ()
     update: tuple[str, ...] = ()
 
-    def params(self) -> list[Any]:
-        return _params(self.model, [self.values])
+    def params(self, using: str = DEFAULT_DB_ALIAS) -> list[Any]:
+        return _params(self.model, [self.values], using)
 
     @property
     def shape(self) -> "Shape":
@@ -62,10 +62,13 @@ class Row:
 Shape = tuple[type[models.Model], tuple[str, ...], tuple[str, ...]]
 
 
-def _params(model: type[models.Model], rows: Sequence[dict[str, Any]]) -> list[Any]:
+def _params(
+    model: type[models.Model], rows: Sequence[dict[str, Any]], using: str = DEFAULT_DB_ALIAS
+) -> list[Any]:
+    target = connections[using]
     return [
         column.get_db_prep_save(
-            values[column.name] if column.name in values else column.get_default(), connection
+            values[column.name] if column.name in values else column.get_default(), target
         )
         for values in rows
         for column in _columns(model)
@@ -112,9 +115,10 @@ def _chained_sql(first: Shape, then: tuple[Shape, ...]) -> str:
     return f"WITH {', '.join(clauses)} SELECT count(*) FROM w0"  # noqa: S608 (names, no values)
 
 
-def insert_row(row: Row) -> None:
-    """Run one Row's INSERT."""
-    insert(row.model, row.values, on_conflict=row.on_conflict, update=row.update)
+def insert_row(row: Row, *, using: str = DEFAULT_DB_ALIAS) -> None:
+    """Run one Row's INSERT (on the database `using`)."""
+    with connections[using].cursor() as cursor:
+        cursor.execute(row.sql(), row.params(using))
 
 
 def insert(

@@ -91,6 +91,9 @@ class OrmRecordStore(RecordStore):
 
     # -- writes ------------------------------------------------------------------------------
 
+    def upsert(self, record: HudRecord, *, now: datetime) -> None:
+        sql.insert_row(self.upsert_row(record, now=now), using=self.using)
+
     def upsert_row(self, record: HudRecord, *, now: datetime) -> sql.Row:
         # One INSERT ... ON CONFLICT (key) DO UPDATE SET <the carried fields only>: atomic on
         # PostgreSQL and SQLite alike, and a field a record does not carry is left as it was.

@@ -194,9 +194,7 @@ def test_newest_and_first_seen(store):
     assert store.first_seen("org/alpha") == at(20, 9).replace(month=10, day=31, hour=12)
 
 
-def test_a_record_that_completes_moves_its_days_counts(store, request):
-    if request.node.callspec.params["store"] == "sqlite":
-        pytest.skip("writes go through the default database; the read side is the same")
+def test_a_record_that_completes_moves_its_days_counts(store):
     key = RecordKey("org/alpha", "pull_request-11-bbb", "CI", "test-1", "6")
 
     store.upsert(HudRecord(key, "org/alpha", status="completed", conclusion="success"), now=NOW)
