@@ -219,7 +219,7 @@ def repo_page(key: str, query: Query, store: RecordStore | None = None) -> RepoP
     if entry is None and store.first_seen(key) is None:
         return None
     window = query.window()
-    summary = next(iter(store.summary(window, query.kind, only=key)), None)
+    summary, measured = store.repo_overview(key, window, query.kind, readiness_windows(window.end))
     matrix = store.matrix(
         key,
         window,
@@ -238,7 +238,8 @@ def repo_page(key: str, query: Query, store: RecordStore | None = None) -> RepoP
     level = entry.level.value if entry else (summary.level if summary else "")
     ready = None
     if level in ("L2", "L3", "L4"):
-        ready = readiness(key, store, entry.repo if entry else key)
+        promote, demote = measured
+        ready = readiness(entry.repo if entry else key, promote, demote, window.end)
     repo = entry.repo if entry else (summary.repo if summary else matrix.repo)
     return RepoPage(
         key,
@@ -307,13 +308,19 @@ def _dispatch_titles(rows: tuple[MatrixRow, ...]) -> dict[int, tuple[str, str]]:
     return found
 
 
-def readiness(key: str, store: RecordStore, repo: str) -> Readiness:
-    now = timezone.now()
-    windows = [
+def readiness_windows(now: datetime) -> list[Window]:
+    """The promotion window, then the demotion window, both ending now."""
+    return [
         Window(settings.HUD_READY_PROMOTION_DAYS, now),
         Window(settings.HUD_READY_DEMOTION_DAYS, now),
     ]
-    promote, demote = store.readiness_over(key, windows)
+
+
+def readiness(
+    repo: str, promote: ReadinessMetrics, demote: ReadinessMetrics, now: datetime
+) -> Readiness:
+    """The criteria against what the two windows measured, and the days at L2 from the
+    allowlist change log."""
     since = (
         Change.objects.filter(repo__iexact=repo, new_level=Level.L2)
         .order_by("-at")

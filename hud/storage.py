@@ -177,6 +177,14 @@ class RecordStore:
         """`readiness` for several windows ending together (a backend may read once)."""
         return [self.readiness(repo_key, window) for window in windows]
 
+    def repo_overview(
+        self, repo_key: str, window: Window, kind: Kind, readiness_windows: Sequence[Window]
+    ) -> tuple[RepoSummary | None, list[ReadinessMetrics]]:
+        """A repo's summary over `window` and its readiness over each of `readiness_windows`
+        (the repo page's figures; a backend may read once)."""
+        summary = next(iter(self.summary(window, kind, only=repo_key)), None)
+        return summary, self.readiness_over(repo_key, readiness_windows)
+
     def probe(self, repo_key: str, window: Window) -> ProbeHealth:
         """The probe repo's jobs against their expected outcomes."""
         raise NotImplementedError

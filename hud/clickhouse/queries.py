@@ -79,13 +79,19 @@ CONDITIONS = (
 )
 COUNTS = ", ".join(f"countIf({condition})" for condition in CONDITIONS)
 OUTCOME = "if(status = 'completed', conclusion, 'in_progress')"
+
+
 # The same counts per day, inside a per-repo aggregate: one sumMap over the record's UTC day,
 # with a last array of ones so that no day with records is dropped as all zeros.
-DAILY_COUNTS = (
-    "sumMap([toDate(received_at)], "
-    + ", ".join(f"[toUInt64({condition})]" for condition in CONDITIONS)
-    + ", [toUInt64(1)])"
-)
+def daily_counts(where: str = "") -> str:
+    """DAILY_COUNTS, of the rows matching `where` only (sumMapIf) when given."""
+    arrays = ", ".join(f"[toUInt64({condition})]" for condition in CONDITIONS)
+    if where:
+        return f"sumMapIf([toDate(received_at)], {arrays}, [toUInt64(1)], {where})"
+    return f"sumMap([toDate(received_at)], {arrays}, [toUInt64(1)])"
+
+
+DAILY_COUNTS = daily_counts()
 # The latest attempt of each job first; LIMIT 1 BY keeps it.
 LATEST = "ORDER BY run_attempt DESC, received_at DESC, check_run_id DESC"
 

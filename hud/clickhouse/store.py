@@ -125,37 +125,39 @@ class ClickHouseRecordStore(RecordStore):
     ) -> list[RepoSummary]:
         params: dict[str, Any] = {}
         where = self._where(window, kind, params, exclude=exclude, only=only)
-        completed = "status = 'completed'"
-        p50, p90 = q.percentiles("execution_time", completed, 0.5, 0.9)
-        (queue90,) = q.percentiles("queue_time", "run_attempt = 1", 0.9)
         statement = (
-            "SELECT downstream_repo, any(repo_display), argMax(level, received_at), "
-            f"{q.COUNTS}, uniqExactIf(pr_number, pr_number > 0), "
-            f"if(countIf({completed} AND execution_time IS NOT NULL) = 0, NULL, "
-            f"avgIf(execution_time, {completed} AND execution_time IS NOT NULL)), {p50}, {p90}, "
-            "if(countIf(run_attempt = 1 AND queue_time IS NOT NULL) = 0, NULL, "
-            f"avgIf(queue_time, run_attempt = 1 AND queue_time IS NOT NULL)), {queue90}, "
-            f"max(received_at), {q.DAILY_COUNTS} "
+            f"SELECT downstream_repo, {', '.join(_summary_columns('1'))} "
             f"FROM {q.TABLE} FINAL WHERE {where} GROUP BY downstream_repo"
         )
-        summaries = [
-            RepoSummary(
-                repo=row[1],
-                key=row[0],
-                level=row[2],
-                counts=Counts(*row[3:9]),
-                prs=row[9],
-                avg_execution=row[10],
-                p50_execution=row[11],
-                p90_execution=row[12],
-                avg_queue=row[13],
-                p90_queue=row[14],
-                last_run=row[15],
-                daily=_days(row[16]),
-            )
-            for row in self._select(statement, params)
-        ]
+        summaries = [_summary(row[0], row[1:]) for row in self._select(statement, params)]
         return sorted(summaries, key=worst_first)
+
+    def repo_overview(
+        self, repo_key: str, window: Window, kind: Kind, readiness_windows: Sequence[Window]
+    ) -> tuple[RepoSummary | None, list[ReadinessMetrics]]:
+        # One read: the summary's and every readiness window's figures are -If aggregates.
+        every = [window, *readiness_windows]
+        params: dict[str, Any] = {
+            "repo": repo_key,
+            "lo": min(w.start for w in every),
+            "hi": max(w.end for w in every),
+            "ps": window.start,
+            "pe": window.end,
+        }
+        page = (
+            "received_at >= {ps:DateTime64(6, 'UTC')} AND received_at < {pe:DateTime64(6, 'UTC')}"
+            f" AND event_type IN {q.in_list('ev', kind.events, params)}"
+        )
+        columns = [f"countIf({page})", *_summary_columns(page)]
+        columns += _readiness_columns(readiness_windows, params)
+        statement = (
+            f"SELECT {', '.join(columns)} FROM {q.TABLE} FINAL "
+            "WHERE downstream_repo = {repo:String} AND received_at >= {lo:DateTime64(6, 'UTC')}"
+            " AND received_at < {hi:DateTime64(6, 'UTC')}"
+        )
+        row = self._select(statement, params)[0]
+        summary = _summary(repo_key, row[1 : SUMMARY_WIDTH + 1]) if row[0] else None
+        return summary, _readiness(readiness_windows, row[SUMMARY_WIDTH + 1 :])
 
     def daily(
         self,
@@ -337,36 +339,9 @@ class ClickHouseRecordStore(RecordStore):
         params: dict[str, Any] = {"repo": repo_key}
         widest = max(windows, key=lambda w: w.days)
         where = self._where(widest, Kind.PR, params, only=repo_key)
-        columns = []
-        for n, window in enumerate(windows):
-            params[f"from{n}"] = window.start
-            inside = f"received_at >= {{from{n}:DateTime64(6, 'UTC')}}"
-            counts = ", ".join(f"countIf({inside} AND {c})" for c in q.CONDITIONS)
-            queue = f"{inside} AND run_attempt = 1 AND queue_time IS NOT NULL"
-            (end_to_end,) = q.percentiles(
-                "queue_time + execution_time", f"{inside} AND status = 'completed'", 0.5
-            )
-            columns.append(
-                f"{counts}, if(countIf({queue}) = 0, NULL, avgIf(queue_time, {queue})), "
-                f"{end_to_end}"
-            )
+        columns = _readiness_columns(windows, params)
         statement = f"SELECT {', '.join(columns)} FROM {q.TABLE} FINAL WHERE {where}"
-        row = self._select(statement, params)[0]
-        measured = []
-        for n, window in enumerate(windows):
-            values = row[n * 8 : n * 8 + 8]
-            tally = Counts(*values[0:6])
-            measured.append(
-                ReadinessMetrics(
-                    days=window.days,
-                    completed=tally.completed,
-                    pass_rate=tally.pass_rate,
-                    timeout_rate=tally.timed_out / tally.completed if tally.completed else None,
-                    p50_end_to_end=values[7],
-                    avg_queue=values[6],
-                )
-            )
-        return measured
+        return _readiness(windows, self._select(statement, params)[0])
 
     def probe(self, repo_key: str, window: Window) -> ProbeHealth:
         params: dict[str, Any] = {"repo": repo_key}
@@ -393,6 +368,82 @@ class ClickHouseRecordStore(RecordStore):
             {"repo": repo_key},
         )
         return row[0][0]
+
+
+def _summary_columns(where: str) -> list[str]:
+    """A RepoSummary's figures over the rows matching `where`, in _summary's order."""
+    completed = f"{where} AND status = 'completed'"
+    timed = f"{completed} AND execution_time IS NOT NULL"
+    first = f"{where} AND run_attempt = 1 AND queue_time IS NOT NULL"
+    return [
+        f"anyIf(repo_display, {where})",
+        f"argMaxIf(level, received_at, {where})",
+        *(f"countIf({where} AND {condition})" for condition in q.CONDITIONS),
+        f"uniqExactIf(pr_number, {where} AND pr_number > 0)",
+        f"if(countIf({timed}) = 0, NULL, avgIf(execution_time, {timed}))",
+        *q.percentiles("execution_time", completed, 0.5, 0.9),
+        f"if(countIf({first}) = 0, NULL, avgIf(queue_time, {first}))",
+        *q.percentiles("queue_time", f"{where} AND run_attempt = 1", 0.9),
+        f"maxIf(received_at, {where})",
+        q.daily_counts(where),
+    ]
+
+
+SUMMARY_WIDTH = len(_summary_columns("1"))
+
+
+def _summary(key: str, row: Sequence[Any]) -> RepoSummary:
+    return RepoSummary(
+        repo=row[0],
+        key=key,
+        level=row[1],
+        counts=Counts(*row[2:8]),
+        prs=row[8],
+        avg_execution=row[9],
+        p50_execution=row[10],
+        p90_execution=row[11],
+        avg_queue=row[12],
+        p90_queue=row[13],
+        last_run=row[14],
+        daily=_days(row[15]),
+    )
+
+
+def _readiness_columns(windows: Sequence[Window], params: dict[str, Any]) -> list[str]:
+    """Each window's readiness figures (PR/push results), 8 columns a window."""
+    columns = []
+    for n, window in enumerate(windows):
+        params |= {f"from{n}": window.start, f"to{n}": window.end}
+        events = q.in_list(f"rev{n}_", Kind.PR.events, params)
+        inside = (
+            f"received_at >= {{from{n}:DateTime64(6, 'UTC')}} AND "
+            f"received_at < {{to{n}:DateTime64(6, 'UTC')}} AND event_type IN {events}"
+        )
+        queue = f"{inside} AND run_attempt = 1 AND queue_time IS NOT NULL"
+        columns += [f"countIf({inside} AND {condition})" for condition in q.CONDITIONS]
+        columns.append(f"if(countIf({queue}) = 0, NULL, avgIf(queue_time, {queue}))")
+        columns += q.percentiles(
+            "queue_time + execution_time", f"{inside} AND status = 'completed'", 0.5
+        )
+    return columns
+
+
+def _readiness(windows: Sequence[Window], row: Sequence[Any]) -> list[ReadinessMetrics]:
+    measured = []
+    for n, window in enumerate(windows):
+        values = row[n * 8 : n * 8 + 8]
+        tally = Counts(*values[0:6])
+        measured.append(
+            ReadinessMetrics(
+                days=window.days,
+                completed=tally.completed,
+                pass_rate=tally.pass_rate,
+                timeout_rate=tally.timed_out / tally.completed if tally.completed else None,
+                p50_end_to_end=values[7],
+                avg_queue=values[6],
+            )
+        )
+    return measured
 
 
 def _ranges(spans: Sequence[Sequence[Any]], params: dict[str, Any], *, prefix: str = "s") -> str:

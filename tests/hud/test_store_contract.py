@@ -212,3 +212,14 @@ def test_readiness_over_several_windows_is_each_windows_readiness(store):
     assert store.readiness_over("org/alpha", windows) == [
         store.readiness("org/alpha", window) for window in windows
     ]
+
+
+def test_a_repos_overview_is_its_summary_and_its_readiness(store):
+    windows = [D14, Window(7, NOW)]
+
+    summary, measured = store.repo_overview("org/alpha", Window(30, NOW), Kind.PR, windows)
+    nothing, _ = store.repo_overview("nobody/here", D14, Kind.PR, windows)
+
+    assert summary == store.summary(Window(30, NOW), Kind.PR, only="org/alpha")[0]
+    assert measured == store.readiness_over("org/alpha", windows)
+    assert nothing is None
