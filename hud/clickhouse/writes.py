@@ -81,6 +81,8 @@ def outbox_row(record: HudRecord, now: datetime) -> sql.Row:
 def drain(driver: Driver, batch: int = DRAIN_BATCH) -> int:
     """Move outbox rows into ClickHouse, oldest first; how many."""
     moved = 0
+    if not HudOutbox.objects.exists():  # the usual case on a read: one plain query, no BEGIN
+        return moved
     while True:
         with transaction.atomic():
             pending = list(
