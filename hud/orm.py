@@ -18,10 +18,8 @@ from django.db.models import (
     F,
     Max,
     Min,
-    OuterRef,
     Q,
     QuerySet,
-    Subquery,
     Sum,
     When,
 )
@@ -349,17 +347,13 @@ class OrmRecordStore(RecordStore):
         for row in found:
             counts = Counts(*(int(value or 0) for value in row[3:]))
             shas.setdefault(row[0], []).append(ShaResult(row[1], _aware(row[2]), counts))
-        about = {
-            row["downstream_repo"]: row
-            for row in records.values("downstream_repo")
-            .annotate(repo=Max("repo_display"), level=_latest_level(records))
-            .order_by()
-        }
+        newest = records.values("downstream_repo").annotate(at=Max("received_at")).order_by()
+        about = self._newest_rows(records, {row["downstream_repo"]: row["at"] for row in newest})
         repos = [
             PrRepo(
-                repo=about[key]["repo"],
+                repo=about[key][0],
                 key=key,
-                level=about[key]["level"] or "",
+                level=about[key][1],
                 shas=tuple(results),
                 failing=self._failing(records.filter(downstream_repo=key), number, results[-1]),
             )
@@ -462,14 +456,6 @@ class NearestRank(models.Aggregate):
 
     def __init__(self, expression: Any, fraction: float, **extra: Any) -> None:
         super().__init__(expression, fraction=float(fraction), **extra)
-
-
-def _latest_level(records: QuerySet[JobRecord]) -> Subquery:
-    """Per downstream_repo group: the level its newest record reported."""
-    newest = records.filter(downstream_repo=OuterRef("downstream_repo")).order_by(
-        "-received_at", "-id"
-    )
-    return Subquery(newest.values("level")[:1])
 
 
 def _latest_rank(partition: tuple[str, ...]) -> models.Window:
