@@ -203,13 +203,16 @@ class OrmRecordStore(RecordStore):
         instead of carrying wide text columns through the aggregate."""
         if not newest:
             return {}
-        wanted = Q()
-        for repo, at in newest.items():
-            wanted |= Q(downstream_repo=repo, received_at=at)
-        rows = records.filter(wanted).order_by("id")
+        # Two IN lists (cheap to build for dozens of repos) and the exact pairs kept here.
+        rows = records.filter(
+            downstream_repo__in=newest, received_at__in=set(newest.values())
+        ).order_by("id")
         return {
             key: (name, level)
-            for key, name, level in rows.values_list("downstream_repo", "repo_display", "level")
+            for key, name, level, at in rows.values_list(
+                "downstream_repo", "repo_display", "level", "received_at"
+            )
+            if newest[key] == at
         }
 
     def daily(
@@ -349,13 +352,15 @@ class OrmRecordStore(RecordStore):
             shas.setdefault(row[0], []).append(ShaResult(row[1], _aware(row[2]), counts))
         newest = records.values("downstream_repo").annotate(at=Max("received_at")).order_by()
         about = self._newest_rows(records, {row["downstream_repo"]: row["at"] for row in newest})
+        red = {key: results[-1].head_sha for key, results in shas.items() if results[-1].red}
+        failing = self._failing(records, red)
         repos = [
             PrRepo(
                 repo=about[key][0],
                 key=key,
                 level=about[key][1],
                 shas=tuple(results),
-                failing=self._failing(records.filter(downstream_repo=key), number, results[-1]),
+                failing=failing.get(key, ()),
             )
             for key, results in shas.items()
         ]
@@ -363,14 +368,26 @@ class OrmRecordStore(RecordStore):
         return PrView(number=number, repos=tuple(repos))
 
     def _failing(
-        self, records: QuerySet[JobRecord], number: int, latest: ShaResult
-    ) -> tuple[Cell, ...]:
-        if not latest.red:
-            return ()
-        key = (number, latest.head_sha)
-        row = self._latest_cells(records.filter(head_sha=latest.head_sha), [key])[0].get(key, {})
+        self, records: QuerySet[JobRecord], red: dict[str, str]
+    ) -> dict[str, tuple[Cell, ...]]:
+        """repo → its failed or timed-out jobs (latest attempts) on its latest head, for the
+        repos that are red there: one query for all of them."""
+        if not red:
+            return {}
+        chosen = records.filter(downstream_repo__in=red, head_sha__in=set(red.values()))
+        rows = (
+            chosen.annotate(k=_latest_rank(("downstream_repo", "head_sha", "job_name")))
+            .filter(k=1)
+            .values("downstream_repo", *CELL_FIELDS)
+            .order_by("downstream_repo", "job_name")
+        )
         failed = (*FAILURES, "timed_out")
-        return tuple(row[job] for job in sorted(row) if row[job].outcome in failed)
+        found: dict[str, list[Cell]] = {}
+        for row in rows:
+            cell = Cell.of(row)
+            if red[row["downstream_repo"]] == row["head_sha"] and cell.outcome in failed:
+                found.setdefault(row["downstream_repo"], []).append(cell)
+        return {repo: tuple(cells) for repo, cells in found.items()}
 
     def readiness(self, repo_key: str, window: Window) -> ReadinessMetrics:
         records = self._in(window, Kind.PR, only=repo_key)

@@ -64,6 +64,18 @@ def outcome_words(outcome: str) -> str:
     return OUTCOMES.get(outcome, ("?", outcome or "unknown"))[1]
 
 
+@register.simple_tag
+def outcome(name: str) -> SafeString:
+    """An outcome as icon and words, coloured by its class (the icon is decoration)."""
+    icon, words = OUTCOMES.get(name, ("?", name or "unknown"))
+    return format_html(
+        '<span class="outcome {}"><span class="icon" aria-hidden="true">{}</span> {}</span>',
+        name,
+        icon,
+        words,
+    )
+
+
 @register.filter
 def link_or_none(url: str | None) -> str | None:
     """The URL when it is plain http(s) without credentials; templates link nothing else."""
