@@ -10,9 +10,7 @@ from pathlib import Path
 import pytest
 from django.contrib.auth.hashers import make_password
 
-from allowlist.models import DownstreamRepo
 from tests.conftest import ROOT
-from tests.hud.dataset import recent_noon, seed
 from tests.servers import Gunicorn
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -69,13 +67,6 @@ def page(browser):
     context, page = _page(browser)
     yield page
     context.close()
-
-
-@pytest.fixture
-def seeded():
-    DownstreamRepo.objects.create(repo="org/alpha", level="L2")
-    DownstreamRepo.objects.create(repo="org/beta", level="L3", device="npu")
-    seed(now=recent_noon())
 
 
 def _results(page, level):

@@ -2,17 +2,7 @@
 
 import pytest
 
-from allowlist.models import DownstreamRepo
-from tests.hud.dataset import recent_noon, seed
-
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def seeded():
-    DownstreamRepo.objects.create(repo="org/alpha", level="L2")
-    DownstreamRepo.objects.create(repo="org/beta", level="L3", device="npu")
-    seed(now=recent_noon())
 
 
 def test_the_overview_lists_repos_under_their_levels(client, seeded):
