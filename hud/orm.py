@@ -30,6 +30,7 @@ from crcr_site import sql
 from hud.models import DailyCounts, JobRecord
 from hud.reports import (
     CELL_SOURCE,
+    COUNT_CONDITIONS,
     FAILURES,
     PROBE_EXPECTATIONS,
     Cell,
@@ -336,7 +337,7 @@ class OrmRecordStore(RecordStore):
         )
         latest, params = _latest_sql(records, ("downstream_repo", "head_sha", "job_name"))
         sums = ", ".join(
-            f"SUM(CASE WHEN {condition} THEN 1 ELSE 0 END)" for condition in COUNT_SQL.values()
+            f"SUM(CASE WHEN {condition} THEN 1 ELSE 0 END)" for condition in COUNT_CONDITIONS
         )
         statement = (
             f"SELECT downstream_repo, head_sha, MIN(received_at), {sums} "  # noqa: S608
@@ -451,15 +452,6 @@ class OrmRecordStore(RecordStore):
 
 # What a cell is, in SQL: its conclusion, or in_progress while it runs.
 OUTCOME_SQL = "(CASE WHEN status = 'completed' THEN conclusion ELSE 'in_progress' END)"
-_FAILURE_LIST = ", ".join(f"'{c}'" for c in FAILURES)
-COUNT_SQL = {  # the same counts as COUNTS, for the plain-SQL queries; in Counts' field order
-    "successes": "status = 'completed' AND conclusion = 'success'",
-    "failures": f"status = 'completed' AND conclusion IN ({_FAILURE_LIST})",
-    "timed_out": "status = 'completed' AND conclusion = 'timed_out'",
-    "cancelled": "status = 'completed' AND conclusion = 'cancelled'",
-    "completed": "status = 'completed'",
-    "in_progress": "status <> 'completed'",
-}
 
 
 class NearestRank(models.Aggregate):

@@ -41,6 +41,16 @@ class Kind(StrEnum):
 
 EVENTS = {Kind.PR: ("pull_request", "push"), Kind.NIGHTLY: ("nightly", "periodic")}
 FAILURES = ("failure", "startup_failure")
+# Counts' fields in order, each as the SQL condition it counts: plain SQL that PostgreSQL,
+# SQLite and ClickHouse all read the same way (the backends' raw queries share it).
+COUNT_CONDITIONS = (
+    "status = 'completed' AND conclusion = 'success'",
+    f"status = 'completed' AND conclusion IN ({', '.join(repr(c) for c in FAILURES)})",
+    "status = 'completed' AND conclusion = 'timed_out'",
+    "status = 'completed' AND conclusion = 'cancelled'",
+    "status = 'completed'",
+    "status <> 'completed'",
+)
 DAYS = (1, 7, 14, 30, 90)
 DEFAULT_DAYS = 14
 # The probe's jobs whose expected outcome is not success.

@@ -8,7 +8,7 @@ each key (exact, whatever the background merges have done so far).
 from collections.abc import Sequence
 from typing import Any
 
-from hud.reports import FAILURES, PROBE_EXPECTATIONS
+from hud.reports import COUNT_CONDITIONS, PROBE_EXPECTATIONS
 
 TABLE = "hud_job"
 KEY = ("downstream_repo", "delivery_id", "workflow_name", "job_name", "check_run_id")
@@ -67,17 +67,7 @@ MIGRATIONS_TABLE = (
     "DEFAULT now()) ENGINE = MergeTree ORDER BY version"
 )
 
-_FAILURES = ", ".join(f"'{c}'" for c in FAILURES)
-# Counts' fields, in order (hud/reports.py): the condition each counts.
-CONDITIONS = (
-    "status = 'completed' AND conclusion = 'success'",
-    f"status = 'completed' AND conclusion IN ({_FAILURES})",
-    "status = 'completed' AND conclusion = 'timed_out'",
-    "status = 'completed' AND conclusion = 'cancelled'",
-    "status = 'completed'",
-    "status != 'completed'",
-)
-COUNTS = ", ".join(f"countIf({condition})" for condition in CONDITIONS)
+COUNTS = ", ".join(f"countIf({condition})" for condition in COUNT_CONDITIONS)
 OUTCOME = "if(status = 'completed', conclusion, 'in_progress')"
 
 
@@ -85,7 +75,7 @@ OUTCOME = "if(status = 'completed', conclusion, 'in_progress')"
 # with a last array of ones so that no day with records is dropped as all zeros.
 def daily_counts(where: str = "") -> str:
     """DAILY_COUNTS, of the rows matching `where` only (sumMapIf) when given."""
-    arrays = ", ".join(f"[toUInt64({condition})]" for condition in CONDITIONS)
+    arrays = ", ".join(f"[toUInt64({condition})]" for condition in COUNT_CONDITIONS)
     if where:
         return f"sumMapIf([toDate(received_at)], {arrays}, [toUInt64(1)], {where})"
     return f"sumMap([toDate(received_at)], {arrays}, [toUInt64(1)])"

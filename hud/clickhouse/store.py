@@ -16,6 +16,7 @@ from hud.clickhouse import writes
 from hud.clickhouse.drivers import ChdbDriver, Driver, driver_for
 from hud.reports import (
     CELL_SOURCE,
+    COUNT_CONDITIONS,
     FAILURES,
     Cell,
     Counts,
@@ -378,7 +379,7 @@ def _summary_columns(where: str) -> list[str]:
     return [
         f"anyIf(repo_display, {where})",
         f"argMaxIf(level, received_at, {where})",
-        *(f"countIf({where} AND {condition})" for condition in q.CONDITIONS),
+        *(f"countIf({where} AND {condition})" for condition in COUNT_CONDITIONS),
         f"uniqExactIf(pr_number, {where} AND pr_number > 0)",
         f"if(countIf({timed}) = 0, NULL, avgIf(execution_time, {timed}))",
         *q.percentiles("execution_time", completed, 0.5, 0.9),
@@ -420,7 +421,7 @@ def _readiness_columns(windows: Sequence[Window], params: dict[str, Any]) -> lis
             f"received_at < {{to{n}:DateTime64(6, 'UTC')}} AND event_type IN {events}"
         )
         queue = f"{inside} AND run_attempt = 1 AND queue_time IS NOT NULL"
-        columns += [f"countIf({inside} AND {condition})" for condition in q.CONDITIONS]
+        columns += [f"countIf({inside} AND {condition})" for condition in COUNT_CONDITIONS]
         columns.append(f"if(countIf({queue}) = 0, NULL, avgIf(queue_time, {queue}))")
         columns += q.percentiles(
             "queue_time + execution_time", f"{inside} AND status = 'completed'", 0.5
