@@ -7,6 +7,7 @@ served by the (downstream_repo, received_at) and (pr_number, received_at) indexe
 
 import itertools
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import fields as dataclass_fields
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
@@ -45,6 +46,7 @@ from hud.reports import (
     ReadinessMetrics,
     RepoSummary,
     ShaResult,
+    StaleJob,
     Window,
     worst_first,
 )
@@ -438,6 +440,13 @@ class OrmRecordStore(RecordStore):
             in_progress=row["in_progress"],
             last_run=row["last_run"],
         )
+
+    def in_progress_since(self, cutoff: datetime, limit: int) -> list[StaleJob]:
+        stale = JobRecord.objects.using(self.using).filter(
+            status="in_progress", source=JobRecord.Source.RELAY, updated_at__lt=cutoff
+        )
+        fields = [f.name for f in dataclass_fields(StaleJob)]
+        return [StaleJob(**row) for row in stale.order_by("updated_at").values(*fields)[:limit]]
 
     def newest(self) -> datetime | None:
         return JobRecord.objects.using(self.using).aggregate(at=Max("received_at"))["at"]

@@ -283,3 +283,18 @@ class ProbeHealth:
     @property
     def healthy(self) -> bool | None:
         return None if not self.runs else self.as_expected == self.runs
+
+
+@dataclass(frozen=True)
+class StaleJob:
+    """A job of the relay's that reported in_progress and nothing since (the zombie sweep)."""
+
+    downstream_repo: str
+    delivery_id: str
+    workflow_name: str
+    job_name: str
+    check_run_id: str
+    repo_display: str
+    run_id: str
+    run_attempt: int
+    updated_at: datetime

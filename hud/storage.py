@@ -24,6 +24,7 @@ from hud.reports import (
     PrView,
     ReadinessMetrics,
     RepoSummary,
+    StaleJob,
     Window,
 )
 
@@ -184,6 +185,10 @@ class RecordStore:
         (the repo page's figures; a backend may read once)."""
         summary = next(iter(self.summary(window, kind, only=repo_key)), None)
         return summary, self.readiness_over(repo_key, readiness_windows)
+
+    def in_progress_since(self, cutoff: datetime, limit: int) -> list[StaleJob]:
+        """The relay's jobs still in progress and unchanged since `cutoff`, oldest first."""
+        raise NotImplementedError
 
     def probe(self, repo_key: str, window: Window) -> ProbeHealth:
         """The probe repo's jobs against their expected outcomes."""

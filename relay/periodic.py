@@ -59,10 +59,15 @@ def _drain_clickhouse() -> object:
     return drain() if drain else "skipped"
 
 
+def _chdb() -> bool:
+    """The HUD is in chdb, which only the web process may open: not the worker's to read."""
+    url = settings.HUD_CLICKHOUSE_URL or ""
+    return settings.HUD_BACKEND == "clickhouse" and url.startswith("chdb:")
+
+
 def _drains_here() -> float:
     # chdb lives in the web process, which drains before it reads; a server is drained here.
-    url = settings.HUD_CLICKHOUSE_URL or ""
-    return 1.0 if settings.HUD_BACKEND == "clickhouse" and not url.startswith("chdb:") else 0
+    return 1.0 if settings.HUD_BACKEND == "clickhouse" and not _chdb() else 0
 
 
 def _prune() -> object:
@@ -85,7 +90,7 @@ def _sync_allowlist() -> object:
 
 JOBS: tuple[Job, ...] = (
     Job("dispatch_sweep", lambda: 5.0, _sweep),
-    Job("zombie_sweep", lambda: 60.0, _zombies),
+    Job("zombie_sweep", lambda: 0 if _chdb() else 60.0, _zombies),
     Job("hud_forward", lambda: 1.0 if settings.HUD_FORWARD_URL else 0, _forward),
     Job("hud_clickhouse_drain", _drains_here, _drain_clickhouse),
     Job("prune", lambda: 3600.0, _prune),

@@ -2,8 +2,9 @@
 
 After CRCR_ZOMBIE_TIMEOUT such a job is completed as `timed_out`, in Redis (so its state
 machine is settled) and on its HUD record. A genuine `completed` arriving later still replaces
-the `timed_out` (relay/state.py lets it). The database's in-progress records are the tracker:
-they survive a Redis restart.
+the `timed_out` (relay/state.py lets it). The HUD store's in-progress records are the tracker
+(they survive a Redis restart), read and written through the store, whichever backend it is.
+With chdb, which only the web process may open, the worker leaves this job alone.
 """
 
 import logging
@@ -12,10 +13,9 @@ import uuid
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import transaction
 from django.utils import timezone
 
-from hud.models import JobRecord
+from hud.storage import HudRecord, RecordKey, get_store
 from relay import redis_keys, state
 
 logger = logging.getLogger(__name__)
@@ -25,36 +25,35 @@ BATCH = 500
 
 def sweep() -> int:
     """Time out the jobs in progress for longer than CRCR_ZOMBIE_TIMEOUT; how many."""
+    store = get_store()
     cutoff = timezone.now() - timedelta(seconds=settings.CRCR_ZOMBIE_TIMEOUT)
-    stale = JobRecord.objects.filter(
-        status="in_progress", source=JobRecord.Source.RELAY, updated_at__lt=cutoff
-    ).order_by("updated_at")[:BATCH]
     timed_out = 0
-    for record in stale:
+    for job in store.in_progress_since(cutoff, BATCH):
         job_key = redis_keys.job(
-            record.delivery_id,
-            record.downstream_repo,
-            record.run_id,
-            record.run_attempt,
-            record.job_name,
+            job.delivery_id, job.downstream_repo, job.run_id, job.run_attempt, job.job_name
         )
         now, tx = time.time(), uuid.uuid4().hex
         result = state.time_out(job_key, now=now, tx=tx)
         if result.result not in ("ok", "gone"):
             continue  # it completed meanwhile
-        started = result.since or record.updated_at.timestamp()
+        started = result.since or job.updated_at.timestamp()
+        key = RecordKey(
+            job.downstream_repo, job.delivery_id, job.workflow_name, job.job_name, job.check_run_id
+        )
+        record = HudRecord(
+            key,
+            job.repo_display,
+            status="completed",
+            conclusion="timed_out",
+            execution_time=round(max(0.0, now - started), 3),
+        )
         try:
-            with transaction.atomic():
-                timed_out += JobRecord.objects.filter(pk=record.pk, status="in_progress").update(
-                    status="completed",
-                    conclusion="timed_out",
-                    execution_time=round(max(0.0, now - started), 3),
-                    updated_at=timezone.now(),
-                )
+            store.upsert(record, now=timezone.now())
         except Exception:
             if result.result == "ok":
                 state.compensate(job_key, tx)
             raise
+        timed_out += 1
     if timed_out:
         logger.warning(
             "timed out %d jobs in progress for over %d s", timed_out, settings.CRCR_ZOMBIE_TIMEOUT

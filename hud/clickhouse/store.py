@@ -5,6 +5,7 @@ drain) are in hud/clickhouse/writes.py.
 """
 
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import fields as dataclass_fields
 from datetime import date, datetime
 from typing import Any
 
@@ -30,6 +31,7 @@ from hud.reports import (
     ReadinessMetrics,
     RepoSummary,
     ShaResult,
+    StaleJob,
     Window,
     worst_first,
 )
@@ -343,6 +345,16 @@ class ClickHouseRecordStore(RecordStore):
         columns = _readiness_columns(windows, params)
         statement = f"SELECT {', '.join(columns)} FROM {q.TABLE} FINAL WHERE {where}"
         return _readiness(windows, self._select(statement, params)[0])
+
+    def in_progress_since(self, cutoff: datetime, limit: int) -> list[StaleJob]:
+        names = [f.name for f in dataclass_fields(StaleJob)]
+        rows = self._select(
+            f"SELECT {', '.join(names)} FROM {q.TABLE} FINAL WHERE status = 'in_progress' "
+            "AND source = 'relay' AND updated_at < {cutoff:DateTime64(6, 'UTC')} "
+            "ORDER BY updated_at LIMIT {limit:UInt32}",
+            {"cutoff": cutoff, "limit": limit},
+        )
+        return [StaleJob(*row) for row in rows]
 
     def probe(self, repo_key: str, window: Window) -> ProbeHealth:
         params: dict[str, Any] = {"repo": repo_key}

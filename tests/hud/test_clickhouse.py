@@ -56,18 +56,21 @@ def test_with_clickhouse_down_pages_answer_503_and_records_wait_in_the_outbox(cl
     assert HudOutbox.objects.count() == 1
 
 
-def test_the_worker_drains_a_clickhouse_server_but_leaves_chdb_to_its_web_process(settings):
+def test_the_worker_reads_a_clickhouse_server_but_leaves_chdb_to_its_web_process(settings):
     from relay.periodic import JOBS
 
-    (drain,) = [job for job in JOBS if job.name == "hud_clickhouse_drain"]
+    jobs = {job.name: job for job in JOBS}
+    drain, zombies = jobs["hud_clickhouse_drain"], jobs["zombie_sweep"]
     settings.HUD_BACKEND = "clickhouse"
     settings.HUD_CLICKHOUSE_URL = "https://clickhouse.example:8443/crcr"
-    every_second = drain.interval()
+    server = (drain.interval(), zombies.interval())
     settings.HUD_CLICKHOUSE_URL = "chdb:///var/lib/crcr/chdb"
-    with_chdb = drain.interval()
+    with_chdb = (drain.interval(), zombies.interval())
     settings.HUD_BACKEND = "orm"
 
-    assert (every_second, with_chdb, drain.interval()) == (1.0, 0, 0)
+    assert server == (1.0, 60.0)
+    assert with_chdb == (0, 0)  # the web process owns chdb: the worker must not open it
+    assert (drain.interval(), zombies.interval()) == (0, 60.0)
 
 
 def test_a_drain_moves_the_outbox_into_clickhouse_in_order(on_chdb):

@@ -591,6 +591,22 @@ def test_a_job_in_progress_too_long_times_out_and_a_late_completed_replaces_it(
     assert (record.status, record.conclusion) == ("completed", "success")
 
 
+def test_on_clickhouse_a_job_in_progress_too_long_times_out_too(
+    on_chdb, client, actions, dispatched, settings
+):
+    from relay import zombies
+
+    post_callback(client, reporter_body(dispatched, "in_progress"), token_for(actions))
+    settings.CRCR_ZOMBIE_TIMEOUT = 0  # everything in progress is past it
+
+    swept = zombies.sweep()
+
+    cell = client.get("/api/crcr/repos/org-b/l3").json()["matrix"]["rows"][0]["cells"]["build"]
+    assert swept == 1
+    assert (cell["status"], cell["conclusion"]) == ("completed", "timed_out")
+    assert JobRecord.objects.count() == 0  # it went through the ClickHouse store
+
+
 def test_accepted_records_are_forwarded_to_a_remote_hud_through_the_outbox(
     client, actions, dispatched, settings
 ):
