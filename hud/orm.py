@@ -110,8 +110,8 @@ class OrmRecordStore(RecordStore):
     def insert_new(self, record: HudRecord, *, now: datetime) -> None:
         values = record.carried() | {"updated_at": now, "received_at": now}
         try:
-            with transaction.atomic():
-                sql.insert(JobRecord, vars(record.key) | values)
+            with transaction.atomic(using=self.using):
+                sql.insert_row(sql.Row(JobRecord, vars(record.key) | values), using=self.using)
         except IntegrityError:
             raise RecordExists(str(record.key)) from None
 

@@ -127,7 +127,9 @@ def overview(query: Query, store: RecordStore | None = None) -> Overview:
     by_level: dict[str, list[RepoLine]] = {}
     for summary in store.summary(window, query.kind, exclude=[probe]):
         entry = listed.get(summary.key)
-        level = entry.level.value if entry else summary.level
+        # Not on the allowlist: under the level it reported, else L2, the lowest level whose
+        # results the HUD shows (an envelope from another relay may carry no level).
+        level = entry.level.value if entry else (summary.level or Level.L2.value)
         by_level.setdefault(level, []).append(RepoLine(summary, entry is not None))
     blocks = tuple(
         LevelBlock(
@@ -419,7 +421,10 @@ class PrPage:
 
 def pr_page(number: int, store: RecordStore | None = None) -> PrPage:
     store = store or get_store()
-    view = store.pr(number, exclude=[settings.CRCR_PROBE_REPO.casefold()])
+    if 0 < number < 2**31:  # what a PR number can be (and what every backend can bind)
+        view = store.pr(number, exclude=[settings.CRCR_PROBE_REPO.casefold()])
+    else:
+        view = PrView(number=number, repos=())
     delivery = (
         Delivery.objects.filter(pr_number=number, event="pull_request")
         .order_by("-received_at")

@@ -14,6 +14,8 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
+from allowlist.yamlfile import REPO_RE
+
 NAME_CAP = 255
 ID_CAP = 100
 URL_CAP = 2000
@@ -254,7 +256,7 @@ def parse_envelope(raw: object) -> Envelope:
         raise BadRecord("trusted", "is required")
     trusted = raw["trusted"]
     repo = required_text(trusted.get("verified_repo"), "trusted.verified_repo", cap=140)
-    if repo.count("/") != 1:
+    if not REPO_RE.fullmatch(repo):  # the allowlist's own rule: the HUD links every repo it stores
         raise BadRecord("trusted.verified_repo", "must be owner/name")
     level = text(trusted.get("downstream_repo_level"), "trusted.downstream_repo_level", cap=2)
     metrics = trusted.get("ci_metrics") if isinstance(trusted.get("ci_metrics"), dict) else {}

@@ -16,6 +16,8 @@ hold each backend to them):
   Rows are (PR number, head SHA) for PR/push results; a push has its PR number only when it
   came from a `refs/tags/ciflow/<name>/<N>` tag, else it is a row of PR 0 for its SHA. Nightly
   rows are per SHA.
+- A repo that reports but is not on the allowlist is shown under the level its newest record
+  carries; with none, under L2 (the lowest level whose results the HUD shows).
 - The probe repo (CRCR_PROBE_REPO) feeds the relay-health card and is left out of the level
   tables; its jobs named `xfail`, `xcancel` and `xtimeout` are expected to end `failure`,
   `cancelled` and `timed_out`, every other job `success`.

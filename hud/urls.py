@@ -2,7 +2,9 @@ from django.urls import path, re_path
 
 from hud import api, views
 
-REPO = r"(?P<org>[A-Za-z0-9][A-Za-z0-9-]{0,38})/(?P<name>[A-Za-z0-9._-]{1,100})"
+# owner/name as the allowlist accepts it (allowlist/yamlfile.py REPO_RE), so every stored repo
+# has a page.
+REPO = r"(?P<org>[A-Za-z0-9_.-]+)/(?P<name>[A-Za-z0-9_.-]+)"
 
 urlpatterns = [
     path("crcr", views.index, name="crcr-index"),

@@ -104,5 +104,10 @@ def ingest_results(request: HttpRequest) -> JsonResponse:
     except (ValueError, RecursionError) as exc:
         detail = str(exc) if isinstance(exc, BadRecord) else "the body is not JSON"
         return json_error(400, "invalid_body", detail)
-    record = ingest(envelope)
+    try:
+        record = ingest(envelope)
+    except DatabaseError:
+        response = json_error(503, "unavailable", "the record could not be stored; send it again")
+        response["Retry-After"] = "30"
+        return response
     return JsonResponse({"ok": True, "status": record.status})

@@ -429,20 +429,23 @@ def refused_unverified(
             return
     except RedisError:
         return
-    sql.insert(
-        CallbackAudit,
-        dict(
-            at=datetime.now(UTC),
-            decision=CallbackAudit.Decision.REFUSED,
-            status=status,
-            reason=error,
-            detail=detail[:2000],
-            verified=False,
-            repo=repo,
-            issuer=issuer,
-            remote_addr=remote_addr,
-        ),
-    )
+    try:
+        sql.insert(
+            CallbackAudit,
+            dict(
+                at=datetime.now(UTC),
+                decision=CallbackAudit.Decision.REFUSED,
+                status=status,
+                reason=error,
+                detail=detail[:2000],
+                verified=False,
+                repo=repo,
+                issuer=issuer,
+                remote_addr=remote_addr,
+            ),
+        )
+    except DatabaseError:
+        logger.warning("callback refusal not audited: the database is unavailable")
 
 
 class Audit:

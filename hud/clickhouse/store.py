@@ -79,7 +79,6 @@ class ClickHouseRecordStore(RecordStore):
 
     def insert_new(self, record: HudRecord, *, now: datetime) -> None:
         # Written once per key: refused when ClickHouse or the outbox already has the key.
-        self.drain()
         if writes.stored(self.driver, record.key):
             raise RecordExists(str(record.key))
         sql.insert_row(self.upsert_row(record, now=now))
@@ -297,7 +296,8 @@ class ClickHouseRecordStore(RecordStore):
         narrowed = where + " AND " + _ranges(spans, params)
         statement = (
             "SELECT downstream_repo, head_sha, min(received_at) AS first_at, "
-            f"{q.COUNTS}, any(repo_display), argMax(level, received_at), max(received_at) "
+            f"{q.COUNTS}, argMax(repo_display, received_at), argMax(level, received_at), "
+            "max(received_at) "
             "FROM (SELECT downstream_repo, head_sha, job_name, status, conclusion, received_at, "
             f"repo_display, level FROM {q.TABLE} FINAL WHERE {narrowed} {q.LATEST} "
             "LIMIT 1 BY downstream_repo, head_sha, job_name) "
@@ -389,7 +389,7 @@ def _summary_columns(where: str) -> list[str]:
     timed = f"{completed} AND execution_time IS NOT NULL"
     first = f"{where} AND run_attempt = 1 AND queue_time IS NOT NULL"
     return [
-        f"anyIf(repo_display, {where})",
+        f"argMaxIf(repo_display, received_at, {where})",
         f"argMaxIf(level, received_at, {where})",
         *(f"countIf({where} AND {condition})" for condition in COUNT_CONDITIONS),
         f"uniqExactIf(pr_number, {where} AND pr_number > 0)",

@@ -1,6 +1,5 @@
 """Formatting for the HUD's templates: durations, rates, outcomes, safe links, sparklines."""
 
-from datetime import timedelta
 from typing import Any
 
 from django import template
@@ -103,7 +102,7 @@ def short_sha(sha: str) -> str:
 def sparkline(points: tuple[DailyPoint, ...], window: Window) -> SafeString:
     """Pass rate per day over the window as an inline SVG (days without results: no point)."""
     width, height, days = 100, 24, max(window.days, 1)
-    first = (window.end - timedelta(days=window.days)).date()
+    first = window.start.date()
     coords = []
     for point in points:
         rate = point.counts.pass_rate
@@ -135,12 +134,12 @@ def sparkline(points: tuple[DailyPoint, ...], window: Window) -> SafeString:
 def daily_chart(points: tuple[DailyPoint, ...], window: Window) -> SafeString:
     """Volume (bars, failures in red) and pass rate (line, 0-100 %) per day, as inline SVG."""
     width, height, days = 600, 120, max(window.days, 1)
-    first = (window.end - timedelta(days=window.days)).date()
-    slot = width / days
+    first = window.start.date()
+    slot = width / (days + 1)  # a window of N days that starts mid-day touches N + 1 dates
     peak = max((p.counts.total for p in points), default=0) or 1
     bars, fails, line = [], [], []
     for point in points:
-        x = round(min((point.day - first).days, days - 1) * slot, 1)
+        x = round((point.day - first).days * slot, 1)
         total_h = round(point.counts.total / peak * (height - 10), 1)
         fail_h = round((point.counts.failures + point.counts.timed_out) / peak * (height - 10), 1)
         bars.append((x, round(height - total_h, 1), round(slot * 0.8, 1), total_h))

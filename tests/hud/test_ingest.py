@@ -164,3 +164,14 @@ def test_garbage_is_400_never_500(client):
 )
 def test_a_ciflow_tag_push_names_its_pr(ref, number):
     assert ciflow_pr_number(ref) == number
+
+
+@pytest.mark.parametrize("repo", ["org/a/b", "org name/x", "org/<x>", "/x"])
+def test_a_verified_repo_that_is_not_owner_slash_name_is_refused(client, repo):
+    body = envelope()
+    body["trusted"]["verified_repo"] = repo
+
+    response = send(client, body)
+
+    assert (response.status_code, response.json()["error"]) == (400, "invalid_body")
+    assert not JobRecord.objects.exists()

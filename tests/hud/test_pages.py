@@ -87,3 +87,23 @@ def test_untrusted_text_is_escaped_and_only_plain_http_urls_are_links(client, se
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
     assert "&lt;b&gt;x&lt;/b&gt;" in page
     assert "javascript:" not in page
+
+
+def test_a_repo_that_reported_no_level_is_shown_under_l2(client, seeded):
+    from hud.models import JobRecord
+
+    JobRecord.objects.filter(downstream_repo="org/gamma").update(level="")
+
+    page = client.get("/crcr").content.decode()
+
+    l2 = page[page.index('id="section-L2"') : page.index('id="section-L1"')]
+    assert "Org/Gamma" in l2
+
+
+def test_a_pr_number_no_pr_can_have_is_an_empty_page_not_an_error(client, seeded):
+    page = client.get("/crcr/pr/99999999999")
+    api = client.get("/api/crcr/prs/99999999999")
+
+    assert page.status_code == 200
+    assert "no downstream results yet" in page.content.decode()
+    assert api.json()["view"]["repos"] == []
