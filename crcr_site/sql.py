@@ -20,14 +20,14 @@ def _columns(model: type[models.Model]) -> list[models.Field[Any, Any]]:
 
 @functools.cache
 def _insert_sql(
-    model: type[models.Model], conflict: tuple[str, ...], update: tuple[str, ...], rows: int
+    model: type[models.Model], conflict: tuple[str, ...], update: tuple[str, ...]
 ) -> str:
     quote = connection.ops.quote_name
     columns = [str(field.column) for field in _columns(model)]
     row = f"({', '.join(['%s'] * len(columns))})"
     sql = (
         f"INSERT INTO {quote(model._meta.db_table)} "  # noqa: S608 (names from the model)
-        f"({', '.join(quote(c) for c in columns)}) VALUES {', '.join([row] * rows)}"
+        f"({', '.join(quote(c) for c in columns)}) VALUES {row}"
     )
     if conflict:
         target = ", ".join(quote(c) for c in conflict)
@@ -49,28 +49,25 @@ class Row:
     update: tuple[str, ...] = ()
 
     def params(self, using: str = DEFAULT_DB_ALIAS) -> list[Any]:
-        return _params(self.model, [self.values], using)
+        return _params(self.model, self.values, using)
 
     @property
     def shape(self) -> "Shape":
         return self.model, self.on_conflict, self.update
 
     def sql(self) -> str:
-        return _insert_sql(*self.shape, 1)
+        return _insert_sql(*self.shape)
 
 
 Shape = tuple[type[models.Model], tuple[str, ...], tuple[str, ...]]
 
 
-def _params(
-    model: type[models.Model], rows: Sequence[dict[str, Any]], using: str = DEFAULT_DB_ALIAS
-) -> list[Any]:
+def _params(model: type[models.Model], values: dict[str, Any], using: str) -> list[Any]:
     target = connections[using]
     return [
         column.get_db_prep_save(
             values[column.name] if column.name in values else column.get_default(), target
         )
-        for values in rows
         for column in _columns(model)
     ]
 
@@ -105,12 +102,12 @@ def _chained_sql(first: Shape, then: tuple[Shape, ...]) -> str:
     """WITH first AS (INSERT … ON CONFLICT DO NOTHING RETURNING 1), then_1 AS (INSERT …
     SELECT <values> FROM first), … SELECT count(*) FROM first. The SELECTed values are cast to
     their columns' types, as VALUES would have them."""
-    clauses = [f"w0 AS ({_insert_sql(*first, 1)} RETURNING 1)"]
+    clauses = [f"w0 AS ({_insert_sql(*first)} RETURNING 1)"]
     for n, (model, conflict, update) in enumerate(then, 1):
         values = ", ".join(f"%s::{c.cast_db_type(connection)}" for c in _columns(model))
-        plain = _insert_sql(model, (), (), 1)
+        plain = _insert_sql(model, (), ())
         head = plain[: plain.index(" VALUES ")]
-        tail = _insert_sql(model, conflict, update, 1)[len(plain) :]
+        tail = _insert_sql(model, conflict, update)[len(plain) :]
         clauses.append(f"w{n} AS ({head} SELECT {values} FROM w0{tail})")  # noqa: S608
     return f"WITH {', '.join(clauses)} SELECT count(*) FROM w0"  # noqa: S608 (names, no values)
 
@@ -119,32 +116,3 @@ def insert_row(row: Row, *, using: str = DEFAULT_DB_ALIAS) -> None:
     """Run one Row's INSERT (on the database `using`)."""
     with connections[using].cursor() as cursor:
         cursor.execute(row.sql(), row.params(using))
-
-
-def insert(
-    model: type[models.Model],
-    values: dict[str, Any],
-    *,
-    on_conflict: Sequence[str] = (),
-    update: Sequence[str] = (),
-) -> None:
-    """INSERT one row (fields not given take their defaults); with `on_conflict`, an upsert
-    that changes only the `update` fields of an existing row."""
-    insert_many(model, [values], on_conflict=on_conflict, update=update)
-
-
-def insert_many(
-    model: type[models.Model],
-    rows: Sequence[dict[str, Any]],
-    *,
-    on_conflict: Sequence[str] = (),
-    update: Sequence[str] = (),
-) -> None:
-    """Several rows in one INSERT; with `on_conflict` and no `update`, rows that exist are
-    left alone (ON CONFLICT DO NOTHING)."""
-    if not rows:
-        return
-    params = _params(model, rows)
-    sql = _insert_sql(model, tuple(on_conflict), tuple(update), len(rows))
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)

@@ -14,6 +14,7 @@ from django.utils import timezone
 from allowlist.entry import Level
 from allowlist.lookup import snapshot
 from hud.models import JobRecord
+from hud.reports import PROBE_EXPECTATIONS
 from relay.models import Delivery
 
 JOBS = ("build", "lint", "test-1", "test-2", "test-3", "test-4")
@@ -110,7 +111,7 @@ def _attempts(
     event: str = "pull_request",
 ) -> list[JobRecord]:
     """One job's attempts: a failure is re-run once, half the time."""
-    expected = {"xfail": "failure", "xcancel": "cancelled", "xtimeout": "timed_out"}
+    expected = PROBE_EXPECTATIONS
     attempts = []
     for attempt in (1, 2):
         roll = rng.random()

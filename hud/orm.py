@@ -34,6 +34,7 @@ from hud.reports import (
     COUNT_CONDITIONS,
     FAILURES,
     PROBE_EXPECTATIONS,
+    RED,
     Cell,
     Counts,
     DailyPoint,
@@ -384,11 +385,10 @@ class OrmRecordStore(RecordStore):
             .values("downstream_repo", *CELL_FIELDS)
             .order_by("downstream_repo", "job_name")
         )
-        failed = (*FAILURES, "timed_out")
         found: dict[str, list[Cell]] = {}
         for row in rows:
             cell = Cell.of(row)
-            if red[row["downstream_repo"]] == row["head_sha"] and cell.outcome in failed:
+            if red[row["downstream_repo"]] == row["head_sha"] and cell.outcome in RED:
                 found.setdefault(row["downstream_repo"], []).append(cell)
         return {repo: tuple(cells) for repo, cells in found.items()}
 

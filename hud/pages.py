@@ -17,7 +17,6 @@ from allowlist.models import Change
 from hud.reports import (
     DAYS,
     DEFAULT_DAYS,
-    FAILURES,
     OUTCOMES,
     Cell,
     DailyPoint,
@@ -433,6 +432,3 @@ def pr_page(number: int, store: RecordStore | None = None) -> PrPage:
     )
     title, author, upstream = delivery or ("", "", settings.CRCR_UPSTREAM_REPO)
     return PrPage(view, title, author, upstream, sum(r.latest.red for r in view.repos))
-
-
-FAILED_OUTCOMES = (*FAILURES, "timed_out")

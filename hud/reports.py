@@ -43,6 +43,7 @@ class Kind(StrEnum):
 
 EVENTS = {Kind.PR: ("pull_request", "push"), Kind.NIGHTLY: ("nightly", "periodic")}
 FAILURES = ("failure", "startup_failure")
+RED = (*FAILURES, "timed_out")  # the outcomes that make a result red
 # Counts' fields in order, each as the SQL condition it counts: plain SQL that PostgreSQL,
 # SQLite and ClickHouse all read the same way (the backends' raw queries share it).
 COUNT_CONDITIONS = (
@@ -226,6 +227,7 @@ class ShaResult:
 
     @property
     def red(self) -> bool:
+        """Any job failed or timed out (RED)."""
         return bool(self.counts.failures or self.counts.timed_out)
 
 

@@ -22,36 +22,41 @@ from hud.storage import StoreUnavailable
 logger = logging.getLogger(__name__)
 
 
-def with_query(
-    view: Callable[..., HttpResponse],
-) -> Callable[..., HttpResponse]:
-    """GET only; the view gets the parsed Query. A bad query string is a 400; a results
-    store that cannot answer (ClickHouse or the database down) a 503, never a 500."""
+def hud_page(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """GET only; a results store that cannot answer (ClickHouse or the database down) is a
+    503, never a 500."""
 
     @require_GET
+    @functools.wraps(view)
+    def wrapped(request: HttpRequest, *args: object, **kwargs: object) -> HttpResponse:
+        try:
+            return view(request, *args, **kwargs)
+        except (StoreUnavailable, DatabaseError) as exc:
+            logger.warning("HUD store unavailable: %s", exc)
+            response = HttpResponse(
+                "The results store is unavailable; try again shortly.",
+                status=503,
+                content_type="text/plain",
+            )
+            response["Retry-After"] = "30"
+            return response
+
+    return wrapped
+
+
+def with_query(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """A hud_page whose view gets the parsed Query; a bad query string is a 400."""
+
+    @hud_page
     @functools.wraps(view)
     def wrapped(request: HttpRequest, *args: object, **kwargs: object) -> HttpResponse:
         try:
             query = Query.parse(request.GET)
         except BadQuery as bad:
             return HttpResponseBadRequest(f"Bad query parameter {bad}", content_type="text/plain")
-        try:
-            return view(request, query, *args, **kwargs)
-        except (StoreUnavailable, DatabaseError) as exc:
-            return _unavailable(exc)
+        return view(request, query, *args, **kwargs)
 
     return wrapped
-
-
-def _unavailable(exc: Exception) -> HttpResponse:
-    logger.warning("HUD store unavailable: %s", exc)
-    response = HttpResponse(
-        "The results store is unavailable; try again shortly.",
-        status=503,
-        content_type="text/plain",
-    )
-    response["Retry-After"] = "30"
-    return response
 
 
 @with_query
@@ -76,13 +81,10 @@ def metrics(request: HttpRequest, query: Query) -> HttpResponse:
     return render(request, "hud/metrics.html", {"page": pages.metrics_page(query), "days": DAYS})
 
 
-@require_GET
+@hud_page
 def pr(request: HttpRequest, number: int) -> HttpResponse:
     """/crcr/pr/{number}: one upstream PR across every downstream repo."""
-    try:
-        return render(request, "hud/pr.html", {"page": pages.pr_page(number)})
-    except (StoreUnavailable, DatabaseError) as exc:
-        return _unavailable(exc)
+    return render(request, "hud/pr.html", {"page": pages.pr_page(number)})
 
 
 INGEST_MAX_BYTES = 2 * 1024 * 1024

@@ -269,7 +269,7 @@ def _use_replay_key(identity: Identity, now: datetime) -> None:
     """The first statement of a self-report's transaction: if the token was used, nothing
     else has happened yet, and raising leaves the transaction, which rolls it back."""
     try:
-        sql.insert(ReplayKey, {"key": _replay_key(identity), "used_at": now})
+        sql.insert_row(sql.Row(ReplayKey, {"key": _replay_key(identity), "used_at": now}))
     except IntegrityError:
         raise Refused(409, "replayed", REPLAYED) from None
 
@@ -430,19 +430,21 @@ def refused_unverified(
     except RedisError:
         return
     try:
-        sql.insert(
-            CallbackAudit,
-            dict(
-                at=datetime.now(UTC),
-                decision=CallbackAudit.Decision.REFUSED,
-                status=status,
-                reason=error,
-                detail=detail[:2000],
-                verified=False,
-                repo=repo,
-                issuer=issuer,
-                remote_addr=remote_addr,
-            ),
+        sql.insert_row(
+            sql.Row(
+                CallbackAudit,
+                dict(
+                    at=datetime.now(UTC),
+                    decision=CallbackAudit.Decision.REFUSED,
+                    status=status,
+                    reason=error,
+                    detail=detail[:2000],
+                    verified=False,
+                    repo=repo,
+                    issuer=issuer,
+                    remote_addr=remote_addr,
+                ),
+            )
         )
     except DatabaseError:
         logger.warning("callback refusal not audited: the database is unavailable")

@@ -9,9 +9,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from hud.reports import COUNT_CONDITIONS, PROBE_EXPECTATIONS
+from hud.storage import KEY_FIELDS
 
 TABLE = "hud_job"
-KEY = ("downstream_repo", "delivery_id", "workflow_name", "job_name", "check_run_id")
 COLUMNS: dict[str, str] = {
     "downstream_repo": "String",
     "delivery_id": "String",
@@ -60,7 +60,7 @@ MIGRATIONS: tuple[str, ...] = (
     + ", INDEX pr_number_idx pr_number TYPE minmax GRANULARITY 1"
     + ") ENGINE = ReplacingMergeTree(version) "
     + "PARTITION BY toMonday(received_at) "
-    + f"ORDER BY (downstream_repo, received_at, {', '.join(KEY[1:])})",
+    + f"ORDER BY (downstream_repo, received_at, {', '.join(KEY_FIELDS[1:])})",
 )
 MIGRATIONS_TABLE = (
     "CREATE TABLE IF NOT EXISTS hud_schema_migrations (version UInt32, applied_at DateTime "
@@ -73,15 +73,12 @@ OUTCOME = "if(status = 'completed', conclusion, 'in_progress')"
 
 # The same counts per day, inside a per-repo aggregate: one sumMap over the record's UTC day,
 # with a last array of ones so that no day with records is dropped as all zeros.
-def daily_counts(where: str = "") -> str:
-    """DAILY_COUNTS, of the rows matching `where` only (sumMapIf) when given."""
+def daily_counts(where: str) -> str:
+    """The counts per day of the rows matching `where`, inside a per-repo aggregate."""
     arrays = ", ".join(f"[toUInt64({condition})]" for condition in COUNT_CONDITIONS)
-    if where:
-        return f"sumMapIf([toDate(received_at)], {arrays}, [toUInt64(1)], {where})"
-    return f"sumMap([toDate(received_at)], {arrays}, [toUInt64(1)])"
+    return f"sumMapIf([toDate(received_at)], {arrays}, [toUInt64(1)], {where})"
 
 
-DAILY_COUNTS = daily_counts()
 # The latest attempt of each job first; LIMIT 1 BY keeps it.
 LATEST = "ORDER BY run_attempt DESC, received_at DESC, check_run_id DESC"
 

@@ -18,7 +18,7 @@ from hud.clickhouse.drivers import ChdbDriver, Driver, driver_for
 from hud.reports import (
     CELL_SOURCE,
     COUNT_CONDITIONS,
-    FAILURES,
+    RED,
     Cell,
     Counts,
     DailyPoint,
@@ -316,7 +316,6 @@ class ClickHouseRecordStore(RecordStore):
             params,
             [(number, sha) for sha in set(red.values())],
         )
-        failed = (*FAILURES, "timed_out")
         repos = [
             PrRepo(
                 repo=about[key][0],
@@ -326,7 +325,7 @@ class ClickHouseRecordStore(RecordStore):
                 failing=tuple(
                     cell
                     for _, cell in sorted(cells.get((key, number, red.get(key, "")), {}).items())
-                    if cell.outcome in failed
+                    if cell.outcome in RED
                 ),
             )
             for key, results in shas.items()
@@ -474,7 +473,7 @@ def _ranges(spans: Sequence[Sequence[Any]], params: dict[str, Any], *, prefix: s
 
 
 def _days(summed: Sequence[Sequence[Any]]) -> tuple[DailyPoint, ...]:
-    """DAILY_COUNTS' (days, six count arrays, ones) as the repo's days, oldest first."""
+    """queries.daily_counts' (days, six count arrays, ones) as the repo's days, oldest first."""
     days, *counts, _ = summed
     points = [
         DailyPoint(
