@@ -82,6 +82,7 @@ class ClickHouseRecordStore(RecordStore):
         if writes.stored(self.driver, record.key):
             raise RecordExists(str(record.key))
         sql.insert_row(self.upsert_row(record, now=now))
+        self.drains_on_read = self.owns_engine
 
     def drain(self, batch: int = writes.DRAIN_BATCH) -> int:
         """Move outbox rows into ClickHouse, oldest first; how many."""

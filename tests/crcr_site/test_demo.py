@@ -1,3 +1,4 @@
+import re
 import signal
 import sqlite3
 import subprocess
@@ -110,7 +111,14 @@ def test_the_demo_can_keep_the_hud_in_clickhouse(tmp_path):
     finally:
         demo.send_signal(signal.SIGTERM)
         output, _ = demo.communicate(timeout=30)
-    assert "copied" in output
+    assert re.search(r"copied [1-9][0-9]* records from orm to clickhouse", output)
+    # The live results went to ClickHouse only: the ORM table holds the loaded history alone.
+    with sqlite3.connect(tmp_path / "crcr.sqlite3") as db:
+        (live,) = db.execute(
+            "SELECT count(*) FROM hud_jobrecord WHERE delivery_id NOT LIKE 'demo-%' "
+            "AND delivery_id NOT LIKE 'nightly-%'"
+        ).fetchone()
+    assert live == 0
     assert f"HUD on ClickHouse (chdb://{tmp_path / 'crcr-chdb'})" in output
 
 

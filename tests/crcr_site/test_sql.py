@@ -46,11 +46,13 @@ def scenario() -> dict[str, object]:
         refused = False
     except DatabaseError:
         refused = True
+    updated = sql.insert_if_new(_replay("k3"), _rows("completed"))  # the upsert's update branch
     row = JobRecord.objects.get()
     return {
         "first": first,
         "again": again,
         "refused": refused,
+        "updated": updated,
         "replay_keys": sorted(ReplayKey.objects.values_list("key", flat=True)),
         "audits": CallbackAudit.objects.count(),
         "record": [row.job_name, row.status, row.failed_tests_detail, str(row.updated_at)],
@@ -61,9 +63,10 @@ EXPECTED = {
     "first": True,
     "again": False,
     "refused": True,
-    "replay_keys": ["k1"],
-    "audits": 1,
-    "record": ["build ✓ <script>", "in_progress", [{"name": "t"}], "2026-11-22 12:00:00+00:00"],
+    "updated": True,
+    "replay_keys": ["k1", "k3"],
+    "audits": 2,
+    "record": ["build ✓ <script>", "completed", [{"name": "t"}], "2026-11-22 12:00:00+00:00"],
 }
 
 

@@ -78,13 +78,15 @@ def test_a_drain_moves_the_outbox_into_clickhouse_in_order(on_chdb):
     from hud.storage import HudRecord, RecordKey
 
     key = RecordKey("org/repo", "d-1", "CI", "build", "1")
-    for status, conclusion in (("in_progress", None), ("completed", "success")):
-        record = HudRecord(key, "Org/Repo", status=status, conclusion=conclusion, queue_time=3.0)
-        on_chdb.upsert(record, now=NOW)
+    on_chdb.upsert(HudRecord(key, "Org/Repo", status="in_progress", queue_time=3.0), now=NOW)
+    on_chdb.upsert(HudRecord(key, "Org/Repo", status="completed", conclusion="success"), now=NOW)
     queued = HudOutbox.objects.count()
 
     moved = on_chdb.drain()
 
     (row,) = list(on_chdb.rows())
     assert (queued, moved, HudOutbox.objects.count()) == (2, 2, 0)
+    # merged in order: the completed record's fields over the in_progress one's, which it
+    # did not carry (queue_time, the display name) kept
     assert (row["status"], row["conclusion"], row["queue_time"]) == ("completed", "success", 3.0)
+    assert row["repo_display"] == "Org/Repo"

@@ -10,7 +10,7 @@ from hud.clickhouse.drivers import ChdbDriver
 from hud.clickhouse.store import ClickHouseRecordStore
 from hud.orm import OrmRecordStore
 from hud.reports import Counts, Kind, Window
-from hud.storage import HudRecord, RecordKey
+from hud.storage import HudRecord, RecordExists, RecordKey
 from tests.hud.dataset import NOW, PROBE, at, rows, seed
 
 pytestmark = pytest.mark.django_db(databases=["default", "sqlite"])
@@ -204,6 +204,8 @@ def test_a_record_that_completes_moves_its_days_counts(store):
         successes=1, timed_out=1, completed=2
     )
     assert alpha.counts == Counts(successes=6, failures=1, timed_out=1, completed=8)
+    cell = store.matrix("org/alpha", D14, Kind.PR, pr=11).rows[0].cells["test-1"]
+    assert (cell.outcome, cell.queue_time) == ("success", 5)  # not carried: kept
 
 
 def test_readiness_over_several_windows_is_each_windows_readiness(store):
@@ -223,3 +225,16 @@ def test_a_repos_overview_is_its_summary_and_its_readiness(store):
     assert summary == store.summary(Window(30, NOW), Kind.PR, only="org/alpha")[0]
     assert measured == store.readiness_over("org/alpha", windows)
     assert nothing is None
+
+
+def test_insert_new_writes_a_key_once(store):
+    key = RecordKey("org/alpha", "nightly-x", "CI", "build", "n-1")
+    record = HudRecord(key, "org/alpha", event_type="nightly", status="completed",
+                       conclusion="success", head_sha="xyz")  # fmt: skip
+
+    store.insert_new(record, now=at(20, 10))
+    with pytest.raises(RecordExists):
+        store.insert_new(record, now=at(20, 11))
+
+    rows = store.matrix("org/alpha", D14, Kind.NIGHTLY).rows
+    assert (rows[0].head_sha, rows[0].last_at) == ("xyz", at(20, 10))

@@ -47,7 +47,7 @@ def test_a_job_reports_in_progress_then_completed_and_the_hud_has_it(client, act
     assert (record.status, record.conclusion, record.level) == ("completed", "success", "L3")
     assert (record.pr_number, record.head_sha) == (2, PR["pull_request"]["head"]["sha"])
     assert record.queue_time is not None
-    assert record.queue_time >= 0
+    assert 0 <= record.queue_time < 5  # the relay's clock, from dispatch to in_progress
     assert record.execution_time is not None
     assert record.execution_time >= 0.05
     assert record.started_at is not None  # the completed call's null erased nothing
@@ -406,7 +406,7 @@ def test_a_rerun_is_a_new_attempt_and_starts_fresh(client, actions, dispatched):
             dispatched, "in_progress", run_attempt=attempt, check_run_id=f"cr-{attempt}"
         )
         assert post_callback(client, body, token).status_code == 200
-    assert JobRecord.objects.count() == 2
+    assert sorted(JobRecord.objects.values_list("run_attempt", flat=True)) == [1, 2]
 
 
 def test_a_lost_dispatched_state_is_restored_from_the_database(
@@ -644,8 +644,9 @@ def test_the_admin_shows_records_and_the_audit(admin_client, client, actions, di
     audit = admin_client.get("/admin/relay/callbackaudit/").content.decode()
     records = admin_client.get("/admin/hud/jobrecord/").content.decode()
 
-    assert "accepted" in audit
-    assert "duplicate" in audit
+    # The list's cells, not the filter sidebar (which names every choice, rows or none).
+    assert '<td class="field-decision">Accepted</td>' in audit
+    assert '<td class="field-reason">duplicate</td>' in audit
     assert "org-b/l3" in records
 
 
