@@ -126,12 +126,14 @@ def _decide(identity: Identity, callback: Callback, audit: "Audit") -> dict[str,
     entry = lookup.snapshot_at(held.allowlist_token).get(identity.repo)
     level = entry.level if entry else None
     if entry is None or level is None or level == Level.L1:
-        audit.write(
-            CallbackAudit.Decision.IGNORED,
-            200,
-            "not_reporting",
-            f"{identity.repo} is {'at L1' if level else 'not allowlisted'}",
-        )
+        # Any repository on GitHub can mint a valid token: these rows share the strangers' cap.
+        if _audit_allowed():
+            audit.write(
+                CallbackAudit.Decision.IGNORED,
+                200,
+                "not_reporting",
+                f"{identity.repo} is {'at L1' if level else 'not allowlisted'}",
+            )
         return {"ok": True, "status": "ignored"}
     wait = state.rate_limited(redis_keys.rate(identity.repo_key), settings.CRCR_RATE_LIMIT_PER_MIN)
     if wait:
@@ -413,6 +415,16 @@ def _record(
     )
 
 
+def _audit_allowed() -> bool:
+    """Whether an audit row from outside the allowlist fits CRCR_AUDIT_UNVERIFIED_PER_MIN this
+    minute (relay-wide); not while Redis is down (those are only logged)."""
+    limit = settings.CRCR_AUDIT_UNVERIFIED_PER_MIN
+    try:
+        return bool(limit) and not state.rate_limited(redis_keys.AUDIT_UNVERIFIED, limit)
+    except RedisError:
+        return False
+
+
 def refused_unverified(
     status: int, error: str, detail: str, *, authorization: str, remote_addr: str | None
 ) -> None:
@@ -423,11 +435,7 @@ def refused_unverified(
     answer is the refusal either way, and the database cannot be filled by strangers)."""
     issuer, repo = oidc_claimed(authorization)
     logger.info("callback refused (%s %s) from %s: %s", status, error, remote_addr, detail)
-    limit = settings.CRCR_AUDIT_UNVERIFIED_PER_MIN
-    try:
-        if not limit or state.rate_limited(redis_keys.AUDIT_UNVERIFIED, limit):
-            return
-    except RedisError:
+    if not _audit_allowed():
         return
     try:
         sql.insert_row(

@@ -359,6 +359,22 @@ def test_a_repo_not_allowlisted_or_at_l1_is_ignored(client, actions, dispatched)
     assert JobRecord.objects.count() == 0
 
 
+def test_callbacks_from_outside_the_allowlist_are_audited_at_a_bounded_rate(
+    client, actions, dispatched, settings
+):
+    settings.CRCR_AUDIT_UNVERIFIED_PER_MIN = 2
+
+    answers = [
+        post_callback(
+            client, reporter_body(dispatched, "in_progress"), token_for(actions, repo="any/one")
+        ).json()["status"]
+        for _ in range(4)
+    ]
+
+    assert answers == ["ignored"] * 4
+    assert CallbackAudit.objects.filter(decision="ignored").count() == 2
+
+
 def test_a_token_is_good_for_one_accepted_callback(client, actions, dispatched):
     token = token_for(actions)
     post_callback(client, reporter_body(dispatched, "in_progress"), token)
