@@ -14,14 +14,16 @@ measurements in one run:
 """
 
 import argparse
+import contextlib
 import json
 import statistics
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import urllib3
-from harness import DEFAULT_DATABASE, ROOT, SECRET, relay_stack
+from harness import DEFAULT_DATABASE, ROOT, SECRET, Stack, relay_stack
 
 from relay.simulated_downstream import reporter_body
 from relay.simulated_oidc import SimulatedIssuer
@@ -90,6 +92,32 @@ def open_loop(http: urllib3.PoolManager, requests: list[Call], rate: float) -> l
     return latencies
 
 
+class Cpu:
+    """Server-side CPU (gunicorn workers, this run's PostgreSQL backends, its Redis) spent
+    over some requests: a cost the client's own load on the machine does not blur."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self.requests = 0
+
+    @contextlib.contextmanager
+    def measure(self, stack: Stack, requests: int) -> Iterator[None]:
+        before = stack.server_cpu()
+        yield
+        after = stack.server_cpu()
+        for part, used in after.items():
+            self.seconds[part] = self.seconds.get(part, 0.0) + used - before[part]
+        self.requests += requests
+
+    def per_request(self) -> float:
+        return sum(self.seconds.values()) * 1000 / self.requests
+
+    def __str__(self) -> str:
+        return ", ".join(
+            f"{part} {used * 1000 / self.requests:.2f}" for part, used in self.seconds.items()
+        )
+
+
 def pairs(
     issuer: SimulatedIssuer, payloads: dict[str, dict], url: str, count: int, prefix: str
 ) -> list[Call]:
@@ -149,12 +177,17 @@ def main() -> None:
 
         trivial: list[Call] = [("GET", f"{stack.server.url}/livez", None, "x")] * 2 * args.pairs
 
+        trivial_cpu = Cpu()
+
         def trivial_rate() -> float:
-            return len(trivial) / closed_loop(http, trivial, args.clients)[0]
+            with trivial_cpu.measure(stack, len(trivial)):
+                return len(trivial) / closed_loop(http, trivial, args.clients)[0]
 
         before = trivial_rate()
         load = pairs(issuer, payloads, callback_url, args.pairs, "load")
-        seconds, statuses = closed_loop(http, load, args.clients)
+        callback_cpu = Cpu()
+        with callback_cpu.measure(stack, len(load)):
+            seconds, statuses = closed_loop(http, load, args.clients)
         bad = [s for s in statuses if s != 200]
         if bad:
             raise SystemExit(f"{len(bad)} answers were not 200: {sorted(set(bad))}")
@@ -181,6 +214,11 @@ def main() -> None:
         )
         print(f"cost ratio        {trivial_rps / rate:8.2f}  callback / trivial view (target <= 4)")
         print(f"at 100/s          p50 {p50:6.1f} ms   p99 {p99:6.1f} ms  (target p99 <= 50 ms)")
+        print(
+            f"server CPU        {callback_cpu.per_request():8.2f} ms a callback ({callback_cpu}), "
+            f"{trivial_cpu.per_request():.2f} ms a /livez: "
+            f"{callback_cpu.per_request() / trivial_cpu.per_request():.2f} times"
+        )
     issuer.stop()
 
 

@@ -28,11 +28,47 @@ APP_ID = "1"
 DEFAULT_DATABASE = os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres")
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU a process has used (0 once it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for task in Path(f"/proc/{pid}/task").glob("*/children"):
+        found += [int(child) for child in task.read_text().split()]
+    return found
+
+
 @dataclass
 class Stack:
     github: SimulatedGitHub
     env: dict[str, str]
     server: Gunicorn
+    redis_pid: int
+    database: str
+
+    def server_cpu(self) -> dict[str, float]:
+        """CPU seconds used so far by the relay's side of the machine: the gunicorn workers,
+        this run's PostgreSQL backends and its redis-server (subtract two readings)."""
+        with psycopg.connect(self.env["DATABASE_URL"], autocommit=True) as db:
+            backends = [
+                pid
+                for (pid,) in db.execute(
+                    "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND pid <> pg_backend_pid()"
+                )
+            ]
+        master = self.server.process.pid
+        return {
+            "workers": sum(_cpu_seconds(pid) for pid in [master, *_children(master)]),
+            "postgres": sum(_cpu_seconds(pid) for pid in backends),
+            "redis": _cpu_seconds(self.redis_pid),
+        }
 
     def run_django(self, script: str, *args: str) -> None:
         """Run a snippet with Django set up against this stack (e.g. to set the allowlist)."""
@@ -90,7 +126,8 @@ def relay_stack(
             [sys.executable, "manage.py", "migrate", "-v0"], env=env, cwd=ROOT, check=True
         )
         server = Gunicorn(env, workers=workers, threads=threads).wait_ready()
-        yield Stack(github, env, server)
+        assert redis_server.process is not None
+        yield Stack(github, env, server, redis_server.process.pid, name)
     finally:
         if server is not None:
             server.stop()
