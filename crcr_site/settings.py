@@ -96,6 +96,9 @@ def envjson(name: str, default: object, environ: Mapping[str, str] = os.environ)
         raise ImproperlyConfigured(f"{name} is not valid JSON: {exc}") from None
 
 
+PREPARE_ON_REQUEST_ONLY = 1 << 30  # psycopg's threshold: never prepare unless asked to
+
+
 def database_config(url: str) -> dict[str, object]:
     """DATABASES['default'] for a URL; SQLite gets the settings several writer processes need."""
     try:
@@ -111,15 +114,24 @@ def database_config(url: str) -> dict[str, object]:
             "transaction_mode": "IMMEDIATE",
             "timeout": 20,
         }
-    elif (pool_max := envint("DATABASE_POOL_MAX", 20)) > 0:
+        return config
+    options: dict[str, object] = {}
+    if (pool_max := envint("DATABASE_POOL_MAX", 20)) > 0:
         # One psycopg pool per process: the fan-out's threads each borrow a connection for a
         # moment instead of opening their own (and PostgreSQL's max_connections bounds
         # processes times DATABASE_POOL_MAX, not processes times threads).
         config["CONN_MAX_AGE"] = 0
-        config["OPTIONS"] = {"pool": {"min_size": 1, "max_size": max(pool_max, 2), "timeout": 10}}
+        options["pool"] = {"min_size": 1, "max_size": max(pool_max, 2), "timeout": 10}
     else:  # DATABASE_POOL_MAX=0: a persistent connection per thread instead (e.g. behind PgBouncer)
         config["CONN_MAX_AGE"] = 60
         config["CONN_HEALTH_CHECKS"] = True
+    if envbool("DATABASE_PREPARED", pool_max > 0):
+        # crcr_site/sql.py's prepared_cursor prepares the callback's fixed statements on their
+        # connection; psycopg prepares nothing while this is None (Django's default). Django's
+        # own cursors bind on the client and never prepare, whatever its value.
+        options["prepare_threshold"] = PREPARE_ON_REQUEST_ONLY
+    if options:
+        config["OPTIONS"] = options
     return config
 
 

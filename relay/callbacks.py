@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from django.conf import settings
-from django.db import DatabaseError, IntegrityError, connection, transaction
+from django.db import DatabaseError, IntegrityError, transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from redis.exceptions import RedisError
@@ -209,7 +209,7 @@ class OnRecord:
     @classmethod
     def read(cls, identity: Identity, callback: Callback) -> "OnRecord":
         params = [*lookup.TOKEN_PARAMS, _replay_key(identity)]
-        with connection.cursor() as cursor:
+        with sql.prepared_cursor() as cursor:
             cursor.execute(cls.SQL, [*params, callback.delivery_id, identity.repo_key])
             row = cursor.fetchone()
         if row is None:

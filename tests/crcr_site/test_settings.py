@@ -5,7 +5,13 @@ import pytest
 from django.core.checks import run_checks
 from django.core.exceptions import ImproperlyConfigured
 
-from crcr_site.settings import database_config, envbool, envint, envsecret
+from crcr_site.settings import (
+    PREPARE_ON_REQUEST_ONLY,
+    database_config,
+    envbool,
+    envint,
+    envsecret,
+)
 from tests.conftest import PYTHON, ROOT
 
 
@@ -78,6 +84,26 @@ def test_sqlite_gets_wal_a_busy_timeout_and_immediate_transactions():
         "transaction_mode": "IMMEDIATE",
         "timeout": 20,
     }
+
+
+def test_postgresql_gets_a_pool_and_prepares_the_callback_statements(monkeypatch):
+    url = "postgres://u@db.example:5432/crcr"
+    monkeypatch.delenv("DATABASE_POOL_MAX", raising=False)
+    monkeypatch.delenv("DATABASE_PREPARED", raising=False)
+    pooled = database_config(url)
+    monkeypatch.setenv("DATABASE_PREPARED", "false")
+    unprepared = database_config(url)
+    monkeypatch.delenv("DATABASE_PREPARED")
+    monkeypatch.setenv("DATABASE_POOL_MAX", "0")
+    behind_pgbouncer = database_config(url)
+
+    assert pooled["OPTIONS"] == {
+        "pool": {"min_size": 1, "max_size": 20, "timeout": 10},
+        "prepare_threshold": PREPARE_ON_REQUEST_ONLY,
+    }
+    assert unprepared["OPTIONS"] == {"pool": {"min_size": 1, "max_size": 20, "timeout": 10}}
+    assert "OPTIONS" not in behind_pgbouncer
+    assert behind_pgbouncer["CONN_MAX_AGE"] == 60
 
 
 def test_a_bad_setting_stops_a_command_with_its_name(tmp_path):

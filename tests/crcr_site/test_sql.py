@@ -5,7 +5,7 @@ import json
 from datetime import UTC, datetime
 
 import pytest
-from django.db import DatabaseError, transaction
+from django.db import DatabaseError, connection, transaction
 
 from crcr_site import sql
 from hud.models import JobRecord
@@ -73,6 +73,46 @@ EXPECTED = {
 @pytest.mark.django_db
 def test_insert_if_new_on_postgresql():
     assert scenario() == EXPECTED
+
+
+def _prepared_statements() -> list[str]:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT statement FROM pg_prepared_statements ORDER BY prepare_time")
+        return [row[0] for row in cursor.fetchall()]
+
+
+@pytest.mark.django_db
+def test_the_callback_write_is_prepared_once_per_connection_and_binds_its_values():
+    assert scenario() == EXPECTED  # four writes, two shapes (a NULL audit status is one)
+
+    statements = _prepared_statements()
+    assert len(statements) == 1, statements
+    assert statements[0].startswith("WITH w0 AS (INSERT INTO")
+    assert "$1" in statements[0]
+    assert "'k1'" not in statements[0]
+
+
+@pytest.mark.django_db
+def test_a_plain_cursor_prepares_nothing():
+    with connection.cursor() as cursor:
+        for _ in range(5):
+            cursor.execute("SELECT %s::int", [1])
+
+    assert _prepared_statements() == []
+
+
+@pytest.mark.django_db
+def test_prepared_statements_can_be_turned_off():
+    """With DATABASE_PREPARED=false (behind PgBouncer) psycopg's connection has no prepare
+    threshold (test_settings): the same write, nothing prepared."""
+    connection.ensure_connection()
+    raw = connection.connection
+    threshold, raw.prepare_threshold = raw.prepare_threshold, None
+    try:
+        assert scenario() == EXPECTED
+        assert _prepared_statements() == []
+    finally:
+        raw.prepare_threshold = threshold
 
 
 def test_insert_if_new_on_sqlite(tmp_path):
