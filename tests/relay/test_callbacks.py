@@ -161,6 +161,18 @@ REFUSED = [
         lambda body, a: (reporter_body(body, "in_progress"), "not.a.jwt"),
     ),
     (
+        "a token whose header is not a JSON object",
+        401,
+        "token_invalid",
+        lambda body, a: (reporter_body(body, "in_progress"), _segments(b"[1]", b"{}")),
+    ),
+    (
+        "a token nested past the JSON parser's depth",
+        401,
+        "token_invalid",
+        lambda body, a: (reporter_body(body, "in_progress"), _segments(b"[" * 5000, b"{}")),
+    ),
+    (
         "an expired token",
         401,
         "token_invalid",
@@ -252,6 +264,12 @@ REFUSED = [
         lambda body, a: (reporter_body(body, "in_progress", check_run_id=None), token_for(a)),
     ),
 ]
+
+
+def _segments(header: bytes, claims: bytes) -> str:
+    from jwt.utils import base64url_encode
+
+    return f"{base64url_encode(header).decode()}.{base64url_encode(claims).decode()}.c2ln"
 
 
 def _unsigned(claims):
