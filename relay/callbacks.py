@@ -4,10 +4,15 @@ Order: one SELECT of what we hold (the allowlist's generation, whether the token
 dispatch on record) → parse and validate → allowlist level (not listed or L1: ignored) →
 per-repo rate limit → the state transition and the HUD record, together:
 
-    Redis transition (Lua) → one all-or-nothing write: the replay key, and only if it was
+    Redis transition (Lua), charged to the repo's rate limit in the same round trip (over
+    it: compensated, 429) → one all-or-nothing write: the replay key, and only if it was
     unused, the HUD row, the outbox row and the audit row (sql.insert_if_new: one statement
     on PostgreSQL). If the write fails or the key was used meanwhile, `state.compensate`
     undoes the transition (only while the state still carries this transition's id).
+
+The checks that need nothing but the request and that SELECT (the token's run and repository
+ids, the dispatch on record, an early replay answer, the dispatch token) come before the rate
+limit, so that it costs no round trip of its own.
 
 So exactly one of N identical callbacks wins, and a callback whose record could not be stored
 leaves the state as it was: the reporter may send it again. Which upstream PR, SHA and
@@ -135,17 +140,11 @@ def _decide(identity: Identity, callback: Callback, audit: "Audit") -> dict[str,
                 f"{identity.repo} is {'at L1' if level else 'not allowlisted'}",
             )
         return {"ok": True, "status": "ignored"}
-    wait = state.rate_limited(redis_keys.rate(identity.repo_key), settings.CRCR_RATE_LIMIT_PER_MIN)
-    if wait:
-        raise Refused(
-            429,
-            "rate_limited",
-            f"more than {settings.CRCR_RATE_LIMIT_PER_MIN} callbacks a minute from {identity.repo}",
-            retry_after=wait,
-        )
     _check_run_claims(identity, callback.workflow)
     _check_repository_ids(identity, entry)
+    rate = state.RateLimit(redis_keys.rate(identity.repo_key), settings.CRCR_RATE_LIMIT_PER_MIN)
     if PATHS[callback.event_type] == "self":
+        _charge(identity, state.rate_limited(rate.key, rate.limit))
         return _self_report(identity, callback, level, audit)
     dispatch = held.dispatch
     if dispatch is None:
@@ -157,7 +156,19 @@ def _decide(identity: Identity, callback: Callback, audit: "Audit") -> dict[str,
     if held.replayed:  # the early answer; the write in _transition is what guarantees it
         raise Refused(409, "replayed", REPLAYED)
     audit.provenance = _provenance(callback, identity)
-    return _transition(identity, callback, level, dispatch, audit)
+    return _transition(identity, callback, level, dispatch, audit, rate)
+
+
+def _charge(identity: Identity, wait: int) -> None:
+    """Refuse a caller over its per-repo rate limit (`wait`: seconds until its window resets)."""
+    if wait:
+        limit = settings.CRCR_RATE_LIMIT_PER_MIN
+        raise Refused(
+            429,
+            "rate_limited",
+            f"more than {limit} callbacks a minute from {identity.repo}",
+            retry_after=wait,
+        )
 
 
 @dataclass(frozen=True)
@@ -282,6 +293,7 @@ def _transition(
     level: Level,
     dispatch: "DispatchOnRecord",
     audit: "Audit",
+    rate: state.RateLimit,
 ) -> dict[str, Any]:
     workflow = callback.workflow
     dispatched_key = redis_keys.dispatched(dispatch.delivery_id, dispatch.repo_key)
@@ -294,8 +306,9 @@ def _transition(
     )
     move = state.start if workflow.status == "in_progress" else state.complete
     tx, now = uuid.uuid4().hex, time.time()
-    result = move(dispatched_key, job_key, now=now, tx=tx)
-    if result.result == "no_dispatch":  # Redis lost it: the database knows
+    result = move(dispatched_key, job_key, now=now, tx=tx, rate=rate)
+    _charge(identity, result.retry_after)
+    if result.result == "no_dispatch":  # Redis lost it: the database knows (charged already)
         state.restore_dispatched(dispatched_key, dispatch.sent.timestamp())
         result = move(dispatched_key, job_key, now=now, tx=tx)
     if result.result != "ok":

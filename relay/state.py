@@ -6,7 +6,8 @@
 Each transition records its id (`tx`) so that a transition whose database commit failed can
 be undone by `compensate`, only while the state still carries that id. A job timed out by the
 zombie sweep is COMPLETED with `timed_out`; a genuine `completed` may still replace it. Keys
-are listed in relay/redis_keys.py; both keys of a transition share one hash tag.
+are listed in relay/redis_keys.py; both keys of a transition share one hash tag. A callback's
+transition is charged to its repo's rate limit in the same round trip (`RateLimit`).
 """
 
 import functools
@@ -77,8 +78,18 @@ return 0
 
 @dataclass(frozen=True)
 class Transition:
-    result: str  # "ok", "no_dispatch", "duplicate", "not_started"
+    result: str  # "ok", "no_dispatch", "duplicate", "not_started", "rate_limited"
     since: float | None = None  # DISPATCHED time (in_progress) or IN_PROGRESS time (completed)
+    retry_after: int = 0  # rate_limited: seconds until the caller's window resets
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    """A counter the transition is charged to: at most `limit` calls per `window` seconds."""
+
+    key: str
+    limit: int
+    window: int = 60
 
 
 @functools.cache
@@ -95,18 +106,54 @@ def _decode(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
-def start(dispatched_key: str, job_key: str, *, now: float, tx: str) -> Transition:
-    reply = _run(_IN_PROGRESS, [dispatched_key, job_key], [repr(now), tx, _ttl()])
-    if _decode(reply[0]) != "ok":
-        return Transition(_decode(reply[0]))
-    return Transition("ok", float(json.loads(_decode(reply[1]))["timestamp"]))
+def _moved(
+    script: str,
+    dispatched_key: str,
+    job_key: str,
+    now: float,
+    tx: str,
+    rate: RateLimit | None,
+) -> tuple[str, str | None, int]:
+    """Run a job transition, charged to `rate` in the same round trip: (result, the script's
+    value when it moved, seconds to wait when over the limit).
+
+    The rate key lives in another hash slot than the job's, so this is a pipeline of two
+    scripts, not one (EVAL, so that no SCRIPT EXISTS precedes it). A transition that turns
+    out to be over the limit is compensated, as one whose record could not be stored is: only
+    callers within their limit change the state."""
+    keys = [dispatched_key, job_key]
+    args: list[str | int | float] = [repr(now), tx, _ttl()]
+    if rate is None:
+        wait, reply = 0, _run(script, keys, args)
+    else:
+        pipe = get_redis().pipeline(transaction=False)
+        pipe.eval(_RATE, 1, rate.key, rate.limit, rate.window)
+        pipe.eval(script, len(keys), *keys, *args)
+        wait, reply = pipe.execute()
+    result = _decode(reply[0])
+    if wait:
+        if result == "ok":
+            compensate(job_key, tx)
+        return "rate_limited", None, int(wait)
+    return result, _decode(reply[1]) if result == "ok" else None, 0
 
 
-def complete(dispatched_key: str, job_key: str, *, now: float, tx: str) -> Transition:
-    reply = _run(_COMPLETED, [dispatched_key, job_key], [repr(now), tx, _ttl()])
-    if _decode(reply[0]) != "ok":
-        return Transition(_decode(reply[0]))
-    return Transition("ok", float(_decode(reply[1])))
+def start(
+    dispatched_key: str, job_key: str, *, now: float, tx: str, rate: RateLimit | None = None
+) -> Transition:
+    result, dispatched, wait = _moved(_IN_PROGRESS, dispatched_key, job_key, now, tx, rate)
+    if dispatched is None:
+        return Transition(result, retry_after=wait)
+    return Transition("ok", float(json.loads(dispatched)["timestamp"]))
+
+
+def complete(
+    dispatched_key: str, job_key: str, *, now: float, tx: str, rate: RateLimit | None = None
+) -> Transition:
+    result, started, wait = _moved(_COMPLETED, dispatched_key, job_key, now, tx, rate)
+    if started is None:
+        return Transition(result, retry_after=wait)
+    return Transition("ok", float(started))
 
 
 def time_out(job_key: str, *, now: float, tx: str) -> Transition:

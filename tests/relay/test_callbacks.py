@@ -486,6 +486,41 @@ def test_the_rate_limit_answers_429_with_retry_after(client, actions, dispatched
     assert answers == [200, 200, 429]
     assert last.status_code == 429
     assert 1 <= int(last["Retry-After"]) <= 60
+    # The refused in_progress changed nothing: job-2 has not started, and may start later.
+    settings.CRCR_RATE_LIMIT_PER_MIN = 100
+    job_2 = dict(check_run_id="2", job="job-2")
+    early = post_callback(
+        client,
+        reporter_body(dispatched, "completed", conclusion="success", **job_2),
+        token_for(actions),
+    )
+    assert (early.status_code, early.json()["error"]) == (409, "not_started")
+    assert JobRecord.objects.count() == 2
+    again = post_callback(
+        client, reporter_body(dispatched, "in_progress", **job_2), token_for(actions)
+    )
+    assert again.status_code == 200
+
+
+def test_a_completed_over_the_rate_limit_leaves_the_job_in_progress(
+    client, actions, dispatched, settings
+):
+    assert (
+        post_callback(
+            client, reporter_body(dispatched, "in_progress"), token_for(actions)
+        ).status_code
+        == 200
+    )
+    settings.CRCR_RATE_LIMIT_PER_MIN = 1
+    completed = reporter_body(dispatched, "completed", conclusion="success")
+
+    refused = post_callback(client, completed, token_for(actions))
+    settings.CRCR_RATE_LIMIT_PER_MIN = 100
+    accepted = post_callback(client, completed, token_for(actions))
+
+    assert (refused.status_code, refused.json()["error"]) == (429, "rate_limited")
+    assert accepted.status_code == 200
+    assert JobRecord.objects.get().status == "completed"
 
 
 def test_redis_down_is_503_and_records_nothing(client, actions, dispatched, settings):
