@@ -6,6 +6,7 @@ served by the (downstream_repo, received_at) and (pr_number, received_at) indexe
 """
 
 import itertools
+import json
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import fields as dataclass_fields
 from datetime import UTC, datetime, time, timedelta
@@ -333,36 +334,26 @@ class OrmRecordStore(RecordStore):
         return cells, name
 
     def pr(self, number: int, *, exclude: Sequence[str] = ()) -> PrView:
-        records = (
-            JobRecord.objects.using(self.using)
-            .filter(pr_number=number, event_type__in=Kind.PR.events)
-            .exclude(downstream_repo__in=exclude)
-        )
-        latest, params = _latest_sql(records, ("downstream_repo", "head_sha", "job_name"))
-        sums = ", ".join(
-            f"SUM(CASE WHEN {condition} THEN 1 ELSE 0 END)" for condition in COUNT_CONDITIONS
-        )
-        statement = (
-            f"SELECT downstream_repo, head_sha, MIN(received_at), {sums} "  # noqa: S608
-            f"FROM ({latest}) latest WHERE k = 1 GROUP BY downstream_repo, head_sha "
-            "ORDER BY downstream_repo, MIN(received_at), head_sha"
-        )
+        # Plain SQL, two statements: a PR page's queries are cheap (its records are a few
+        # thousand rows found through the pr_number index), so compiling them through the ORM
+        # and reading them as model values cost more than running them.
+        scope, params = _pr_scope(number, exclude)
         with connections[self.using].cursor() as cursor:
-            cursor.execute(statement, params)
+            cursor.execute(PR_SQL.format(scope=scope), params)
             found = cursor.fetchall()
         shas: dict[str, list[ShaResult]] = {}
+        shown: dict[str, tuple[str, str]] = {}
         for row in found:
-            counts = Counts(*(int(value or 0) for value in row[3:]))
-            shas.setdefault(row[0], []).append(ShaResult(row[1], _aware(row[2]), counts))
-        newest = records.values("downstream_repo").annotate(at=Max("received_at")).order_by()
-        about = self._newest_rows(records, {row["downstream_repo"]: row["at"] for row in newest})
+            counts = Counts(*(int(value or 0) for value in row[5:]))
+            shas.setdefault(row[0], []).append(ShaResult(row[1], _aware(row[4]), counts))
+            shown[row[0]] = (row[2], row[3])
         red = {key: results[-1].head_sha for key, results in shas.items() if results[-1].red}
-        failing = self._failing(records, red)
+        failing = self._failing(scope, params, red)
         repos = [
             PrRepo(
-                repo=about[key][0],
+                repo=shown[key][0],
                 key=key,
-                level=about[key][1],
+                level=shown[key][1],
                 shas=tuple(results),
                 failing=failing.get(key, ()),
             )
@@ -372,25 +363,28 @@ class OrmRecordStore(RecordStore):
         return PrView(number=number, repos=tuple(repos))
 
     def _failing(
-        self, records: QuerySet[JobRecord], red: dict[str, str]
+        self, scope: str, params: list[Any], red: dict[str, str]
     ) -> dict[str, tuple[Cell, ...]]:
         """repo → its failed or timed-out jobs (latest attempts) on its latest head, for the
-        repos that are red there: one query for all of them."""
+        repos that are red there: one query for all of them, which returns only those jobs."""
         if not red:
             return {}
-        chosen = records.filter(downstream_repo__in=red, head_sha__in=set(red.values()))
-        rows = (
-            chosen.annotate(k=_latest_rank(("downstream_repo", "head_sha", "job_name")))
-            .filter(k=1)
-            .values("downstream_repo", *CELL_FIELDS)
-            .order_by("downstream_repo", "job_name")
+        heads = sorted(set(red.values()))
+        statement = FAILING_SQL.format(
+            scope=scope, repos=_placeholders(red), heads=_placeholders(heads)
         )
-        found: dict[str, list[Cell]] = {}
-        for row in rows:
-            cell = Cell.of(row)
-            if red[row["downstream_repo"]] == row["head_sha"] and cell.outcome in RED:
-                found.setdefault(row["downstream_repo"], []).append(cell)
-        return {repo: tuple(cells) for repo, cells in found.items()}
+        with connections[self.using].cursor() as cursor:
+            cursor.execute(statement, [*params, *red, *heads, *RED])
+            found = cursor.fetchall()
+        found_cells: dict[str, list[Cell]] = {}
+        for repo, head, *values in found:
+            if red[repo] == head:
+                row = dict(zip(CELL_SOURCE, values, strict=True))
+                for name in JSON_CELL_FIELDS:  # text from plain SQL on either database
+                    row[name] = json.loads(row[name]) if isinstance(row[name], str) else None
+                row["received_at"] = _aware(row["received_at"])
+                found_cells.setdefault(repo, []).append(Cell.of(row))
+        return {repo: tuple(cells) for repo, cells in found_cells.items()}
 
     def readiness(self, repo_key: str, window: Window) -> ReadinessMetrics:
         records = self._in(window, Kind.PR, only=repo_key)
@@ -458,6 +452,47 @@ class OrmRecordStore(RecordStore):
             .aggregate(at=Min("received_at"))["at"]
         )
 
+
+def _placeholders(values: Sequence[Any] | Mapping[str, Any]) -> str:
+    return ", ".join(["%s"] * len(values))
+
+
+def _pr_scope(number: int, exclude: Sequence[str]) -> tuple[str, list[Any]]:
+    """The WHERE of a PR's records (PR events, not the excluded repos) and its parameters."""
+    scope = f"pr_number = %s AND event_type IN ({_placeholders(Kind.PR.events)})"
+    if exclude:
+        scope += f" AND downstream_repo NOT IN ({_placeholders(exclude)})"
+    return scope, [number, *Kind.PR.events, *exclude]
+
+
+# 1 for the latest attempt of each job of a repo's head (highest attempt, then newest).
+LATEST_JOB = (
+    "ROW_NUMBER() OVER (PARTITION BY downstream_repo, head_sha, job_name "
+    "ORDER BY run_attempt DESC, received_at DESC, id DESC)"
+)
+_SUMS = ", ".join(f"SUM(CASE WHEN {condition} THEN 1 ELSE 0 END)" for condition in COUNT_CONDITIONS)
+# Each (repo, head) of a PR tallied over its jobs' latest attempts, with the repo's display
+# name and level from its newest record. Names from the model; values bound; {scope} from
+# _pr_scope.
+PR_SQL = (
+    "SELECT downstream_repo, head_sha, MIN(shown_repo), MIN(shown_level), MIN(received_at), "  # noqa: S608
+    f"{_SUMS} FROM (SELECT downstream_repo, head_sha, status, conclusion, received_at, "
+    f"{LATEST_JOB} AS k, FIRST_VALUE(repo_display) OVER newest AS shown_repo, "
+    "FIRST_VALUE(level) OVER newest AS shown_level "
+    f"FROM {JobRecord._meta.db_table} WHERE {{scope}} "
+    "WINDOW newest AS (PARTITION BY downstream_repo ORDER BY received_at DESC, id DESC)) latest "
+    "WHERE k = 1 GROUP BY downstream_repo, head_sha "
+    "ORDER BY downstream_repo, MIN(received_at), head_sha"
+)
+# The failed or timed-out latest attempts on given heads of given repos of a PR.
+FAILING_SQL = (
+    f"SELECT downstream_repo, head_sha, {', '.join(CELL_SOURCE)} "  # noqa: S608
+    f"FROM (SELECT *, {LATEST_JOB} AS k FROM {JobRecord._meta.db_table} "
+    "WHERE {scope} AND downstream_repo IN ({repos}) AND head_sha IN ({heads})) latest "
+    f"WHERE k = 1 AND status = 'completed' AND conclusion IN ({_placeholders(RED)}) "
+    "ORDER BY downstream_repo, job_name"
+)
+JSON_CELL_FIELDS = ("failed_tests_detail", "triage_verdict")
 
 # What a cell is, in SQL: its conclusion, or in_progress while it runs.
 OUTCOME_SQL = "(CASE WHEN status = 'completed' THEN conclusion ELSE 'in_progress' END)"

@@ -213,3 +213,43 @@ def matrix_cell(shown: Any) -> SafeString:
     details = "".join(f"<dt>{term}</dt><dd>{value}</dd>" for term, value in rows)
     html = f'<details class="cell {outcome}"><summary>{head}</summary><dl>{details}</dl></details>'
     return mark_safe(html)  # noqa: S308 (built above from escaped values only)
+
+
+@register.simple_tag
+def pr_row(repo: Any, number: int) -> SafeString:
+    """One downstream repo's row on a PR page (a PrRepo), as matrix_cell builds a cell: escaped
+    f-strings, every value from a record through escape()."""
+    latest = repo.latest
+    counts = latest.counts
+    result: str = ""  # an outcome tag's HTML, or nothing
+    if latest.red:
+        result = outcome("failure")
+    elif counts.in_progress:
+        result = outcome("in_progress")
+    elif counts.completed and counts.successes == counts.completed:
+        result = outcome("success")
+    elif counts.cancelled:
+        result = outcome("cancelled")
+    running = f", {int(counts.in_progress)} running" if counts.in_progress else ""
+    heads = len(repo.shas)
+    failing = []
+    for cell in repo.failing:
+        log = link_or_none(cell.log_url)
+        name: str = escape(cell.job_name)
+        if log:
+            name = f'<a href="{escape(log)}" rel="noopener noreferrer">{name}</a>'
+        failing.append(f'{name} <span class="muted">({escape(outcome_words(cell.outcome))})</span>')
+    since = repo.red_since
+    link = f"{repo_url(repo.repo)}?pr={int(number)}"
+    html = (
+        f'<tr class="{"red" if latest.red else ""}">'
+        f'<th scope="row"><a href="{escape(link)}">{escape(repo.repo)}</a></th>'
+        f"<td>{escape(repo.level or '—')}</td>"
+        f"<td><code>{escape(short_sha(latest.head_sha))}</code> "
+        f'<span class="muted">({heads} head{"" if heads == 1 else "s"})</span></td>'
+        f'<td>{result}\n        <span class="muted">{int(counts.successes)}/'
+        f"{int(counts.completed)} passed{running}</span></td>"
+        f"<td>{f'<code>{escape(short_sha(since))}</code>' if since else '—'}</td>"
+        f"<td>{', '.join(failing) or '—'}</td></tr>"
+    )
+    return mark_safe(html)  # noqa: S308 (built above from escaped values only)
