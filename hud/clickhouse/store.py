@@ -151,14 +151,15 @@ class ClickHouseRecordStore(RecordStore):
             "received_at >= {ps:DateTime64(6, 'UTC')} AND received_at < {pe:DateTime64(6, 'UTC')}"
             f" AND event_type IN {q.in_list('ev', kind.events, params)}"
         )
-        columns = [f"countIf({page})", *_summary_columns(page)]
-        columns += _readiness_columns(readiness_windows, params)
-        statement = (
-            f"SELECT {', '.join(columns)} FROM {q.TABLE} FINAL "
-            "WHERE downstream_repo = {repo:String} AND received_at >= {lo:DateTime64(6, 'UTC')}"
-            " AND received_at < {hi:DateTime64(6, 'UTC')}"
+        flags = {"in_page": page, **_readiness_flags(readiness_windows, params)}
+        columns = ["countIf(in_page)", *_summary_columns("in_page")]
+        columns += _readiness_columns(len(readiness_windows))
+        rows = _flagged(
+            flags,
+            "downstream_repo = {repo:String} AND received_at >= {lo:DateTime64(6, 'UTC')}"
+            " AND received_at < {hi:DateTime64(6, 'UTC')}",
         )
-        row = self._select(statement, params)[0]
+        row = self._select(f"SELECT {', '.join(columns)} FROM {rows}", params)[0]
         summary = _summary(repo_key, row[1 : SUMMARY_WIDTH + 1]) if row[0] else None
         return summary, _readiness(readiness_windows, row[SUMMARY_WIDTH + 1 :])
 
@@ -202,9 +203,12 @@ class ClickHouseRecordStore(RecordStore):
         if outcome is not None:
             hits = f"if({q.OUTCOME} = {{outcome:String}}, 1, 0)"
             params["outcome"] = outcome
+        # Without an outcome filter every row group is kept, so the job names of all of them
+        # (a window over the groups, before the LIMIT) are the matrix's columns: no second read.
+        names = "[]" if outcome else "groupUniqArrayArray(groupUniqArray(job_name)) OVER ()"
         statement = (
             "SELECT pr_number, head_sha, min(received_at) AS first_at, "
-            f"max(received_at) AS last_at, sum({hits}) AS hits, count() OVER () "
+            f"max(received_at) AS last_at, sum({hits}) AS hits, count() OVER (), {names} "
             f"FROM (SELECT pr_number, head_sha, job_name, status, conclusion, received_at "
             f"FROM {q.TABLE} FINAL WHERE {where} {q.LATEST} "
             "LIMIT 1 BY pr_number, head_sha, job_name) "
@@ -221,15 +225,17 @@ class ClickHouseRecordStore(RecordStore):
             total = self.matrix(
                 repo_key, window, kind, outcome=outcome, pr=pr, page=1, per_page=1
             ).total_rows
-        columns = tuple(
-            r[0]
-            for r in self._select(
-                # A job's name and its repo's display name are the same in every version of
-                # a record: no FINAL needed for these two.
-                f"SELECT DISTINCT job_name FROM {q.TABLE} WHERE {where} ORDER BY job_name",
-                params,
+        if found and not outcome:
+            columns = tuple(sorted(found[0][6]))
+        else:
+            columns = tuple(
+                r[0]
+                for r in self._select(
+                    # A job's name is the same in every version of a record: no FINAL needed.
+                    f"SELECT DISTINCT job_name FROM {q.TABLE} WHERE {where} ORDER BY job_name",
+                    params,
+                )
             )
-        )
         # The page's rows are its newest: their receive times bound what FINAL has to read.
         bounded = where
         if rows:
@@ -262,12 +268,14 @@ class ClickHouseRecordStore(RecordStore):
         params = dict(params)
         pairs = []
         for n, (number, sha) in enumerate(rows):
-            pairs.append(f"(pr_number = {{rp{n}:UInt32}} AND head_sha = {{rs{n}:String}})")
+            pairs.append(f"({{rp{n}:UInt32}}, {{rs{n}:String}})")
             params |= {f"rp{n}": number, f"rs{n}": sha}
         names = CELL_COLUMNS
+        # A tuple IN, not an OR of pairs: the same rows, a third less of ClickHouse's time
+        # (most of it was analysing the ORs).
         statement = (
             f"SELECT {', '.join(names)} FROM {q.TABLE} FINAL WHERE {where} "
-            f"AND ({' OR '.join(pairs)}) {q.LATEST} "
+            f"AND (pr_number, head_sha) IN ({', '.join(pairs)}) {q.LATEST} "
             "LIMIT 1 BY downstream_repo, pr_number, head_sha, job_name"
         )
         cells: dict[tuple[str, int, str], dict[str, Cell]] = {}
@@ -342,8 +350,8 @@ class ClickHouseRecordStore(RecordStore):
         params: dict[str, Any] = {"repo": repo_key}
         widest = max(windows, key=lambda w: w.days)
         where = self._where(widest, Kind.PR, params, only=repo_key)
-        columns = _readiness_columns(windows, params)
-        statement = f"SELECT {', '.join(columns)} FROM {q.TABLE} FINAL WHERE {where}"
+        rows = _flagged(_readiness_flags(windows, params), where)
+        statement = f"SELECT {', '.join(_readiness_columns(len(windows)))} FROM {rows}"
         return _readiness(windows, self._select(statement, params)[0])
 
     def in_progress_since(self, cutoff: datetime, limit: int) -> list[StaleJob]:
@@ -422,16 +430,24 @@ def _summary(key: str, row: Sequence[Any]) -> RepoSummary:
     )
 
 
-def _readiness_columns(windows: Sequence[Window], params: dict[str, Any]) -> list[str]:
-    """Each window's readiness figures (PR/push results), 8 columns a window."""
-    columns = []
+def _readiness_flags(windows: Sequence[Window], params: dict[str, Any]) -> dict[str, str]:
+    """`w0`, `w1`, …: whether a row is one of each window's PR/push results (for _flagged)."""
+    flags = {}
     for n, window in enumerate(windows):
         params |= {f"from{n}": window.start, f"to{n}": window.end}
-        events = q.in_list(f"rev{n}_", Kind.PR.events, params)
-        inside = (
+        flags[f"w{n}"] = (
             f"received_at >= {{from{n}:DateTime64(6, 'UTC')}} AND "
-            f"received_at < {{to{n}:DateTime64(6, 'UTC')}} AND event_type IN {events}"
+            f"received_at < {{to{n}:DateTime64(6, 'UTC')}} AND "
+            f"event_type IN {q.in_list(f'rev{n}_', Kind.PR.events, params)}"
         )
+    return flags
+
+
+def _readiness_columns(windows: int) -> list[str]:
+    """Each window's readiness figures over the rows flagged `w<n>`, 8 columns a window."""
+    columns = []
+    for n in range(windows):
+        inside = f"w{n}"
         queue = f"{inside} AND run_attempt = 1 AND queue_time IS NOT NULL"
         columns += [f"countIf({inside} AND {condition})" for condition in COUNT_CONDITIONS]
         columns.append(f"if(countIf({queue}) = 0, NULL, avgIf(queue_time, {queue}))")
@@ -439,6 +455,29 @@ def _readiness_columns(windows: Sequence[Window], params: dict[str, Any]) -> lis
             "queue_time + execution_time", f"{inside} AND status = 'completed'", 0.5
         )
     return columns
+
+
+# What the summary and readiness figures read of a record.
+FLAGGED_SOURCE = (
+    "repo_display",
+    "level",
+    "received_at",
+    "status",
+    "conclusion",
+    "pr_number",
+    "execution_time",
+    "queue_time",
+    "run_attempt",
+)
+
+
+def _flagged(flags: dict[str, str], where: str) -> str:
+    """A subquery of the records matching `where` with each flag's condition as a column of
+    that name: the aggregates over it then say `countIf(w0 AND …)`, not the whole condition
+    again. Spelling a window's condition into every aggregate made ClickHouse's analyser, not
+    the read, the cost of the repo page's one query (20 of 26 ms for ~7,000 records)."""
+    named = ", ".join(f"{condition} AS {name}" for name, condition in flags.items())
+    return f"(SELECT {', '.join(FLAGGED_SOURCE)}, {named} FROM {q.TABLE} FINAL WHERE {where})"
 
 
 def _readiness(windows: Sequence[Window], row: Sequence[Any]) -> list[ReadinessMetrics]:
