@@ -315,22 +315,28 @@ class OrmRecordStore(RecordStore):
         chosen = records.filter(
             pr_number__in={pr for pr, _ in rows}, head_sha__in={sha for _, sha in rows}
         )
-        # One query (Django wraps the window in a subquery to filter on it), plain values rather
-        # than model instances: a page has hundreds of cells.
-        found = (
-            chosen.annotate(k=_latest_rank(("pr_number", "head_sha", "job_name")))
-            .filter(k=1)
-            .values(*CELL_FIELDS)
-            .order_by()
+        # One query, read as plain rows: a page has a thousand cells, and Django's value
+        # iteration cost more than the query.
+        ranked = chosen.values(*CELL_FIELDS).annotate(
+            k=_latest_rank(("pr_number", "head_sha", "job_name"))
         )
+        inner, params = ranked.order_by().query.get_compiler(using=ranked.db).as_sql()
+        statement = (
+            f"SELECT pr_number, head_sha, repo_display, {', '.join(CELL_SOURCE)} "  # noqa: S608
+            f"FROM ({inner}) latest WHERE k = 1"
+        )
+        with connections[self.using].cursor() as cursor:
+            cursor.execute(statement, params)
+            found = cursor.fetchall()
         wanted = set(rows)
         cells: dict[tuple[int, str], dict[str, Cell]] = {}
         name = ""
-        for row in found:
-            key = (row["pr_number"], row["head_sha"])
+        for pr_number, head_sha, name_shown, *values in found:
+            key = (pr_number, head_sha)
             if key in wanted:
-                cells.setdefault(key, {})[row["job_name"]] = Cell.of(row)
-                name = row["repo_display"]
+                cell = _cell(values)
+                cells.setdefault(key, {})[cell.job_name] = cell
+                name = name_shown
         return cells, name
 
     def pr(self, number: int, *, exclude: Sequence[str] = ()) -> PrView:
@@ -379,11 +385,7 @@ class OrmRecordStore(RecordStore):
         found_cells: dict[str, list[Cell]] = {}
         for repo, head, *values in found:
             if red[repo] == head:
-                row = dict(zip(CELL_SOURCE, values, strict=True))
-                for name in JSON_CELL_FIELDS:  # text from plain SQL on either database
-                    row[name] = json.loads(row[name]) if isinstance(row[name], str) else None
-                row["received_at"] = _aware(row["received_at"])
-                found_cells.setdefault(repo, []).append(Cell.of(row))
+                found_cells.setdefault(repo, []).append(_cell(values))
         return {repo: tuple(cells) for repo, cells in found_cells.items()}
 
     def readiness(self, repo_key: str, window: Window) -> ReadinessMetrics:
@@ -493,6 +495,15 @@ FAILING_SQL = (
     "ORDER BY downstream_repo, job_name"
 )
 JSON_CELL_FIELDS = ("failed_tests_detail", "triage_verdict")
+
+
+def _cell(values: Sequence[Any]) -> Cell:
+    """A Cell from plain SQL's values of CELL_SOURCE, in that order (JSON comes as text)."""
+    row = dict(zip(CELL_SOURCE, values, strict=True))
+    for name in JSON_CELL_FIELDS:
+        row[name] = json.loads(row[name]) if isinstance(row[name], str) else None
+    row["received_at"] = _aware(row["received_at"])
+    return Cell.of(row)
 
 # What a cell is, in SQL: its conclusion, or in_progress while it runs.
 OUTCOME_SQL = "(CASE WHEN status = 'completed' THEN conclusion ELSE 'in_progress' END)"

@@ -1,17 +1,25 @@
 """Formatting for the HUD's templates: durations, rates, outcomes, safe links, sparklines."""
 
+import html
 from typing import Any
 
 from django import template
 from django.conf import settings
 from django.urls import reverse
-from django.utils.html import escape, format_html, format_html_join
+from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString, mark_safe
 
 from hud.records import safe_url
 from hud.reports import DailyPoint, Window
 
 register = template.Library()
+
+
+def _escape(value: object) -> str:
+    """Django's escape() without its lazy-string wrapper (the same html.escape underneath):
+    the matrix calls it thousands of times a page."""
+    return html.escape(str(value))
+
 
 OUTCOMES = {  # outcome → (icon, words); the icon is never the only signal
     "success": ("✓", "passed"),
@@ -173,12 +181,12 @@ def matrix_cell(shown: Any) -> SafeString:
 
     Python rather than an included template, and plain escaped f-strings rather than
     format_html: a page has hundreds of cells, and each costs more than the page's SQL
-    otherwise. Every value from a record goes through escape()."""
+    otherwise. Every value from a record goes through _escape()."""
     cell = shown.cell
-    outcome = escape(cell.outcome)
+    outcome = _escape(cell.outcome)
     head = (
-        f'<span class="icon" aria-hidden="true">{escape(outcome_icon(cell.outcome))}</span> '
-        f'<span class="words">{escape(outcome_words(cell.outcome))}</span>'
+        f'<span class="icon" aria-hidden="true">{_escape(outcome_icon(cell.outcome))}</span> '
+        f'<span class="words">{_escape(outcome_words(cell.outcome))}</span>'
     )
     if shown.of > 1:
         head += f' <span class="shards">{shown.passed}/{shown.of}</span>'
@@ -187,10 +195,10 @@ def matrix_cell(shown: Any) -> SafeString:
         head += f' <span class="attempt" title="attempt {attempt}">#{attempt}</span>'
     rows: list[tuple[str, str]] = []  # (term, escaped HTML)
     if shown.of > 1:
-        worst = escape(cell.job_name)
+        worst = _escape(cell.job_name)
         rows.append(("Shards", f"{shown.passed} of {shown.of} passed; worst: {worst}"))
     rows += [
-        ("Job", escape(f"{cell.workflow_name} / {cell.job_name}")),
+        ("Job", _escape(f"{cell.workflow_name} / {cell.job_name}")),
         ("Attempt", str(int(cell.run_attempt))),
         ("Duration", duration(cell.execution_time)),
         ("Queue", duration(cell.queue_time)),
@@ -199,17 +207,17 @@ def matrix_cell(shown: Any) -> SafeString:
         passed = "?" if cell.tests_passed is None else int(cell.tests_passed)
         rows.append(("Tests", f"{passed}/{int(cell.tests_total)} passed"))
     if cell.failed_tests:
-        items = "".join(f"<li><code>{escape(name)}</code></li>" for name in cell.failed_tests)
+        items = "".join(f"<li><code>{_escape(name)}</code></li>" for name in cell.failed_tests)
         rows.append(("Failing", f'<ul class="failing">{items}</ul>'))
     verdict = cell.triage_verdict
     if verdict:
         text = f"{verdict.get('category')} ({verdict.get('confidence')} confidence)"
         if verdict.get("summary"):
             text += f": {verdict['summary']}"
-        rows.append(("Triage", escape(text)))
+        rows.append(("Triage", _escape(text)))
     log = link_or_none(cell.log_url)
     if log:
-        rows.append(("Log", f'<a href="{escape(log)}" rel="noopener noreferrer">workflow run</a>'))
+        rows.append(("Log", f'<a href="{_escape(log)}" rel="noopener noreferrer">workflow run</a>'))
     details = "".join(f"<dt>{term}</dt><dd>{value}</dd>" for term, value in rows)
     html = f'<details class="cell {outcome}"><summary>{head}</summary><dl>{details}</dl></details>'
     return mark_safe(html)  # noqa: S308 (built above from escaped values only)
@@ -218,7 +226,7 @@ def matrix_cell(shown: Any) -> SafeString:
 @register.simple_tag
 def pr_row(repo: Any, number: int) -> SafeString:
     """One downstream repo's row on a PR page (a PrRepo), as matrix_cell builds a cell: escaped
-    f-strings, every value from a record through escape()."""
+    f-strings, every value from a record through _escape()."""
     latest = repo.latest
     counts = latest.counts
     result: str = ""  # an outcome tag's HTML, or nothing
@@ -235,21 +243,22 @@ def pr_row(repo: Any, number: int) -> SafeString:
     failing = []
     for cell in repo.failing:
         log = link_or_none(cell.log_url)
-        name: str = escape(cell.job_name)
+        name: str = _escape(cell.job_name)
         if log:
-            name = f'<a href="{escape(log)}" rel="noopener noreferrer">{name}</a>'
-        failing.append(f'{name} <span class="muted">({escape(outcome_words(cell.outcome))})</span>')
+            name = f'<a href="{_escape(log)}" rel="noopener noreferrer">{name}</a>'
+        words = _escape(outcome_words(cell.outcome))
+        failing.append(f'{name} <span class="muted">({words})</span>')
     since = repo.red_since
     link = f"{repo_url(repo.repo)}?pr={int(number)}"
     html = (
         f'<tr class="{"red" if latest.red else ""}">'
-        f'<th scope="row"><a href="{escape(link)}">{escape(repo.repo)}</a></th>'
-        f"<td>{escape(repo.level or '—')}</td>"
-        f"<td><code>{escape(short_sha(latest.head_sha))}</code> "
+        f'<th scope="row"><a href="{_escape(link)}">{_escape(repo.repo)}</a></th>'
+        f"<td>{_escape(repo.level or '—')}</td>"
+        f"<td><code>{_escape(short_sha(latest.head_sha))}</code> "
         f'<span class="muted">({heads} head{"" if heads == 1 else "s"})</span></td>'
         f'<td>{result}\n        <span class="muted">{int(counts.successes)}/'
         f"{int(counts.completed)} passed{running}</span></td>"
-        f"<td>{f'<code>{escape(short_sha(since))}</code>' if since else '—'}</td>"
+        f"<td>{f'<code>{_escape(short_sha(since))}</code>' if since else '—'}</td>"
         f"<td>{', '.join(failing) or '—'}</td></tr>"
     )
     return mark_safe(html)  # noqa: S308 (built above from escaped values only)
