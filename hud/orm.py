@@ -505,6 +505,7 @@ def _cell(values: Sequence[Any]) -> Cell:
     row["received_at"] = _aware(row["received_at"])
     return Cell.of(row)
 
+
 # What a cell is, in SQL: its conclusion, or in_progress while it runs.
 OUTCOME_SQL = "(CASE WHEN status = 'completed' THEN conclusion ELSE 'in_progress' END)"
 

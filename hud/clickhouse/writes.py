@@ -16,11 +16,12 @@ from datetime import datetime
 from typing import Any
 
 from django.db import transaction
+from django.db.models import Field
 
 from crcr_site import sql
 from hud.clickhouse import queries as q
 from hud.clickhouse.drivers import Driver
-from hud.models import HudOutbox
+from hud.models import HudOutbox, JobRecord
 from hud.storage import KEY_FIELDS, HudRecord, RecordKey
 
 DRAIN_BATCH = 500
@@ -176,20 +177,21 @@ def _to_clickhouse(row: dict[str, Any]) -> dict[str, Any]:
     out = {name: row.get(name) for name in q.COLUMNS}
     for name in q.JSON_COLUMNS:
         out[name] = "" if out[name] is None else json.dumps(out[name])
-    for name in (
-        "repo_display",
-        "upstream_repo",
-        "head_sha",
-        "workflow_run_url",
-        "run_id",
-        "conclusion",
-        "artifact_url",
-        "status",
-        "level",
-    ):
-        out[name] = out[name] or ""
     out["version"] = out.get("version") or _micros(row["updated_at"])
+    for name, kind in q.COLUMNS.items():
+        if out[name] is None and not kind.startswith(("Nullable(", "DateTime")):
+            out[name] = _default(name, kind)
     return out
+
+
+def _default(name: str, kind: str) -> Any:
+    """What a non-Nullable column holds for a value a row does not have: the record model's
+    default (as the ORM would store it), else the type's zero. A server's Native inserts
+    refuse None there; chdb's JSON inserts would have stored the zero silently."""
+    field = JobRecord._meta.get_field(name)
+    if isinstance(field, Field) and field.has_default():
+        return field.get_default()
+    return "" if kind.removeprefix("LowCardinality(").startswith("String") else 0
 
 
 def decoded(row: dict[str, Any]) -> dict[str, Any]:
