@@ -3,11 +3,19 @@
 The envelope is contract section 3's, sent with `x-hud-internal-bot: HUD_FORWARD_TOKEN`. A 2xx
 is sent; another 4xx (but 429) is a rejection, kept as `failed` for inspection; anything else
 is retried like a dispatch (CRCR_RETRY_FIRST doubling to CRCR_RETRY_CAP, full jitter) until
-CRCR_DISPATCH_GIVE_UP. Rows are claimed with a lease, so several workers never send one twice.
+CRCR_DISPATCH_GIVE_UP.
+
+Rows are claimed with a lease of CRCR_DISPATCH_LEASE seconds in the claimer's name, as the
+fan-out claims dispatches, so several workers never send one twice: a worker sends its batch
+one row at a time only while the lease has time left for a send (each send's timeout is cut to
+what is left), hands the rest back unattempted, and records a failure only on rows it still
+holds. A send the remote HUD took is recorded whoever holds the row by then.
 """
 
 import logging
 import random
+import time
+import uuid
 from datetime import timedelta
 
 import requests
@@ -21,8 +29,8 @@ from relay.models import HudForward
 logger = logging.getLogger(__name__)
 
 BATCH = 50
-LEASE = timedelta(seconds=60)
 TIMEOUT = 10.0
+MIN_SEND = 1.0  # seconds of lease a send needs at least; with less, the rest is handed back
 
 _session = requests.Session()
 
@@ -47,35 +55,50 @@ def forward_due() -> int:
     if not settings.HUD_FORWARD_URL:
         return 0
     now = timezone.now()
+    lease = float(settings.CRCR_DISPATCH_LEASE)
+    deadline = time.monotonic() + lease
     due = Q(status=HudForward.Status.PENDING, next_attempt_at__lte=now) & (
         Q(lease_until__isnull=True) | Q(lease_until__lt=now)
     )
+    owner = uuid.uuid4().hex
     ids = list(HudForward.objects.filter(due).order_by("pk").values_list("pk", flat=True)[:BATCH])
     HudForward.objects.filter(due, pk__in=ids).update(
-        lease_until=now + LEASE, attempts=F("attempts") + 1
+        lease_owner=owner, lease_until=now + timedelta(seconds=lease), attempts=F("attempts") + 1
     )
+    rows = list(HudForward.objects.filter(lease_owner=owner).order_by("pk"))
     sent = 0
-    for row in HudForward.objects.filter(pk__in=ids, lease_until=now + LEASE):
-        sent += _send(row)
+    for n, row in enumerate(rows):
+        left = deadline - time.monotonic()
+        if left < MIN_SEND:  # the lease would end mid-send: another worker may take these
+            unsent = [later.pk for later in rows[n:]]
+            HudForward.objects.filter(pk__in=unsent, lease_owner=owner).update(
+                lease_owner="", lease_until=None, attempts=F("attempts") - 1
+            )
+            break
+        sent += _send(row, timeout=min(TIMEOUT, left))
     return sent
 
 
-def _send(row: HudForward) -> int:
+def _send(row: HudForward, timeout: float) -> int:
     url = str(settings.HUD_FORWARD_URL)
     try:
         response = _session.post(
             url,
             json=row.envelope,
-            timeout=TIMEOUT,
+            timeout=timeout,
             headers={"x-hud-internal-bot": settings.HUD_FORWARD_TOKEN},
         )
         status, error = response.status_code, f"HTTP {response.status_code} {response.text[:200]}"
     except requests.RequestException as exc:
         status, error = 0, str(exc)
     now = timezone.now()
-    if 200 <= status < 300:
+    if 200 <= status < 300:  # the remote took it: true whoever holds the row now
         HudForward.objects.filter(pk=row.pk).update(
-            status=HudForward.Status.SENT, sent_at=now, lease_until=None, last_error=""
+            status=HudForward.Status.SENT,
+            sent_at=now,
+            lease_owner="",
+            lease_until=None,
+            last_error="",
         )
         return 1
     rejected = 400 <= status < 500 and status != 429
@@ -83,9 +106,13 @@ def _send(row: HudForward) -> int:
     retry_at = now + timedelta(seconds=random.uniform(0, ceiling))  # noqa: S311 (jitter)
     gave_up = retry_at > row.created_at + timedelta(seconds=settings.CRCR_DISPATCH_GIVE_UP)
     failed = rejected or gave_up
-    HudForward.objects.filter(pk=row.pk).update(
+    # Only while we hold it: a sender that lost its lease must not undo another's work.
+    HudForward.objects.filter(
+        pk=row.pk, lease_owner=row.lease_owner, status=HudForward.Status.PENDING
+    ).update(
         status=HudForward.Status.FAILED if failed else HudForward.Status.PENDING,
         next_attempt_at=retry_at,
+        lease_owner="",
         lease_until=None,
         last_error=error[:2000],
     )

@@ -167,6 +167,7 @@ class HudForward(models.Model):
     last_error = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     next_attempt_at = models.DateTimeField()
+    lease_owner = models.CharField(max_length=32, blank=True, help_text="the sender holding it")
     lease_until = models.DateTimeField(null=True, blank=True)
     sent_at = models.DateTimeField(null=True, blank=True)
 

@@ -2,6 +2,7 @@
 /api/crcr/results, checks the bot token and the envelope's shape, and records what it took."""
 
 import json
+import time
 from dataclasses import dataclass, field
 
 from relay.loopback import LoopbackServer, QuietHandler
@@ -11,6 +12,7 @@ from relay.loopback import LoopbackServer, QuietHandler
 class RemoteHud:
     token: str
     fail_next: int = 0  # answer 503 this many times first
+    delay: float = 0.0  # seconds before each answer
     received: list[dict] = field(default_factory=list)
     refused: int = 0
 
@@ -34,6 +36,7 @@ class RemoteHud:
         return f"{self.server.url}/api/crcr/results"
 
     def answer(self, path: str, token: str, body: bytes) -> int:
+        time.sleep(self.delay)
         if path != "/api/crcr/results" or token != self.token:
             self.refused += 1
             return 401

@@ -706,6 +706,35 @@ def test_accepted_records_are_forwarded_to_a_remote_hud_through_the_outbox(
         remote.stop()
 
 
+def test_a_forwarding_batch_never_outlives_its_lease(client, actions, dispatched, settings):
+    """A slow remote HUD: a worker sends only while its lease has time for a send and hands
+    the rest back unattempted, so no envelope goes twice and no attempt is counted twice."""
+    from relay import hud_forward
+    from relay.models import HudForward
+    from tests.fakes.remote_hud import RemoteHud
+
+    remote = RemoteHud(token="remote-token", delay=0.5).start()
+    settings.HUD_FORWARD_URL, settings.HUD_FORWARD_TOKEN = remote.url, "remote-token"
+    settings.CRCR_DISPATCH_LEASE = hud_forward.MIN_SEND + 0.3  # room for one send a batch
+    try:
+        for n in range(3):
+            job = dict(job=f"job-{n}", check_run_id=str(n))
+            body = reporter_body(dispatched, "in_progress", **job)
+            assert post_callback(client, body, token_for(actions)).status_code == 200
+
+        batches = [hud_forward.forward_due() for _ in range(3)]
+
+        assert batches == [1, 1, 1]
+        jobs = sorted(
+            e["untrusted"]["callback_payload"]["workflow"]["job_name"] for e in remote.received
+        )
+        assert jobs == ["job-0", "job-1", "job-2"]
+        rows = HudForward.objects.values_list("status", "attempts", "lease_owner")
+        assert sorted(rows) == [("sent", 1, "")] * 3
+    finally:
+        remote.stop()
+
+
 def test_the_admin_shows_records_and_the_audit(admin_client, client, actions, dispatched):
     post_callback(client, reporter_body(dispatched, "in_progress"), token_for(actions))
     post_callback(client, reporter_body(dispatched, "in_progress"), token_for(actions))
