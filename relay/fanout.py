@@ -521,16 +521,25 @@ def summarize(delivery: Delivery, outcomes: dict[int, str], deferred: str) -> Su
 
 def retry(ids: list[int]) -> dict[str, int]:
     """The worker's send: claim what is due among `ids`, send it all, queue what must wait."""
-    outcomes = send(Q(pk__in=ids), Payloads(), deadline=None)
+    counts = _send_counted(ids)
     schedule_ids(ids)  # what is still pending among them, claimed now or not yet due
+    return counts
+
+
+def _send_counted(ids: list[int]) -> dict[str, int]:
+    """Claim and send what is due among `ids`; how many reached each status."""
     counts: dict[str, int] = {}
-    for status in outcomes.values():
+    for status in send(Q(pk__in=ids), Payloads(), deadline=None).values():
         counts[status] = counts.get(status, 0) + 1
     return counts
 
 
 def sweep() -> dict[str, int]:
-    """Pending dispatches nobody is sending (a process died mid-send, a task was lost)."""
+    """Send pending dispatches nobody is sending (a process died mid-send, a task was lost).
+
+    It queues no task of its own: where a row's task chain still lives, it would run beside a
+    second one from then on (each sweep adding another); where it was lost, the sweep finds the
+    row again once its next attempt is SWEEP_GRACE overdue."""
     now = timezone.now()
     stale = Q(next_attempt_at__lte=now - SWEEP_GRACE) | Q(lease_until__lt=now)
     ids = list(
@@ -538,4 +547,4 @@ def sweep() -> dict[str, int]:
         .order_by("next_attempt_at")
         .values_list("pk", flat=True)[:500]
     )
-    return retry(ids=ids) if ids else {}
+    return _send_counted(ids) if ids else {}

@@ -170,6 +170,30 @@ def test_github_down_queues_the_dispatches_and_the_worker_delivers_once_it_recov
     )
 
 
+def test_the_sweep_sends_stale_dispatches_without_starting_another_task_chain(
+    client, github, downstream
+):
+    from django_tasks_db.models import DBTaskResult
+
+    github.fail("dispatch", "5xx")
+    post_webhook(client, "pull_request", PR)  # pending, with its retry task queued
+    tasks = DBTaskResult.objects.count()
+    overdue = timezone.now() - fanout.SWEEP_GRACE - timedelta(seconds=1)
+    Dispatch.objects.update(next_attempt_at=overdue)  # as if that task had been lost
+
+    still_down = fanout.sweep()
+    github.heal()
+    Dispatch.objects.update(next_attempt_at=overdue)
+    recovered = fanout.sweep()
+
+    assert still_down == {"pending": 4}
+    assert recovered == {"sent": 4}
+    assert DBTaskResult.objects.count() == tasks
+    assert {repo: len(github.dispatches(repo)) for repo in PARTICIPANTS} == dict.fromkeys(
+        PARTICIPANTS, 1
+    )
+
+
 def test_a_secondary_rate_limit_waits_as_long_as_github_asks(client, github, downstream):
     github.fail("dispatch", "rate_limit", retry_after=30)
 
