@@ -298,6 +298,7 @@ CRCR_ZOMBIE_TIMEOUT = envint("CRCR_ZOMBIE_TIMEOUT", 21600, minimum=60)
 CRCR_RATE_LIMIT_PER_MIN = envint("CRCR_RATE_LIMIT_PER_MIN", 100, minimum=1)
 # Audit rows for callbacks refused before identity was proven, across the relay (0: none).
 CRCR_AUDIT_UNVERIFIED_PER_MIN = envint("CRCR_AUDIT_UNVERIFIED_PER_MIN", 60, minimum=0)
+CRCR_AUDIT_RETENTION_DAYS = envint("CRCR_AUDIT_RETENTION_DAYS", 90, minimum=0)
 # true: a PR/push callback must echo a valid dispatch token (crcr.token) to be accepted.
 CRCR_REQUIRE_DISPATCH_TOKEN = envbool("CRCR_REQUIRE_DISPATCH_TOKEN", False)
 CRCR_CALLBACK_MAX_BYTES = envint("CRCR_CALLBACK_MAX_BYTES", 1024 * 1024, minimum=1024)

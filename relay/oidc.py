@@ -40,6 +40,9 @@ logger = logging.getLogger(__name__)
 GITHUB_ISSUER = "https://token.actions.githubusercontent.com"
 BUILDKITE_ISSUER = "https://agent.buildkite.com"
 LEEWAY = 60
+# A token may live this long at most (exp - iat). A used token's replay key is forgotten a day
+# after its use (relay/retention.py): by then every token that could be replayed has expired.
+MAX_LIFETIME = 12 * 3600
 REFRESH_COOLDOWN = 60
 FETCH_TIMEOUT = 3.0
 JWKS_TTL = 24 * 3600
@@ -200,6 +203,9 @@ def verify(authorization: str) -> Identity:
         )
     except jwt.PyJWTError as exc:
         raise OIDCRefused(401, "token_invalid", f"the token is not valid: {exc}") from None
+    lifetime = claims["exp"] - claims["iat"]
+    if not isinstance(lifetime, int | float) or lifetime > MAX_LIFETIME:
+        raise OIDCRefused(401, "token_invalid", f"tokens may live {MAX_LIFETIME // 3600} h at most")
     replay = claims.get("jti") or "sha256:" + hashlib.sha256(token.encode()).hexdigest()
     repo = _github_repo(claims) if kind == "github" else _buildkite_repo(claims)
     return Identity(repo=repo, issuer=issuer, kind=kind, replay_key=str(replay), claims=claims)

@@ -71,15 +71,9 @@ def _drains_here() -> float:
 
 
 def _prune() -> object:
-    """Rows that only grow: used replay keys (a token is refused by its `exp` long before a
-    day has passed) and finished task results (kept two weeks, as django-tasks-db suggests)."""
-    from django.core.management import call_command
+    from relay import retention
 
-    from relay.models import ReplayKey
-
-    deleted, _ = ReplayKey.objects.filter(used_at__lt=timezone.now() - timedelta(days=1)).delete()
-    call_command("prune_db_task_results", min_age_days=14, queue_name="*", verbosity=0)
-    return deleted
+    return retention.prune()
 
 
 def _sync_allowlist() -> object:

@@ -224,6 +224,15 @@ REFUSED = [
         lambda body, a: (reporter_body(body, "in_progress"), _unknown_kid(a)),
     ),
     (
+        "a token that lives longer than relay/oidc.py's MAX_LIFETIME",
+        401,
+        "token_invalid",
+        lambda body, a: (
+            reporter_body(body, "in_progress"),
+            token_for(a, iat=int(time.time()), exp=int(time.time()) + 13 * 3600),
+        ),
+    ),
+    (
         "no exp claim",
         401,
         "token_invalid",
@@ -825,5 +834,5 @@ def test_used_replay_keys_are_pruned_after_a_day(client, actions, dispatched):
     ReplayKey.objects.update(used_at=timezone.now() - timedelta(days=2))
 
     prune = next(job for job in JOBS if job.name == "prune")
-    assert prune.run() == 1
+    assert prune.run() == {"replay_keys": 1, "forwarded": 0, "audit": 0, "forwards_given_up": 0}
     assert ReplayKey.objects.count() == 0
