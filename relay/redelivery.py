@@ -2,7 +2,10 @@
 
 Periodically list the App's recent deliveries and ask GitHub to redeliver each one we would
 have dispatched, that failed on every attempt, and that we have no record of. GitHub keeps
-deliveries for 3 days, which bounds how far back we look. One delivery is asked for at most
+deliveries for 3 days, which bounds how far back the first check looks; after a complete
+check, the next reads back only to when that one started (less OVERLAP, for entries listed
+late), so a busy App's three days of deliveries are not paged through every few minutes. A
+redelivery that fails is a new entry, so it is seen again. One delivery is asked for at most
 once an hour (a Redis marker), so a relay that keeps failing is not asked to redeliver in a loop.
 
 Failure modes: GitHub unavailable or rate limiting, or Redis down: the run stops and the next
@@ -10,7 +13,7 @@ one tries again (nothing is lost that the next run cannot find).
 """
 
 import logging
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from django.utils import timezone
 from redis.exceptions import RedisError
@@ -24,12 +27,14 @@ from relay.webhook import is_dispatched
 logger = logging.getLogger(__name__)
 
 WINDOW = timedelta(days=3)
+OVERLAP = timedelta(minutes=10)
 ASK_AGAIN_AFTER = 3600
 
 
-def missed_deliveries() -> list[HookDelivery]:
-    """Failed deliveries of dispatched events, within GitHub's window, that we never recorded."""
-    since = timezone.now() - WINDOW
+def missed_deliveries(since: datetime | None = None) -> list[HookDelivery]:
+    """Failed deliveries of dispatched events, delivered since `since` (at most GitHub's
+    window), that we never recorded."""
+    since = max(since or datetime.min.replace(tzinfo=UTC), timezone.now() - WINDOW)
     succeeded: set[str] = set()
     failed: dict[str, HookDelivery] = {}
     for item in get_app().hook_deliveries():
@@ -50,17 +55,25 @@ def missed_deliveries() -> list[HookDelivery]:
 
 def redeliver_missed() -> list[str]:
     """Ask GitHub to redeliver what we missed; the guids asked for."""
+    started = timezone.now()
     asked = []
-    for item in missed_deliveries():
-        try:
+    try:
+        checked = get_redis().get(redis_keys.REDELIVERY_CHECKED)
+        since = None if checked is None else datetime.fromtimestamp(float(checked), UTC) - OVERLAP
+        for item in missed_deliveries(since):
             first_time = get_redis().set(
                 redis_keys.redelivery(item.guid), "1", nx=True, ex=ASK_AGAIN_AFTER
             )
-        except RedisError as exc:
-            logger.warning("lost-webhook check stopped: Redis unavailable (%s)", exc)
-            break
-        if first_time:
-            get_app().redeliver(item.id)
-            logger.info("asked GitHub to redeliver %s (%s.%s)", item.guid, item.event, item.action)
-            asked.append(item.guid)
+            if first_time:
+                get_app().redeliver(item.id)
+                logger.info(
+                    "asked GitHub to redeliver %s (%s.%s)", item.guid, item.event, item.action
+                )
+                asked.append(item.guid)
+        # Complete: the next check need not read further back than this one's start.
+        get_redis().set(
+            redis_keys.REDELIVERY_CHECKED, started.timestamp(), ex=int(WINDOW.total_seconds())
+        )
+    except RedisError as exc:
+        logger.warning("lost-webhook check stopped: Redis unavailable (%s)", exc)
     return asked

@@ -46,6 +46,9 @@ def redelivery(guid: str) -> str:
     return f"crcr:redelivery:{guid}"
 
 
+REDELIVERY_CHECKED = "crcr:redelivery:checked-until"  # when the last complete check started
+
+
 def job(delivery_id: str, repo: str, run_id: str, run_attempt: int, job_name: str) -> str:
     return f"crcr:{dispatch_tag(delivery_id, repo)}:job:{run_id}:{run_attempt}:{job_name}"
 

@@ -48,6 +48,22 @@ def test_a_missed_delivery_is_asked_for_once_an_hour(github, downstream):
     assert len(github.calls_to("redeliver")) == 1
 
 
+@pytest.mark.django_db
+def test_after_a_complete_check_the_next_reads_only_what_is_new(github, downstream):
+    an_hour_ago = datetime.now(UTC) - timedelta(hours=1)
+    github.log_delivery("missed", "pull_request", "opened", 502, delivered_at=an_hour_ago)
+    for n in range(150):
+        github.log_delivery(f"ok-{n}", "pull_request", "synchronize", 200, delivered_at=an_hour_ago)
+
+    first = redeliver_missed()
+    github.log_delivery("missed-later", "pull_request", "opened", 502)
+    second = redeliver_missed()
+
+    assert (first, second) == (["missed"], ["missed-later"])
+    assert len(github.calls_to("deliveries")) == 3  # two pages, then one
+    assert len(github.calls_to("redeliver")) == 2
+
+
 @pytest.mark.django_db(transaction=True)
 def test_a_webhook_our_server_never_got_is_redelivered_and_dispatched(
     live_server, github, downstream, settings
