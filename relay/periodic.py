@@ -107,7 +107,14 @@ def take_turn(job: Job) -> bool:
 
 
 def run_due_jobs() -> None:
+    # One read of every job's last start (an idle worker polls twice a second); only a job
+    # due by it, or without a row yet, goes on to take its turn, which decides.
+    now = timezone.now()
+    started = dict(PeriodicJob.objects.values_list("name", "last_started_at"))
     for job in JOBS:
+        last = started.get(job.name)
+        if last is not None and last > now - timedelta(seconds=max(job.interval(), 0)):
+            continue
         if not take_turn(job):
             continue
         error = ""
