@@ -24,7 +24,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
+from urllib.request import getproxies, proxy_bypass
 
 import jwt
 import urllib3
@@ -140,12 +141,23 @@ def _retry_after(response: Answer) -> float | None:
     return None
 
 
+def _pool_for(url: str, **options: Any) -> urllib3.PoolManager:
+    """A pool for `url`, through the proxy the environment names for it (HTTPS_PROXY or
+    HTTP_PROXY, unless NO_PROXY covers the host), as requests and curl would go."""
+    parts = urlsplit(url)
+    proxy = getproxies().get(parts.scheme)
+    if proxy and not proxy_bypass(parts.hostname or ""):
+        return urllib3.ProxyManager(proxy, **options)
+    return urllib3.PoolManager(**options)
+
+
 class GitHubApp:
     def __init__(self, *, api_url: str, app_id: str, private_key: str, timeout: float) -> None:
         self.api_url = api_url.rstrip("/")
         self.app_id = app_id
         self.private_key = private_key
-        self.http = urllib3.PoolManager(
+        self.http = _pool_for(
+            self.api_url,
             maxsize=settings.CRCR_FANOUT_THREADS,
             retries=False,  # retrying is the fan-out's business, with its own backoff
             timeout=urllib3.Timeout(connect=min(3.05, timeout), read=timeout),

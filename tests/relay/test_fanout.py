@@ -307,6 +307,26 @@ def test_two_senders_claiming_the_same_dispatches_send_each_once(client, github,
     )
 
 
+def test_github_is_reached_through_the_proxy_the_environment_names(
+    client, github, downstream, monkeypatch
+):
+    from tests.fakes.http_proxy import HttpProxy
+
+    proxy = HttpProxy().start()
+    monkeypatch.setenv("HTTP_PROXY", proxy.url)
+    monkeypatch.setenv("NO_PROXY", "")
+    monkeypatch.delenv("http_proxy", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    try:  # the App client for this test's GitHub is made (and reads the environment) now
+        post_webhook(client, "pull_request", PR)
+    finally:
+        proxy.stop()
+
+    assert set(statuses().values()) == {"sent"}
+    assert sum(url.endswith("/dispatches") for url in proxy.carried) == len(PARTICIPANTS)
+    assert all(url.startswith(github.url) for url in proxy.carried)
+
+
 def test_installation_tokens_are_minted_once_and_shared_through_redis(client, github, downstream):
     post_webhook(client, "pull_request", PR, delivery="guid-1")
     post_webhook(client, "pull_request", PR, delivery="guid-2")
