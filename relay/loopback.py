@@ -24,6 +24,19 @@ class LoopbackServer:
         self.httpd.server_close()
 
 
+class Served:
+    """A simulator or fake that keeps its LoopbackServer as `server`."""
+
+    server: LoopbackServer
+
+    def stop(self) -> None:
+        self.server.stop()
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+
 class QuietHandler(BaseHTTPRequestHandler):
     """A request handler that logs nothing and answers in one call."""
 

@@ -32,7 +32,7 @@ import requests
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from relay.loopback import LoopbackServer, QuietHandler
+from relay.loopback import LoopbackServer, QuietHandler, Served
 
 DISPATCH_LIMIT = 65536
 Answer = tuple[int, dict[str, str], object]
@@ -73,7 +73,7 @@ class Fault:
 
 
 @dataclass
-class SimulatedGitHub:
+class SimulatedGitHub(Served):
     app_id: str
     private_key: str
     latency: float = 0.0
@@ -105,13 +105,6 @@ class SimulatedGitHub:
     def start(self) -> "SimulatedGitHub":
         self.server = LoopbackServer(_handler_for(self), backlog=256)
         return self
-
-    def stop(self) -> None:
-        self.server.stop()
-
-    @property
-    def url(self) -> str:
-        return self.server.url
 
     # --- test controls -----------------------------------------------------------------
 

@@ -13,13 +13,13 @@ from typing import Any
 import jwt
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from relay.loopback import LoopbackServer, QuietHandler
+from relay.loopback import LoopbackServer, QuietHandler, Served
 
 AUDIENCE = "pytorch-cross-repo-ci-relay"
 
 
 @dataclass
-class SimulatedIssuer:
+class SimulatedIssuer(Served):
     kind: str = "github"  # or "buildkite"
     down: bool = False
     jwks_fetches: int = 0
@@ -55,9 +55,6 @@ class SimulatedIssuer:
 
         self.server = LoopbackServer(Handler)
         return self
-
-    def stop(self) -> None:
-        self.server.stop()
 
     @property
     def url(self) -> str:

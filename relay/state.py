@@ -12,6 +12,7 @@ transition is charged to its repo's rate limit in the same round trip (`RateLimi
 
 import functools
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import redis
@@ -113,9 +114,10 @@ def _moved(
     now: float,
     tx: str,
     rate: RateLimit | None,
-) -> tuple[str, str | None, int]:
-    """Run a job transition, charged to `rate` in the same round trip: (result, the script's
-    value when it moved, seconds to wait when over the limit).
+    since: Callable[[str], float],
+) -> Transition:
+    """Run a job transition, charged to `rate` in the same round trip; `since` reads the time
+    the script returns when it moved.
 
     The rate key lives in another hash slot than the job's, so this is a pipeline of two
     scripts, not one (EVAL, so that no SCRIPT EXISTS precedes it). A transition that turns
@@ -134,26 +136,28 @@ def _moved(
     if wait:
         if result == "ok":
             compensate(job_key, tx)
-        return "rate_limited", None, int(wait)
-    return result, _decode(reply[1]) if result == "ok" else None, 0
+        return Transition("rate_limited", retry_after=int(wait))
+    if result != "ok":
+        return Transition(result)
+    return Transition("ok", since(_decode(reply[1])))
+
+
+def _dispatched_at(state: str) -> float:
+    return float(json.loads(state)["timestamp"])
 
 
 def start(
     dispatched_key: str, job_key: str, *, now: float, tx: str, rate: RateLimit | None = None
 ) -> Transition:
-    result, dispatched, wait = _moved(_IN_PROGRESS, dispatched_key, job_key, now, tx, rate)
-    if dispatched is None:
-        return Transition(result, retry_after=wait)
-    return Transition("ok", float(json.loads(dispatched)["timestamp"]))
+    """in_progress: `since` is when the dispatch was sent."""
+    return _moved(_IN_PROGRESS, dispatched_key, job_key, now, tx, rate, _dispatched_at)
 
 
 def complete(
     dispatched_key: str, job_key: str, *, now: float, tx: str, rate: RateLimit | None = None
 ) -> Transition:
-    result, started, wait = _moved(_COMPLETED, dispatched_key, job_key, now, tx, rate)
-    if started is None:
-        return Transition(result, retry_after=wait)
-    return Transition("ok", float(started))
+    """completed: `since` is when the job started."""
+    return _moved(_COMPLETED, dispatched_key, job_key, now, tx, rate, float)
 
 
 def time_out(job_key: str, *, now: float, tx: str) -> Transition:

@@ -10,7 +10,7 @@ import json
 from dataclasses import dataclass, field
 from urllib.parse import parse_qs, urlsplit
 
-from relay.loopback import LoopbackServer, QuietHandler
+from relay.loopback import LoopbackServer, QuietHandler, Served
 
 
 @dataclass
@@ -21,7 +21,7 @@ class Seen:
 
 
 @dataclass
-class FileServer:
+class FileServer(Served):
     files: dict[str, str] = field(default_factory=dict)  # "/path" or "owner/repo@ref:path"
     down: bool = False
     seen: list[Seen] = field(default_factory=list)
@@ -42,9 +42,6 @@ class FileServer:
     @property
     def base_url(self) -> str:
         return f"{self.server.url}"
-
-    def stop(self) -> None:
-        self.server.stop()
 
     def answer(self, raw_path: str, headers: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
         if self.down:

@@ -4,11 +4,11 @@ takes absolute-form requests, passes them on, and records the URLs it carried.""
 import urllib.request
 from dataclasses import dataclass, field
 
-from relay.loopback import LoopbackServer, QuietHandler
+from relay.loopback import LoopbackServer, QuietHandler, Served
 
 
 @dataclass
-class HttpProxy:
+class HttpProxy(Served):
     carried: list[str] = field(default_factory=list)
 
     def start(self) -> "HttpProxy":
@@ -47,10 +47,3 @@ class HttpProxy:
 
         self.server = LoopbackServer(Handler)
         return self
-
-    def stop(self) -> None:
-        self.server.stop()
-
-    @property
-    def url(self) -> str:
-        return self.server.url

@@ -5,11 +5,11 @@ import json
 import time
 from dataclasses import dataclass, field
 
-from relay.loopback import LoopbackServer, QuietHandler
+from relay.loopback import LoopbackServer, QuietHandler, Served
 
 
 @dataclass
-class RemoteHud:
+class RemoteHud(Served):
     token: str
     fail_next: int = 0  # answer 503 this many times first
     delay: float = 0.0  # seconds before each answer
@@ -27,9 +27,6 @@ class RemoteHud:
 
         self.server = LoopbackServer(Handler)
         return self
-
-    def stop(self) -> None:
-        self.server.stop()
 
     @property
     def url(self) -> str:
