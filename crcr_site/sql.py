@@ -21,6 +21,7 @@ from typing import Any
 import psycopg
 from django.db import DEFAULT_DB_ALIAS, connection, connections, models, transaction
 from django.db.backends.utils import CursorWrapper
+from psycopg.pq import TransactionStatus
 
 
 def _columns(model: type[models.Model]) -> list[models.Field[Any, Any]]:
@@ -85,7 +86,17 @@ class _PreparedCursor(psycopg.Cursor[Any]):
     """psycopg's server-binding cursor whose every statement is prepared (on first use)."""
 
     def execute(self, query: Any, params: Any = None, **kwargs: Any) -> Any:
-        return super().execute(query, params, prepare=True, **kwargs)
+        try:
+            return super().execute(query, params, prepare=True, **kwargs)
+        except psycopg.errors.FeatureNotSupported:
+            # "cached plan must not change result type": a migration changed a table under a
+            # statement prepared here, which psycopg would go on using. Outside a transaction
+            # (a callback's statements run in autocommit), forget them all and run it afresh;
+            # inside one, the transaction's rollback forgets them.
+            if self.connection.info.transaction_status != TransactionStatus.IDLE:
+                raise
+            super().execute("DEALLOCATE ALL", prepare=False)  # psycopg forgets them too
+            return super().execute(query, params, prepare=True, **kwargs)
 
 
 @contextlib.contextmanager
@@ -96,6 +107,7 @@ def prepared_cursor(using: str = DEFAULT_DB_ALIAS) -> Iterator[CursorWrapper]:
     It is Django's cursor wrapper around it, so errors, the current transaction, query logging
     and execute wrappers behave as with `connection.cursor()`."""
     target = connections[using]
+    target.close_if_health_check_failed()
     target.ensure_connection()
     if target.vendor != "postgresql" or target.connection.prepare_threshold is None:
         with target.cursor() as cursor:

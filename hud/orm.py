@@ -345,7 +345,7 @@ class OrmRecordStore(RecordStore):
         # and reading them as model values cost more than running them.
         scope, params = _pr_scope(number, exclude)
         with connections[self.using].cursor() as cursor:
-            cursor.execute(PR_SQL.format(scope=scope), params)
+            cursor.execute(_pr_sql(scope), params)
             found = cursor.fetchall()
         shas: dict[str, list[ShaResult]] = {}
         shown: dict[str, tuple[str, str]] = {}
@@ -376,9 +376,7 @@ class OrmRecordStore(RecordStore):
         if not red:
             return {}
         heads = sorted(set(red.values()))
-        statement = FAILING_SQL.format(
-            scope=scope, repos=_placeholders(red), heads=_placeholders(heads)
-        )
+        statement = _failing_sql(scope, len(red), len(heads))
         with connections[self.using].cursor() as cursor:
             cursor.execute(statement, [*params, *red, *heads, *RED])
             found = cursor.fetchall()
@@ -473,27 +471,38 @@ LATEST_JOB = (
     "ORDER BY run_attempt DESC, received_at DESC, id DESC)"
 )
 _SUMS = ", ".join(f"SUM(CASE WHEN {condition} THEN 1 ELSE 0 END)" for condition in COUNT_CONDITIONS)
-# Each (repo, head) of a PR tallied over its jobs' latest attempts, with the repo's display
-# name and level from its newest record. Names from the model; values bound; {scope} from
-# _pr_scope.
-PR_SQL = (
-    "SELECT downstream_repo, head_sha, MIN(shown_repo), MIN(shown_level), MIN(received_at), "  # noqa: S608
-    f"{_SUMS} FROM (SELECT downstream_repo, head_sha, status, conclusion, received_at, "
-    f"{LATEST_JOB} AS k, FIRST_VALUE(repo_display) OVER newest AS shown_repo, "
-    "FIRST_VALUE(level) OVER newest AS shown_level "
-    f"FROM {JobRecord._meta.db_table} WHERE {{scope}} "
-    "WINDOW newest AS (PARTITION BY downstream_repo ORDER BY received_at DESC, id DESC)) latest "
-    "WHERE k = 1 GROUP BY downstream_repo, head_sha "
-    "ORDER BY downstream_repo, MIN(received_at), head_sha"
-)
-# The failed or timed-out latest attempts on given heads of given repos of a PR.
-FAILING_SQL = (
-    f"SELECT downstream_repo, head_sha, {', '.join(CELL_SOURCE)} "  # noqa: S608
-    f"FROM (SELECT *, {LATEST_JOB} AS k FROM {JobRecord._meta.db_table} "
-    "WHERE {scope} AND downstream_repo IN ({repos}) AND head_sha IN ({heads})) latest "
-    f"WHERE k = 1 AND status = 'completed' AND conclusion IN ({_placeholders(RED)}) "
-    "ORDER BY downstream_repo, job_name"
-)
+
+
+def _pr_sql(scope: str) -> str:
+    """Each (repo, head) of a PR tallied over its jobs' latest attempts, with the repo's display
+    name and level from its newest record. Names from the model, values bound, `scope` from
+    _pr_scope."""
+    return (
+        "SELECT downstream_repo, head_sha, MIN(shown_repo), MIN(shown_level), MIN(received_at), "  # noqa: S608
+        f"{_SUMS} FROM (SELECT downstream_repo, head_sha, status, conclusion, received_at, "
+        f"{LATEST_JOB} AS k, FIRST_VALUE(repo_display) OVER newest AS shown_repo, "
+        "FIRST_VALUE(level) OVER newest AS shown_level "
+        f"FROM {JobRecord._meta.db_table} WHERE {scope} "
+        "WINDOW newest AS (PARTITION BY downstream_repo ORDER BY received_at DESC, id DESC)) "
+        "latest "
+        "WHERE k = 1 GROUP BY downstream_repo, head_sha "
+        "ORDER BY downstream_repo, MIN(received_at), head_sha"
+    )
+
+
+def _failing_sql(scope: str, repos: int, heads: int) -> str:
+    """The failed or timed-out latest attempts on `heads` given heads of `repos` given repos
+    of a PR (in that order after `scope`'s parameters, then RED)."""
+    return (
+        f"SELECT downstream_repo, head_sha, {', '.join(CELL_SOURCE)} "  # noqa: S608
+        f"FROM (SELECT *, {LATEST_JOB} AS k FROM {JobRecord._meta.db_table} "
+        f"WHERE {scope} AND downstream_repo IN ({', '.join(['%s'] * repos)}) "
+        f"AND head_sha IN ({', '.join(['%s'] * heads)})) latest "
+        f"WHERE k = 1 AND status = 'completed' AND conclusion IN ({_placeholders(RED)}) "
+        "ORDER BY downstream_repo, job_name"
+    )
+
+
 JSON_CELL_FIELDS = ("failed_tests_detail", "triage_verdict")
 
 
@@ -501,7 +510,7 @@ def _cell(values: Sequence[Any]) -> Cell:
     """A Cell from plain SQL's values of CELL_SOURCE, in that order (JSON comes as text)."""
     row = dict(zip(CELL_SOURCE, values, strict=True))
     for name in JSON_CELL_FIELDS:
-        row[name] = json.loads(row[name]) if isinstance(row[name], str) else None
+        row[name] = json.loads(row[name]) if isinstance(row[name], str | bytes) else row[name]
     row["received_at"] = _aware(row["received_at"])
     return Cell.of(row)
 

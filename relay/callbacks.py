@@ -336,12 +336,12 @@ def _transition(
         ]
         fresh = sql.insert_if_new(_replay_row(identity, at), rows)
     except Exception as exc:
-        state.compensate(job_key, tx)
+        state.try_compensate(job_key, tx)
         if isinstance(exc, DatabaseError):
             raise Unavailable("the record could not be stored; nothing was kept") from exc
         raise
     if not fresh:  # the token authorised another callback since we read it
-        state.compensate(job_key, tx)
+        state.try_compensate(job_key, tx)
         raise Refused(409, "replayed", REPLAYED)
     return {"ok": True, "status": workflow.status}
 

@@ -19,6 +19,7 @@ import uuid
 from datetime import timedelta
 
 import requests
+import urllib3
 from django.conf import settings
 from django.db.models import F, Q
 from django.utils import timezone
@@ -31,6 +32,7 @@ logger = logging.getLogger(__name__)
 BATCH = 50
 TIMEOUT = 10.0
 MIN_SEND = 1.0  # seconds of lease a send needs at least; with less, the rest is handed back
+MAX_ANSWER = 64 * 1024  # bytes of the remote HUD's answer read at most
 
 _session = requests.Session()
 
@@ -81,15 +83,23 @@ def forward_due() -> int:
 
 def _send(row: HudForward, timeout: float) -> int:
     url = str(settings.HUD_FORWARD_URL)
+    deadline = time.monotonic() + timeout
     try:
-        response = _session.post(
+        with _session.post(
             url,
             json=row.envelope,
-            timeout=timeout,
+            timeout=timeout,  # each socket operation's: the answer's body is read to `deadline`
             headers={"x-hud-internal-bot": settings.HUD_FORWARD_TOKEN},
-        )
-        status, error = response.status_code, f"HTTP {response.status_code} {response.text[:200]}"
-    except requests.RequestException as exc:
+            stream=True,
+        ) as response:
+            body = b""
+            while chunk := response.raw.read1(4096, decode_content=True):  # what has come
+                body += chunk
+                if time.monotonic() > deadline or len(body) > MAX_ANSWER:
+                    raise requests.Timeout("the remote HUD's answer outlasted the send's time")
+        status = response.status_code
+        error = f"HTTP {status} {body[:200].decode(errors='replace')}"
+    except (requests.RequestException, urllib3.exceptions.HTTPError) as exc:  # raw reads: urllib3
         status, error = 0, str(exc)
     now = timezone.now()
     if 200 <= status < 300:  # the remote took it: true whoever holds the row now

@@ -203,8 +203,10 @@ def verify(authorization: str) -> Identity:
         )
     except jwt.PyJWTError as exc:
         raise OIDCRefused(401, "token_invalid", f"the token is not valid: {exc}") from None
-    lifetime = claims["exp"] - claims["iat"]
-    if not isinstance(lifetime, int | float) or lifetime > MAX_LIFETIME:
+    times = (claims["exp"], claims["iat"])  # PyJWT takes numeric strings too
+    if not all(isinstance(t, int | float) and not isinstance(t, bool) for t in times):
+        raise OIDCRefused(401, "token_invalid", "exp and iat must be NumericDate numbers")
+    if times[0] - times[1] > MAX_LIFETIME:
         raise OIDCRefused(401, "token_invalid", f"tokens may live {MAX_LIFETIME // 3600} h at most")
     replay = claims.get("jti") or "sha256:" + hashlib.sha256(token.encode()).hexdigest()
     repo = _github_repo(claims) if kind == "github" else _buildkite_repo(claims)

@@ -7,12 +7,11 @@ hour (relay/periodic.py) or by `manage.py prune` from cron.
   the audit;
 - finished task results, after two weeks (django-tasks-db's own command).
 
-Deletes go in batches of BATCH rows, oldest first, so a large backlog never holds one long
-lock. Deliveries and dispatches are kept: the HUD shows their PR titles, and a re-run days
-later still needs its dispatch.
+Deletes go in batches of BATCH rows, oldest first (each table's time is indexed), so a large
+backlog never holds one long lock. Deliveries and dispatches are kept: the HUD shows their PR
+titles, and a re-run days later still needs its dispatch.
 """
 
-from collections.abc import Iterator
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -42,7 +41,7 @@ def prune(now: datetime | None = None) -> dict[str, int]:
     days = settings.CRCR_AUDIT_RETENTION_DAYS
     if days:
         cutoff = now - timedelta(days=days)
-        deleted["audit"] = sum(_oldest_first(CallbackAudit, "at", cutoff))
+        deleted["audit"] = _delete(CallbackAudit.objects.filter(at__lt=cutoff))
         deleted["forwards_given_up"] = _delete(
             HudForward.objects.filter(status=HudForward.Status.FAILED, created_at__lt=cutoff)
         )
@@ -60,17 +59,3 @@ def _delete(rows: "models.QuerySet[models.Model]") -> int:
     while ids := list(rows.order_by("pk").values_list("pk", flat=True)[:BATCH]):
         total += rows.model._default_manager.filter(pk__in=ids).delete()[0]
     return total
-
-
-def _oldest_first(model: type[models.Model], field: str, cutoff: datetime) -> Iterator[int]:
-    """Delete rows older than `cutoff` walking the primary key from the oldest: rows are
-    written with their time, so this needs no index on the time (the audit is written on
-    every callback, and an index would cost each one)."""
-    manager = model._default_manager
-    while True:
-        batch = list(manager.order_by("pk").values_list("pk", field)[:BATCH])
-        old = [pk for pk, at in batch if at < cutoff]
-        if old:
-            yield manager.filter(pk__in=old).delete()[0]
-        if len(old) < len(batch) or len(batch) < BATCH:
-            return

@@ -12,6 +12,7 @@ transition is charged to its repo's rate limit in the same round trip (`RateLimi
 
 import functools
 import json
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -20,6 +21,8 @@ from django.conf import settings
 from redis.commands.core import Script
 
 from crcr_site.redis_connection import get_redis
+
+logger = logging.getLogger(__name__)
 
 _IN_PROGRESS = """
 local dispatched = redis.call('GET', KEYS[1])
@@ -125,18 +128,23 @@ def _moved(
     callers within their limit change the state."""
     keys = [dispatched_key, job_key]
     args: list[str | int | float] = [repr(now), tx, _ttl()]
-    if rate is None:
-        wait, reply = 0, _run(script, keys, args)
-    else:
-        pipe = get_redis().pipeline(transaction=False)
-        pipe.eval(_RATE, 1, rate.key, rate.limit, rate.window)
-        pipe.eval(script, len(keys), *keys, *args)
-        wait, reply = pipe.execute()
+    try:
+        if rate is None:
+            wait, reply = 0, _run(script, keys, args)
+        else:
+            pipe = get_redis().pipeline(transaction=False)
+            pipe.eval(_RATE, 1, rate.key, rate.limit, rate.window)
+            pipe.eval(script, len(keys), *keys, *args)
+            wait, reply = pipe.execute()
+    except redis.RedisError:
+        # The script may have run before the error reached us (its reply lost, or the other
+        # script of the pipeline failing): the caller answers 503, so it must not stay.
+        try_compensate(job_key, tx)
+        raise
     result = _decode(reply[0])
-    if wait:
-        if result == "ok":
-            compensate(job_key, tx)
+    if wait and (result != "ok" or try_compensate(job_key, tx)):
         return Transition("rate_limited", retry_after=int(wait))
+    # (Over the limit but not undone, Redis failing meanwhile: kept and recorded, not lost.)
     if result != "ok":
         return Transition(result)
     return Transition("ok", since(_decode(reply[1])))
@@ -170,6 +178,16 @@ def time_out(job_key: str, *, now: float, tx: str) -> Transition:
 def compensate(job_key: str, tx: str) -> bool:
     """Undo transition `tx` if it is still the latest on `job_key`."""
     return bool(_run(_COMPENSATE, [job_key], [tx, _ttl()]))
+
+
+def try_compensate(job_key: str, tx: str) -> bool:
+    """compensate(), False when Redis fails (the transition may then stay: logged)."""
+    try:
+        compensate(job_key, tx)
+        return True
+    except redis.RedisError as exc:
+        logger.warning("transition %s on %s could not be undone: %s", tx, job_key, exc)
+        return False
 
 
 def restore_dispatched(dispatched_key: str, timestamp: float) -> None:

@@ -205,7 +205,7 @@ class ClickHouseRecordStore(RecordStore):
             params["outcome"] = outcome
         # Without an outcome filter every row group is kept, so the job names of all of them
         # (a window over the groups, before the LIMIT) are the matrix's columns: no second read.
-        names = "[]" if outcome else "groupUniqArrayArray(groupUniqArray(job_name)) OVER ()"
+        names = "groupUniqArrayArray(groupUniqArray(job_name)) OVER ()" if outcome is None else "[]"
         statement = (
             "SELECT pr_number, head_sha, min(received_at) AS first_at, "
             f"max(received_at) AS last_at, sum({hits}) AS hits, count() OVER (), {names} "
@@ -225,7 +225,7 @@ class ClickHouseRecordStore(RecordStore):
             total = self.matrix(
                 repo_key, window, kind, outcome=outcome, pr=pr, page=1, per_page=1
             ).total_rows
-        if found and not outcome:
+        if found and outcome is None:
             columns = tuple(sorted(found[0][6]))
         else:
             columns = tuple(

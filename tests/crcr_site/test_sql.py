@@ -92,6 +92,28 @@ def test_the_callback_write_is_prepared_once_per_connection_and_binds_its_values
     assert "'k1'" not in statements[0]
 
 
+@pytest.mark.django_db(transaction=True)
+def test_a_prepared_statement_survives_a_migration_changing_its_table():
+    """A statement prepared before `migrate` altered a column it returns would fail ("cached
+    plan must not change result type") on every later use of that pooled connection."""
+    import psycopg
+
+    statement = "SELECT key FROM relay_replaykey WHERE used_at < %s"
+    with sql.prepared_cursor() as cursor:
+        cursor.execute(statement, [AT])
+    url = connection.settings_dict
+    dsn = f"postgresql://{url['USER']}@{url['HOST']}:{url['PORT']}/{url['NAME']}"
+    with psycopg.connect(dsn, autocommit=True) as other:  # another process's migration
+        other.execute("ALTER TABLE relay_replaykey ALTER COLUMN key TYPE varchar(210)")
+    try:
+        with sql.prepared_cursor() as cursor:
+            cursor.execute(statement, [AT])
+            assert cursor.fetchall() == []
+    finally:
+        with psycopg.connect(dsn, autocommit=True) as other:
+            other.execute("ALTER TABLE relay_replaykey ALTER COLUMN key TYPE varchar(200)")
+
+
 @pytest.mark.django_db
 def test_a_plain_cursor_prepares_nothing():
     with connection.cursor() as cursor:

@@ -13,6 +13,7 @@ class RemoteHud(Served):
     token: str
     fail_next: int = 0  # answer 503 this many times first
     delay: float = 0.0  # seconds before each answer
+    drip: float = 0.0  # seconds between the bytes of an answer's body
     received: list[dict] = field(default_factory=list)
     refused: int = 0
 
@@ -23,7 +24,17 @@ class RemoteHud(Served):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 status = hud.answer(self.path, self.headers.get("x-hud-internal-bot", ""), body)
-                self.reply(status, b"{}")
+                if not hud.drip:
+                    self.reply(status, b"{}")
+                    return
+                answer = b'{"ok": true}' + b" " * 64
+                self.send_response(status)
+                self.send_header("Content-Length", str(len(answer)))
+                self.end_headers()
+                for byte in answer:  # a slow or broken HUD: one byte at a time
+                    self.wfile.write(bytes([byte]))
+                    self.wfile.flush()
+                    time.sleep(hud.drip)
 
         self.server = LoopbackServer(Handler)
         return self

@@ -233,6 +233,15 @@ REFUSED = [
         ),
     ),
     (
+        "exp and iat as numeric strings (which PyJWT takes)",
+        401,
+        "token_invalid",
+        lambda body, a: (
+            reporter_body(body, "in_progress"),
+            token_for(a, iat=str(int(time.time())), exp=str(int(time.time()) + 300)),
+        ),
+    ),
+    (
         "no exp claim",
         401,
         "token_invalid",
@@ -532,6 +541,23 @@ def test_a_completed_over_the_rate_limit_leaves_the_job_in_progress(
     assert JobRecord.objects.get().status == "completed"
 
 
+def test_a_rate_limit_that_fails_after_the_transition_leaves_no_trace(
+    client, actions, dispatched, redis_server
+):
+    """The rate limit and the transition go to Redis together: when the rate script fails,
+    the transition that ran beside it is undone, so the reporter's retry is not a duplicate."""
+    shared = redis.Redis.from_url(redis_server.url)
+    shared.hset(redis_keys.rate("org-b/l3"), "not", "a counter")  # INCR now fails
+
+    failed = post_callback(client, reporter_body(dispatched, "in_progress"), token_for(actions))
+    shared.delete(redis_keys.rate("org-b/l3"))
+    retried = post_callback(client, reporter_body(dispatched, "in_progress"), token_for(actions))
+
+    assert failed.status_code == 503
+    assert retried.status_code == 200
+    assert JobRecord.objects.count() == 1
+
+
 def test_redis_down_is_503_and_records_nothing(client, actions, dispatched, settings):
     from tests.servers import RedisServer
 
@@ -742,6 +768,32 @@ def test_a_forwarding_batch_never_outlives_its_lease(client, actions, dispatched
         assert sorted(rows) == [("sent", 1, "")] * 3
     finally:
         remote.stop()
+
+
+def test_a_remote_hud_that_answers_a_byte_at_a_time_cannot_hold_a_row_past_its_lease(
+    client, actions, dispatched, settings
+):
+    from relay import hud_forward
+    from relay.models import HudForward
+    from tests.fakes.remote_hud import RemoteHud
+
+    remote = RemoteHud(token="remote-token", drip=0.1).start()  # a 77-byte answer: 7.7 s
+    settings.HUD_FORWARD_URL, settings.HUD_FORWARD_TOKEN = remote.url, "remote-token"
+    settings.CRCR_DISPATCH_LEASE = hud_forward.MIN_SEND + 0.5
+    try:
+        post_callback(client, reporter_body(dispatched, "in_progress"), token_for(actions))
+
+        started = time.monotonic()
+        sent = hud_forward.forward_due()
+        took = time.monotonic() - started
+    finally:
+        remote.stop()
+
+    row = HudForward.objects.get()
+    assert sent == 0
+    assert took < settings.CRCR_DISPATCH_LEASE + 0.3  # the row's lease had not run out
+    assert (row.status, row.lease_owner) == ("pending", "")
+    assert "outlasted" in row.last_error
 
 
 def test_the_admin_shows_records_and_the_audit(admin_client, client, actions, dispatched):
