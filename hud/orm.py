@@ -43,13 +43,13 @@ from hud.reports import (
     MatrixPage,
     MatrixRow,
     ProbeHealth,
-    PrRepo,
     PrView,
     ReadinessMetrics,
     RepoSummary,
     ShaResult,
     StaleJob,
     Window,
+    red_heads,
     worst_first,
 )
 from hud.storage import KEY_FIELDS, HudRecord, RecordExists, RecordStore
@@ -353,20 +353,8 @@ class OrmRecordStore(RecordStore):
             counts = Counts(*(int(value or 0) for value in row[5:]))
             shas.setdefault(row[0], []).append(ShaResult(row[1], _aware(row[4]), counts))
             shown[row[0]] = (row[2], row[3])
-        red = {key: results[-1].head_sha for key, results in shas.items() if results[-1].red}
-        failing = self._failing(scope, params, red)
-        repos = [
-            PrRepo(
-                repo=shown[key][0],
-                key=key,
-                level=shown[key][1],
-                shas=tuple(results),
-                failing=failing.get(key, ()),
-            )
-            for key, results in shas.items()
-        ]
-        repos.sort(key=lambda r: (not r.latest.red, r.repo.casefold()))
-        return PrView(number=number, repos=tuple(repos))
+        red = red_heads(shas)
+        return PrView.of(number, shas, shown, self._failing(scope, params, red))
 
     def _failing(
         self, scope: str, params: list[Any], red: dict[str, str]
@@ -453,15 +441,15 @@ class OrmRecordStore(RecordStore):
         )
 
 
-def _placeholders(values: Sequence[Any] | Mapping[str, Any]) -> str:
-    return ", ".join(["%s"] * len(values))
+def _placeholders(count: int) -> str:
+    return ", ".join(["%s"] * count)
 
 
 def _pr_scope(number: int, exclude: Sequence[str]) -> tuple[str, list[Any]]:
     """The WHERE of a PR's records (PR events, not the excluded repos) and its parameters."""
-    scope = f"pr_number = %s AND event_type IN ({_placeholders(Kind.PR.events)})"
+    scope = f"pr_number = %s AND event_type IN ({_placeholders(len(Kind.PR.events))})"
     if exclude:
-        scope += f" AND downstream_repo NOT IN ({_placeholders(exclude)})"
+        scope += f" AND downstream_repo NOT IN ({_placeholders(len(exclude))})"
     return scope, [number, *Kind.PR.events, *exclude]
 
 
@@ -496,14 +484,16 @@ def _failing_sql(scope: str, repos: int, heads: int) -> str:
     return (
         f"SELECT downstream_repo, head_sha, {', '.join(CELL_SOURCE)} "  # noqa: S608
         f"FROM (SELECT *, {LATEST_JOB} AS k FROM {JobRecord._meta.db_table} "
-        f"WHERE {scope} AND downstream_repo IN ({', '.join(['%s'] * repos)}) "
-        f"AND head_sha IN ({', '.join(['%s'] * heads)})) latest "
-        f"WHERE k = 1 AND status = 'completed' AND conclusion IN ({_placeholders(RED)}) "
+        f"WHERE {scope} AND downstream_repo IN ({_placeholders(repos)}) "
+        f"AND head_sha IN ({_placeholders(heads)})) latest "
+        f"WHERE k = 1 AND status = 'completed' AND conclusion IN ({_placeholders(len(RED))}) "
         "ORDER BY downstream_repo, job_name"
     )
 
 
-JSON_CELL_FIELDS = ("failed_tests_detail", "triage_verdict")
+JSON_CELL_FIELDS = tuple(  # plain SQL reads them as text on either database
+    name for name in CELL_SOURCE if isinstance(JobRecord._meta.get_field(name), models.JSONField)
+)
 
 
 def _cell(values: Sequence[Any]) -> Cell:

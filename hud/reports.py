@@ -23,7 +23,7 @@ hold each backend to them):
   `cancelled` and `timed_out`, every other job `success`.
 """
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from enum import StrEnum
@@ -260,6 +260,34 @@ class PrRepo:
 class PrView:
     number: int
     repos: tuple[PrRepo, ...]  # red first, then by name
+
+    @classmethod
+    def of(
+        cls,
+        number: int,
+        shas: Mapping[str, Sequence[ShaResult]],
+        shown: Mapping[str, tuple[str, str]],
+        failing: Mapping[str, tuple["Cell", ...]],
+    ) -> "PrView":
+        """A PR's view from what a backend read: each repo key's head results (oldest first),
+        its display name and level, and its failing jobs on a red latest head."""
+        repos = [
+            PrRepo(
+                repo=shown[key][0],
+                key=key,
+                level=shown[key][1],
+                shas=tuple(results),
+                failing=failing.get(key, ()),
+            )
+            for key, results in shas.items()
+        ]
+        repos.sort(key=lambda r: (not r.latest.red, r.repo.casefold()))
+        return cls(number=number, repos=tuple(repos))
+
+
+def red_heads(shas: Mapping[str, Sequence[ShaResult]]) -> dict[str, str]:
+    """repo key → its latest head SHA, for the repos red there."""
+    return {key: results[-1].head_sha for key, results in shas.items() if results[-1].red}
 
 
 @dataclass(frozen=True)

@@ -26,13 +26,13 @@ from hud.reports import (
     MatrixPage,
     MatrixRow,
     ProbeHealth,
-    PrRepo,
     PrView,
     ReadinessMetrics,
     RepoSummary,
     ShaResult,
     StaleJob,
     Window,
+    red_heads,
     worst_first,
 )
 from hud.storage import HudRecord, RecordExists, RecordStore
@@ -318,29 +318,23 @@ class ClickHouseRecordStore(RecordStore):
             shas.setdefault(row[0], []).append(ShaResult(row[1], row[2], Counts(*row[3:9])))
             if row[0] not in about or row[11] > about[row[0]][2]:
                 about[row[0]] = (row[9], row[10], row[11])  # the level its newest record gave
-        red = {key: results[-1].head_sha for key, results in shas.items() if results[-1].red}
+        red = red_heads(shas)
         red_spans = [span for span in spans if span[0] in red]
         cells = self._cells(
             where + " AND " + _ranges(red_spans, params, prefix="c"),
             params,
             [(number, sha) for sha in set(red.values())],
         )
-        repos = [
-            PrRepo(
-                repo=about[key][0],
-                key=key,
-                level=about[key][1],
-                shas=tuple(results),
-                failing=tuple(
-                    cell
-                    for _, cell in sorted(cells.get((key, number, red.get(key, "")), {}).items())
-                    if cell.outcome in RED
-                ),
+        failing = {
+            key: tuple(
+                cell
+                for _, cell in sorted(cells.get((key, number, head), {}).items())
+                if cell.outcome in RED
             )
-            for key, results in shas.items()
-        ]
-        repos.sort(key=lambda r: (not r.latest.red, r.repo.casefold()))
-        return PrView(number=number, repos=tuple(repos))
+            for key, head in red.items()
+        }
+        shown = {key: (name, level) for key, (name, level, _) in about.items()}
+        return PrView.of(number, shas, shown, failing)
 
     def readiness(self, repo_key: str, window: Window) -> ReadinessMetrics:
         return self.readiness_over(repo_key, [window])[0]

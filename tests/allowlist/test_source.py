@@ -26,7 +26,7 @@ def run_sync(location: str) -> tuple[str, str]:
 
 def test_a_url_is_fetched_again_only_when_its_etag_changed(files):
     files.files["/allowlist.yml"] = "L1: [a/b]\n"
-    url = files.base_url + "/allowlist.yml"
+    url = files.url + "/allowlist.yml"
 
     run_sync(url)
     out, _ = run_sync(url)
@@ -42,7 +42,7 @@ def test_a_url_is_fetched_again_only_when_its_etag_changed(files):
 
 def test_when_the_source_is_down_the_last_good_copy_stays_in_force(files):
     files.files["/allowlist.yml"] = "L2: [a/b]\n"
-    url = files.base_url + "/allowlist.yml"
+    url = files.url + "/allowlist.yml"
     run_sync(url)
     files.down = True
 
@@ -58,12 +58,12 @@ def test_when_the_source_is_down_and_there_is_no_copy_the_sync_fails(files):
     files.down = True
 
     with pytest.raises(CommandError, match="cannot fetch"):
-        run_sync(files.base_url + "/allowlist.yml")
+        run_sync(files.url + "/allowlist.yml")
     assert SyncedFile.objects.count() == 0
 
 
 def test_a_malformed_remote_file_is_refused_and_not_kept_as_the_last_good_copy(files):
-    url = files.base_url + "/allowlist.yml"
+    url = files.url + "/allowlist.yml"
     files.files["/allowlist.yml"] = "L1: [a/b]\n"
     run_sync(url)
     files.files["/allowlist.yml"] = "L1: [a/b]\nL2: [a/b]\n"
@@ -76,7 +76,7 @@ def test_a_malformed_remote_file_is_refused_and_not_kept_as_the_last_good_copy(f
 
 
 def test_a_github_blob_url_is_read_as_the_raw_file(files, settings):
-    settings.GITHUB_API_URL = files.base_url
+    settings.GITHUB_API_URL = files.url
     files.files["pytorch/pytorch@main:.github/allowlist.yml"] = "L4: [a/b]\n"
 
     run_sync("https://github.com/pytorch/pytorch/blob/main/.github/allowlist.yml")

@@ -39,10 +39,6 @@ class FileServer(Served):
         self.server = LoopbackServer(Handler)
         return self
 
-    @property
-    def base_url(self) -> str:
-        return f"{self.server.url}"
-
     def answer(self, raw_path: str, headers: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
         if self.down:
             return 503, {}, b"unavailable"
