@@ -107,8 +107,9 @@ def prepared_cursor(using: str = DEFAULT_DB_ALIAS) -> Iterator[CursorWrapper]:
     It is Django's cursor wrapper around it, so errors, the current transaction, query logging
     and execute wrappers behave as with `connection.cursor()`."""
     target = connections[using]
-    target.close_if_health_check_failed()
-    target.ensure_connection()
+    if target.vendor == "postgresql":  # as Django's own cursor() readies the connection
+        target.close_if_health_check_failed()
+        target.ensure_connection()
     if target.vendor != "postgresql" or target.connection.prepare_threshold is None:
         with target.cursor() as cursor:
             yield cursor

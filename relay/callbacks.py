@@ -7,7 +7,7 @@ per-repo rate limit → the state transition and the HUD record, together:
     Redis transition (Lua), charged to the repo's rate limit in the same round trip (over
     it: compensated, 429) → one all-or-nothing write: the replay key, and only if it was
     unused, the HUD row, the outbox row and the audit row (sql.insert_if_new: one statement
-    on PostgreSQL). If the write fails or the key was used meanwhile, `state.compensate`
+    on PostgreSQL). If the write fails or the key was used meanwhile, `state.try_compensate`
     undoes the transition (only while the state still carries this transition's id).
 
 The checks that need nothing but the request and that SELECT (the token's run and repository
@@ -144,7 +144,7 @@ def _decide(identity: Identity, callback: Callback, audit: "Audit") -> dict[str,
     _check_repository_ids(identity, entry)
     rate = state.RateLimit(redis_keys.rate(identity.repo_key), settings.CRCR_RATE_LIMIT_PER_MIN)
     if PATHS[callback.event_type] == "self":
-        _charge(identity, state.rate_limited(rate.key, rate.limit))
+        _charge(identity, rate, state.rate_limited(rate))
         return _self_report(identity, callback, level, audit)
     dispatch = held.dispatch
     if dispatch is None:
@@ -159,14 +159,13 @@ def _decide(identity: Identity, callback: Callback, audit: "Audit") -> dict[str,
     return _transition(identity, callback, level, dispatch, audit, rate)
 
 
-def _charge(identity: Identity, wait: int) -> None:
+def _charge(identity: Identity, rate: state.RateLimit, wait: int) -> None:
     """Refuse a caller over its per-repo rate limit (`wait`: seconds until its window resets)."""
     if wait:
-        limit = settings.CRCR_RATE_LIMIT_PER_MIN
         raise Refused(
             429,
             "rate_limited",
-            f"more than {limit} callbacks a minute from {identity.repo}",
+            f"more than {rate.limit} callbacks a minute from {identity.repo}",
             retry_after=wait,
         )
 
@@ -307,7 +306,7 @@ def _transition(
     move = state.start if workflow.status == "in_progress" else state.complete
     tx, now = uuid.uuid4().hex, time.time()
     result = move(dispatched_key, job_key, now=now, tx=tx, rate=rate)
-    _charge(identity, result.retry_after)
+    _charge(identity, rate, result.retry_after)
     if result.result == "no_dispatch":  # Redis lost it: the database knows (charged already)
         state.restore_dispatched(dispatched_key, dispatch.sent.timestamp())
         result = move(dispatched_key, job_key, now=now, tx=tx)
@@ -433,7 +432,9 @@ def _audit_allowed() -> bool:
     minute (relay-wide); not while Redis is down (those are only logged)."""
     limit = settings.CRCR_AUDIT_UNVERIFIED_PER_MIN
     try:
-        return bool(limit) and not state.rate_limited(redis_keys.AUDIT_UNVERIFIED, limit)
+        return bool(limit) and not state.rate_limited(
+            state.RateLimit(redis_keys.AUDIT_UNVERIFIED, limit)
+        )
     except RedisError:
         return False
 

@@ -200,9 +200,10 @@ def restore_dispatched(dispatched_key: str, timestamp: float) -> None:
     )
 
 
-def rate_limited(key: str, limit: int, window: int = 60) -> int:
-    """0 when this call is within the limit, else the seconds until the window resets."""
-    return int(_script(get_redis(), _RATE)(keys=[key], args=[limit, window]))
+def rate_limited(rate: RateLimit) -> int:
+    """Charge one call to `rate`: 0 when it is within the limit, else the seconds until the
+    window resets."""
+    return int(_script(get_redis(), _RATE)(keys=[rate.key], args=[rate.limit, rate.window]))
 
 
 def _ttl() -> int:
