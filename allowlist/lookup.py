@@ -72,6 +72,20 @@ def snapshot_at(token: object) -> Snapshot:
     return fresh
 
 
+def last_read() -> tuple[str, Snapshot] | None:
+    """The snapshot this process read last and its token, without asking the database; only
+    for a caller whose write checks that token in the same statement (it may be stale)."""
+    cached = _cached
+    if cached is None or cached[0] is None:
+        return None
+    return cached[0], cached[1]
+
+
+def is_current_sql(token: str) -> tuple[str, list[Any]]:
+    """A condition true while `token` is the committed generation: SQL and its parameters."""
+    return f"({TOKEN_SQL}) = %s", [*TOKEN_PARAMS, token]
+
+
 def entry_of(repo: str) -> Entry | None:
     return snapshot().get(repo)
 

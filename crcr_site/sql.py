@@ -122,24 +122,36 @@ def prepared_cursor(using: str = DEFAULT_DB_ALIAS) -> Iterator[CursorWrapper]:
         yield cursor
 
 
-def insert_if_new(first: Row, then: Sequence[Row]) -> bool:
-    """Insert `first` unless its `on_conflict` key is taken, and the `then` rows only if it was
-    inserted: all or nothing. True when `first` was new.
+@dataclass(frozen=True)
+class Condition:
+    """A boolean SQL expression (values bound) that a write's first row waits on."""
+
+    sql: str
+    params: Sequence[Any] = ()
+
+
+def insert_if_new(first: Row, then: Sequence[Row], only_if: Condition | None = None) -> bool:
+    """Insert `first` unless its `on_conflict` key is taken (or, with `only_if`, unless that
+    condition is false when it runs), and the `then` rows only if it was inserted: all or
+    nothing. True when `first` was new.
 
     On PostgreSQL this is one statement (data-modifying WITH clauses), so one round trip and
     no BEGIN or COMMIT of its own; elsewhere a transaction of one statement per row.
     """
     if first.update or not first.on_conflict:
         raise ValueError("the first row needs on_conflict and no update")
+    condition = only_if.sql if only_if else None
+    first_params = [*first.params(), *(only_if.params if only_if else ())]
     if connection.vendor == "postgresql":
-        statement = _chained_sql(first.shape, tuple(row.shape for row in then))
-        params = [value for row in (first, *then) for value in row.params()]
+        statement = _chained_sql(first.shape, tuple(row.shape for row in then), condition)
+        params = first_params + [value for row in then for value in row.params()]
         with prepared_cursor() as cursor:
             cursor.execute(statement, params)
             inserted = cursor.fetchone()
         return bool(inserted and inserted[0])
     with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute(first.sql(), first.params())
+        first_sql = _select_insert_sql(first.shape, f"WHERE {condition}") if condition else None
+        cursor.execute(first_sql or first.sql(), first_params)
         if cursor.rowcount != 1:
             return False
         for row in then:
@@ -148,17 +160,30 @@ def insert_if_new(first: Row, then: Sequence[Row]) -> bool:
 
 
 @functools.cache
-def _chained_sql(first: Shape, then: tuple[Shape, ...]) -> str:
-    """WITH first AS (INSERT … ON CONFLICT DO NOTHING RETURNING 1), then_1 AS (INSERT …
-    SELECT <values> FROM first), … SELECT count(*) FROM first. The SELECTed values are cast to
-    their columns' types, as VALUES would have them."""
-    clauses = [f"w0 AS ({_insert_sql(*first)} RETURNING 1)"]
-    for n, (model, conflict, update) in enumerate(then, 1):
+def _select_insert_sql(shape: Shape, source: str) -> str:
+    """INSERT … SELECT <values> <source> …: one row, only where `source` yields one (e.g.
+    `FROM w0`, `WHERE <condition>`). On PostgreSQL the SELECTed values are cast to their
+    columns' types, as VALUES would have them."""
+    model, conflict, update = shape
+    if connection.vendor == "postgresql":
         values = ", ".join(f"%s::{c.cast_db_type(connection)}" for c in _columns(model))
-        plain = _insert_sql(model, (), ())
-        head = plain[: plain.index(" VALUES ")]
-        tail = _insert_sql(model, conflict, update)[len(plain) :]
-        clauses.append(f"w{n} AS ({head} SELECT {values} FROM w0{tail})")  # noqa: S608
+    else:
+        values = ", ".join(["%s"] * len(_columns(model)))
+    plain = _insert_sql(model, (), ())
+    head = plain[: plain.index(" VALUES ")]
+    tail = _insert_sql(model, conflict, update)[len(plain) :]
+    return f"{head} SELECT {values} {source}{tail}"
+
+
+@functools.cache
+def _chained_sql(first: Shape, then: tuple[Shape, ...], condition: str | None = None) -> str:
+    """WITH w0 AS (INSERT … ON CONFLICT DO NOTHING RETURNING 1), w1 AS (INSERT … SELECT
+    <values> FROM w0), … SELECT count(*) FROM w0."""
+    head = _select_insert_sql(first, f"WHERE {condition}") if condition else _insert_sql(*first)
+    clauses = [f"w0 AS ({head} RETURNING 1)"]
+    clauses += [
+        f"w{n} AS ({_select_insert_sql(shape, 'FROM w0')})" for n, shape in enumerate(then, 1)
+    ]
     return f"WITH {', '.join(clauses)} SELECT count(*) FROM w0"  # noqa: S608 (names, no values)
 
 

@@ -1,6 +1,6 @@
 """Downstream callbacks (contract §2): identity is verified by relay/oidc.py; this decides.
 
-Order: one SELECT of what we hold (the allowlist's generation, whether the token was used, the
+Order: what the database holds (the allowlist's generation, whether the token was used, the
 dispatch on record) → parse and validate → allowlist level (not listed or L1: ignored) →
 per-repo rate limit → the state transition and the HUD record, together:
 
@@ -10,13 +10,21 @@ per-repo rate limit → the state transition and the HUD record, together:
     on PostgreSQL). If the write fails or the key was used meanwhile, `state.try_compensate`
     undoes the transition (only while the state still carries this transition's id).
 
-The checks that need nothing but the request and that SELECT (the token's run and repository
-ids, the dispatch on record, an early replay answer, the dispatch token) come before the rate
-limit, so that it costs no round trip of its own.
+Two ways through, with the same outcomes:
+
+- the common case, an accepted PR/push callback (`_on_last_read`): decided on the allowlist
+  this process read last and the dispatch's facts the DISPATCHED state carries, so no read
+  before the transition; the write happens only while that allowlist generation is still the
+  committed one (a condition of the same statement). Two round trips: Redis, then PostgreSQL.
+- everything else, and whatever the first way did not accept (it undoes its transition and
+  leaves the decision here; the rate limit is charged once): one SELECT of what the database
+  holds, then the checks, the transition and the write. Every refusal and ignored answer is
+  decided this way, on a fresh read.
 
 So exactly one of N identical callbacks wins, and a callback whose record could not be stored
 leaves the state as it was: the reporter may send it again. Which upstream PR, SHA and
-repository a result belongs to comes from our dispatch record, never from the echoed payload.
+repository a result belongs to comes from our dispatch record (or the copy of it the fan-out
+wrote with the DISPATCHED state), never from the echoed payload.
 
 Failure mode: Redis unreachable means no transition can be decided: the caller answers 503 with
 Retry-After and nothing is recorded (fail closed).
@@ -127,6 +135,12 @@ def handle(identity: Identity, raw: bytes, remote_addr: str | None = None) -> di
 
 
 def _decide(identity: Identity, callback: Callback, audit: "Audit") -> dict[str, Any]:
+    charged = None
+    if PATHS[callback.event_type] == "dispatch":
+        fast = _on_last_read(identity, callback, audit)
+        if isinstance(fast, dict):
+            return fast
+        charged = fast
     held = OnRecord.read(identity, callback)
     entry = lookup.snapshot_at(held.allowlist_token).get(identity.repo)
     level = entry.level if entry else None
@@ -142,7 +156,7 @@ def _decide(identity: Identity, callback: Callback, audit: "Audit") -> dict[str,
         return {"ok": True, "status": "ignored"}
     _check_run_claims(identity, callback.workflow)
     _check_repository_ids(identity, entry)
-    rate = state.RateLimit(redis_keys.rate(identity.repo_key), settings.CRCR_RATE_LIMIT_PER_MIN)
+    rate = _rate(identity)
     if PATHS[callback.event_type] == "self":
         _charge(identity, rate, state.rate_limited(rate))
         return _self_report(identity, callback, level, audit)
@@ -153,10 +167,53 @@ def _decide(identity: Identity, callback: Callback, audit: "Audit") -> dict[str,
             "no_dispatch",
             f"no dispatch of {callback.delivery_id} to {identity.repo} on record",
         )
-    if held.replayed:  # the early answer; the write in _transition is what guarantees it
+    if held.replayed:  # the early answer; the write in _store is what guarantees it
         raise Refused(409, "replayed", REPLAYED)
     audit.provenance = _provenance(callback, identity)
-    return _transition(identity, callback, level, dispatch, audit, rate)
+    return _transition(identity, callback, level, dispatch, audit, rate, charged)
+
+
+def _on_last_read(
+    identity: Identity, callback: Callback, audit: "Audit"
+) -> dict[str, Any] | int | None:
+    """The common case, an accepted PR/push callback, in one Redis and one database round
+    trip instead of three: decided on the allowlist this process read last, with the dispatch's
+    facts from its DISPATCHED state, and written only while that allowlist is still the
+    committed one (the write's condition).
+
+    Any other outcome (a refusal or an ignored caller, a newer allowlist, a replayed token, a
+    state without the dispatch's facts) is undone and left to `_decide`'s full path, which
+    reads the database first. Returns the answer, or what charging the rate limit said (None:
+    not charged)."""
+    seen = lookup.last_read()
+    if seen is None:
+        return None
+    token, snapshot = seen
+    entry = snapshot.get(identity.repo)
+    if entry is None or entry.level is None or entry.level == Level.L1:
+        return None
+    try:
+        _check_run_claims(identity, callback.workflow)
+        _check_repository_ids(identity, entry)
+        audit.provenance = _provenance(callback, identity)
+    except Refused:
+        return None
+    moved = _Move.of(identity, callback, callback.delivery_id)
+    result = moved.run(_rate(identity))
+    if result.result != "ok":
+        return result.retry_after
+    dispatch = DispatchOnRecord.of_state(callback.delivery_id, identity.repo_key, result)
+    if dispatch is None:  # written before DISPATCHED states carried them
+        state.try_compensate(moved.job_key, moved.tx)
+        return 0
+    condition = sql.Condition(*lookup.is_current_sql(token))
+    if _store(identity, callback, entry.level, dispatch, audit, moved, result, condition):
+        return {"ok": True, "status": callback.workflow.status}
+    return 0
+
+
+def _rate(identity: Identity) -> state.RateLimit:
+    return state.RateLimit(redis_keys.rate(identity.repo_key), settings.CRCR_RATE_LIMIT_PER_MIN)
 
 
 def _charge(identity: Identity, rate: state.RateLimit, wait: int) -> None:
@@ -198,6 +255,17 @@ class DispatchOnRecord:
         if sent is None:
             raise DatabaseError(f"unreadable dispatch time {row[2]!r}")
         return cls(row[0], row[1], sent, *row[3:])
+
+    @classmethod
+    def of_state(
+        cls, delivery_id: str, repo_key: str, moved: state.Transition
+    ) -> "DispatchOnRecord | None":
+        """The dispatch as its DISPATCHED state carries it (None: a state without its facts)."""
+        facts = moved.dispatch
+        if facts is None or moved.dispatched is None:
+            return None
+        sent = datetime.fromtimestamp(float(moved.dispatched["timestamp"]), UTC)
+        return cls(delivery_id, repo_key, sent, *(facts[name] for name in state.DISPATCH_FACTS))
 
 
 @dataclass(frozen=True)
@@ -286,6 +354,35 @@ def _use_replay_key(identity: Identity, now: datetime) -> None:
         raise Refused(409, "replayed", REPLAYED) from None
 
 
+@dataclass(frozen=True)
+class _Move:
+    """One callback's transition: its keys, its id and its clock."""
+
+    dispatched_key: str
+    job_key: str
+    tx: str
+    now: float
+    status: str
+
+    @classmethod
+    def of(cls, identity: Identity, callback: Callback, delivery_id: str) -> "_Move":
+        workflow = callback.workflow
+        key = identity.repo_key
+        return cls(
+            redis_keys.dispatched(delivery_id, key),
+            redis_keys.job(
+                delivery_id, key, workflow.run_id, workflow.run_attempt, callback.job_name
+            ),
+            uuid.uuid4().hex,
+            time.time(),
+            workflow.status,
+        )
+
+    def run(self, rate: state.RateLimit | None) -> state.Transition:
+        move = state.start if self.status == "in_progress" else state.complete
+        return move(self.dispatched_key, self.job_key, now=self.now, tx=self.tx, rate=rate)
+
+
 def _transition(
     identity: Identity,
     callback: Callback,
@@ -293,27 +390,42 @@ def _transition(
     dispatch: "DispatchOnRecord",
     audit: "Audit",
     rate: state.RateLimit,
+    charged: int | None,
 ) -> dict[str, Any]:
-    workflow = callback.workflow
-    dispatched_key = redis_keys.dispatched(dispatch.delivery_id, dispatch.repo_key)
-    job_key = redis_keys.job(
-        dispatch.delivery_id,
-        dispatch.repo_key,
-        workflow.run_id,
-        workflow.run_attempt,
-        callback.job_name,
-    )
-    move = state.start if workflow.status == "in_progress" else state.complete
-    tx, now = uuid.uuid4().hex, time.time()
-    result = move(dispatched_key, job_key, now=now, tx=tx, rate=rate)
-    _charge(identity, rate, result.retry_after)
+    """The transition and its record, on what the database holds (`charged`: the rate limit's
+    answer when this callback was charged already)."""
+    moved = _Move.of(identity, callback, dispatch.delivery_id)
+    if charged is None:
+        result = moved.run(rate)
+        _charge(identity, rate, result.retry_after)
+    else:
+        _charge(identity, rate, charged)
+        result = moved.run(None)
     if result.result == "no_dispatch":  # Redis lost it: the database knows (charged already)
-        state.restore_dispatched(dispatched_key, dispatch.sent.timestamp())
-        result = move(dispatched_key, job_key, now=now, tx=tx)
+        sent = dispatch.sent.timestamp()
+        state.restore_dispatched(moved.dispatched_key, sent, state.facts_of(dispatch))
+        result = moved.run(None)
     if result.result != "ok":
         raise Refused(409, result.result, _REFUSALS[result.result])
+    if not _store(identity, callback, level, dispatch, audit, moved, result):
+        raise Refused(409, "replayed", REPLAYED)  # the token authorised another callback since
+    return {"ok": True, "status": callback.workflow.status}
+
+
+def _store(
+    identity: Identity,
+    callback: Callback,
+    level: Level,
+    dispatch: "DispatchOnRecord",
+    audit: "Audit",
+    moved: _Move,
+    result: state.Transition,
+    only_if: sql.Condition | None = None,
+) -> bool:
+    """The record of an accepted transition, all or nothing with the replay key: False (and
+    the transition undone) when the token was used, or `only_if` did not hold."""
     try:
-        elapsed = max(0.0, round(now - (result.since or now), 3))
+        elapsed = max(0.0, round(moved.now - (result.since or moved.now), 3))
         record = _record(
             identity,
             callback,
@@ -323,7 +435,7 @@ def _transition(
             dispatch.upstream_repo,
             dispatch.event,
         )
-        if workflow.status == "in_progress":
+        if moved.status == "in_progress":
             record.queue_time = elapsed
         else:
             record.execution_time = elapsed
@@ -333,16 +445,15 @@ def _transition(
             *hud_forward.outbox_rows(_envelope(identity, level, callback, record)),
             audit.row(CallbackAudit.Decision.ACCEPTED, 200, "accepted"),
         ]
-        fresh = sql.insert_if_new(_replay_row(identity, at), rows)
+        fresh = sql.insert_if_new(_replay_row(identity, at), rows, only_if)
     except Exception as exc:
-        state.try_compensate(job_key, tx)
+        state.try_compensate(moved.job_key, moved.tx)
         if isinstance(exc, DatabaseError):
             raise Unavailable("the record could not be stored; nothing was kept") from exc
         raise
-    if not fresh:  # the token authorised another callback since we read it
-        state.try_compensate(job_key, tx)
-        raise Refused(409, "replayed", REPLAYED)
-    return {"ok": True, "status": workflow.status}
+    if not fresh:
+        state.try_compensate(moved.job_key, moved.tx)
+    return fresh
 
 
 _REFUSALS = {

@@ -45,7 +45,7 @@ from redis.exceptions import RedisError
 from allowlist import lookup
 from allowlist.entry import Entry
 from crcr_site.redis_connection import get_redis
-from relay import dispatch_payload, dispatch_token, redis_keys
+from relay import dispatch_payload, dispatch_token, redis_keys, state
 from relay.github import GitHubError, RateLimited, get_app
 from relay.models import Delivery, Dispatch
 from relay.webhook import UpstreamEvent
@@ -338,7 +338,7 @@ def mark_dispatched(rows: list[Dispatch]) -> str:
             for row in rows:
                 pipe.set(
                     redis_keys.dispatched(row.delivery.delivery_id, row.repo_key),
-                    json.dumps({"state": "DISPATCHED", "timestamp": time.time()}),
+                    state.dispatched_state(time.time(), state.facts_of(row.delivery)),
                     ex=settings.CRCR_DISPATCH_TTL,
                 )
             pipe.execute()

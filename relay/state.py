@@ -15,6 +15,7 @@ import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import redis
 from django.conf import settings
@@ -34,7 +35,8 @@ return {'ok', dispatched}
 """
 
 _COMPLETED = """
-if redis.call('EXISTS', KEYS[1]) == 0 then return {'no_dispatch'} end
+local dispatched = redis.call('GET', KEYS[1])
+if not dispatched then return {'no_dispatch'} end
 local current = redis.call('GET', KEYS[2])
 if not current then return {'not_started'} end
 local state = cjson.decode(current)
@@ -42,7 +44,7 @@ if state.state == 'COMPLETED' and not state.timed_out then return {'duplicate'} 
 local started = state.started or state.at
 redis.call('SET', KEYS[2], cjson.encode({state='COMPLETED', at=ARGV[1], started=started,
            tx=ARGV[2], prev=current}), 'EX', ARGV[3])
-return {'ok', started}
+return {'ok', started, dispatched}
 """
 
 _TIME_OUT = """
@@ -85,6 +87,16 @@ class Transition:
     result: str  # "ok", "no_dispatch", "duplicate", "not_started", "rate_limited"
     since: float | None = None  # DISPATCHED time (in_progress) or IN_PROGRESS time (completed)
     retry_after: int = 0  # rate_limited: seconds until the caller's window resets
+    dispatched: dict[str, Any] | None = None  # ok: the DISPATCHED state it moved under
+
+    @property
+    def dispatch(self) -> dict[str, Any] | None:
+        """The dispatch's facts as the fan-out wrote them with its DISPATCHED state (None
+        in a state written without them)."""
+        facts = (self.dispatched or {}).get("dispatch")
+        if not isinstance(facts, dict) or any(name not in facts for name in DISPATCH_FACTS):
+            return None
+        return facts
 
 
 @dataclass(frozen=True)
@@ -147,7 +159,7 @@ def _moved(
     # (Over the limit but not undone, Redis failing meanwhile: kept and recorded, not lost.)
     if result != "ok":
         return Transition(result)
-    return Transition("ok", since(_decode(reply[1])))
+    return Transition("ok", since(_decode(reply[1])), dispatched=json.loads(reply[-1]))
 
 
 def _dispatched_at(state: str) -> float:
@@ -190,13 +202,25 @@ def try_compensate(job_key: str, tx: str) -> bool:
         return False
 
 
-def restore_dispatched(dispatched_key: str, timestamp: float) -> None:
+# What a callback needs of its dispatch record, by the names Delivery and DispatchOnRecord share.
+DISPATCH_FACTS = ("pr_number", "head_sha", "upstream_repo", "event")
+
+
+def facts_of(record: Any) -> dict[str, Any]:
+    return {name: getattr(record, name) for name in DISPATCH_FACTS}
+
+
+def dispatched_state(timestamp: float, dispatch: dict[str, Any], **extra: Any) -> str:
+    """The DISPATCHED state (relay/redis_keys.py): when it was sent, and the facts of our
+    dispatch record a callback needs (pr_number, head_sha, upstream_repo, event), so that an
+    accepted callback need not read them from the database."""
+    return json.dumps({"state": "DISPATCHED", "timestamp": timestamp, "dispatch": dispatch} | extra)
+
+
+def restore_dispatched(dispatched_key: str, timestamp: float, dispatch: dict[str, Any]) -> None:
     """Put back a DISPATCHED state Redis lost, from the database's dispatch record."""
     get_redis().set(
-        dispatched_key,
-        json.dumps({"state": "DISPATCHED", "timestamp": timestamp, "restored": True}),
-        nx=True,
-        ex=_ttl(),
+        dispatched_key, dispatched_state(timestamp, dispatch, restored=True), nx=True, ex=_ttl()
     )
 
 

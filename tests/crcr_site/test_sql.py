@@ -47,12 +47,15 @@ def scenario() -> dict[str, object]:
     except DatabaseError:
         refused = True
     updated = sql.insert_if_new(_replay("k3"), _rows("completed"))  # the upsert's update branch
+    unless = sql.insert_if_new(_replay("k4"), _rows("failed"), sql.Condition("%s = 2", [1]))
+    provided = sql.insert_if_new(_replay("k5"), _rows("completed"), sql.Condition("%s = 2", [2]))
     row = JobRecord.objects.get()
     return {
         "first": first,
         "again": again,
         "refused": refused,
         "updated": updated,
+        "only_if": [unless, provided],
         "replay_keys": sorted(ReplayKey.objects.values_list("key", flat=True)),
         "audits": CallbackAudit.objects.count(),
         "record": [row.job_name, row.status, row.failed_tests_detail, str(row.updated_at)],
@@ -64,8 +67,9 @@ EXPECTED = {
     "again": False,
     "refused": True,
     "updated": True,
-    "replay_keys": ["k1", "k3"],
-    "audits": 2,
+    "only_if": [False, True],
+    "replay_keys": ["k1", "k3", "k5"],
+    "audits": 3,
     "record": ["build ✓ <script>", "completed", [{"name": "t"}], "2026-11-22 12:00:00+00:00"],
 }
 
@@ -83,13 +87,13 @@ def _prepared_statements() -> list[str]:
 
 @pytest.mark.django_db
 def test_the_callback_write_is_prepared_once_per_connection_and_binds_its_values():
-    assert scenario() == EXPECTED  # four writes, two shapes (a NULL audit status is one)
+    assert scenario() == EXPECTED  # six writes, two shapes (a NULL audit status is one)
 
     statements = _prepared_statements()
-    assert len(statements) == 1, statements
-    assert statements[0].startswith("WITH w0 AS (INSERT INTO")
-    assert "$1" in statements[0]
-    assert "'k1'" not in statements[0]
+    assert len(statements) == 2, statements
+    assert all(statement.startswith("WITH w0 AS (INSERT INTO") for statement in statements)
+    assert all("$1" in statement and "'k1'" not in statement for statement in statements)
+    assert "WHERE $" in statements[1] and "= 2" in statements[1]
 
 
 @pytest.mark.django_db(transaction=True)

@@ -1,10 +1,15 @@
 """POST /github/callback against simulated OIDC issuers, real PostgreSQL and the run's Redis."""
 
+import json
 import time
 
 import pytest
 import redis
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
+from allowlist import lookup
+from allowlist.models import DownstreamRepo
 from hud.models import HudOutbox, JobRecord
 from relay import redis_keys
 from relay.models import CallbackAudit, ReplayKey
@@ -113,6 +118,83 @@ def test_the_record_names_our_dispatch_not_what_the_body_claims(client, actions,
     record = JobRecord.objects.get()
     assert (record.pr_number, record.upstream_repo, record.level) == (2, "pytorch/pytorch", "L3")
     assert record.head_sha == PR["pull_request"]["head"]["sha"]
+
+
+def _accepted(client, actions, dispatched, job: str) -> None:
+    body = reporter_body(dispatched, "in_progress", job=job, check_run_id=job)
+    assert post_callback(client, body, token_for(actions)).status_code == 200
+
+
+def test_an_accepted_callback_is_one_write_once_the_allowlist_has_been_read(
+    client, actions, dispatched
+):
+    """The common case reads nothing first: the allowlist this process read last decides, the
+    dispatch's facts come with its DISPATCHED state, and the write is conditional on that
+    allowlist still being the committed one."""
+    _accepted(client, actions, dispatched, "warm")
+    forged = dispatched | {"payload": {"pull_request": {"number": 999, "head": {"sha": "f" * 40}}}}
+
+    with CaptureQueriesContext(connection) as queries:
+        response = post_callback(client, reporter_body(forged, "in_progress"), token_for(actions))
+
+    assert response.status_code == 200
+    [write] = [query["sql"] for query in queries.captured_queries]
+    assert "WITH w0 AS (INSERT INTO" in write and "allowlist_generation" in write
+    record = JobRecord.objects.get(job_name="build")
+    assert (record.pr_number, record.upstream_repo, record.level) == (2, "pytorch/pytorch", "L3")
+    assert record.head_sha == PR["pull_request"]["head"]["sha"]
+
+
+def _change_elsewhere(repo: str, level: str) -> None:
+    """Change a repo's level as another process would: this one's last read stays as it was."""
+    seen = lookup.last_read()
+    row = DownstreamRepo.objects.get(repo=repo)
+    row.level = level
+    row.save()
+    assert lookup.last_read() == seen and seen is not None
+
+
+def test_a_callback_decided_on_an_older_allowlist_is_decided_again(
+    client, actions, dispatched, redis_server
+):
+    _accepted(client, actions, dispatched, "warm")
+    _change_elsewhere("org-b/l3", "L1")
+    body = reporter_body(dispatched, "in_progress", job="late", check_run_id="late")
+
+    response = post_callback(client, body, token_for(actions))
+
+    assert response.json() == {"ok": True, "status": "ignored"}
+    assert not JobRecord.objects.filter(job_name="late").exists()
+    job = redis_keys.job("guid-1", "org-b/l3", "1111", 1, "late")
+    assert not redis.Redis.from_url(redis_server.url).exists(job)  # the transition was undone
+    assert CallbackAudit.objects.filter(decision="ignored").count() == 1
+
+
+def test_a_record_carries_the_level_of_the_allowlist_it_was_written_under(
+    client, actions, dispatched
+):
+    _accepted(client, actions, dispatched, "warm")
+    _change_elsewhere("org-b/l3", "L4")
+
+    _accepted(client, actions, dispatched, "after")
+
+    assert JobRecord.objects.get(job_name="after").level == "L4"
+    assert JobRecord.objects.get(job_name="warm").level == "L3"
+
+
+def test_a_dispatched_state_without_the_dispatch_facts_is_read_from_the_database(
+    client, actions, dispatched, redis_server
+):
+    """As a relay before this one wrote it: the callback is still accepted, on our record."""
+    r = redis.Redis.from_url(redis_server.url)
+    key = redis_keys.dispatched("guid-1", "org-b/l3")
+    r.set(key, json.dumps({"state": "DISPATCHED", "timestamp": time.time() - 5}))
+
+    _accepted(client, actions, dispatched, "old-state")
+
+    record = JobRecord.objects.get()
+    assert (record.pr_number, record.head_sha) == (2, PR["pull_request"]["head"]["sha"])
+    assert record.queue_time is not None and record.queue_time >= 5
 
 
 REFUSED = [
@@ -470,7 +552,13 @@ def test_a_lost_dispatched_state_is_restored_from_the_database(
     response = post_callback(client, reporter_body(dispatched, "in_progress"), token_for(actions))
 
     assert response.status_code == 200
-    assert r.exists(redis_keys.dispatched("guid-1", "org-b/l3"))
+    restored = json.loads(r.get(redis_keys.dispatched("guid-1", "org-b/l3")))
+    assert restored["dispatch"] == {
+        "pr_number": 2,
+        "head_sha": PR["pull_request"]["head"]["sha"],
+        "upstream_repo": "pytorch/pytorch",
+        "event": "pull_request",
+    }
 
 
 def test_the_dispatch_token_proves_provenance_and_can_be_required(
