@@ -93,7 +93,8 @@ def test_the_callback_write_is_prepared_once_per_connection_and_binds_its_values
     assert len(statements) == 2, statements
     assert all(statement.startswith("WITH w0 AS (INSERT INTO") for statement in statements)
     assert all("$1" in statement and "'k1'" not in statement for statement in statements)
-    assert "WHERE $" in statements[1] and "= 2" in statements[1]
+    assert "WHERE $" in statements[1]
+    assert "= 2" in statements[1]
 
 
 @pytest.mark.django_db(transaction=True)

@@ -139,7 +139,8 @@ def test_an_accepted_callback_is_one_write_once_the_allowlist_has_been_read(
 
     assert response.status_code == 200
     [write] = [query["sql"] for query in queries.captured_queries]
-    assert "WITH w0 AS (INSERT INTO" in write and "allowlist_generation" in write
+    assert "WITH w0 AS (INSERT INTO" in write
+    assert "allowlist_generation" in write
     record = JobRecord.objects.get(job_name="build")
     assert (record.pr_number, record.upstream_repo, record.level) == (2, "pytorch/pytorch", "L3")
     assert record.head_sha == PR["pull_request"]["head"]["sha"]
@@ -151,7 +152,8 @@ def _change_elsewhere(repo: str, level: str) -> None:
     row = DownstreamRepo.objects.get(repo=repo)
     row.level = level
     row.save()
-    assert lookup.last_read() == seen and seen is not None
+    assert lookup.last_read() == seen
+    assert seen is not None
 
 
 def test_a_callback_decided_on_an_older_allowlist_is_decided_again(
@@ -194,7 +196,8 @@ def test_a_dispatched_state_without_the_dispatch_facts_is_read_from_the_database
 
     record = JobRecord.objects.get()
     assert (record.pr_number, record.head_sha) == (2, PR["pull_request"]["head"]["sha"])
-    assert record.queue_time is not None and record.queue_time >= 5
+    assert record.queue_time is not None
+    assert record.queue_time >= 5
 
 
 REFUSED = [
