@@ -555,7 +555,7 @@ def test_a_lost_dispatched_state_is_restored_from_the_database(
     response = post_callback(client, reporter_body(dispatched, "in_progress"), token_for(actions))
 
     assert response.status_code == 200
-    restored = json.loads(r.get(redis_keys.dispatched("guid-1", "org-b/l3")))
+    restored = json.loads(r.get(redis_keys.dispatched("guid-1", "org-b/l3")) or "null")
     assert restored["dispatch"] == {
         "pr_number": 2,
         "head_sha": PR["pull_request"]["head"]["sha"],
