@@ -7,6 +7,8 @@ callback and proves the callback belongs to a dispatch we sent. It is Django's s
 and lives as long as the dispatch record, since a re-run days later echoes the original payload.
 """
 
+import functools
+import time
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -38,11 +40,23 @@ def sign(claims: DispatchClaims) -> str:
 
 
 def verify(token: str) -> DispatchClaims:
-    """The claims of a token we signed that has not outlived its dispatch; else BadToken."""
+    """The claims of a token we signed that has not outlived its dispatch; else BadToken.
+
+    Every callback of a dispatch echoes the same token, so a verified one is remembered (by
+    its whole text and the signing keys it was checked with); its age is checked every time."""
     try:
-        data = signing.loads(token, salt=SALT, max_age=settings.CRCR_DISPATCH_TTL)
-        return DispatchClaims(str(data["d"]), str(data["r"]), int(data["p"]), str(data["s"]))
-    except signing.SignatureExpired:
-        raise BadToken("the dispatch token has expired") from None
+        claims, signed_at = _verified(token, (settings.SECRET_KEY, *settings.SECRET_KEY_FALLBACKS))
     except (signing.BadSignature, KeyError, TypeError, ValueError):
         raise BadToken("the dispatch token is not one of ours") from None
+    if time.time() - signed_at > settings.CRCR_DISPATCH_TTL:
+        raise BadToken("the dispatch token has expired")
+    return claims
+
+
+@functools.lru_cache(maxsize=4096)
+def _verified(token: str, keys: tuple[str, ...]) -> tuple[DispatchClaims, int]:
+    """A token's claims and when it was signed, once its signature checks out with `keys`
+    (signing's errors otherwise, which are not remembered)."""
+    data = signing.loads(token, key=keys[0], fallback_keys=list(keys[1:]), salt=SALT)
+    claims = DispatchClaims(str(data["d"]), str(data["r"]), int(data["p"]), str(data["s"]))
+    return claims, signing.b62_decode(token.rsplit(":", 2)[-2])

@@ -5,10 +5,11 @@ import json
 from datetime import UTC, datetime
 
 import pytest
+from django.core.exceptions import ValidationError
 from django.db import DatabaseError, connection, transaction
 
 from crcr_site import sql
-from hud.models import JobRecord
+from hud.models import HudOutbox, JobRecord
 from relay.models import CallbackAudit, ReplayKey
 from tests.crcr_site.test_settings import run_on_sqlite
 
@@ -156,3 +157,21 @@ def test_insert_if_new_on_sqlite(tmp_path):
 def test_the_first_row_must_be_an_insert_or_nothing():
     with pytest.raises(ValueError, match="on_conflict and no update"):
         sql.insert_if_new(sql.Row(ReplayKey, {"key": "k"}), [])
+
+
+SAMPLES = ["text", "", "build ✓ <script>", "12", 0, 7, -1, 2.5, True, False, None, AT, {"a": 1}]
+
+
+@pytest.mark.parametrize("model", [JobRecord, CallbackAudit, ReplayKey, HudOutbox])
+def test_every_value_is_bound_as_its_field_would_bind_it(model):
+    """Values of the plain types skip their field's conversion: it must be a no-op for them."""
+    columns = [field for field in model._meta.concrete_fields if not field.primary_key]
+    for n, field in enumerate(columns):
+        for sample in SAMPLES:
+            try:
+                expected = field.get_db_prep_save(sample, connection)
+            except (TypeError, ValueError, ValidationError):
+                continue
+            bound = sql.Row(model, {field.name: sample}).params()[n]
+            assert type(bound) is type(expected), (field, sample)
+            assert repr(bound) == repr(expected), (field, sample)

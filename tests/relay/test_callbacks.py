@@ -979,3 +979,26 @@ def test_used_replay_keys_are_pruned_after_a_day(client, actions, dispatched):
     prune = next(job for job in JOBS if job.name == "prune")
     assert prune.run() == {"replay_keys": 1, "forwarded": 0, "audit": 0, "forwards_given_up": 0}
     assert ReplayKey.objects.count() == 0
+
+
+# Each is put into an otherwise good callback body, as the value of an extra key.
+NOT_I_JSON = {
+    "nested past any parser's depth": b"[" * 100_000 + b"]" * 100_000,
+    "NaN": b"NaN",
+    "a lone surrogate": b'"\\ud800"',
+    "a number past a double": b"1e400",
+    "not UTF-8": b'"\xff"',
+}
+
+
+@pytest.mark.parametrize("value", NOT_I_JSON.values(), ids=NOT_I_JSON)
+def test_a_body_that_is_not_plain_json_is_400_never_500(client, actions, dispatched, value):
+    """Plain JSON is I-JSON (RFC 7493): what the database and every other reader can take."""
+    good = json.dumps(reporter_body(dispatched, "in_progress")).encode()
+    raw = good[:-1] + b', "extra": ' + value + b"}"
+
+    response = post_callback(client, raw, token_for(actions))
+
+    assert response.status_code == 400, response.content
+    assert response.json()["error"] == "invalid_body"
+    assert JobRecord.objects.count() == 0
