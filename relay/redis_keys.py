@@ -4,8 +4,11 @@ Per-dispatch keys carry a hash tag `{<delivery_id>:<repo>}` so that every key of
 lands in one Redis Cluster slot and a Lua script may touch them together.
 
 - `crcr:{<delivery>:<repo>}:dispatched` — string, JSON `{"state": "DISPATCHED", "timestamp":
-  <epoch seconds>}` of the latest send; TTL `CRCR_DISPATCH_TTL` (3 days); written by the
-  fan-out before each POST to GitHub.
+  <epoch seconds>, "dispatch": {"pr_number", "head_sha", "upstream_repo", "event"}}` of the
+  latest send (the facts are our dispatch record's, so that an accepted callback need not read
+  them; states written before they were added lack them, and such a callback reads the
+  database); TTL `CRCR_DISPATCH_TTL` (3 days); written by the fan-out before each POST to
+  GitHub, and put back from the database by a callback that finds it gone.
 - `crcr:{<delivery>:<repo>}:job:<run_id>:<run_attempt>:<job>` — string, JSON `{"state":
   "IN_PROGRESS" | "COMPLETED", "at": <epoch s>, "tx": <transition id>, ...}`; TTL
   `CRCR_DISPATCH_TTL`; the callback state machine (relay/state.py), one Lua script per

@@ -1,11 +1,13 @@
 import subprocess
 
 import pytest
+from django.db import connection
 
 from allowlist import lookup
 from allowlist.entry import Event, Level
 from allowlist.models import DownstreamRepo
 from tests.conftest import PYTHON, ROOT
+from tests.crcr_site.test_settings import run_on_sqlite
 
 
 def add(repo: str, level: str, **fields) -> DownstreamRepo:
@@ -127,3 +129,40 @@ def test_a_write_is_seen_at_once_by_another_process(second_process):
 
     row.delete()
     assert second_process.level_of("a/b") == "-"
+
+
+def last_read_scenario() -> list[bool]:
+    """Whether the last read's token is current: after a read, after a write, after a read."""
+
+    def current() -> bool:
+        seen = lookup.last_read()
+        assert seen is not None
+        condition, params = lookup.is_current_sql(seen[0])
+        with connection.cursor() as cursor:
+            cursor.execute(f"SELECT CASE WHEN {condition} THEN 1 ELSE 0 END", params)
+            return cursor.fetchone()[0] == 1
+
+    row = add("a/b", "L1")
+    lookup.level_of("a/b")
+    answers = [current()]
+    row.level = "L2"
+    row.save()
+    answers.append(current())
+    lookup.level_of("a/b")
+    return [*answers, current()]
+
+
+@pytest.mark.django_db
+def test_the_last_read_knows_whether_it_is_still_current():
+    assert last_read_scenario() == [True, False, True]
+
+
+def test_the_last_read_knows_whether_it_is_still_current_on_sqlite(tmp_path):
+    script = (
+        "import django; django.setup()\n"
+        "from django.core.management import call_command\n"
+        "call_command('migrate', verbosity=0)\n"
+        "from tests.allowlist.test_lookup import last_read_scenario\n"
+        "print(last_read_scenario())\n"
+    )
+    assert run_on_sqlite(tmp_path, script).strip() == "[True, False, True]"
