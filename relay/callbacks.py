@@ -16,10 +16,14 @@ Two ways through, with the same outcomes:
   this process read last and the dispatch's facts the DISPATCHED state carries, so no read
   before the transition; the write happens only while that allowlist generation is still the
   committed one (a condition of the same statement). Two round trips: Redis, then PostgreSQL.
+  If the allowlist changed meanwhile, the transition stays and the callback is decided again
+  on a fresh read and written under the newer generation (undoing it and starting over could
+  let a job's completed overtake its in_progress).
 - everything else, and whatever the first way did not accept (it undoes its transition and
-  leaves the decision here; the rate limit is charged once): one SELECT of what the database
-  holds, then the checks, the transition and the write. Every refusal and ignored answer is
-  decided this way, on a fresh read.
+  leaves the decision here): one SELECT of what the database holds, then the checks, the
+  transition and the write. Every refusal and ignored answer is decided this way, on a fresh
+  read. The rate limit is charged once either way, and a callback this way refuses or ignores
+  before its rate limit gets back the charge the first way made.
 
 So exactly one of N identical callbacks wins, and a callback whose record could not be stored
 leaves the state as it was: the reporter may send it again. Which upstream PR, SHA and
@@ -141,8 +145,51 @@ def _decide(identity: Identity, callback: Callback, audit: "Audit") -> dict[str,
         if isinstance(fast, dict):
             return fast
         charged = fast
+    rate = _rate(identity)
+    try:
+        checked = _checked(identity, callback, audit)
+    except Refused:
+        _refund(rate, charged)
+        raise
+    if checked is None:
+        _refund(rate, charged)
+        return {"ok": True, "status": "ignored"}
+    level, dispatch = checked
+    if dispatch is None:  # nightly / periodic
+        _charge(identity, rate, state.rate_limited(rate))
+        return _self_report(identity, callback, level, audit)
+    return _transition(identity, callback, level, dispatch, audit, rate, charged)
+
+
+def _checked(
+    identity: Identity, callback: Callback, audit: "Audit"
+) -> tuple[Level, "DispatchOnRecord | None"] | None:
+    """Everything decided before the rate limit, on what the database holds now: the level
+    and the dispatch (None for a self-report), None when the caller is ignored, or Refused."""
     held = OnRecord.read(identity, callback)
-    entry = lookup.snapshot_at(held.allowlist_token).get(identity.repo)
+    entry = _reporting(identity, callback, lookup.snapshot_at(held.allowlist_token), audit)
+    if entry is None or entry.level is None:
+        return None
+    if PATHS[callback.event_type] == "self":
+        return entry.level, None
+    if held.dispatch is None:
+        raise Refused(
+            409,
+            "no_dispatch",
+            f"no dispatch of {callback.delivery_id} to {identity.repo} on record",
+        )
+    if held.replayed:  # the early answer; the write in _store is what guarantees it
+        raise Refused(409, "replayed", REPLAYED)
+    audit.provenance = _provenance(callback, identity)
+    return entry.level, held.dispatch
+
+
+def _reporting(
+    identity: Identity, callback: Callback, snapshot: lookup.Snapshot, audit: "Audit"
+) -> Entry | None:
+    """The caller's allowlist entry if it reports (L2 and up) and its token's claims agree
+    with it and with the body; None when it is ignored (audited); else Refused."""
+    entry = snapshot.get(identity.repo)
     level = entry.level if entry else None
     if entry is None or level is None or level == Level.L1:
         # Any repository on GitHub can mint a valid token: these rows share the strangers' cap.
@@ -153,24 +200,15 @@ def _decide(identity: Identity, callback: Callback, audit: "Audit") -> dict[str,
                 "not_reporting",
                 f"{identity.repo} is {'at L1' if level else 'not allowlisted'}",
             )
-        return {"ok": True, "status": "ignored"}
+        return None
     _check_run_claims(identity, callback.workflow)
     _check_repository_ids(identity, entry)
-    rate = _rate(identity)
-    if PATHS[callback.event_type] == "self":
-        _charge(identity, rate, state.rate_limited(rate))
-        return _self_report(identity, callback, level, audit)
-    dispatch = held.dispatch
-    if dispatch is None:
-        raise Refused(
-            409,
-            "no_dispatch",
-            f"no dispatch of {callback.delivery_id} to {identity.repo} on record",
-        )
-    if held.replayed:  # the early answer; the write in _store is what guarantees it
-        raise Refused(409, "replayed", REPLAYED)
-    audit.provenance = _provenance(callback, identity)
-    return _transition(identity, callback, level, dispatch, audit, rate, charged)
+    return entry
+
+
+# How many times an accepted transition is written again under a newer allowlist before it is
+# undone and left to the full path (each allowlist change costs every process one).
+_REWRITES = 3
 
 
 def _on_last_read(
@@ -179,12 +217,12 @@ def _on_last_read(
     """The common case, an accepted PR/push callback, in one Redis and one database round
     trip instead of three: decided on the allowlist this process read last, with the dispatch's
     facts from its DISPATCHED state, and written only while that allowlist is still the
-    committed one (the write's condition).
+    committed one (the write's condition). When it is not, the transition stays and the
+    callback is decided again on a fresh read and written under the newer allowlist.
 
-    Any other outcome (a refusal or an ignored caller, a newer allowlist, a replayed token, a
-    state without the dispatch's facts) is undone and left to `_decide`'s full path, which
-    reads the database first. Returns the answer, or what charging the rate limit said (None:
-    not charged)."""
+    Any other outcome (a refusal or an ignored caller, a used token, a state without the
+    dispatch's facts) is undone and left to `_decide`'s full path, which reads the database
+    first. Returns the answer, or what charging the rate limit said (None: not charged)."""
     seen = lookup.last_read()
     if seen is None:
         return None
@@ -192,6 +230,7 @@ def _on_last_read(
     entry = snapshot.get(identity.repo)
     if entry is None or entry.level is None or entry.level == Level.L1:
         return None
+    level: Level = entry.level
     try:
         _check_run_claims(identity, callback.workflow)
         _check_repository_ids(identity, entry)
@@ -202,14 +241,63 @@ def _on_last_read(
     result = moved.run(_rate(identity))
     if result.result != "ok":
         return result.retry_after
-    dispatch = DispatchOnRecord.of_state(callback.delivery_id, identity.repo_key, result)
-    if dispatch is None:  # written before DISPATCHED states carried them
-        state.try_compensate(moved.job_key, moved.tx)
+    try:
+        dispatch = DispatchOnRecord.of_state(callback.delivery_id, identity.repo_key, result)
+    except (KeyError, TypeError, ValueError, OverflowError):
+        dispatch = None  # an unreadable state: the database's record decides
+    if dispatch is None:
+        _undo(moved)
         return 0
-    condition = sql.Condition(*lookup.is_current_sql(token))
-    if _store(identity, callback, entry.level, dispatch, audit, moved, result, condition):
-        return {"ok": True, "status": callback.workflow.status}
+    for _ in range(_REWRITES):
+        condition = sql.Condition(*lookup.is_current_sql(token))
+        if _store(identity, callback, level, dispatch, audit, moved, result, condition):
+            return {"ok": True, "status": callback.workflow.status}
+        try:  # why not: a newer allowlist, or a used token
+            newer = _newer_allowlist(identity, callback, token)
+        except Exception:
+            _undo(moved)
+            raise
+        if newer is None:
+            break
+        token, level = newer
+    _undo(moved)
     return 0
+
+
+def _newer_allowlist(
+    identity: Identity, callback: Callback, token: str
+) -> tuple[str, Level] | None:
+    """After a write under `token` did not happen: the newer generation and the caller's level
+    in it, if its token was not used and it still reports there; else None."""
+    held = OnRecord.read(identity, callback)
+    if held.replayed or held.allowlist_token is None or held.allowlist_token == token:
+        return None
+    entry = lookup.snapshot_at(held.allowlist_token).get(identity.repo)
+    if entry is None or entry.level is None or entry.level == Level.L1:
+        return None
+    try:
+        _check_repository_ids(identity, entry)
+    except Refused:
+        return None
+    return held.allowlist_token, entry.level
+
+
+def _undo(moved: "_Move") -> None:
+    """Undo the fast path's transition before the full path decides; left in place, it would
+    make that answer "duplicate", so a failure is Unavailable (nothing was kept)."""
+    if not state.try_compensate(moved.job_key, moved.tx):
+        raise Unavailable("the transition could not be undone")
+
+
+def _refund(rate: state.RateLimit, charged: int | None) -> None:
+    """Give back the charge of a callback the full path refuses or ignores before its rate
+    limit (as if it had never been charged); a refund Redis cannot take is only logged."""
+    if charged is None:
+        return
+    try:
+        state.refund(rate)
+    except RedisError as exc:
+        logger.warning("rate limit charge on %s not refunded: %s", rate.key, exc)
 
 
 def _rate(identity: Identity) -> state.RateLimit:
@@ -408,6 +496,7 @@ def _transition(
     if result.result != "ok":
         raise Refused(409, result.result, _REFUSALS[result.result])
     if not _store(identity, callback, level, dispatch, audit, moved, result):
+        state.try_compensate(moved.job_key, moved.tx)
         raise Refused(409, "replayed", REPLAYED)  # the token authorised another callback since
     return {"ok": True, "status": callback.workflow.status}
 
@@ -422,8 +511,9 @@ def _store(
     result: state.Transition,
     only_if: sql.Condition | None = None,
 ) -> bool:
-    """The record of an accepted transition, all or nothing with the replay key: False (and
-    the transition undone) when the token was used, or `only_if` did not hold."""
+    """The record of an accepted transition, all or nothing with the replay key: False when
+    the token was used, or `only_if` did not hold (the transition stays: the caller decides);
+    a failure undoes the transition and is Unavailable."""
     try:
         elapsed = max(0.0, round(moved.now - (result.since or moved.now), 3))
         record = _record(
@@ -451,8 +541,6 @@ def _store(
         if isinstance(exc, DatabaseError):
             raise Unavailable("the record could not be stored; nothing was kept") from exc
         raise
-    if not fresh:
-        state.try_compensate(moved.job_key, moved.tx)
     return fresh
 
 

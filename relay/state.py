@@ -70,6 +70,11 @@ end
 return 1
 """
 
+_REFUND = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return redis.call('DECR', KEYS[1]) end
+return 0
+"""
+
 _RATE = """
 local count = redis.call('INCR', KEYS[1])
 if count == 1 then redis.call('EXPIRE', KEYS[1], ARGV[2]) end
@@ -228,6 +233,11 @@ def rate_limited(rate: RateLimit) -> int:
     """Charge one call to `rate`: 0 when it is within the limit, else the seconds until the
     window resets."""
     return int(_script(get_redis(), _RATE)(keys=[rate.key], args=[rate.limit, rate.window]))
+
+
+def refund(rate: RateLimit) -> None:
+    """Take back one charge to `rate` (none once its window has passed)."""
+    _script(get_redis(), _REFUND)(keys=[rate.key])
 
 
 def _ttl() -> int:

@@ -611,6 +611,64 @@ def test_the_rate_limit_answers_429_with_retry_after(client, actions, dispatched
     assert again.status_code == 200
 
 
+def _charges(redis_server) -> int:
+    return int(redis.Redis.from_url(redis_server.url).get(redis_keys.rate("org-b/l3")) or 0)
+
+
+def test_a_callback_left_to_the_full_path_is_charged_once(
+    client, actions, dispatched, settings, redis_server
+):
+    """A DISPATCHED state without the dispatch's facts sends an accepted callback through both
+    paths: one charge, so a limit of one lets it through."""
+    settings.CRCR_RATE_LIMIT_PER_MIN = 1
+    key = redis_keys.dispatched("guid-1", "org-b/l3")
+    redis.Redis.from_url(redis_server.url).set(
+        key, json.dumps({"state": "DISPATCHED", "timestamp": time.time()})
+    )
+
+    response = post_callback(client, reporter_body(dispatched, "in_progress"), token_for(actions))
+
+    assert response.status_code == 200
+    assert _charges(redis_server) == 1
+
+
+def test_callbacks_refused_before_the_rate_limit_are_not_charged(
+    client, actions, dispatched, redis_server
+):
+    """As the full path never charged them, even when the fast path tried them first."""
+    token = token_for(actions)
+    _accepted(client, actions, dispatched, "warm")
+    assert post_callback(client, reporter_body(dispatched, "in_progress"), token).status_code == 200
+    charged = _charges(redis_server)
+    another_job = reporter_body(dispatched, "in_progress", job="other", check_run_id="other")
+    never = reporter_body(dispatched | {"delivery_id": "never"}, "in_progress", job="n")
+
+    replayed = post_callback(client, another_job, token)
+    undispatched = post_callback(client, never, token_for(actions))
+
+    assert (replayed.status_code, replayed.json()["error"]) == (409, "replayed")
+    assert (undispatched.status_code, undispatched.json()["error"]) == (409, "no_dispatch")
+    assert _charges(redis_server) == charged
+    job = redis_keys.job("guid-1", "org-b/l3", "1111", 1, "other")
+    assert not redis.Redis.from_url(redis_server.url).exists(job)
+
+
+def test_callbacks_during_an_allowlist_change_keep_their_order(client, actions, dispatched):
+    """A transition decided on the older allowlist is written under the newer one, not undone
+    and made again (which could let a job's completed overtake its in_progress)."""
+    _accepted(client, actions, dispatched, "warm")
+    _change_elsewhere("org-b/l3", "L4")
+
+    started = post_callback(client, reporter_body(dispatched, "in_progress"), token_for(actions))
+    _change_elsewhere("org-b/l3", "L3")
+    done = reporter_body(dispatched, "completed", conclusion="success")
+    finished = post_callback(client, done, token_for(actions))
+
+    assert (started.status_code, finished.status_code) == (200, 200)
+    record = JobRecord.objects.get(job_name="build")
+    assert (record.status, record.level) == ("completed", "L3")
+
+
 def test_a_completed_over_the_rate_limit_leaves_the_job_in_progress(
     client, actions, dispatched, settings
 ):

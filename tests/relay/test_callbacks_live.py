@@ -37,33 +37,43 @@ def relay_server(child_env, github, actions, settings, client, downstream):
     server.stop()
 
 
-def test_of_100_identical_callbacks_sent_at_once_exactly_one_wins(relay_server, github, actions):
-    client_payload = github.dispatches("org-b/l3")[0].body["client_payload"]
-    body = json.dumps(reporter_body(client_payload, "in_progress")).encode()
-    token = actions.mint(repo="org-b/l3")
-    start = threading.Barrier(100)
+def _at_once(url: str, body: bytes, token: str, copies: int = 100) -> Counter[int]:
+    start = threading.Barrier(copies)
     statuses: list[int] = []
 
     def send() -> None:
         session = requests.Session()
         start.wait()
         response = session.post(
-            f"{relay_server.url}/github/callback",
+            f"{url}/github/callback",
             data=body,
             timeout=30,
             headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
         )
         statuses.append(response.status_code)
 
-    threads = [threading.Thread(target=send) for _ in range(100)]
+    threads = [threading.Thread(target=send) for _ in range(copies)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
+    return Counter(statuses)
 
-    assert Counter(statuses) == Counter({200: 1, 409: 99})
-    assert JobRecord.objects.count() == 1
-    assert CallbackAudit.objects.filter(decision="accepted").count() == 1
+
+def test_of_100_identical_callbacks_sent_at_once_exactly_one_wins(relay_server, github, actions):
+    """Twice: first on workers that have not read the allowlist yet (the full path), then on
+    workers that have (the fast path, decided on what they read last)."""
+    client_payload = github.dispatches("org-b/l3")[0].body["client_payload"]
+
+    for job in ("cold", "warm"):
+        body = reporter_body(client_payload, "in_progress", job=job, check_run_id=job)
+        statuses = _at_once(
+            relay_server.url, json.dumps(body).encode(), actions.mint(repo="org-b/l3")
+        )
+
+        assert statuses == Counter({200: 1, 409: 99}), job
+        assert JobRecord.objects.filter(job_name=job).count() == 1
+    assert CallbackAudit.objects.filter(decision="accepted").count() == 2
 
 
 def test_pytorchs_reporter_works_unchanged_end_to_end(relay_server, github, actions):
