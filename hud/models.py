@@ -109,9 +109,9 @@ class HudOutbox(models.Model):
 class DailyCounts(models.Model):
     """Per repo, day (UTC, by receive time) and event: the job counts of hud_jobrecord.
 
-    PostgreSQL keeps it exact with a trigger on hud_jobrecord (migrations 0004 and 0005): every insert,
-    update or delete of a record moves its counts in the same transaction. The /crcr daily
-    series reads whole days here; elsewhere (SQLite) the records are counted directly.
+    PostgreSQL keeps it exact with a trigger on hud_jobrecord (migrations 0004, 0005): every
+    insert, update or delete of a record moves its counts in the same transaction. The /crcr
+    daily series reads whole days here; elsewhere (SQLite) the records are counted directly.
     """
 
     downstream_repo = models.CharField(max_length=140)

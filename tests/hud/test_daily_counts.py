@@ -12,8 +12,7 @@ from hud.models import JobRecord
 pytestmark = pytest.mark.django_db
 
 DAY = datetime(2026, 11, 20, 23, 30, tzinfo=UTC)
-COUNTERS = "successes, failures, timed_out, cancelled, completed, in_progress"
-RECOUNT = f"""
+RECOUNT = """
     SELECT downstream_repo, (received_at AT TIME ZONE 'UTC')::date, event_type,
            count(*) FILTER (WHERE status = 'completed' AND conclusion = 'success'),
            count(*) FILTER (WHERE status = 'completed'
@@ -24,8 +23,10 @@ RECOUNT = f"""
            count(*) FILTER (WHERE status <> 'completed')
     FROM hud_jobrecord GROUP BY 1, 2, 3
 """
-KEPT = f"""
-    SELECT downstream_repo, day, event_type, {COUNTERS} FROM hud_dailycounts
+KEPT = """
+    SELECT downstream_repo, day, event_type,
+           successes, failures, timed_out, cancelled, completed, in_progress
+    FROM hud_dailycounts
     WHERE (successes, failures, timed_out, cancelled, completed, in_progress)
           <> (0, 0, 0, 0, 0, 0)
 """
