@@ -184,14 +184,21 @@ def _checked(
     return entry.level, held.dispatch
 
 
+def _reporting_level(entry: Entry | None) -> Level | None:
+    """The level of an allowlist entry whose callbacks are recorded (L2 and up), else None."""
+    if entry is None or entry.level is None or entry.level == Level.L1:
+        return None
+    return entry.level
+
+
 def _reporting(
     identity: Identity, callback: Callback, snapshot: lookup.Snapshot, audit: "Audit"
 ) -> Entry | None:
     """The caller's allowlist entry if it reports (L2 and up) and its token's claims agree
     with it and with the body; None when it is ignored (audited); else Refused."""
     entry = snapshot.get(identity.repo)
-    level = entry.level if entry else None
-    if entry is None or level is None or level == Level.L1:
+    if entry is None or _reporting_level(entry) is None:
+        level = entry.level if entry else None
         # Any repository on GitHub can mint a valid token: these rows share the strangers' cap.
         if _audit_allowed():
             audit.write(
@@ -228,9 +235,9 @@ def _on_last_read(
         return None
     token, snapshot = seen
     entry = snapshot.get(identity.repo)
-    if entry is None or entry.level is None or entry.level == Level.L1:
+    level = _reporting_level(entry)
+    if entry is None or level is None:
         return None
-    level: Level = entry.level
     try:
         _check_run_claims(identity, callback.workflow)
         _check_repository_ids(identity, entry)
@@ -273,13 +280,14 @@ def _newer_allowlist(
     if held.replayed or held.allowlist_token is None or held.allowlist_token == token:
         return None
     entry = lookup.snapshot_at(held.allowlist_token).get(identity.repo)
-    if entry is None or entry.level is None or entry.level == Level.L1:
+    level = _reporting_level(entry)
+    if entry is None or level is None:
         return None
     try:
         _check_repository_ids(identity, entry)
     except Refused:
         return None
-    return held.allowlist_token, entry.level
+    return held.allowlist_token, level
 
 
 def _undo(moved: "_Move") -> None:
