@@ -356,11 +356,13 @@ class DispatchOnRecord:
     def of_state(
         cls, delivery_id: str, repo_key: str, moved: state.Transition
     ) -> "DispatchOnRecord | None":
-        """The dispatch as its DISPATCHED state carries it (None: a state without its facts)."""
-        facts = moved.dispatch
-        if facts is None or moved.dispatched is None:
+        """The dispatch as its DISPATCHED state carries it (None: a state without its facts,
+        as relays before them wrote it)."""
+        dispatched = moved.dispatched or {}
+        facts = dispatched.get("dispatch")
+        if not isinstance(facts, dict):
             return None
-        sent = datetime.fromtimestamp(float(moved.dispatched["timestamp"]), UTC)
+        sent = datetime.fromtimestamp(float(dispatched["timestamp"]), UTC)
         return cls(delivery_id, repo_key, sent, *(facts[name] for name in state.DISPATCH_FACTS))
 
 

@@ -94,15 +94,6 @@ class Transition:
     retry_after: int = 0  # rate_limited: seconds until the caller's window resets
     dispatched: dict[str, Any] | None = None  # ok: the DISPATCHED state it moved under
 
-    @property
-    def dispatch(self) -> dict[str, Any] | None:
-        """The dispatch's facts as the fan-out wrote them with its DISPATCHED state (None
-        in a state written without them)."""
-        facts = (self.dispatched or {}).get("dispatch")
-        if not isinstance(facts, dict) or any(name not in facts for name in DISPATCH_FACTS):
-            return None
-        return facts
-
 
 @dataclass(frozen=True)
 class RateLimit:
@@ -134,10 +125,10 @@ def _moved(
     now: float,
     tx: str,
     rate: RateLimit | None,
-    since: Callable[[str], float],
+    since: Callable[[list[Any], dict[str, Any]], float],
 ) -> Transition:
     """Run a job transition, charged to `rate` in the same round trip; `since` reads the time
-    the script returns when it moved.
+    it counts from out of the script's reply and the DISPATCHED state (the reply's last item).
 
     The rate key lives in another hash slot than the job's, so this is a pipeline of two
     scripts, not one (EVAL, so that no SCRIPT EXISTS precedes it). A transition that turns
@@ -164,25 +155,32 @@ def _moved(
     # (Over the limit but not undone, Redis failing meanwhile: kept and recorded, not lost.)
     if result != "ok":
         return Transition(result)
-    return Transition("ok", since(_decode(reply[1])), dispatched=json.loads(reply[-1]))
-
-
-def _dispatched_at(state: str) -> float:
-    return float(json.loads(state)["timestamp"])
+    dispatched = json.loads(reply[-1])
+    return Transition("ok", since(reply, dispatched), dispatched=dispatched)
 
 
 def start(
     dispatched_key: str, job_key: str, *, now: float, tx: str, rate: RateLimit | None = None
 ) -> Transition:
     """in_progress: `since` is when the dispatch was sent."""
-    return _moved(_IN_PROGRESS, dispatched_key, job_key, now, tx, rate, _dispatched_at)
+    return _moved(
+        _IN_PROGRESS, dispatched_key, job_key, now, tx, rate, lambda _, d: float(d["timestamp"])
+    )
 
 
 def complete(
     dispatched_key: str, job_key: str, *, now: float, tx: str, rate: RateLimit | None = None
 ) -> Transition:
     """completed: `since` is when the job started."""
-    return _moved(_COMPLETED, dispatched_key, job_key, now, tx, rate, float)
+    return _moved(
+        _COMPLETED,
+        dispatched_key,
+        job_key,
+        now,
+        tx,
+        rate,
+        lambda reply, _: float(_decode(reply[1])),
+    )
 
 
 def time_out(job_key: str, *, now: float, tx: str) -> Transition:
