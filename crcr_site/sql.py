@@ -161,8 +161,7 @@ def insert_if_new(first: Row, then: Sequence[Row], only_if: Condition | None = N
             inserted = cursor.fetchone()
         return bool(inserted and inserted[0])
     with transaction.atomic(), connection.cursor() as cursor:
-        first_sql = _select_insert_sql(first.shape, f"WHERE {condition}") if condition else None
-        cursor.execute(first_sql or first.sql(), first_params)
+        cursor.execute(_first_sql(first.shape, condition), first_params)
         if cursor.rowcount != 1:
             return False
         for row in then:
@@ -186,12 +185,16 @@ def _select_insert_sql(shape: Shape, source: str) -> str:
     return f"{head} SELECT {values} {source}{tail}"
 
 
+def _first_sql(shape: Shape, condition: str | None) -> str:
+    """The first row's INSERT: plain, or only where `condition` holds."""
+    return _select_insert_sql(shape, f"WHERE {condition}") if condition else _insert_sql(*shape)
+
+
 @functools.cache
 def _chained_sql(first: Shape, then: tuple[Shape, ...], condition: str | None = None) -> str:
     """WITH w0 AS (INSERT … ON CONFLICT DO NOTHING RETURNING 1), w1 AS (INSERT … SELECT
     <values> FROM w0), … SELECT count(*) FROM w0."""
-    head = _select_insert_sql(first, f"WHERE {condition}") if condition else _insert_sql(*first)
-    clauses = [f"w0 AS ({head} RETURNING 1)"]
+    clauses = [f"w0 AS ({_first_sql(first, condition)} RETURNING 1)"]
     clauses += [
         f"w{n} AS ({_select_insert_sql(shape, 'FROM w0')})" for n, shape in enumerate(then, 1)
     ]
