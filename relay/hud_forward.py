@@ -64,10 +64,12 @@ def forward_due() -> int:
     )
     owner = uuid.uuid4().hex
     ids = list(HudForward.objects.filter(due).order_by("pk").values_list("pk", flat=True)[:BATCH])
+    if not ids:  # the idle poll: one query
+        return 0
     HudForward.objects.filter(due, pk__in=ids).update(
         lease_owner=owner, lease_until=now + timedelta(seconds=lease), attempts=F("attempts") + 1
     )
-    rows = list(HudForward.objects.filter(lease_owner=owner).order_by("pk"))
+    rows = list(HudForward.objects.filter(pk__in=ids, lease_owner=owner).order_by("pk"))
     sent = 0
     for n, row in enumerate(rows):
         left = deadline - time.monotonic()

@@ -34,7 +34,8 @@ ASK_AGAIN_AFTER = 3600
 def missed_deliveries(since: datetime | None = None) -> list[HookDelivery]:
     """Failed deliveries of dispatched events, delivered since `since` (at most GitHub's
     window), that we never recorded."""
-    since = max(since or datetime.min.replace(tzinfo=UTC), timezone.now() - WINDOW)
+    floor = timezone.now() - WINDOW
+    since = floor if since is None else max(since, floor)
     succeeded: set[str] = set()
     failed: dict[str, HookDelivery] = {}
     for item in get_app().hook_deliveries():

@@ -57,5 +57,5 @@ def prune(now: datetime | None = None) -> dict[str, int]:
 def _delete(rows: "models.QuerySet[models.Model]") -> int:
     total = 0
     while ids := list(rows.order_by("pk").values_list("pk", flat=True)[:BATCH]):
-        total += rows.model._default_manager.filter(pk__in=ids).delete()[0]
+        total += rows.filter(pk__in=ids).delete()[0]
     return total

@@ -28,17 +28,18 @@ def _forward(status: str, created_age: timedelta, sent_age: timedelta | None = N
     return row.pk
 
 
-def test_each_table_is_pruned_at_its_own_age(settings):
+def test_each_table_is_pruned_at_its_own_age(settings, monkeypatch):
     settings.CRCR_AUDIT_RETENTION_DAYS = 30
+    monkeypatch.setattr(retention, "BATCH", 2)  # three old audit rows: two batches
     ReplayKey.objects.create(key="used-yesterday", used_at=NOW - timedelta(days=1, minutes=1))
     ReplayKey.objects.create(key="used-today", used_at=NOW - timedelta(hours=23))
     for n in range(3):
         _audit(timedelta(days=31, minutes=-n), f"old-{n}")
     for n in range(2):
         _audit(timedelta(days=29, minutes=-n), f"kept-{n}")
-    sent_long_ago = _forward("sent", timedelta(days=9), timedelta(days=8))
+    _forward("sent", timedelta(days=9), timedelta(days=8))
     sent_lately = _forward("sent", timedelta(days=7), timedelta(days=6))
-    given_up_long_ago = _forward("failed", timedelta(days=31))
+    _forward("failed", timedelta(days=31))
     given_up_lately = _forward("failed", timedelta(days=29))
     still_trying = _forward("pending", timedelta(days=40))
 
@@ -49,7 +50,6 @@ def test_each_table_is_pruned_at_its_own_age(settings):
     assert sorted(CallbackAudit.objects.values_list("reason", flat=True)) == ["kept-0", "kept-1"]
     remaining = set(HudForward.objects.values_list("pk", flat=True))
     assert remaining == {sent_lately, given_up_lately, still_trying}
-    assert not remaining & {sent_long_ago, given_up_long_ago}
 
 
 def test_an_audit_retention_of_zero_keeps_the_audit_for_ever(settings):
