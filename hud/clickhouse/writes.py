@@ -10,6 +10,7 @@ result is on the pages in the next request either way. Re-draining a row after a
 the same merge again: harmless.
 """
 
+import functools
 import json
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
@@ -184,6 +185,7 @@ def _to_clickhouse(row: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+@functools.cache
 def _default(name: str, kind: str) -> Any:
     """What a non-Nullable column holds for a value a row does not have: the record model's
     default (as the ORM would store it), else the type's zero. A server's Native inserts

@@ -1,6 +1,6 @@
 """Formatting for the HUD's templates: durations, rates, outcomes, safe links, sparklines."""
 
-import html
+from html import escape as html_escape
 from typing import Any
 
 from django import template
@@ -18,7 +18,7 @@ register = template.Library()
 def _escape(value: object) -> str:
     """Django's escape() without its lazy-string wrapper (the same html.escape underneath):
     the matrix calls it thousands of times a page."""
-    return html.escape(str(value))
+    return html_escape(str(value))
 
 
 OUTCOMES = {  # outcome → (icon, words); the icon is never the only signal

@@ -80,14 +80,17 @@ def test_untrusted_text_is_escaped_and_only_plain_http_urls_are_links(client, se
     record.job_name = "<script>alert(1)</script>"
     record.workflow_run_url = "javascript:alert(1)"
     record.triage_verdict = {"category": "flaky", "confidence": "low", "summary": "<b>x</b>"}
+    record.status, record.conclusion = "completed", "failure"  # the PR page lists it too
     record.save()
 
     page = client.get("/crcr/org/alpha?shards=all").content.decode()
+    pr_page = client.get(f"/crcr/pr/{record.pr_number}").content.decode()
 
-    assert "<script>alert(1)</script>" not in page
-    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    for html in (page, pr_page):
+        assert "<script>alert(1)</script>" not in html
+        assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+        assert "javascript:" not in html
     assert "&lt;b&gt;x&lt;/b&gt;" in page
-    assert "javascript:" not in page
 
 
 def test_a_repo_that_reported_no_level_is_shown_under_l2(client, seeded):
