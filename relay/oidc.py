@@ -15,10 +15,12 @@ a flood of tokens with made-up kids cannot make us hammer an issuer; while an is
 unreachable the cached keys go on working. Each fetch times out after FETCH_TIMEOUT.
 """
 
+import base64
 import binascii
 import hashlib
 import json
 import logging
+import re
 import threading
 import time
 from dataclasses import dataclass
@@ -47,6 +49,44 @@ REFRESH_COOLDOWN = 60
 FETCH_TIMEOUT = 3.0
 JWKS_TTL = 24 * 3600
 LOCAL_TTL = 300  # re-read Redis's copy this often, to pick up another process's refresh
+
+
+class _JWS(jwt.PyJWS):
+    """PyJWS with its segment check done by a regular expression instead of a Python loop.
+
+    PyJWT 2.14+ checks every character of every segment in a generator expression (the fix for
+    GHSA-hxm8-2xgr-2p9m); for a 1 KB GitHub token that was 12 % of a callback's instructions.
+    This applies the same rules, with the same error, in C: only `[A-Za-z0-9_-]`, at most two
+    `=` and only where they complete a 4-character group, no length of 1 mod 4, and canonical
+    (the decoded bytes re-encode to the segment: no stray trailing bits). tests/test_oidc.py
+    holds it to PyJWT's own check on valid and malformed segments, and fails if PyJWT stops
+    calling it."""
+
+    _SEGMENT = re.compile(rb"([A-Za-z0-9_-]*)(={0,2})")
+
+    @staticmethod
+    def _decode_base64url_segment(segment: bytes, name: str) -> bytes:
+        match = _JWS._SEGMENT.fullmatch(segment)
+        if match is None:
+            raise jwt.DecodeError(f"Invalid {name} padding")
+        text, padding = match.groups()
+        if len(text) % 4 == 1 or (padding and len(segment) % 4):
+            raise jwt.DecodeError(f"Invalid {name} padding")
+        decoded = base64.urlsafe_b64decode(text + b"=" * (-len(text) % 4))
+        if base64.urlsafe_b64encode(decoded).rstrip(b"=") != text:
+            raise jwt.DecodeError(f"Invalid {name} padding")
+        return decoded
+
+
+class _JWT(jwt.PyJWT):
+    """PyJWT (claims, options, errors all its own) on top of _JWS."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._jws = _JWS(options=self._get_sig_options())
+
+
+_decoder = _JWT()
 
 
 class OIDCRefused(Exception):
@@ -183,7 +223,7 @@ def verify(authorization: str) -> Identity:
     jwks_url, kind = anchors[issuer]
     key = _keys.key_for(issuer, jwks_url, str(header.get("kid", "")))
     try:
-        claims = jwt.decode(
+        claims = _decoder.decode(
             token,
             key,
             algorithms=["RS256"],
@@ -215,7 +255,7 @@ def verify(authorization: str) -> Identity:
 
 def _peek(token: str) -> tuple[dict[str, Any], dict[str, Any]]:
     """A compact JWS's header and claims, unverified: only to choose the issuer and its key,
-    which jwt.decode then verifies everything against (a cheaper read than PyJWT's own
+    which PyJWT then verifies everything against (a cheaper read than PyJWT's own
     unverified decode, which every callback would otherwise pay for twice)."""
     try:
         header_part, claims_part, _signature = token.split(".")

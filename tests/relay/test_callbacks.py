@@ -246,6 +246,12 @@ REFUSED = [
         lambda body, a: (reporter_body(body, "in_progress"), "not.a.jwt"),
     ),
     (
+        "junk after a valid signature (GHSA-hxm8-2xgr-2p9m)",
+        401,
+        "token_invalid",
+        lambda body, a: (reporter_body(body, "in_progress"), token_for(a) + "!!!!"),
+    ),
+    (
         "a token whose header is not a JSON object",
         401,
         "token_invalid",
