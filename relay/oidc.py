@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import jwt
+import orjson
 import requests
 import yaml
 from django.conf import settings
@@ -259,8 +260,10 @@ def _peek(token: str) -> tuple[dict[str, Any], dict[str, Any]]:
     unverified decode, which every callback would otherwise pay for twice)."""
     try:
         header_part, claims_part, _signature = token.split(".")
-        header, claims = (json.loads(base64url_decode(part)) for part in (header_part, claims_part))
-    except (ValueError, TypeError, binascii.Error, RecursionError):
+        header, claims = (
+            orjson.loads(base64url_decode(part)) for part in (header_part, claims_part)
+        )
+    except (ValueError, TypeError, binascii.Error):  # orjson's errors are ValueErrors
         raise OIDCRefused(401, "token_invalid", "the token is not a JWT") from None
     if not isinstance(header, dict) or not isinstance(claims, dict):
         raise OIDCRefused(401, "token_invalid", "the token is not a JWT")
