@@ -12,7 +12,7 @@ measurements in one run:
   (/livez, callbacks, /livez, callbacks, ..., /livez), each round's callbacks against the /livez
   rounds on either side; throughput and ratio are the medians over the rounds.
 
-    .venv/bin/python bench/callbacks.py [--pairs 1000 --rounds 3 --clients 16 --workers 4]
+    .venv/bin/python bench/callbacks.py [--pairs 1000 --rounds 5 --clients 16 --workers 4]
 """
 
 import argparse
@@ -143,7 +143,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--pairs", type=int, default=1000)
     parser.add_argument("--clients", type=int, default=16)
-    parser.add_argument("--rounds", type=int, default=3, help="callback rounds, /livez between")
+    parser.add_argument("--rounds", type=int, default=5, help="callback rounds, /livez between")
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--threads", type=int, default=1, help="gunicorn gthread threads")
     parser.add_argument("--database", default=DEFAULT_DATABASE)
