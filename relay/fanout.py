@@ -194,9 +194,13 @@ def claim(scope: Q, limit: int, known_deliveries: tuple[Delivery, ...] = ()) -> 
     due = Q(status=Status.PENDING, next_attempt_at__lte=now) & (
         Q(lease_until__isnull=True) | Q(lease_until__lt=now)
     )
-    oldest_due = (
-        Dispatch.objects.filter(scope, due).order_by("next_attempt_at", "pk").values("pk")[:limit]
+    oldest_due = list(
+        Dispatch.objects.filter(scope, due)
+        .order_by("next_attempt_at", "pk")
+        .values_list("pk", flat=True)[:limit]
     )
+    if not oldest_due:
+        return []
     owner = uuid.uuid4().hex
     lease = timedelta(seconds=settings.CRCR_DISPATCH_LEASE)
     # The conditions are on the updated rows themselves, so of two concurrent claims on
@@ -206,7 +210,8 @@ def claim(scope: Q, limit: int, known_deliveries: tuple[Delivery, ...] = ()) -> 
     )
     if not taken:
         return []
-    rows = list(Dispatch.objects.filter(lease_owner=owner))
+    # Read back by primary key: lease_owner has no index, and the table keeps every dispatch.
+    rows = list(Dispatch.objects.filter(pk__in=oldest_due, lease_owner=owner))
     # One Delivery object per delivery, not per row (its body is the whole webhook).
     deliveries = {known.pk: known for known in known_deliveries}
     missing = {row.delivery_id for row in rows} - deliveries.keys()
