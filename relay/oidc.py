@@ -56,12 +56,12 @@ class _JWS(jwt.PyJWS):
     """PyJWS with its segment check done by a regular expression instead of a Python loop.
 
     PyJWT 2.14+ checks every character of every segment in a generator expression (the fix for
-    GHSA-hxm8-2xgr-2p9m); for a 1 KB GitHub token that was 12 % of a callback's instructions.
+    GHSA-hxm8-2xgr-2p9m); for a 1 KB GitHub token that was 11 % of a callback's instructions.
     This applies the same rules, with the same error, in C: only `[A-Za-z0-9_-]`, at most two
     `=` and only where they complete a 4-character group, no length of 1 mod 4, and canonical
-    (the decoded bytes re-encode to the segment: no stray trailing bits). tests/test_oidc.py
-    holds it to PyJWT's own check on valid and malformed segments, and fails if PyJWT stops
-    calling it."""
+    (the decoded bytes re-encode to the segment: no stray trailing bits).
+    tests/relay/test_jws_segments.py holds it to PyJWT's own check on valid and malformed
+    segments, and fails if PyJWT stops calling it."""
 
     _SEGMENT = re.compile(rb"([A-Za-z0-9_-]*)(={0,2})")
 

@@ -2,6 +2,7 @@
 exactly what PyJWT's own check does, with the same error."""
 
 import base64
+import inspect
 import random
 
 import jwt
@@ -54,8 +55,14 @@ def test_same_answers_as_pyjwt(chunk):
 
 
 def test_the_decoder_uses_it():
-    """If PyJWT renamed the hook, the override would silently stop mattering: fail instead."""
+    """If PyJWT stopped reaching the hook (renamed it, called it other than through the
+    instance, or decoded through something other than `_jws`), the override would silently
+    stop mattering: fail instead. PyJWT's own check would still run, so this guards speed, not
+    safety; it reads PyJWT's source because the path is PyJWT's, not ours."""
     assert callable(jwt.PyJWS.__dict__["_decode_base64url_segment"].__func__)
+    load = inspect.getsource(jwt.PyJWS._load)
+    assert load.count("self._decode_base64url_segment(") == 3  # header, payload, signature
+    assert "self._jws.decode_complete(" in inspect.getsource(jwt.PyJWT.decode_complete)
     assert isinstance(oidc._decoder._jws, oidc._JWS)
 
 
