@@ -10,7 +10,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +20,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from relay.simulated_github import SimulatedGitHub, generate_app_key  # noqa: E402
-from tests.servers import Gunicorn, RedisServer  # noqa: E402
+from tests.servers import (  # noqa: E402
+    Gunicorn,
+    RedisServer,
+    drop_stale_databases,
+    scratch_database,
+)
 
 SECRET = "bench-secret"  # noqa: S105 (the simulator's, for this run only)
 APP_ID = "1"
@@ -96,7 +100,8 @@ def relay_stack(
     key = generate_app_key()
     github = SimulatedGitHub(app_id=APP_ID, private_key=key, latency=latency).start()
     redis_server = RedisServer().start()
-    name = f"crcr_bench_{uuid.uuid4().hex[:8]}"
+    drop_stale_databases(database)  # what crashed benchmarks and test runs left behind
+    name = scratch_database("crcr_bench")
     with psycopg.connect(database, autocommit=True) as db:
         db.execute(f'CREATE DATABASE "{name}"')
     scratch = tempfile.TemporaryDirectory()

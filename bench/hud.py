@@ -22,7 +22,6 @@ import statistics
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -31,6 +30,8 @@ import psycopg
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from tests.servers import drop_stale_databases, scratch_database  # noqa: E402
 
 DEFAULT_DATABASE = os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres")
 REPOS = 30
@@ -206,7 +207,8 @@ def main() -> None:
     )
     args = parser.parse_args()
 
-    name = "crcr_bench_hud" if args.reuse else f"crcr_bench_{uuid.uuid4().hex[:8]}"
+    drop_stale_databases(args.database)  # what crashed benchmarks and test runs left behind
+    name = "crcr_bench_hud" if args.reuse else scratch_database("crcr_bench")
     with psycopg.connect(args.database, autocommit=True) as db:
         exists = db.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone()
         if not exists:

@@ -6,16 +6,16 @@ name. Fakes stand only at the network edge (tests/fakes/), as real HTTP servers.
 
 import os
 import sys
-import uuid
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
+import psycopg
 import pytest
 import redis
 
-from tests.servers import RedisServer
+from tests.servers import RedisServer, drop_stale_databases, scratch_database
 
-RUN_ID = f"{os.getpid()}_{uuid.uuid4().hex[:6]}"
 FIXTURES = Path(__file__).parent / "fixtures"
 ROOT = Path(__file__).parent.parent
 
@@ -30,7 +30,12 @@ def django_db_modify_db_settings() -> None:
             "The tests run on PostgreSQL: set DATABASE_URL=postgres://... (make test does).",
             returncode=2,
         )
-    db.setdefault("TEST", {})["NAME"] = f"test_crcr_{RUN_ID}"
+    # A crashed run cannot drop its database: the next run drops those over a few hours old.
+    try:
+        drop_stale_databases(os.environ["DATABASE_URL"])
+    except (KeyError, psycopg.Error) as exc:  # tidying up never fails a run
+        warnings.warn(f"stale test databases not dropped: {exc!r}", stacklevel=1)
+    db.setdefault("TEST", {})["NAME"] = scratch_database("test_crcr")
     # A second database, SQLite, for the tests that hold a backend to the same contract on
     # both (`django_db(databases=["default", "sqlite"])`); in memory, created only when asked.
     from django.db import connections

@@ -1,18 +1,55 @@
-"""Real servers a test run owns: its own redis-server, the relay under gunicorn."""
+"""Real servers a test run owns: its own redis-server, the relay under gunicorn, and its own
+scratch databases on the shared PostgreSQL."""
 
+import contextlib
 import os
+import re
 import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
+import psycopg
 import redis
 import requests
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+# A test run takes minutes and a benchmark well under an hour: a scratch database older than this
+# was left by a run that crashed (or was killed) before it could drop it.
+STALE_AFTER = 12 * 3600
+_SCRATCH = re.compile(r"(?:test_crcr|crcr_bench)_(\d{10})_[0-9a-z_]+")
+
+
+def scratch_database(prefix: str) -> str:
+    """A database name of this run's own, saying when it was made: `<prefix>_<unix time>_<random>`
+    (prefix `test_crcr` or `crcr_bench`), so that a later run can tell a forgotten one."""
+    return f"{prefix}_{int(time.time())}_{uuid.uuid4().hex[:8]}"
+
+
+def drop_stale_databases(url: str, now: float | None = None) -> list[str]:
+    """Drop the scratch databases (named by scratch_database) made over STALE_AFTER ago that
+    nobody is connected to, on the server of `url`; the names dropped. Runs share the server
+    (containers too, so process ids say nothing), hence the age and the plain DROP, which
+    PostgreSQL refuses for a database in use. Names without a time are never touched."""
+    now = time.time() if now is None else now
+    dropped = []
+    with psycopg.connect(url, autocommit=True, connect_timeout=5) as db:
+        names = [row[0] for row in db.execute("SELECT datname FROM pg_database")]
+        for name in names:
+            made = _SCRATCH.fullmatch(name)
+            if made is None or now - int(made.group(1)) < STALE_AFTER:
+                continue
+            # In use (a live run after all), or another run dropped it first: leave it.
+            with contextlib.suppress(psycopg.errors.ObjectInUse, psycopg.errors.InvalidCatalogName):
+                db.execute(f'DROP DATABASE "{name}"')
+                dropped.append(name)
+    return dropped
 
 
 def free_port() -> int:
