@@ -23,21 +23,25 @@ ROOT = Path(__file__).resolve().parent.parent
 # A test run takes minutes and a benchmark well under an hour: a scratch database older than this
 # was left by a run that crashed (or was killed) before it could drop it.
 STALE_AFTER = 12 * 3600
-_SCRATCH = re.compile(r"(?:test_crcr|crcr_bench)_(\d{10})_[0-9a-z_]+")
+SCRATCH_PREFIXES = ("test_crcr", "crcr_bench")
+# Exactly the names scratch_database makes, and nothing else.
+_SCRATCH = re.compile(rf"(?:{'|'.join(SCRATCH_PREFIXES)})_(\d{{10}})_[0-9a-f]{{8}}")
 
 
 def scratch_database(prefix: str) -> str:
     """A database name of this run's own, saying when it was made: `<prefix>_<unix time>_<random>`
-    (prefix `test_crcr` or `crcr_bench`), so that a later run can tell a forgotten one."""
+    (a prefix of SCRATCH_PREFIXES), so that a later run can tell a forgotten one."""
+    if prefix not in SCRATCH_PREFIXES:
+        raise ValueError(f"scratch databases are named {SCRATCH_PREFIXES}_..., not {prefix}_...")
     return f"{prefix}_{int(time.time())}_{uuid.uuid4().hex[:8]}"
 
 
-def drop_stale_databases(url: str, now: float | None = None) -> list[str]:
+def drop_stale_databases(url: str) -> list[str]:
     """Drop the scratch databases (named by scratch_database) made over STALE_AFTER ago that
     nobody is connected to, on the server of `url`; the names dropped. Runs share the server
     (containers too, so process ids say nothing), hence the age and the plain DROP, which
     PostgreSQL refuses for a database in use. Names without a time are never touched."""
-    now = time.time() if now is None else now
+    now = time.time()
     dropped = []
     with psycopg.connect(url, autocommit=True, connect_timeout=5) as db:
         names = [row[0] for row in db.execute("SELECT datname FROM pg_database")]

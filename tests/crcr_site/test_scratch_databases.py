@@ -12,12 +12,12 @@ from tests.servers import STALE_AFTER, drop_stale_databases, scratch_database
 
 def test_only_old_unused_scratch_databases_are_dropped():
     url = os.environ["DATABASE_URL"]
-    tag = uuid.uuid4().hex[:8]
+    tag, busy = uuid.uuid4().hex[:8], uuid.uuid4().hex[:8]
     old = int(time.time()) - STALE_AFTER - 60
     names = {
         "stale": f"test_crcr_{old}_{tag}",
         "stale_bench": f"crcr_bench_{old}_{tag}",
-        "in_use": f"test_crcr_{old}_{tag}_busy",
+        "in_use": f"test_crcr_{old}_{busy}",
         "fresh": scratch_database("test_crcr"),
         "no_time": f"test_crcr_{os.getpid()}_{tag}",
         "not_ours": f"other_{old}_{tag}",
