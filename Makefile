@@ -6,6 +6,9 @@ PORT ?= 8000
 # Tests connect here and create their own database (test_crcr_<run id>) beside the others.
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/postgres
 PYTEST_ARGS ?=
+# Installs and starts what a new machine lacks for the tests (PostgreSQL, redis-server, curl,
+# Chromium); `make test PROVISION=true` skips it (e.g. with TEST_DATABASE_URL elsewhere).
+PROVISION ?= scripts/provision
 
 .PHONY: demo test test-fast lint venv clean
 
@@ -22,6 +25,7 @@ demo: venv
 	$(PY) manage.py demo --port $(PORT) $(DEMO_ARGS)
 
 test: venv
+	@$(PROVISION)
 	@DATABASE_URL=$(TEST_DATABASE_URL) $(PY) scripts/check_services.py
 	DATABASE_URL=$(TEST_DATABASE_URL) $(PY) -m pytest $(PYTEST_ARGS)
 

@@ -14,7 +14,7 @@ turns it off where a connection is not ours to keep (PgBouncer before 1.21 in tr
 
 import contextlib
 import functools
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,9 +28,17 @@ def _columns(model: type[models.Model]) -> list[models.Field[Any, Any]]:
     return [field for field in model._meta.concrete_fields if not field.primary_key]
 
 
+# An upsert's DO UPDATE clause for its update columns ("SET ... [WHERE ...]"), when plain
+# `column = EXCLUDED.column` assignments are not the rule (hud/orm.py's record upsert).
+UpdateClause = Callable[[tuple[str, ...]], str]
+
+
 @functools.cache
 def _insert_sql(
-    model: type[models.Model], conflict: tuple[str, ...], update: tuple[str, ...]
+    model: type[models.Model],
+    conflict: tuple[str, ...],
+    update: tuple[str, ...],
+    clause: UpdateClause | None = None,
 ) -> str:
     quote = connection.ops.quote_name
     columns = [str(field.column) for field in _columns(model)]
@@ -42,34 +50,38 @@ def _insert_sql(
     if conflict:
         target = ", ".join(quote(c) for c in conflict)
         changes = ", ".join(f"{quote(c)} = EXCLUDED.{quote(c)}" for c in update)
-        sql += f" ON CONFLICT ({target}) " + (
-            f"DO UPDATE SET {changes}" if update else "DO NOTHING"
-        )
+        if clause is not None and update:
+            action = f"DO UPDATE {clause(update)}"
+        else:
+            action = f"DO UPDATE SET {changes}" if update else "DO NOTHING"
+        sql += f" ON CONFLICT ({target}) {action}"
     return sql
 
 
 @dataclass(frozen=True)
 class Row:
     """One row to INSERT (fields not given take their defaults); with `on_conflict`, an upsert
-    that changes only the `update` fields of an existing row (none: DO NOTHING)."""
+    that changes only the `update` fields of an existing row (none: DO NOTHING), by
+    `clause` when it is given (else each takes the new value)."""
 
     model: type[models.Model]
     values: dict[str, Any]
     on_conflict: tuple[str, ...] = ()
     update: tuple[str, ...] = ()
+    clause: UpdateClause | None = None
 
     def params(self, using: str = DEFAULT_DB_ALIAS) -> list[Any]:
         return _params(self.model, self.values, using)
 
     @property
     def shape(self) -> "Shape":
-        return self.model, self.on_conflict, self.update
+        return self.model, self.on_conflict, self.update, self.clause
 
     def sql(self) -> str:
         return _insert_sql(*self.shape)
 
 
-Shape = tuple[type[models.Model], tuple[str, ...], tuple[str, ...]]
+Shape = tuple[type[models.Model], tuple[str, ...], tuple[str, ...], UpdateClause | None]
 
 
 # Field types whose conversion (get_prep_value: to_python, float(), bool(), and no adaptation
@@ -174,14 +186,14 @@ def _select_insert_sql(shape: Shape, source: str) -> str:
     """INSERT … SELECT <values> <source> …: one row, only where `source` yields one (e.g.
     `FROM w0`, `WHERE <condition>`). On PostgreSQL the SELECTed values are cast to their
     columns' types, as VALUES would have them."""
-    model, conflict, update = shape
+    model, conflict, update, clause = shape
     if connection.vendor == "postgresql":
         values = ", ".join(f"%s::{c.cast_db_type(connection)}" for c in _columns(model))
     else:
         values = ", ".join(["%s"] * len(_columns(model)))
     plain = _insert_sql(model, (), ())
     head = plain[: plain.index(" VALUES ")]
-    tail = _insert_sql(model, conflict, update)[len(plain) :]
+    tail = _insert_sql(model, conflict, update, clause)[len(plain) :]
     return f"{head} SELECT {values} {source}{tail}"
 
 
@@ -201,7 +213,9 @@ def _chained_sql(first: Shape, then: tuple[Shape, ...], condition: str | None = 
     return f"WITH {', '.join(clauses)} SELECT count(*) FROM w0"  # noqa: S608 (names, no values)
 
 
-def insert_row(row: Row, *, using: str = DEFAULT_DB_ALIAS) -> None:
-    """Run one Row's INSERT (on the database `using`)."""
+def insert_row(row: Row, *, using: str = DEFAULT_DB_ALIAS) -> int:
+    """Run one Row's INSERT (on the database `using`); how many rows it inserted or changed
+    (0: an upsert whose update clause let the stored row be)."""
     with connections[using].cursor() as cursor:
         cursor.execute(row.sql(), row.params(using))
+        return int(cursor.rowcount)

@@ -1,5 +1,6 @@
 """Records that arrive as envelopes (POST /api/crcr/results): from PyTorch's relay, or ours."""
 
+from django.conf import settings
 from django.utils import timezone
 
 from hud.models import JobRecord
@@ -31,11 +32,10 @@ def record_of(envelope: Envelope) -> HudRecord:
     )
 
 
-def ingest(envelope: Envelope) -> HudRecord:
+def ingest(envelope: Envelope) -> HudRecord | None:
+    """Store an envelope's record; None when a record this relay verified has its key (an
+    envelope never changes one: hud.storage.merged)."""
     record = record_of(envelope)
     if record.upstream_repo is None:
-        from django.conf import settings
-
         record.upstream_repo = settings.CRCR_UPSTREAM_REPO
-    get_store().upsert(record, now=timezone.now())
-    return record
+    return record if get_store().upsert(record, now=timezone.now()) else None

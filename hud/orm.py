@@ -5,6 +5,7 @@ each job" are window functions (ROW_NUMBER) — standard SQL that PostgreSQL and
 served by the (downstream_repo, received_at) and (pr_number, received_at) indexes.
 """
 
+import functools
 import itertools
 import json
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -52,7 +53,18 @@ from hud.reports import (
     red_heads,
     worst_first,
 )
-from hud.storage import KEY_FIELDS, HudRecord, RecordExists, RecordStore
+from hud.storage import (
+    COMPLETED as COMPLETED_STATUS,
+)
+from hud.storage import (
+    KEY_FIELDS,
+    STORED_JOB_FIELDS,
+    HudRecord,
+    RecordExists,
+    RecordKey,
+    RecordStore,
+    StoredJob,
+)
 
 COMPLETED = Q(status="completed")
 # COUNT(status) (never null), not COUNT(id): the covering indexes carry no id (hud/models.py).
@@ -94,20 +106,27 @@ class OrmRecordStore(RecordStore):
 
     # -- writes ------------------------------------------------------------------------------
 
-    def upsert(self, record: HudRecord, *, now: datetime) -> None:
-        sql.insert_row(self.upsert_row(record, now=now), using=self.using)
+    def upsert(self, record: HudRecord, *, now: datetime) -> bool:
+        return sql.insert_row(self.upsert_row(record, now=now), using=self.using) != 0
 
     def upsert_row(self, record: HudRecord, *, now: datetime) -> sql.Row:
-        # One INSERT ... ON CONFLICT (key) DO UPDATE SET <the carried fields only>: atomic on
-        # PostgreSQL and SQLite alike, and a field a record does not carry is left as it was.
-        # Plain SQL: every accepted callback runs it (crcr_site/sql.py says why).
+        # One INSERT ... ON CONFLICT (key) DO UPDATE SET <the carried fields only> WHERE <it
+        # may>: atomic on PostgreSQL and SQLite alike, a field a record does not carry is left
+        # as it was, and hud.storage.merged's rules hold in SQL (_merge_clause). Plain SQL:
+        # every accepted callback runs it (crcr_site/sql.py says why).
         changes = record.carried() | {"updated_at": now}
         return sql.Row(
             JobRecord,
             vars(record.key) | changes | {"received_at": now},
             on_conflict=KEY_FIELDS,
             update=tuple(changes),
+            clause=_merge_clause,
         )
+
+    def stored_job(self, key: RecordKey) -> StoredJob | None:
+        found = JobRecord.objects.using(self.using).filter(**vars(key))
+        row = found.values_list(*STORED_JOB_FIELDS).first()
+        return None if row is None else StoredJob(*row)
 
     def insert_new(self, record: HudRecord, *, now: datetime) -> None:
         values = record.carried() | {"updated_at": now, "received_at": now}
@@ -439,6 +458,38 @@ class OrmRecordStore(RecordStore):
             .filter(downstream_repo=repo_key)
             .aggregate(at=Min("received_at"))["at"]
         )
+
+
+@functools.cache
+def _merge_clause(update: tuple[str, ...]) -> str:
+    """hud.storage.merged's rules as the record upsert's DO UPDATE clause: a late record (the
+    stored one completed, this one not) keeps every stored value and only fills empty ones,
+    status included; a record from elsewhere leaves one this relay verified as it is."""
+    quote = connections["default"].ops.quote_name
+    table = quote(JobRecord._meta.db_table)
+    status, source = quote("status"), quote("source")
+    done = f"'{COMPLETED_STATUS}'"
+    late = f"({table}.{status} = {done} AND EXCLUDED.{status} <> {done})"
+    assignments = []
+    for name in update:
+        field = JobRecord._meta.get_field(name)
+        assert isinstance(field, models.Field)
+        column = quote(str(field.column))
+        stored = f"{table}.{column}"
+        if name == "status":
+            kept = stored
+        elif name == "updated_at":
+            kept = f"EXCLUDED.{column}"
+        elif isinstance(field, models.CharField | models.TextField):
+            kept = f"COALESCE(NULLIF({stored}, ''), EXCLUDED.{column})"
+        else:
+            kept = f"COALESCE({stored}, EXCLUDED.{column})"
+        assignments.append(f"{column} = CASE WHEN {late} THEN {kept} ELSE EXCLUDED.{column} END")
+    relay = JobRecord.Source.RELAY.value
+    return (
+        f"SET {', '.join(assignments)} "
+        f"WHERE NOT ({table}.{source} = '{relay}' AND EXCLUDED.{source} <> '{relay}')"
+    )
 
 
 def _placeholders(count: int) -> str:

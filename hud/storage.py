@@ -1,8 +1,15 @@
 """Where HUD records are kept: a swappable backend, as Django's session backends are.
 
-`HUD_STORE` names the backend class (the ORM one by default; ClickHouse comes later). Every
-backend keeps contract §3's semantics: one row per key, and a later record for the same key
-changes only the fields it carries (`None` is "not carried" and erases nothing).
+`HUD_STORE` names the backend class (the ORM one by default, or ClickHouse). Every backend
+keeps contract §3's semantics: one row per key, and a later record for the same key changes
+only the fields it carries (`None` is "not carried" and erases nothing), under two rules that
+hold whatever order the writes commit in (`merged` states them once; the ORM backend's upsert
+is the same rule in SQL):
+
+- a record's status only moves forward: once `completed`, a record that is not completed (a
+  late `in_progress`) changes no field it already has; it may only fill fields still empty;
+- a record this relay verified (source `relay`) is never changed by one from elsewhere (an
+  envelope of `POST /api/crcr/results`, source `ingest`).
 """
 
 from collections.abc import Iterable, Iterator, Sequence
@@ -97,6 +104,48 @@ def workflow_fields(workflow: Workflow) -> dict[str, Any]:
     }
 
 
+COMPLETED = "completed"
+
+
+def is_late(stored_status: object, incoming_status: object) -> bool:
+    """Whether a record arrives after its key has completed without completing it itself."""
+    return stored_status == COMPLETED and incoming_status != COMPLETED
+
+
+def may_change(stored_source: object, incoming_source: object) -> bool:
+    """Whether a record from `incoming_source` may change one stored from `stored_source`."""
+    relay = JobRecord.Source.RELAY
+    return not (stored_source == relay and incoming_source != relay)
+
+
+def merged(stored: dict[str, Any], carried: dict[str, Any]) -> dict[str, Any] | None:
+    """The stored row with a record's carried fields applied, by the rules above; None when
+    the record may not change it."""
+    if not may_change(stored.get("source"), carried.get("source", JobRecord.Source.RELAY)):
+        return None
+    if not is_late(stored.get("status"), carried.get("status")):
+        return stored | carried
+    empty = {name: value for name, value in carried.items() if stored.get(name) in (None, "")}
+    return stored | empty
+
+
+@dataclass(frozen=True)
+class StoredJob:
+    """What the store holds of one record: enough to restore a job's state and to tell a
+    repeated callback from a new one."""
+
+    status: str
+    conclusion: str
+    run_id: str
+    run_attempt: int
+    source: str
+    received_at: datetime
+    updated_at: datetime
+
+
+STORED_JOB_FIELDS = tuple(f.name for f in fields(StoredJob))
+
+
 class RecordExists(Exception):
     pass
 
@@ -108,9 +157,14 @@ class StoreUnavailable(Exception):
 class RecordStore:
     """The storage contract every HUD backend implements."""
 
-    def upsert(self, record: HudRecord, *, now: datetime) -> None:
-        """Insert the record, or update only the fields it carries."""
-        sql.insert_row(self.upsert_row(record, now=now))
+    def upsert(self, record: HudRecord, *, now: datetime) -> bool:
+        """Insert the record, or update only the fields it carries (by `merged`'s rules);
+        False when a stored record this one may not change has its key."""
+        return sql.insert_row(self.upsert_row(record, now=now)) != 0
+
+    def stored_job(self, key: RecordKey) -> StoredJob | None:
+        """What is stored (committed) under `key`, if anything."""
+        raise NotImplementedError
 
     def upsert_row(self, record: HudRecord, *, now: datetime) -> sql.Row:
         """The database row whose write is `upsert`, to join the caller's own statement."""

@@ -1,9 +1,9 @@
 import functools
 import hmac
-import json
 import logging
 from collections.abc import Callable
 
+import orjson
 from django.conf import settings
 from django.db import DatabaseError
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest, JsonResponse
@@ -101,10 +101,10 @@ def ingest_results(request: HttpRequest) -> JsonResponse:
     body = read_limited(request, INGEST_MAX_BYTES)
     if body is None:
         return json_error(413, "too_large", "the body is over 2 MB")
-    try:
-        envelope = parse_envelope(json.loads(body))
+    try:  # I-JSON (RFC 7493), as callbacks: UTF-8, no NaN or Infinity, no lone surrogates
+        envelope = parse_envelope(orjson.loads(body))
     except (ValueError, RecursionError) as exc:
-        detail = str(exc) if isinstance(exc, BadRecord) else "the body is not JSON"
+        detail = str(exc) if isinstance(exc, BadRecord) else "the body is not JSON (I-JSON)"
         return json_error(400, "invalid_body", detail)
     try:
         record = ingest(envelope)
@@ -112,4 +112,10 @@ def ingest_results(request: HttpRequest) -> JsonResponse:
         response = json_error(503, "unavailable", "the record could not be stored; send it again")
         response["Retry-After"] = "30"
         return response
+    if record is None:
+        return json_error(
+            409,
+            "verified_record",
+            "this relay verified the record with this key; envelopes do not change it",
+        )
     return JsonResponse({"ok": True, "status": record.status})

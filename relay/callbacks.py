@@ -51,8 +51,17 @@ from redis.exceptions import RedisError
 from allowlist import lookup
 from allowlist.entry import Entry, Level
 from crcr_site import sql
+from hud.models import JobRecord
 from hud.records import BadRecord, Workflow, parse_workflow, required_text, text
-from hud.storage import HudRecord, RecordExists, RecordKey, get_store, workflow_fields
+from hud.storage import (
+    HudRecord,
+    RecordExists,
+    RecordKey,
+    StoredJob,
+    StoreUnavailable,
+    get_store,
+    workflow_fields,
+)
 from relay import dispatch_token, hud_forward, redis_keys, state
 from relay.models import CallbackAudit, Delivery, Dispatch, ReplayKey
 from relay.oidc import Identity
@@ -133,9 +142,74 @@ def handle(identity: Identity, raw: bytes, remote_addr: str | None = None) -> di
     try:
         answer = _decide(identity, callback, audit)
     except Refused as refused:
+        if refused.error in REPEATS and _already_recorded(identity, callback):
+            audit.write(CallbackAudit.Decision.IGNORED, 200, "already_recorded", refused.detail)
+            return {"ok": True, "status": callback.workflow.status, "already_recorded": True}
         audit.write(CallbackAudit.Decision.REFUSED, refused.status, refused.error, refused.detail)
         raise
     return answer
+
+
+# Refusals that a callback repeating one already recorded meets (a reporter retrying after a
+# timeout, with the same token or a fresh one): answered as success, nothing written again.
+REPEATS = ("duplicate", "replayed")
+
+
+def _record_key(identity: Identity, callback: Callback) -> RecordKey:
+    workflow = callback.workflow
+    return RecordKey(
+        identity.repo_key,
+        callback.delivery_id,
+        workflow.name,
+        callback.job_name,
+        callback.check_run_id,
+    )
+
+
+def _stored_job(identity: Identity, callback: Callback) -> StoredJob | None:
+    """What the store holds (committed) of this callback's job, from this relay and of this
+    run attempt; None if nothing. A store that cannot answer is Unavailable (503)."""
+    try:
+        stored = get_store().stored_job(_record_key(identity, callback))
+    except (DatabaseError, StoreUnavailable) as exc:
+        raise Unavailable("the job's record could not be read") from exc
+    workflow = callback.workflow
+    if (
+        stored is None
+        or stored.source != JobRecord.Source.RELAY
+        or (stored.run_id, stored.run_attempt) != (workflow.run_id, workflow.run_attempt)
+    ):
+        return None
+    return stored
+
+
+def _already_recorded(identity: Identity, callback: Callback) -> bool:
+    """Whether the store holds this callback's outcome already: the same job, status and (when
+    completed) conclusion, whatever the client's times."""
+    stored = _stored_job(identity, callback)
+    workflow = callback.workflow
+    if stored is None or stored.status != workflow.status:
+        return False
+    return workflow.status != "completed" or stored.conclusion == (workflow.conclusion or "")
+
+
+def _restore_job(identity: Identity, callback: Callback, moved: "_Move") -> None:
+    """Redis holds no state for this job (it lost its data, or the key expired): put back what
+    the database holds of it, the source of truth, before the transition is decided."""
+    stored = _stored_job(identity, callback)
+    if stored is None:
+        return
+    state.restore_job(
+        moved.job_key,
+        completed=stored.status == "completed",
+        started=_aware(stored.received_at).timestamp(),
+        at=_aware(stored.updated_at).timestamp(),
+        timed_out=stored.conclusion == "timed_out",
+    )
+
+
+def _aware(at: datetime) -> datetime:
+    return at if at.tzinfo else at.replace(tzinfo=UTC)
 
 
 def _decide(identity: Identity, callback: Callback, audit: "Audit") -> dict[str, Any]:
@@ -476,9 +550,16 @@ class _Move:
             workflow.status,
         )
 
-    def run(self, rate: state.RateLimit | None) -> state.Transition:
+    def run(self, rate: state.RateLimit | None, *, consulted: bool = False) -> state.Transition:
         move = state.start if self.status == "in_progress" else state.complete
-        return move(self.dispatched_key, self.job_key, now=self.now, tx=self.tx, rate=rate)
+        return move(
+            self.dispatched_key,
+            self.job_key,
+            now=self.now,
+            tx=self.tx,
+            rate=rate,
+            consulted=consulted,
+        )
 
 
 def _transition(
@@ -503,6 +584,9 @@ def _transition(
         sent = dispatch.sent.timestamp()
         state.restore_dispatched(moved.dispatched_key, sent, state.facts_of(dispatch))
         result = moved.run(None)
+    if result.result in ("not_started", "unknown"):  # nor the job's state, perhaps
+        _restore_job(identity, callback, moved)
+        result = moved.run(None, consulted=True)
     if result.result != "ok":
         raise Refused(409, result.result, _REFUSALS[result.result])
     if not _store(identity, callback, level, dispatch, audit, moved, result):
@@ -556,6 +640,7 @@ def _store(
 
 _REFUSALS = {
     "duplicate": "this job has already reported that status",
+    "unknown": "the job's state could not be restored",
     "not_started": "completed before in_progress",
     "no_dispatch": "no dispatch on record",
 }
@@ -619,13 +704,7 @@ def _record(
 ) -> HudRecord:
     workflow = callback.workflow
     return HudRecord(
-        key=RecordKey(
-            identity.repo_key,
-            callback.delivery_id,
-            workflow.name,
-            callback.job_name,
-            callback.check_run_id,
-        ),
+        key=_record_key(identity, callback),
         repo_display=identity.repo,
         upstream_repo=upstream_repo,
         event_type=event_type,

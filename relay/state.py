@@ -25,10 +25,15 @@ from crcr_site.redis_connection import get_redis
 
 logger = logging.getLogger(__name__)
 
+# A job with no state under a DISPATCHED state restored from the database is 'unknown' until
+# the caller has put back what the database holds of it (ARGV[4] = '1'): Redis lost both.
 _IN_PROGRESS = """
 local dispatched = redis.call('GET', KEYS[1])
 if not dispatched then return {'no_dispatch'} end
 if redis.call('EXISTS', KEYS[2]) == 1 then return {'duplicate'} end
+if ARGV[4] ~= '1' and string.find(dispatched, '"restored": true', 1, true) then
+  return {'unknown'}
+end
 redis.call('SET', KEYS[2], cjson.encode({state='IN_PROGRESS', at=ARGV[1], tx=ARGV[2]}),
            'EX', ARGV[3])
 return {'ok', dispatched}
@@ -89,7 +94,7 @@ return 0
 
 @dataclass(frozen=True)
 class Transition:
-    result: str  # "ok", "no_dispatch", "duplicate", "not_started", "rate_limited"
+    result: str  # "ok", "no_dispatch", "duplicate", "not_started", "unknown", "rate_limited"
     since: float | None = None  # DISPATCHED time (in_progress) or IN_PROGRESS time (completed)
     retry_after: int = 0  # rate_limited: seconds until the caller's window resets
     dispatched: dict[str, Any] | None = None  # ok: the DISPATCHED state it moved under
@@ -126,6 +131,7 @@ def _moved(
     tx: str,
     rate: RateLimit | None,
     since: Callable[[list[Any], dict[str, Any]], float],
+    consulted: bool,
 ) -> Transition:
     """Run a job transition, charged to `rate` in the same round trip; `since` reads the time
     it counts from out of the script's reply and the DISPATCHED state (the reply's last item).
@@ -135,7 +141,7 @@ def _moved(
     out to be over the limit is compensated, as one whose record could not be stored is: only
     callers within their limit change the state."""
     keys = [dispatched_key, job_key]
-    args: list[str | int | float] = [repr(now), tx, _ttl()]
+    args: list[str | int | float] = [repr(now), tx, _ttl(), "1" if consulted else "0"]
     try:
         if rate is None:
             wait, reply = 0, _run(script, keys, args)
@@ -160,16 +166,36 @@ def _moved(
 
 
 def start(
-    dispatched_key: str, job_key: str, *, now: float, tx: str, rate: RateLimit | None = None
+    dispatched_key: str,
+    job_key: str,
+    *,
+    now: float,
+    tx: str,
+    rate: RateLimit | None = None,
+    consulted: bool = False,
 ) -> Transition:
-    """in_progress: `since` is when the dispatch was sent."""
+    """in_progress: `since` is when the dispatch was sent. "unknown" when the job has no
+    state under a restored DISPATCHED state and the database was not `consulted` yet."""
     return _moved(
-        _IN_PROGRESS, dispatched_key, job_key, now, tx, rate, lambda _, d: float(d["timestamp"])
+        _IN_PROGRESS,
+        dispatched_key,
+        job_key,
+        now,
+        tx,
+        rate,
+        lambda _, d: float(d["timestamp"]),
+        consulted,
     )
 
 
 def complete(
-    dispatched_key: str, job_key: str, *, now: float, tx: str, rate: RateLimit | None = None
+    dispatched_key: str,
+    job_key: str,
+    *,
+    now: float,
+    tx: str,
+    rate: RateLimit | None = None,
+    consulted: bool = False,
 ) -> Transition:
     """completed: `since` is when the job started."""
     return _moved(
@@ -180,6 +206,7 @@ def complete(
         tx,
         rate,
         lambda reply, _: float(_decode(reply[1])),
+        consulted,
     )
 
 
@@ -225,6 +252,22 @@ def restore_dispatched(dispatched_key: str, timestamp: float, dispatch: dict[str
     get_redis().set(
         dispatched_key, dispatched_state(timestamp, dispatch, restored=True), nx=True, ex=_ttl()
     )
+
+
+def restore_job(
+    job_key: str, *, completed: bool, started: float, at: float, timed_out: bool = False
+) -> None:
+    """Put back a job state Redis lost, from what the database holds of the job: IN_PROGRESS
+    since `started`, or COMPLETED at `at` (a timed-out one may still be replaced). Only where
+    Redis has none: a state written meanwhile is newer."""
+    value: dict[str, str | bool]
+    if completed:
+        value = {"state": "COMPLETED", "at": repr(at), "started": repr(started), "tx": "restored"}
+        if timed_out:
+            value["timed_out"] = True
+    else:
+        value = {"state": "IN_PROGRESS", "at": repr(started), "tx": "restored"}
+    get_redis().set(job_key, json.dumps(value), nx=True, ex=_ttl())
 
 
 def rate_limited(rate: RateLimit) -> int:

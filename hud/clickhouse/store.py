@@ -15,6 +15,7 @@ from crcr_site import sql
 from hud.clickhouse import queries as q
 from hud.clickhouse import writes
 from hud.clickhouse.drivers import ChdbDriver, Driver, driver_for
+from hud.models import JobRecord
 from hud.reports import (
     CELL_SOURCE,
     COUNT_CONDITIONS,
@@ -35,7 +36,15 @@ from hud.reports import (
     red_heads,
     worst_first,
 )
-from hud.storage import HudRecord, RecordExists, RecordStore
+from hud.storage import (
+    STORED_JOB_FIELDS,
+    HudRecord,
+    RecordExists,
+    RecordKey,
+    RecordStore,
+    StoredJob,
+    may_change,
+)
 
 # What a matrix cell needs (hud/reports.py Cell.of), and where it belongs.
 CELL_COLUMNS = ["downstream_repo", "repo_display", "pr_number", "head_sha", *CELL_SOURCE]
@@ -68,11 +77,29 @@ class ClickHouseRecordStore(RecordStore):
         return writes.put_rows(self.driver, rows)
 
     def rows(self) -> Iterator[dict[str, Any]]:
+        self._drain_before_read()
         return writes.stored_rows(self.driver)
 
-    def upsert(self, record: HudRecord, *, now: datetime) -> None:
+    def upsert(self, record: HudRecord, *, now: datetime) -> bool:
+        # The drain merges by hud.storage.merged, whatever is stored by then; a record from
+        # elsewhere is refused here too when a verified one is stored, so its sender hears so.
+        if record.source != JobRecord.Source.RELAY:
+            self.drain()
+            current = writes.stored_row(self.driver, record.key)
+            if current is not None and not may_change(current.get("source"), record.source):
+                return False
         super().upsert(record, now=now)
         self.drains_on_read = self.owns_engine
+        return True
+
+    def stored_job(self, key: RecordKey) -> StoredJob | None:
+        # What the outbox holds is committed too: drained first (rows a worker is draining
+        # at this moment are skipped, and so not seen: the caller refuses rather than guess).
+        self.drain()
+        row = writes.stored_row(self.driver, key)
+        if row is None:
+            return None
+        return StoredJob(*(row[name] for name in STORED_JOB_FIELDS))
 
     def upsert_row(self, record: HudRecord, *, now: datetime) -> sql.Row:
         return writes.outbox_row(record, now)
@@ -90,10 +117,13 @@ class ClickHouseRecordStore(RecordStore):
 
     # -- reads -----------------------------------------------------------------------------------
 
-    def _select(self, statement: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
+    def _drain_before_read(self) -> None:
         if self.drains_on_read:
             self.drains_on_read = False
             self.drain()
+
+    def _select(self, statement: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
+        self._drain_before_read()
         return self.driver.select(statement, params)
 
     def _where(

@@ -23,7 +23,7 @@ from crcr_site import sql
 from hud.clickhouse import queries as q
 from hud.clickhouse.drivers import Driver
 from hud.models import HudOutbox, JobRecord
-from hud.storage import KEY_FIELDS, HudRecord, RecordKey
+from hud.storage import KEY_FIELDS, HudRecord, RecordKey, merged
 
 DRAIN_BATCH = 500
 
@@ -74,6 +74,12 @@ def stored(driver: Driver, key: RecordKey) -> bool:
     return bool(found[0][0]) or HudOutbox.objects.filter(payload__key=vars(key)).exists()
 
 
+def stored_row(driver: Driver, key: RecordKey) -> dict[str, Any] | None:
+    """The stored row of `key` in ClickHouse (the outbox drained first), if any."""
+    rows = _rows_for(driver, [tuple(vars(key)[k] for k in KEY_FIELDS)])
+    return rows[0] if rows else None
+
+
 def outbox_row(record: HudRecord, now: datetime) -> sql.Row:
     """The outbox row of a record: its key, the fields it carries, when."""
     payload = {"key": vars(record.key), "carried": record.carried(), "now": now.isoformat()}
@@ -104,10 +110,14 @@ def _merge(driver: Driver, payloads: list[dict[str, Any]]) -> None:
     for payload in payloads:
         key = tuple(payload["key"][k] for k in KEY_FIELDS)
         now = datetime.fromisoformat(payload["now"])
-        current = stored_now.get(key) or _new_row(payload["key"], now)
-        merged = current | _parse_carried(payload["carried"]) | {"updated_at": now}
-        merged["version"] = max(int(current.get("version") or 0) + 1, _micros(now))
-        stored_now[key] = merged
+        current = stored_now.get(key)
+        carried = _parse_carried(payload["carried"])
+        applied = merged(current or _new_row(payload["key"], now), carried)
+        if applied is None:  # a record from elsewhere does not change one the relay verified
+            continue
+        applied["updated_at"] = now
+        applied["version"] = max(int((current or {}).get("version") or 0) + 1, _micros(now))
+        stored_now[key] = applied
     _insert(driver, [_to_clickhouse(row) for row in stored_now.values()])
 
 

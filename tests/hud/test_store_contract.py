@@ -16,6 +16,7 @@ from tests.hud.dataset import NOW, PROBE, at, rows, seed
 pytestmark = pytest.mark.django_db(databases=["default", "sqlite"])
 
 D14 = Window(14, NOW)
+URL = "https://x.test/r/9"
 
 
 @pytest.fixture(scope="module")
@@ -254,3 +255,86 @@ def test_insert_new_writes_a_key_once(store):
 
     rows = store.matrix("org/alpha", D14, Kind.NIGHTLY).rows
     assert (rows[0].head_sha, rows[0].last_at) == ("xyz", at(20, 10))
+
+
+def _row(store, delivery_id):
+    return next(r for r in store.rows() if r["delivery_id"] == delivery_id)
+
+
+def _stored(store, key):
+    """The stored row of `key` as every backend gives it (hud.storage.StoredJob)."""
+    job = store.stored_job(key)
+    assert job is not None
+    return job
+
+
+@pytest.mark.parametrize("order", ["in_progress first", "completed first"])
+def test_a_records_status_only_moves_forward_whatever_the_commit_order(store, order):
+    """A job's in_progress write that commits after its completed one (two workers around a
+    database outage) fills what is missing and changes nothing else."""
+    key = RecordKey("org/alpha", "late-1", "CI", "build", "cr-late")
+    started = HudRecord(key, "org/alpha", status="in_progress", queue_time=4.0, run_id="9",
+                        run_attempt=1, head_sha="abc", workflow_run_url=URL)  # fmt: skip
+    done = HudRecord(key, "org/alpha", status="completed", conclusion="failure", run_id="9",
+                     run_attempt=1, execution_time=60.0, tests_passed=10, tests_failed=2,
+                     started_at=at(20, 1), completed_at=at(20, 2))  # fmt: skip
+    writes = [started, done] if order == "in_progress first" else [done, started]
+
+    for n, record in enumerate(writes):
+        assert store.upsert(record, now=at(20, 3 + n)) is True
+
+    row = _row(store, "late-1")
+    assert (row["status"], row["conclusion"]) == ("completed", "failure")
+    assert (row["queue_time"], row["execution_time"]) == (4.0, 60.0)
+    assert (row["tests_passed"], row["tests_failed"], row["head_sha"]) == (10, 2, "abc")
+    assert (row["started_at"], row["completed_at"]) == (at(20, 1), at(20, 2))
+    assert row["workflow_run_url"] == URL
+
+
+def test_a_late_in_progress_does_not_replace_what_the_completed_record_says(store):
+    key = RecordKey("org/alpha", "late-2", "CI", "build", "cr-late")
+    done = HudRecord(key, "org/alpha", status="completed", conclusion="success", run_id="9",
+                     head_sha="abc", started_at=at(20, 1))  # fmt: skip
+    store.upsert(done, now=at(20, 3))
+
+    late = HudRecord(key, "org/alpha", status="in_progress", run_id="9", head_sha="other",
+                     started_at=at(20, 2), queue_time=7.0)  # fmt: skip
+    store.upsert(late, now=at(20, 4))
+
+    row = _row(store, "late-2")
+    assert (row["status"], row["conclusion"], row["head_sha"]) == ("completed", "success", "abc")
+    assert row["started_at"] == at(20, 1)
+    assert row["queue_time"] == 7.0  # empty until now: filled
+
+
+def test_a_record_from_elsewhere_never_changes_one_the_relay_verified(store):
+    key = RecordKey("org/alpha", "verified-1", "CI", "build", "cr-v")
+    verified = HudRecord(key, "org/alpha", status="completed", conclusion="failure", run_id="9")
+    store.upsert(verified, now=at(20, 3))
+
+    forged = HudRecord(key, "org/alpha", source="ingest", status="completed",
+                       conclusion="success", run_id="9")  # fmt: skip
+    assert store.upsert(forged, now=at(20, 4)) is False
+
+    job = _stored(store, key)
+    assert (job.conclusion, job.source) == ("failure", "relay")
+
+
+def test_envelopes_may_change_their_own_records_and_the_relay_takes_them_over(store):
+    key = RecordKey("org/alpha", "ingested-1", "CI", "build", "cr-i")
+    first = HudRecord(key, "org/alpha", source="ingest", status="in_progress", run_id="9")
+    second = HudRecord(key, "org/alpha", source="ingest", status="completed",
+                       conclusion="failure", run_id="9")  # fmt: skip
+    relay = HudRecord(key, "org/alpha", status="completed", conclusion="success", run_id="9")
+
+    assert [store.upsert(r, now=at(20, 3 + n)) for n, r in enumerate([first, second, relay])] == [
+        True,
+        True,
+        True,
+    ]
+    job = _stored(store, key)
+    assert (job.conclusion, job.source) == ("success", "relay")
+
+
+def test_stored_job_is_none_for_an_unknown_key(store):
+    assert store.stored_job(RecordKey("org/alpha", "nothing", "CI", "build", "0")) is None
