@@ -4,6 +4,8 @@ from typing import ClassVar
 
 from django.db import models
 
+from crcr_site.fields import StorableJSONField
+
 # What the HUD's aggregates read from each row (covering indexes below).
 AGGREGATED = [
     "downstream_repo",
@@ -53,9 +55,9 @@ class JobRecord(models.Model):
     tests_failed = models.PositiveIntegerField(null=True, blank=True)
     tests_skipped = models.PositiveIntegerField(null=True, blank=True)
     tests_total = models.PositiveIntegerField(null=True, blank=True)
-    failed_tests_detail = models.JSONField(null=True, blank=True)
+    failed_tests_detail = StorableJSONField(null=True, blank=True)
     artifact_url = models.CharField(max_length=2000, blank=True)
-    triage_verdict = models.JSONField(null=True, blank=True)
+    triage_verdict = StorableJSONField(null=True, blank=True)
     source = models.CharField(max_length=6, choices=Source.choices, default=Source.RELAY)
     received_at = models.DateTimeField(help_text="first received, relay's clock")
     updated_at = models.DateTimeField(help_text="last received, relay's clock")
@@ -96,7 +98,7 @@ class HudOutbox(models.Model):
     """Records on their way to ClickHouse (HUD_BACKEND=clickhouse): written in the callback's
     own statement, moved into ClickHouse in order by the ClickHouse store's `drain`."""
 
-    payload = models.JSONField(help_text="the record's key, its carried fields, when")
+    payload = StorableJSONField(help_text="the record's key, its carried fields, when")
     created_at = models.DateTimeField()
 
     class Meta:

@@ -8,13 +8,15 @@ it is escaped wherever it is shown.
 """
 
 import json
+import math
 import re
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
 from allowlist.yamlfile import REPO_RE
+from crcr_site.text import storable, stored_text
 
 NAME_CAP = 255
 ID_CAP = 100
@@ -24,6 +26,12 @@ MESSAGE_CAP = 500
 VERDICT_CAP = 16 * 1024
 VERDICT_CATEGORIES = {"infra", "flaky", "regression", "upstream", "downstream", "unknown"}
 VERDICT_CONFIDENCES = {"low", "medium", "high"}
+# Every integer a record stores fits the columns of every backend (PostgreSQL's integer, a
+# signed 32-bit value); a larger one is refused, never wrapped or truncated.
+INT_MAX = 2**31 - 1
+# Reported times outside these years are not plausible CI times, and some are not even
+# representable in UTC or by every backend: dropped as malformed.
+EARLIEST, LATEST = datetime(2000, 1, 1, tzinfo=UTC), datetime(2100, 1, 1, tzinfo=UTC)
 
 
 class BadRecord(ValueError):
@@ -42,9 +50,13 @@ def text(value: object, name: str, *, cap: int) -> str | None:
         return None
     if isinstance(value, bool) or not isinstance(value, str | int):
         raise BadRecord(name, "must be a string")
+    if isinstance(value, int) and not -(2**63) <= value < 2**64:
+        raise BadRecord(name, "is out of range")
     result = str(value)
     if len(result) > cap:
         raise BadRecord(name, f"is longer than {cap} characters")
+    if not storable(result):
+        raise BadRecord(name, "must not contain NUL or lone surrogates")
     return result
 
 
@@ -70,29 +82,42 @@ def safe_url(value: str | None) -> bool:
 
 
 def _time(value: object) -> datetime:
-    if not isinstance(value, str):
-        raise ValueError("not a string")
+    if not isinstance(value, str) or len(value) > 64:
+        raise ValueError("not an ISO 8601 time")
     parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
     if parsed.tzinfo is None:
         raise ValueError("no time zone")
-    return parsed
+    try:
+        utc = parsed.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("not representable in UTC") from None
+    if not EARLIEST <= utc < LATEST:
+        raise ValueError(f"outside {EARLIEST.year}-{LATEST.year - 1}")
+    return utc
 
 
-def _count(value: object) -> int | None:
+def _count(value: object, name: str) -> int | None:
     if _absent(value):
         return None
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise ValueError("not a count")
+    if value > INT_MAX:
+        raise BadRecord(name, f"is larger than {INT_MAX}")
     return value
 
 
 def _tests(value: object) -> dict[str, int]:
     if not isinstance(value, dict):
         raise ValueError("not an object")
-    counts = {k: _count(value.get(k)) for k in ("passed", "failed", "skipped", "total")}
+    counts = {
+        k: _count(value.get(k), f"workflow.test_results.{k}")
+        for k in ("passed", "failed", "skipped", "total")
+    }
     known = {k: v for k, v in counts.items() if v is not None}
     if "total" not in known:
         known["total"] = sum(known.get(k, 0) for k in ("passed", "failed", "skipped"))
+        if known["total"] > INT_MAX:
+            raise BadRecord("workflow.test_results.total", f"is larger than {INT_MAX}")
     return known
 
 
@@ -106,8 +131,8 @@ def _failed_tests(value: object) -> list[dict[str, str]]:
         message = item.get("message")
         detail.append(
             {
-                "name": item["name"][: NAME_CAP * 4],
-                "message": message[:MESSAGE_CAP] if isinstance(message, str) else "",
+                "name": stored_text(item["name"][: NAME_CAP * 4]),
+                "message": stored_text(message[:MESSAGE_CAP]) if isinstance(message, str) else "",
             }
         )
     return detail
@@ -127,10 +152,12 @@ def _verdict(value: object) -> dict[str, Any]:
         raise ValueError("summary must be text, links a list")
     if not all(isinstance(link, str) and safe_url(link) for link in links):
         raise ValueError("links must be plain http(s) URLs")
+    if not all(storable(link) for link in links):
+        raise ValueError("links must be plain http(s) URLs")
     return {
         "category": value["category"],
         "confidence": value["confidence"],
-        "summary": summary[:4000],
+        "summary": stored_text(summary[:4000]),
         "links": links[:20],
     }
 
@@ -191,30 +218,42 @@ def parse_workflow(raw: object) -> Workflow:
 
 
 def _optional(workflow: Workflow, name: str, value: object, parse: Any) -> Any:
+    """A parsed optional field; dropped (noted) when malformed, but a value no backend can
+    hold faithfully (BadRecord: an integer out of range) is refused."""
     if _absent(value):
         return None
     try:
         return parse(value)
+    except BadRecord:
+        raise
     except (ValueError, TypeError) as exc:
         workflow.dropped.append(f"workflow.{name}: {exc}")
         return None
 
 
 def _attempt(value: object) -> int:
+    if isinstance(value, str):
+        value = value.strip()
+        if not (value.isascii() and value.isdigit()):
+            raise ValueError("not a positive number")
+        if len(value) > len(str(INT_MAX)):
+            raise BadRecord("workflow.run_attempt", f"is larger than {INT_MAX}")
     number = int(value) if isinstance(value, str | int) and not isinstance(value, bool) else 0
     if number < 1:
         raise ValueError("not a positive number")
+    if number > INT_MAX:
+        raise BadRecord("workflow.run_attempt", f"is larger than {INT_MAX}")
     return number
 
 
 def _conclusion(value: object) -> str:
-    if not isinstance(value, str) or len(value) > 30:
+    if not isinstance(value, str) or len(value) > 30 or not storable(value):
         raise ValueError("not a conclusion")
     return value
 
 
 def _url(value: object) -> str:
-    if not isinstance(value, str) or len(value) > URL_CAP:
+    if not isinstance(value, str) or len(value) > URL_CAP or not storable(value):
         raise ValueError("not a URL under 2000 characters")
     return value
 
@@ -230,6 +269,8 @@ def _metric(value: object, name: str) -> float | None:
         return None
     if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
         raise BadRecord(f"trusted.ci_metrics.{name}", "must be a non-negative number")
+    if not math.isfinite(float(value)):
+        raise BadRecord(f"trusted.ci_metrics.{name}", "must be a finite number")
     return float(value)
 
 

@@ -24,6 +24,7 @@ hold each backend to them):
 """
 
 from collections.abc import Mapping, Sequence
+import math
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from enum import StrEnum
@@ -99,8 +100,19 @@ class DailyPoint:
     counts: Counts
 
 
+class Measured:
+    """A dataclass whose float measures are finite or None: a backend may hold any value
+    (NaN or infinity written before the edge refused them, or by another writer), and every
+    page and API answer must survive it (JSON has no NaN)."""
+
+    def __post_init__(self) -> None:
+        for name, value in vars(self).items():
+            if isinstance(value, float) and not math.isfinite(value):
+                object.__setattr__(self, name, None)
+
+
 @dataclass(frozen=True)
-class RepoSummary:
+class RepoSummary(Measured):
     """One repo's results over a window."""
 
     repo: str  # owner/name as shown
@@ -129,7 +141,7 @@ def worst_first(summary: RepoSummary) -> tuple[float, str]:
 
 
 @dataclass(frozen=True)
-class Cell:
+class Cell(Measured):
     """A job's latest attempt in one matrix row."""
 
     job_name: str
@@ -291,7 +303,7 @@ def red_heads(shas: Mapping[str, Sequence[ShaResult]]) -> dict[str, str]:
 
 
 @dataclass(frozen=True)
-class ReadinessMetrics:
+class ReadinessMetrics(Measured):
     """What the level criteria measure over a window."""
 
     days: int

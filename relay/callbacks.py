@@ -51,6 +51,7 @@ from redis.exceptions import RedisError
 from allowlist import lookup
 from allowlist.entry import Entry, Level
 from crcr_site import sql
+from crcr_site.text import stored_text
 from hud.models import JobRecord
 from hud.records import BadRecord, Workflow, parse_workflow, required_text, text
 from hud.storage import (
@@ -748,10 +749,10 @@ def refused_unverified(
                     decision=CallbackAudit.Decision.REFUSED,
                     status=status,
                     reason=error,
-                    detail=detail[:2000],
+                    detail=stored_text(detail[:2000]),
                     verified=False,
-                    repo=repo,
-                    issuer=issuer,
+                    repo=stored_text(repo[:140]),
+                    issuer=stored_text(issuer[:200]),
                     remote_addr=remote_addr,
                 ),
             )
@@ -779,11 +780,11 @@ class Audit:
             decision=decision,
             status=status,
             reason=reason,
-            detail=detail[:2000],
-            repo=self.identity.repo,
-            issuer=self.identity.issuer,
+            detail=stored_text(detail[:2000]),
+            repo=stored_text(self.identity.repo[:140]),
+            issuer=stored_text(self.identity.issuer[:200]),
             remote_addr=self.remote_addr,
-            replay_key=_replay_key(self.identity),
+            replay_key=stored_text(_replay_key(self.identity)),
             provenance=self.provenance,
         )
         if self.callback is not None:

@@ -10,6 +10,8 @@ from typing import ClassVar
 
 from django.db import models
 
+from crcr_site.fields import StorableJSONField
+
 from allowlist.entry import Level
 
 
@@ -139,7 +141,7 @@ class CallbackAudit(models.Model):
     event_type = models.CharField(max_length=20, blank=True)
     callback_status = models.CharField(max_length=20, blank=True)
     job = models.CharField(max_length=600, blank=True, help_text="workflow / job (run, attempt)")
-    dropped = models.JSONField(default=list, blank=True, help_text="malformed optional fields")
+    dropped = StorableJSONField(default=list, blank=True, help_text="malformed optional fields")
 
     class Meta:
         ordering: ClassVar = ["-at", "-id"]
@@ -161,7 +163,7 @@ class HudForward(models.Model):
         SENT = "sent"
         FAILED = "failed"
 
-    envelope = models.JSONField()
+    envelope = StorableJSONField()
     status = models.CharField(max_length=7, choices=Status.choices, default=Status.PENDING)
     attempts = models.PositiveIntegerField(default=0)
     last_error = models.TextField(blank=True)

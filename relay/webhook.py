@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
+from crcr_site.text import storable, stored_text
 from hud.records import ciflow_pr_number
 
 
@@ -89,13 +90,13 @@ def _event(delivery_id: str, event: str, text: str, payload: dict[str, Any]) -> 
     return UpstreamEvent(
         delivery_id=delivery_id,
         event=event,
-        action=_text(payload.get("action")),
-        repo=_text(_obj(payload.get("repository")).get("full_name")),
+        action=stored_text(_text(payload.get("action"))[:40]),
+        repo=stored_text(_text(_obj(payload.get("repository")).get("full_name"))),
         pr_number=number if isinstance(number, int) and 0 < number < 2**31 else 0,
-        head_sha=(_text(head.get("sha")) or _text(payload.get("after")))[:64],
-        ref=(_text(payload.get("ref")) or _text(head.get("ref")))[:255],
-        title=_text(pr.get("title"))[:1024],
-        author=_text(user.get("login"))[:100],
+        head_sha=stored_text((_text(head.get("sha")) or _text(payload.get("after")))[:64]),
+        ref=stored_text((_text(payload.get("ref")) or _text(head.get("ref")))[:255]),
+        title=stored_text(_text(pr.get("title"))[:1024]),
+        author=stored_text(_text(user.get("login"))[:100]),
         body=text,
         payload=payload,
     )
@@ -147,6 +148,6 @@ def parse(
         if not isinstance(ref, str) or not any(fnmatch.fnmatchcase(ref, p) for p in push_refs):
             return Parsed(Route.IGNORE, reason=f"push to {ref} is not in CRCR_PUSH_REFS")
     delivery_id = headers.get("X-GitHub-Delivery", "").strip()
-    if not delivery_id or len(delivery_id) > 100:
+    if not delivery_id or len(delivery_id) > 100 or not storable(delivery_id):
         raise WebhookRefused(400, "delivery_missing", "X-GitHub-Delivery is required")
     return Parsed(Route.DISPATCH, _event(delivery_id, event, text, payload))

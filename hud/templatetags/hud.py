@@ -1,5 +1,6 @@
 """Formatting for the HUD's templates: durations, rates, outcomes, safe links, sparklines."""
 
+import math
 from html import escape as html_escape
 from typing import Any
 
@@ -33,9 +34,18 @@ OUTCOMES = {  # outcome → (icon, words); the icon is never the only signal
 }
 
 
+def _number(value: object) -> float | None:
+    """A finite number, else None. Filters take whatever a template hands them: a missing
+    variable is "" (Django's string_if_invalid), and a backend may hold NaN."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
 @register.filter
-def duration(seconds: float | None) -> str:
+def duration(value: float | None) -> str:
     """1h 02m, 4m 10s, 9s; an em dash when unknown."""
+    seconds = _number(value)
     if seconds is None:
         return "—"
     total = round(seconds)
@@ -47,15 +57,17 @@ def duration(seconds: float | None) -> str:
 
 
 @register.filter
-def percent(rate: float | None) -> str:
+def percent(value: float | None) -> str:
     """71.4%; below 10 % two decimals, so 0.99 % never reads as the 1 % it is under."""
+    rate = _number(value)
     if rate is None:
         return "—"
     return f"{rate * 100:.2f}%" if 0 < rate < 0.1 else f"{rate * 100:.1f}%"
 
 
 @register.filter
-def rate_class(rate: float | None) -> str:
+def rate_class(value: float | None) -> str:
+    rate = _number(value)
     if rate is None:
         return "none"
     return "good" if rate >= 0.9 else "warn" if rate >= 0.7 else "bad"
@@ -98,7 +110,9 @@ def repo_url(repo: str) -> str:
 
 @register.filter
 def upstream_pr(number: int) -> str:
-    return f"https://github.com/{settings.CRCR_UPSTREAM_REPO}/pull/{int(number)}"
+    if isinstance(number, bool) or not isinstance(number, int) or number <= 0:
+        return ""
+    return f"https://github.com/{settings.CRCR_UPSTREAM_REPO}/pull/{number}"
 
 
 @register.filter
@@ -119,7 +133,7 @@ def sparkline(points: tuple[DailyPoint, ...], window: Window) -> SafeString:
         x = 100 if days == 1 else round((point.day - first).days / days * width, 1)
         coords.append((min(max(x, 0), width), round((1 - rate) * (height - 4) + 2, 1)))
     if not coords:
-        return format_html('<span class="muted">no completed jobs</span>')
+        return mark_safe('<span class="muted">no completed jobs</span>')  # noqa: S308 (constant)
     summary = ", ".join(
         f"{p.day:%b %d} {p.counts.pass_rate:.0%}" for p in points if p.counts.completed
     )
