@@ -1,0 +1,184 @@
+"""Every page the HUD offers, and every API answer, on every kind of data: never a 5xx, and the
+API always JSON (issue 13, items 5 and 10).
+
+Starts at /crcr and follows every link the pages give (within /crcr and /api/crcr), plus, for
+every repo registered at every level, each page and API endpoint over every window, both tabs,
+every conclusion filter and a few pages; on an empty database, one with only jobs in progress,
+the demo's history, and one whose rows hold what no edge accepts any more (NaN, infinity,
+empty texts, the largest integers).
+"""
+
+import itertools
+import json
+import math
+import re
+from collections import Counter
+from datetime import timedelta
+from html.parser import HTMLParser
+from urllib.parse import parse_qsl, urljoin, urlsplit
+
+import pytest
+from django.utils import timezone
+
+from allowlist.models import DownstreamRepo
+from hud import history
+from hud.models import JobRecord
+from hud.reports import DAYS, OUTCOMES
+
+pytestmark = pytest.mark.django_db
+
+# Every level, a device, a nightly-only repo, the probe, and one spelled in capitals.
+REGISTERED = [
+    ("org/one", "L1", "", ["pull_request", "nightly"]),
+    ("Org/Two", "L2", "", ["pull_request", "nightly"]),
+    ("org/three", "L3", "npu", ["pull_request"]),
+    ("org/four", "L4", "", ["pull_request", "nightly"]),
+    ("org/nightly", "L2", "", ["nightly"]),
+    ("pytorch/crcr-test", "L2", "", ["pull_request"]),
+]
+MAX_PAGES = 4000
+# Links of one shape (the same path, PR pages as one, with the same query keys) beyond the
+# seeds: a few of each, since their combinations multiply (repo x window x tab x filter x PR).
+PER_SHAPE = 3
+
+
+class _Links(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.links: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        for name, value in attrs:
+            if name in ("href", "action") and value:
+                self.links.append(value)
+
+
+def _ours(url: str) -> bool:
+    path = urlsplit(url).path
+    return not urlsplit(url).netloc and path.startswith(("/crcr", "/api/crcr"))
+
+
+def _registered() -> None:
+    for repo, level, device, events in REGISTERED:
+        DownstreamRepo.objects.create(repo=repo, level=level, device=device, events=events)
+
+
+def _record(repo: str, n: int, **values) -> JobRecord:
+    now = timezone.now() - timedelta(hours=n)
+    fields = dict(
+        downstream_repo=repo.casefold(),
+        repo_display=repo,
+        delivery_id=f"d-{n}",
+        workflow_name="CI",
+        job_name=f"job-{n % 4}",
+        check_run_id=str(n),
+        upstream_repo="pytorch/pytorch",
+        level="L2",
+        pr_number=100 + n % 5,
+        head_sha=f"{n:040x}",
+        run_id=str(n),
+        status="in_progress",
+        received_at=now,
+        updated_at=now,
+    )
+    return JobRecord(**(fields | values))
+
+
+def _in_progress_only() -> None:
+    repos = [repo for repo, *_ in REGISTERED]
+    JobRecord.objects.bulk_create(
+        _record(repo, n, queue_time=3.0) for n, repo in enumerate(repos * 3)
+    )
+
+
+def _demo() -> None:
+    assert history.load() > 0
+
+
+def _poisoned() -> None:
+    """Rows as a backend may hold them: non-finite measures (an envelope before the ingest API
+    refused NaN), empty and unknown texts, the largest integers, no times at all."""
+    odd = [
+        dict(queue_time=math.nan, execution_time=math.inf, status="completed", conclusion=""),
+        dict(queue_time=-math.inf, execution_time=math.nan, status="completed",
+             conclusion="success"),
+        dict(status="completed", conclusion="startup_failure", tests_passed=2**31 - 1,
+             tests_total=2**31 - 1, pr_number=2**31 - 1, run_attempt=2**31 - 1),
+        dict(status="queued", conclusion="weird", level="", workflow_run_url="javascript:x"),
+        dict(status="completed", conclusion="timed_out", failed_tests_detail=[{"x": 1}, "s"],
+             triage_verdict={"category": 5}, event_type="nightly", pr_number=0),
+        dict(status="completed", conclusion="failure", event_type="push", head_sha="",
+             failed_tests_detail={"not": "a list"}, triage_verdict=["not", "a dict"]),
+    ]  # fmt: skip
+    repos = [repo for repo, *_ in REGISTERED] + ["Not/Listed"]
+    JobRecord.objects.bulk_create(
+        _record(repo, n, **values)
+        for n, (repo, values) in enumerate(itertools.product(repos, odd))
+    )
+
+
+def _seeds() -> list[str]:
+    """What every registered repo offers: its pages and API over every window, tab, filter."""
+    seeds = ["/crcr", "/crcr/metrics", "/api/crcr/summary", "/api/crcr/metrics"]
+    seeds += ["/crcr/pr/0", "/crcr/pr/100", "/crcr/pr/2147483647", "/crcr/pr/99999999999"]
+    seeds += ["/api/crcr/prs/100", "/api/crcr/prs/99999999999", "/api/crcr/schema"]
+    queries = [f"days={d}&tab={t}" for d in DAYS for t in ("pr", "nightly")]
+    filters = [f"conclusion={c}" for c in OUTCOMES] + ["page=2", "page=999", "shards=all"]
+    filters += ["pr=100", "pr=2147483647"]
+    for repo, *_ in [*REGISTERED, ("Not/Listed",)]:
+        for base in (f"/crcr/{repo}", f"/api/crcr/repos/{repo}"):
+            seeds += [f"{base}?{q}" for q in [*queries, *filters]]
+    for base in ("/crcr", "/crcr/metrics", "/api/crcr/summary", "/api/crcr/metrics"):
+        seeds += [f"{base}?{q}" for q in queries]
+    return seeds
+
+
+def _shape(url: str) -> tuple[str, tuple[str, ...]]:
+    parts = urlsplit(url)
+    path = re.sub(r"/prs?/[0-9]+$", "/pr/N", parts.path)
+    return path, tuple(sorted(key for key, _ in parse_qsl(parts.query)))
+
+
+def _crawl(client) -> dict[str, int]:
+    """Every URL reached, with its status; fails on a 5xx or an API answer that is not JSON."""
+    seen: dict[str, int] = {}
+    shapes: Counter[tuple[str, tuple[str, ...]]] = Counter()
+    queue = _seeds()
+    while queue and len(seen) < MAX_PAGES:
+        url = queue.pop()
+        if url in seen:
+            continue
+        response = client.get(url)
+        seen[url] = response.status_code
+        assert response.status_code < 500, (url, response.content[:500])
+        kind = response.headers.get("Content-Type", "")
+        if urlsplit(url).path.startswith("/api/") and urlsplit(url).path != "/api/crcr/docs":
+            assert kind.startswith(("application/json", "application/vnd.oai.openapi")), url
+            if kind.startswith("application/json"):
+                json.loads(response.content)  # JSON, not a page; no NaN either
+        elif kind.startswith("text/html") and response.status_code == 200:
+            parser = _Links()
+            parser.feed(response.content.decode())
+            for link in (urljoin(url, href) for href in parser.links):
+                if _ours(link) and link not in seen and shapes[_shape(link)] < PER_SHAPE:
+                    shapes[_shape(link)] += 1
+                    queue.append(link)
+    assert len(seen) < MAX_PAGES, "the crawl did not end: a page links ever new pages"
+    return seen
+
+
+@pytest.mark.parametrize(
+    "data",
+    [lambda: None, _in_progress_only, _demo, _poisoned],
+    ids=["empty", "in progress only", "demo history", "poisoned rows"],
+)
+def test_every_page_and_api_answer_on_every_kind_of_data_is_never_a_5xx(client, data):
+    _registered()
+    data()
+
+    seen = _crawl(client)
+
+    assert seen["/crcr"] == 200
+    for repo, *_ in REGISTERED:  # every registered repo has its page, results or not
+        assert seen[f"/crcr/{repo}?days=14&tab=pr"] == 200, repo
+    assert any(url.startswith("/crcr/pr/1") and code == 200 for url, code in seen.items())
