@@ -30,7 +30,7 @@ def _cleaned(value: Any) -> Any:
     return value
 
 
-class StorableJSONField(models.JSONField):  # type: ignore[type-arg]
+class StorableJSONField(models.JSONField):
     """A JSONField whose values are stored as `storable_json` makes them: untrusted JSON (a
     callback's body, an echoed upstream payload) may hold what jsonb refuses, and a write
     that fails on it would be refused for ever."""

@@ -96,13 +96,18 @@ def _time(value: object) -> datetime:
     return utc
 
 
+def _too_large(value: object) -> bool:
+    """An integer over INT_MAX (orjson reads integers of 2**64 and more as floats)."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and value > INT_MAX
+
+
 def _count(value: object, name: str) -> int | None:
     if _absent(value):
         return None
+    if _too_large(value):
+        raise BadRecord(name, f"is larger than {INT_MAX}")
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise ValueError("not a count")
-    if value > INT_MAX:
-        raise BadRecord(name, f"is larger than {INT_MAX}")
     return value
 
 
@@ -232,6 +237,8 @@ def _optional(workflow: Workflow, name: str, value: object, parse: Any) -> Any:
 
 
 def _attempt(value: object) -> int:
+    if _too_large(value):
+        raise BadRecord("workflow.run_attempt", f"is larger than {INT_MAX}")
     if isinstance(value, str):
         value = value.strip()
         if not (value.isascii() and value.isdigit()):
@@ -241,8 +248,6 @@ def _attempt(value: object) -> int:
     number = int(value) if isinstance(value, str | int) and not isinstance(value, bool) else 0
     if number < 1:
         raise ValueError("not a positive number")
-    if number > INT_MAX:
-        raise BadRecord("workflow.run_attempt", f"is larger than {INT_MAX}")
     return number
 
 

@@ -23,8 +23,8 @@ hold each backend to them):
   `cancelled` and `timed_out`, every other job `success`.
 """
 
-from collections.abc import Mapping, Sequence
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from enum import StrEnum

@@ -10,9 +10,8 @@ from typing import ClassVar
 
 from django.db import models
 
-from crcr_site.fields import StorableJSONField
-
 from allowlist.entry import Level
+from crcr_site.fields import StorableJSONField
 
 
 class Delivery(models.Model):

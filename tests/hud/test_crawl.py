@@ -15,6 +15,7 @@ import re
 from collections import Counter
 from datetime import timedelta
 from html.parser import HTMLParser
+from typing import Any
 from urllib.parse import parse_qsl, urljoin, urlsplit
 
 import pytest
@@ -98,7 +99,7 @@ def _demo() -> None:
 def _poisoned() -> None:
     """Rows as a backend may hold them: non-finite measures (an envelope before the ingest API
     refused NaN), empty and unknown texts, the largest integers, no times at all."""
-    odd = [
+    odd: list[dict[str, Any]] = [
         dict(queue_time=math.nan, execution_time=math.inf, status="completed", conclusion=""),
         dict(queue_time=-math.inf, execution_time=math.nan, status="completed",
              conclusion="success"),
@@ -112,8 +113,7 @@ def _poisoned() -> None:
     ]  # fmt: skip
     repos = [repo for repo, *_ in REGISTERED] + ["Not/Listed"]
     JobRecord.objects.bulk_create(
-        _record(repo, n, **values)
-        for n, (repo, values) in enumerate(itertools.product(repos, odd))
+        _record(repo, n, **values) for n, (repo, values) in enumerate(itertools.product(repos, odd))
     )
 
 
