@@ -115,13 +115,18 @@ def database_config(url: str) -> dict[str, object]:
             "timeout": 20,
         }
         return config
-    options: dict[str, object] = {}
+    # Django's backend, failing fast for a moment after a failed connection attempt
+    # (crcr_site/postgresql/base.py); every wait for the server is bounded by DATABASE_TIMEOUT.
+    if config["ENGINE"] == "django.db.backends.postgresql":
+        config["ENGINE"] = "crcr_site.postgresql"
+    timeout = envfloat("DATABASE_TIMEOUT", 2.0)
+    options: dict[str, object] = {"connect_timeout": max(2, round(timeout))}  # libpq: whole s, 2+
     if (pool_max := envint("DATABASE_POOL_MAX", 20)) > 0:
         # One psycopg pool per process: the fan-out's threads each borrow a connection for a
         # moment instead of opening their own (and PostgreSQL's max_connections bounds
         # processes times DATABASE_POOL_MAX, not processes times threads).
         config["CONN_MAX_AGE"] = 0
-        options["pool"] = {"min_size": 1, "max_size": max(pool_max, 2), "timeout": 10}
+        options["pool"] = {"min_size": 1, "max_size": max(pool_max, 2), "timeout": timeout}
     else:  # DATABASE_POOL_MAX=0: a persistent connection per thread instead (e.g. behind PgBouncer)
         config["CONN_MAX_AGE"] = 60
         config["CONN_HEALTH_CHECKS"] = True
@@ -201,6 +206,8 @@ TEMPLATES = [
 
 DATABASE_URL = envstr("DATABASE_URL") or f"sqlite:///{BASE_DIR / 'crcr.sqlite3'}"
 DATABASES = {"default": database_config(DATABASE_URL)}
+# After a failed connection attempt, fail at once for this long (crcr_site/postgresql/base.py).
+DATABASE_FAIL_FAST = envfloat("DATABASE_FAIL_FAST", 1.0)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
@@ -295,6 +302,10 @@ if not isinstance(CRCR_OIDC_ISSUERS, dict) or not all(
 CRCR_CI_PROVIDERS = envstr("CRCR_CI_PROVIDERS") or None
 
 CRCR_ZOMBIE_TIMEOUT = envint("CRCR_ZOMBIE_TIMEOUT", 21600, minimum=60)
+# A job transition in Redis this old that the database does not reflect was left by a process
+# that died between the two (relay/callbacks.py _orphaned): it is undone when its job calls back
+# again. Must exceed the longest a request can live (gunicorn's --timeout, 30 s by default).
+CRCR_ORPHAN_AFTER = envint("CRCR_ORPHAN_AFTER", 60, minimum=1)
 CRCR_RATE_LIMIT_PER_MIN = envint("CRCR_RATE_LIMIT_PER_MIN", 100, minimum=1)
 # Audit rows for callbacks refused before identity was proven, across the relay (0: none).
 CRCR_AUDIT_UNVERIFIED_PER_MIN = envint("CRCR_AUDIT_UNVERIFIED_PER_MIN", 60, minimum=0)

@@ -209,6 +209,31 @@ def _restore_job(identity: Identity, callback: Callback, moved: "_Move") -> None
     )
 
 
+def _orphaned(identity: Identity, callback: Callback, moved: "_Move") -> bool:
+    """Whether the job's state in Redis is a transition whose process died before its record
+    was written (killed between the two): older than CRCR_ORPHAN_AFTER, and the database does
+    not reflect it. Then it is undone (only while it is still that transition), True: the
+    database, the source of truth, decides again. A live transition is written or undone
+    within a request's life, so it is never taken for one."""
+    current = state.peek(moved.job_key)
+    if current is None or current.get("tx") in (None, "restored") or current.get("timed_out"):
+        return False
+    try:
+        age = moved.now - float(current["at"])
+    except (KeyError, TypeError, ValueError):
+        return False
+    if age < settings.CRCR_ORPHAN_AFTER:
+        return False
+    stored = _stored_job(identity, callback)
+    completed = current.get("state") == "COMPLETED"
+    if stored is not None and (stored.status == "completed" or not completed):
+        return False  # the database holds it
+    logger.warning(
+        "undoing transition %s on %s: its record was never written", current["tx"], moved.job_key
+    )
+    return state.compensate(moved.job_key, str(current["tx"]))
+
+
 def _aware(at: datetime) -> datetime:
     return at if at.tzinfo else at.replace(tzinfo=UTC)
 
@@ -587,6 +612,8 @@ def _transition(
         result = moved.run(None)
     if result.result in ("not_started", "unknown"):  # nor the job's state, perhaps
         _restore_job(identity, callback, moved)
+        result = moved.run(None, consulted=True)
+    if result.result == "duplicate" and _orphaned(identity, callback, moved):
         result = moved.run(None, consulted=True)
     if result.result != "ok":
         raise Refused(409, result.result, _REFUSALS[result.result])

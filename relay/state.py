@@ -270,6 +270,16 @@ def restore_job(
     get_redis().set(job_key, json.dumps(value), nx=True, ex=_ttl())
 
 
+def peek(job_key: str) -> dict[str, Any] | None:
+    """A job's state as Redis holds it (None: none, or unreadable)."""
+    raw = get_redis().get(job_key)
+    try:
+        value = json.loads(raw) if raw else None
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
 def rate_limited(rate: RateLimit) -> int:
     """Charge one call to `rate`: 0 when it is within the limit, else the seconds until the
     window resets."""

@@ -25,7 +25,7 @@ def django_db_modify_db_settings() -> None:
     from django.conf import settings
 
     db: dict = settings.DATABASES["default"]
-    if db["ENGINE"] != "django.db.backends.postgresql":
+    if db["ENGINE"] not in ("django.db.backends.postgresql", "crcr_site.postgresql"):
         pytest.exit(
             "The tests run on PostgreSQL: set DATABASE_URL=postgres://... (make test does).",
             returncode=2,

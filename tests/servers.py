@@ -171,3 +171,66 @@ class Gunicorn:
     def stop(self) -> None:
         self.process.terminate()
         self.process.wait(timeout=30)
+
+
+def _postgres_bin(name: str) -> str:
+    """A PostgreSQL server binary: on PATH, else the newest under Debian's /usr/lib/postgresql."""
+    found = shutil.which(name)
+    if found:
+        return found
+    candidates = sorted(
+        Path("/usr/lib/postgresql").glob(f"*/bin/{name}"), key=lambda p: int(p.parts[-3])
+    )
+    if not candidates:
+        raise RuntimeError(f"{name} is not installed (apt-get install postgresql)")
+    return str(candidates[-1])
+
+
+class PostgresServer:
+    """A PostgreSQL cluster of this run's own, in a directory of its own on a free port, for
+    the tests and benchmarks that stop and start the database: never the shared server.
+    (As root, the server runs as the `postgres` user, as PostgreSQL insists.)"""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.data = directory / "data"
+        self.port = 0
+
+    @property
+    def url(self) -> str:
+        return f"postgres://postgres@127.0.0.1:{self.port}/postgres"
+
+    def _run(self, *argv: str, check: bool = True) -> subprocess.CompletedProcess[bytes]:
+        command = list(argv)
+        if os.geteuid() == 0:
+            command = ["runuser", "-u", "postgres", "--", *command]
+        return subprocess.run(command, check=check, capture_output=True, timeout=120)
+
+    def start(self) -> "PostgresServer":
+        if not self.data.exists():
+            self.directory.mkdir(parents=True, exist_ok=True)
+            if os.geteuid() == 0:
+                shutil.chown(self.directory, "postgres", "postgres")
+                for parent in self.directory.parents:  # the server must reach its directory
+                    parent.chmod(parent.stat().st_mode | 0o001)
+            self._run(
+                _postgres_bin("initdb"), "-D", str(self.data), "-U", "postgres",
+                "--auth=trust", "--no-sync", "-E", "UTF8",
+            )  # fmt: skip
+        self.port = self.port or free_port()
+        self._run(
+            _postgres_bin("pg_ctl"), "start", "-w", "-t", "60", "-D", str(self.data),
+            "-l", str(self.data / "server.log"),
+            "-o", f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.data} -c fsync=off "
+            "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200",
+        )  # fmt: skip
+        return self
+
+    def stop(self, mode: str = "fast") -> None:
+        """Stop the server (`fast`: its clients are disconnected; `immediate`: as a crash)."""
+        self._run(_postgres_bin("pg_ctl"), "stop", "-w", "-m", mode, "-D", str(self.data))
+
+    def destroy(self) -> None:
+        self._run(_postgres_bin("pg_ctl"), "stop", "-m", "immediate", "-D", str(self.data),
+                  check=False)  # fmt: skip
+        shutil.rmtree(self.directory, ignore_errors=True)

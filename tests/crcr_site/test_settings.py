@@ -96,14 +96,23 @@ def test_postgresql_gets_a_pool_and_prepares_the_callback_statements(monkeypatch
     monkeypatch.delenv("DATABASE_PREPARED")
     monkeypatch.setenv("DATABASE_POOL_MAX", "0")
     behind_pgbouncer = database_config(url)
+    monkeypatch.setenv("DATABASE_TIMEOUT", "5")
+    patient = database_config(url)
 
+    # Every wait for the server is bounded (2 s by default), and the backend fails fast after.
+    assert pooled["ENGINE"] == "crcr_site.postgresql"
     assert pooled["OPTIONS"] == {
-        "pool": {"min_size": 1, "max_size": 20, "timeout": 10},
+        "connect_timeout": 2,
+        "pool": {"min_size": 1, "max_size": 20, "timeout": 2.0},
         "prepare_threshold": PREPARE_ON_REQUEST_ONLY,
     }
-    assert unprepared["OPTIONS"] == {"pool": {"min_size": 1, "max_size": 20, "timeout": 10}}
-    assert "OPTIONS" not in behind_pgbouncer
+    assert unprepared["OPTIONS"] == {
+        "connect_timeout": 2,
+        "pool": {"min_size": 1, "max_size": 20, "timeout": 2.0},
+    }
+    assert behind_pgbouncer["OPTIONS"] == {"connect_timeout": 2}
     assert behind_pgbouncer["CONN_MAX_AGE"] == 60
+    assert patient["OPTIONS"]["connect_timeout"] == 5
 
 
 def test_a_bad_setting_stops_a_command_with_its_name(tmp_path):

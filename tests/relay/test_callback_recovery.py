@@ -3,6 +3,7 @@ reporter retrying after a timeout, and envelopes reusing a verified record's key
 items 2-4). Real PostgreSQL and the run's own Redis."""
 
 import json
+import time
 
 import pytest
 import redis
@@ -182,3 +183,48 @@ def test_an_envelope_cannot_overwrite_a_record_the_relay_verified(
 
     assert (answer.status_code, answer.json()["error"]) == (409, "verified_record")
     assert (record().conclusion, record().source) == ("failure", "relay")
+
+
+def _killed_midway(status: str) -> None:
+    """What a process killed between its Redis transition and its database write leaves: the
+    transition, two minutes old, and no record of it."""
+    from relay import redis_keys, state
+
+    move = state.start if status == "in_progress" else state.complete
+    move(
+        redis_keys.dispatched("guid-1", "org-b/l3"),
+        redis_keys.job("guid-1", "org-b/l3", "1111", 1, "build"),
+        now=time.time() - 120,
+        tx="killed",
+    )
+
+
+@pytest.mark.parametrize("status", ["in_progress", "completed"])
+def test_a_transition_whose_process_died_before_its_write_is_undone_when_the_job_calls_again(
+    client, actions, dispatched, status
+):
+    if status == "completed":
+        send(client, actions, dispatched, "in_progress")
+    _killed_midway(status)
+
+    again = send(client, actions, dispatched, status, "success" if status == "completed" else None)
+
+    assert (again.status_code, again.json()) == (200, {"ok": True, "status": status})
+    assert record().status == status
+
+
+def test_a_recent_transition_not_yet_written_is_left_to_its_process(
+    client, actions, dispatched, redis_server
+):
+    from relay import redis_keys, state
+
+    state.start(
+        redis_keys.dispatched("guid-1", "org-b/l3"),
+        redis_keys.job("guid-1", "org-b/l3", "1111", 1, "build"),
+        now=time.time(),
+        tx="in-flight",
+    )
+
+    second = send(client, actions, dispatched, "in_progress")
+
+    assert (second.status_code, second.json()["error"]) == (409, "duplicate")
