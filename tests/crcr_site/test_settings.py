@@ -112,9 +112,7 @@ def test_postgresql_gets_a_pool_and_prepares_the_callback_statements(monkeypatch
     }
     assert behind_pgbouncer["OPTIONS"] == {"connect_timeout": 2}
     assert behind_pgbouncer["CONN_MAX_AGE"] == 60
-    assert patient["OPTIONS"] == {
-        "connect_timeout": 5,
-        "pool": {"min_size": 1, "max_size": 20, "timeout": 5.0},
+    assert patient["OPTIONS"] == {"connect_timeout": 5}  # (DATABASE_POOL_MAX=0 still)
     }
 
 
