@@ -113,7 +113,6 @@ def test_postgresql_gets_a_pool_and_prepares_the_callback_statements(monkeypatch
     assert behind_pgbouncer["OPTIONS"] == {"connect_timeout": 2}
     assert behind_pgbouncer["CONN_MAX_AGE"] == 60
     assert patient["OPTIONS"] == {"connect_timeout": 5}  # (DATABASE_POOL_MAX=0 still)
-    }
 
 
 def test_a_bad_setting_stops_a_command_with_its_name(tmp_path):
