@@ -55,6 +55,7 @@ class Stack:
     server: Gunicorn
     redis_pid: int
     database: str
+    redis: RedisServer
 
     def server_cpu(self) -> dict[str, float]:
         """CPU seconds used so far by the relay's side of the machine: the gunicorn workers,
@@ -132,7 +133,7 @@ def relay_stack(
         )
         server = Gunicorn(env, workers=workers, threads=threads).wait_ready()
         assert redis_server.process is not None
-        yield Stack(github, env, server, redis_server.process.pid, name)
+        yield Stack(github, env, server, redis_server.process.pid, name, redis_server)
     finally:
         if server is not None:
             server.stop()
