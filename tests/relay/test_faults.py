@@ -5,7 +5,7 @@ lost, none flipped, every 503 within 3 s with Retry-After, and every resend acce
 
 import pytest
 
-from bench.faults import FAULTS, fault_stack, run_fault
+from tests.faults import FAULTS, fault_stack, run_fault
 
 
 @pytest.fixture(scope="module")
