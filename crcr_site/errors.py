@@ -63,13 +63,38 @@ def permission_denied(request: HttpRequest, exception: Exception) -> HttpRespons
     return defaults.permission_denied(request, exception)
 
 
-def read_limited(request: HttpRequest, limit: int) -> bytes | None:
-    """The raw body, or None when it is over `limit` (declared or actual): then answer 413."""
+class BodyRefused(Exception):
+    """A request body that cannot be read: too large (413), or of unknown length (411)."""
+
+    def __init__(self, status: int, error: str, detail: str) -> None:
+        super().__init__(detail)
+        self.status, self.error, self.detail = status, error, detail
+
+    def answer(self) -> JsonResponse:
+        return json_error(self.status, self.error, self.detail)
+
+
+def read_limited(request: HttpRequest, limit: int) -> bytes:
+    """The raw body, at most `limit` bytes (declared or actual), else BodyRefused (413).
+
+    A chunked body (`Transfer-Encoding: chunked`, no Content-Length) is read when the server
+    hands it over whole (gunicorn says so with `wsgi.input_terminated`); where it cannot (some
+    other server), 411: Django would read it as empty, and an empty body is not what was sent."""
+    too_large = BodyRefused(413, "too_large", f"the body is over {limit} bytes")
+    if "chunked" in request.META.get("HTTP_TRANSFER_ENCODING", "").lower():
+        if not request.META.get("wsgi.input_terminated"):
+            raise BodyRefused(411, "length_required", "send the body with a Content-Length")
+        body: bytes = request.META["wsgi.input"].read(limit + 1)
+        if len(body) > limit:
+            raise too_large
+        return body
     try:
         declared = int(request.META.get("CONTENT_LENGTH") or 0)
     except ValueError:
         declared = 0
     if declared > limit:
-        return None
+        raise too_large
     body = request.read(limit + 1)
-    return None if len(body) > limit else body
+    if len(body) > limit:
+        raise too_large
+    return body

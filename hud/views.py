@@ -11,7 +11,7 @@ from django.shortcuts import render
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET
 
-from crcr_site.errors import json_error, json_methods, read_limited
+from crcr_site.errors import BodyRefused, json_error, json_methods, read_limited
 from hud import pages
 from hud.ingest import ingest
 from hud.pages import BadQuery, Query
@@ -98,9 +98,10 @@ def ingest_results(request: HttpRequest) -> JsonResponse:
     given = request.headers.get("x-hud-internal-bot", "")
     if not expected or not hmac.compare_digest(given.encode(), expected.encode()):
         return json_error(401, "unauthorized", "x-hud-internal-bot is missing or wrong")
-    body = read_limited(request, INGEST_MAX_BYTES)
-    if body is None:
-        return json_error(413, "too_large", "the body is over 2 MB")
+    try:
+        body = read_limited(request, INGEST_MAX_BYTES)
+    except BodyRefused as refused:
+        return refused.answer()
     try:  # I-JSON (RFC 7493), as callbacks: UTF-8, no NaN or Infinity, no lone surrogates
         envelope = parse_envelope(orjson.loads(body))
     except (ValueError, RecursionError) as exc:

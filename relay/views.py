@@ -6,7 +6,7 @@ from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from redis.exceptions import RedisError
 
-from crcr_site.errors import json_error, json_methods, read_limited
+from crcr_site.errors import BodyRefused, json_error, json_methods, read_limited
 from hud.records import BadRecord
 from relay import callbacks, fanout, oidc
 from relay.webhook import Route, WebhookRefused, parse
@@ -17,10 +17,10 @@ RETRY_AFTER = 5  # seconds a caller should wait when a store is down
 @csrf_exempt
 @json_methods("POST")
 def webhook(request: HttpRequest) -> JsonResponse:
-    body = read_limited(request, settings.CRCR_WEBHOOK_MAX_BYTES)
-    if body is None:
-        limit = settings.CRCR_WEBHOOK_MAX_BYTES
-        return json_error(413, "too_large", f"the body is over {limit} bytes")
+    try:
+        body = read_limited(request, settings.CRCR_WEBHOOK_MAX_BYTES)
+    except BodyRefused as refused:
+        return refused.answer()
     try:
         parsed = parse(
             headers=request.headers,
@@ -40,7 +40,9 @@ def webhook(request: HttpRequest) -> JsonResponse:
     except DatabaseError:
         # Nothing could be recorded: GitHub marks the delivery failed and our lost-webhook
         # job asks for it again once the database is back.
-        return json_error(503, "database_unavailable", "the delivery could not be recorded")
+        response = json_error(503, "database_unavailable", "the delivery could not be recorded")
+        response["Retry-After"] = str(RETRY_AFTER)
+        return response
     status = 202 if summary.queued else 200
     return JsonResponse(summary.as_json(), status=status)
 
@@ -50,12 +52,10 @@ def webhook(request: HttpRequest) -> JsonResponse:
 def callback(request: HttpRequest) -> JsonResponse:
     authorization = request.headers.get("Authorization", "")
     peer = request.META.get("REMOTE_ADDR") or None
-    body = read_limited(request, settings.CRCR_CALLBACK_MAX_BYTES)
     try:
-        if body is None:
-            raise oidc.OIDCRefused(413, "too_large", "the body is over the size limit")
+        body = read_limited(request, settings.CRCR_CALLBACK_MAX_BYTES)
         identity = oidc.verify(authorization)
-    except oidc.OIDCRefused as refused:
+    except (BodyRefused, oidc.OIDCRefused) as refused:
         callbacks.refused_unverified(
             refused.status,
             refused.error,

@@ -30,6 +30,9 @@ def relay_server(child_env, github, actions, settings, client, downstream):
         "CRCR_OIDC_ISSUERS": json.dumps(settings.CRCR_OIDC_ISSUERS),
         "DJANGO_ALLOWED_HOSTS": "127.0.0.1",
         "GITHUB_API_URL": github.url,
+        "GITHUB_APP_ID": github.app_id,
+        "GITHUB_APP_PRIVATE_KEY": github.private_key,
+        "GITHUB_WEBHOOK_SECRET": github.webhook_secret,
         "LOG_LEVEL": "WARNING",
     }
     server = Gunicorn(env, workers=4, threads=4).wait_ready()
@@ -119,3 +122,45 @@ def test_pytorchs_reporter_works_unchanged_end_to_end(relay_server, github, acti
     record = JobRecord.objects.get()
     assert (record.job_name, record.check_run_id) == ("test (npu, 1, 2)", "1111-1")
     assert (record.status, record.conclusion, record.tests_total) == ("completed", "failure", 130)
+
+
+def _chunked(data: bytes):
+    """A body requests sends with Transfer-Encoding: chunked (a generator has no length)."""
+    yield from (data[i : i + 1000] for i in range(0, len(data), 1000))
+
+
+def test_chunked_bodies_are_read_as_sent(relay_server, github, actions):
+    """A chunked callback, webhook and envelope mean what they say (gunicorn hands the body
+    over whole); they were read as empty: a valid callback answered 400, a webhook 401."""
+    from tests.relay.conftest import SECRET, signed_headers
+
+    client_payload = github.dispatches("org-b/l3")[0].body["client_payload"]
+    body = json.dumps(reporter_body(client_payload, "in_progress", job="chunked")).encode()
+    headers = {"Authorization": f"Bearer {actions.mint(repo='org-b/l3')}"}
+    hook = json.dumps(webhook_payload("pull_request.synchronize")).encode()
+
+    json_type = {"Content-Type": "application/json"}
+    signed = signed_headers(hook, "pull_request", "guid-chunked", SECRET) | json_type
+
+    def post(path: str, data: bytes, sent: dict[str, str]) -> requests.Response:
+        return requests.post(relay_server.url + path, data=_chunked(data), headers=sent, timeout=10)
+
+    called = post("/github/callback", body, headers | json_type)
+    hooked = post("/github/webhook", hook, signed)
+    oversized = post("/github/callback", b"x" * 2_000_000, headers)
+
+    assert (called.status_code, called.json()["status"]) == (200, "in_progress")
+    assert hooked.status_code in (200, 202), hooked.content
+    assert (oversized.status_code, oversized.json()["error"]) == (413, "too_large")
+    assert JobRecord.objects.filter(job_name="chunked").exists()
+
+
+@pytest.mark.parametrize("path", ["/github/callback", "/github/webhook", "/api/crcr/results"])
+def test_a_chunked_body_a_server_cannot_hand_over_whole_is_411(client, settings, path):
+    """Without wsgi.input_terminated (runserver, the test client) it would read as empty."""
+    settings.HUD_BOT_TOKEN = "bot"
+    headers = {"Transfer-Encoding": "chunked", "x-hud-internal-bot": "bot"}
+
+    response = client.post(path, b"{}", content_type="application/json", headers=headers)
+
+    assert (response.status_code, response.json()["error"]) == (411, "length_required")
