@@ -12,7 +12,7 @@ from django.http import Http404, HttpResponse
 from django.utils.csp import CSP
 from django.views.decorators.csp import csp_override
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 from rest_framework import serializers
 from rest_framework.exceptions import APIException, NotFound
@@ -125,6 +125,33 @@ class RepoPageSerializer(DataclassSerializer[pages.RepoPage]):
         exclude = ("rows",)  # the page's presentation of `matrix`
 
 
+class ErrorSerializer(serializers.Serializer[Any]):
+    """Every error answer: {"ok": false, "error": <code>, "detail": <text>}."""
+
+    ok = serializers.BooleanField(default=False)
+    error = serializers.CharField(help_text="a stable code, e.g. bad_query, not_found")
+    detail = serializers.CharField(help_text="what was wrong, for people")
+
+
+ERRORS = {
+    400: OpenApiResponse(ErrorSerializer, description="a query parameter is not valid"),
+    503: OpenApiResponse(
+        ErrorSerializer, description="the results store is unavailable (Retry-After)"
+    ),
+}
+NOT_FOUND = {404: OpenApiResponse(ErrorSerializer, description="no such downstream repo")}
+NOT_A_NUMBER = {404: OpenApiResponse(ErrorSerializer, description="not a PR number")}
+
+
+def _number(name: str, minimum: int, description: str) -> OpenApiParameter:
+    """An integer query parameter as hud/pages.py takes it: 0 to INT_PARAM_MAX."""
+    return OpenApiParameter(
+        name,
+        {"type": "integer", "minimum": minimum, "maximum": pages.INT_PARAM_MAX},
+        description=description,
+    )
+
+
 QUERY = [
     OpenApiParameter("days", OpenApiTypes.INT, enum=list(DAYS), description="window, days"),
     OpenApiParameter("tab", OpenApiTypes.STR, enum=["pr", "nightly"]),
@@ -132,15 +159,25 @@ QUERY = [
 MATRIX_QUERY = [
     *QUERY,
     OpenApiParameter("conclusion", OpenApiTypes.STR, enum=list(OUTCOMES)),
-    OpenApiParameter("pr", OpenApiTypes.INT, description="only this upstream PR"),
-    OpenApiParameter("page", OpenApiTypes.INT),
-    OpenApiParameter("shards", OpenApiTypes.STR, enum=["all"]),
+    _number("pr", 0, "only this upstream PR (0: every PR)"),
+    _number("page", 1, "the matrix page, from 1"),
+    OpenApiParameter("shards", OpenApiTypes.STR, enum=["all"], description="every shard apart"),
 ]
+REPO_PATH = [
+    OpenApiParameter(name, OpenApiTypes.STR, OpenApiParameter.PATH, pattern=r"^[A-Za-z0-9_.-]+$")
+    for name in ("org", "name")
+]
+PR_PATH = [
+    OpenApiParameter(
+        "number", {"type": "integer", "minimum": 0}, OpenApiParameter.PATH,
+        description="the upstream PR's number",
+    )
+]  # fmt: skip
 
 
 def _query(request: Request) -> Query:
     try:
-        return Query.parse(request.query_params)
+        return Query.parse(request.query_params, strict=True)
     except BadQuery as bad:
         raise BadQueryError(str(bad)) from None
 
@@ -151,14 +188,17 @@ class BadQueryError(APIException):
 
 
 class Summary(APIView):
-    @extend_schema(parameters=QUERY, responses=OverviewSerializer)
+    @extend_schema(parameters=QUERY, responses={200: OverviewSerializer, **ERRORS})
     def get(self, request: Request) -> Response:
         """What /crcr shows: every repo's results over the window, by level."""
         return Response(OverviewSerializer(pages.overview(_query(request))).data)
 
 
 class Repo(APIView):
-    @extend_schema(parameters=MATRIX_QUERY, responses=RepoPageSerializer)
+    @extend_schema(
+        parameters=[*REPO_PATH, *MATRIX_QUERY],
+        responses={200: RepoPageSerializer, **ERRORS, **NOT_FOUND},
+    )
     def get(self, request: Request, org: str, name: str) -> Response:
         """What /crcr/{org}/{repo} shows: summary, readiness and one page of the matrix."""
         page = pages.repo_page(f"{org}/{name}", _query(request))
@@ -168,14 +208,16 @@ class Repo(APIView):
 
 
 class Metrics(APIView):
-    @extend_schema(parameters=QUERY, responses=MetricsSerializer)
+    @extend_schema(parameters=QUERY, responses={200: MetricsSerializer, **ERRORS})
     def get(self, request: Request) -> Response:
         """What /crcr/metrics shows: each repo's counts day by day."""
         return Response(MetricsSerializer(pages.metrics_page(_query(request))).data)
 
 
 class Pr(APIView):
-    @extend_schema(responses=PrPageSerializer)
+    @extend_schema(
+        parameters=PR_PATH, responses={200: PrPageSerializer, 503: ERRORS[503], **NOT_A_NUMBER}
+    )
     def get(self, request: Request, number: int) -> Response:
         """What /crcr/pr/{number} shows: one upstream PR across every downstream repo."""
         return Response(PrPageSerializer(pages.pr_page(number)).data)

@@ -51,7 +51,13 @@ class Query:
     shards: bool = False  # true: every shard in its own column
 
     @classmethod
-    def parse(cls, params: Mapping[str, str]) -> "Query":
+    def parse(cls, params: Mapping[str, str], *, strict: bool = False) -> "Query":
+        """The query of `params`; an empty value is the default (as the pages' GET form sends
+        what is not chosen), or, `strict` (the JSON API, as its schema says), a BadQuery."""
+        if strict:
+            for name in QUERY_NAMES:
+                if params.get(name, None) == "":
+                    raise BadQuery(name, "must not be empty (leave it out for the default)")
         days = _int(params, "days", DEFAULT_DAYS)
         if days not in DAYS:
             raise BadQuery("days", f"must be one of {', '.join(map(str, DAYS))}")
@@ -65,10 +71,18 @@ class Query:
         page = _int(params, "page", 1)
         if page < 1:
             raise BadQuery("page", "must be 1 or more")
-        return cls(days, Kind(kind), outcome, pr, page, params.get("shards") == "all")
+        shards = params.get("shards") or None
+        if shards not in (None, "all"):
+            raise BadQuery("shards", "must be all")
+        return cls(days, Kind(kind), outcome, pr, page, shards == "all")
 
     def window(self, now: datetime | None = None) -> Window:
         return Window(self.days, now or timezone.now())
+
+
+QUERY_NAMES = ("days", "tab", "conclusion", "pr", "page", "shards")
+# The largest number a query parameter takes (nine digits; the API's schema says so too).
+INT_PARAM_MAX = 999_999_999
 
 
 def _int(params: Mapping[str, str], name: str, default: int) -> int:
@@ -76,7 +90,7 @@ def _int(params: Mapping[str, str], name: str, default: int) -> int:
     if raw in (None, ""):
         return default
     if not re.fullmatch(r"[0-9]{1,9}", str(raw)):
-        raise BadQuery(name, "must be a whole number")
+        raise BadQuery(name, f"must be a whole number from 0 to {INT_PARAM_MAX}")
     return int(str(raw))
 
 

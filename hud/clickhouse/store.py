@@ -43,6 +43,7 @@ from hud.storage import (
     RecordKey,
     RecordStore,
     StoredJob,
+    StoreUnavailable,
     may_change,
 )
 
@@ -83,9 +84,13 @@ class ClickHouseRecordStore(RecordStore):
     def upsert(self, record: HudRecord, *, now: datetime) -> bool:
         # The drain merges by hud.storage.merged, whatever is stored by then; a record from
         # elsewhere is refused here too when a verified one is stored, so its sender hears so.
+        # (ClickHouse down: written to the outbox all the same, and the drain decides.)
         if record.source != JobRecord.Source.RELAY:
-            self.drain()
-            current = writes.stored_row(self.driver, record.key)
+            try:
+                self.drain()
+                current = writes.stored_row(self.driver, record.key)
+            except StoreUnavailable:
+                current = None
             if current is not None and not may_change(current.get("source"), record.source):
                 return False
         super().upsert(record, now=now)

@@ -1,0 +1,42 @@
+"""The JSON API against its own OpenAPI schema (schemathesis, every check): each answer is one
+the schema documents, with its documented shape and status, never a 5xx (issue 13, item 14).
+A bounded run here, on the demo's history; bench/fuzz.py runs a long one."""
+
+import os
+
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, settings
+
+from allowlist.models import DownstreamRepo
+from hud import history
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+EXAMPLES = int(os.environ.get("CRCR_FUZZ_EXAMPLES", "25"))
+
+
+def _schema() -> "schemathesis.BaseSchema":
+    from crcr_site.wsgi import application  # (the schema view reads no database)
+
+    return schemathesis.openapi.from_wsgi("/api/crcr/schema", application)
+
+
+schema = _schema()
+
+
+@pytest.fixture
+def demo_data(db):
+    for repo, level, device in (("org/alpha", "L2", ""), ("org/beta", "L3", "npu")):
+        DownstreamRepo.objects.create(repo=repo, level=level, device=device)
+    history.load(days=3, prs=4)
+
+
+@schema.parametrize()
+@settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+def test_every_answer_is_one_the_schema_documents(demo_data, case):
+    case.call_and_validate()
