@@ -12,6 +12,7 @@ Docker and Kubernetes secrets.
 import json
 import os
 from collections.abc import Mapping
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -167,6 +168,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "axes",
     "crcr_site",
     "allowlist",
     "relay",
@@ -183,7 +185,29 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django.middleware.csp.ContentSecurityPolicyMiddleware",
+    "axes.middleware.AxesMiddleware",  # last, as django-axes asks
 ]
+
+# Failed admin logins (django-axes): after CRCR_LOGIN_FAILURES failures from one address, or
+# for one user name, further attempts are refused for CRCR_LOGIN_COOLOFF minutes *before* any
+# password is hashed. Hashing is what let a few clients guessing passwords starve the relay's
+# workers (the admin shares them unless it runs on its own: README, Deploying at scale).
+# django-axes rather than the relay's Redis limiter: attempts and lock-outs are kept in the
+# database, listed in the admin and cleared with `manage.py axes_reset`; it works the same
+# with Redis down. A lock-out answers 429.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = envint("CRCR_LOGIN_FAILURES", 5, minimum=1)
+AXES_COOLOFF_TIME = timedelta(minutes=envint("CRCR_LOGIN_COOLOFF", 15, minimum=1))
+AXES_LOCKOUT_PARAMETERS = ["ip_address", "username"]  # either: each is counted on its own
+AXES_RESET_ON_SUCCESS = True
+AXES_VERBOSE = False
+# Behind a load balancer the peer is the balancer: name the header it puts the client's
+# address in (its last entry is the one the balancer saw), or every client shares one count.
+CRCR_CLIENT_IP_HEADER = envstr("CRCR_CLIENT_IP_HEADER")
+AXES_CLIENT_IP_CALLABLE = "crcr_site.client_ip.client_ip"
 
 ROOT_URLCONF = "crcr_site.urls"
 WSGI_APPLICATION = "crcr_site.wsgi.application"
