@@ -352,7 +352,7 @@ CRCR_RETRY_FIRST = envfloat("CRCR_RETRY_FIRST", 5.0, minimum=0.1)
 CRCR_RETRY_CAP = envfloat("CRCR_RETRY_CAP", 300.0, minimum=1.0)
 CRCR_DISPATCH_GIVE_UP = envint("CRCR_DISPATCH_GIVE_UP", 24 * 3600, minimum=60)
 # How long a dispatch record (and its token, and its Redis state) lives.
-CRCR_DISPATCH_TTL = envint("CRCR_DISPATCH_TTL", 3 * 24 * 3600, minimum=3600)
+CRCR_DISPATCH_TTL = envint("CRCR_DISPATCH_TTL", 3 * 24 * 3600, minimum=10)
 # Periodic jobs the worker runs (seconds between runs; 0 turns one off).
 CRCR_REDELIVERY_INTERVAL = envint("CRCR_REDELIVERY_INTERVAL", 300)
 CRCR_ALLOWLIST_SYNC_INTERVAL = envint("CRCR_ALLOWLIST_SYNC_INTERVAL", 300)

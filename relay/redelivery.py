@@ -6,7 +6,8 @@ deliveries for 3 days, which bounds how far back the first check looks; after a 
 check, the next reads back only to when that one started (less OVERLAP, for entries listed
 late), so a busy App's three days of deliveries are not paged through every few minutes. A
 redelivery that fails is a new entry, so it is seen again. One delivery is asked for at most
-once an hour (a Redis marker), so a relay that keeps failing is not asked to redeliver in a loop.
+once an hour (a Redis marker, set only once GitHub took the request), so a relay that keeps
+failing is not asked to redeliver in a loop.
 
 Failure modes: GitHub unavailable or rate limiting, or Redis down: the run stops and the next
 one tries again (nothing is lost that the next run cannot find).
@@ -66,7 +67,12 @@ def redeliver_missed() -> list[str]:
                 redis_keys.redelivery(item.guid), "1", nx=True, ex=ASK_AGAIN_AFTER
             )
             if first_time:
-                get_app().redeliver(item.id)
+                try:
+                    get_app().redeliver(item.id)
+                except Exception:
+                    # Not asked after all: the next run asks again (not in an hour).
+                    get_redis().delete(redis_keys.redelivery(item.guid))
+                    raise
                 logger.info(
                     "asked GitHub to redeliver %s (%s.%s)", item.guid, item.event, item.action
                 )

@@ -16,6 +16,7 @@ import hashlib
 import hmac
 import itertools
 import json
+import random
 import re
 import secrets
 import threading
@@ -35,6 +36,9 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from relay.loopback import LoopbackServer, QuietHandler, Served
 
 DISPATCH_LIMIT = 65536
+# What a chaotic GitHub does to a call: fails it (5xx), hangs it past the client's timeout,
+# refuses it for a while (secondary rate limit with Retry-After), or does it and then hangs.
+CHAOS_KINDS = ("5xx", "timeout", "rate_limit", "late")
 Answer = tuple[int, dict[str, str], object]
 
 
@@ -58,12 +62,13 @@ class Call:
     size: int = 0  # bytes of the request body
     status: int = 0
     answered_at: float = 0.0
+    taken: bool = False  # done, though its answer timed out (a `late` fault)
 
 
 @dataclass
 class Fault:
     route: str  # a route name, or "*"
-    kind: str  # "5xx", "timeout", "rate_limit", "not_installed"
+    kind: str  # "5xx", "timeout", "rate_limit", "not_installed", "late" (done, then hangs)
     repo: str = ""  # casefolded owner/name; "" for every repo
     times: int | None = None  # None: until cleared
     retry_after: int = 1
@@ -85,6 +90,9 @@ class SimulatedGitHub(Served):
     # Called with each call as it arrives, before it is answered (tests check what we had
     # recorded by then).
     observer: Callable[[Call], None] | None = None
+    # Chaos: this share of all calls fails at random (seeded), as one of CHAOS_KINDS.
+    chaos: float = 0.0
+    chaos_seed: int = 13
 
     def __post_init__(self) -> None:
         key = serialization.load_pem_private_key(self.private_key.encode(), password=None)
@@ -99,6 +107,7 @@ class SimulatedGitHub(Served):
         self._sent: dict[int, tuple[str, str, str, bytes]] = {}  # delivery id -> what was sent
         self.webhook_url = ""
         self.webhook_secret = ""
+        self._rng = random.Random(self.chaos_seed)  # noqa: S311 (faults, not secrets)
 
     # --- running ---------------------------------------------------------------------
 
@@ -135,8 +144,8 @@ class SimulatedGitHub(Served):
             ]
 
     def dispatches(self, repo: str | None = None) -> list[Call]:
-        """Dispatches GitHub accepted (204)."""
-        return [c for c in self.calls_to("dispatch", repo) if c.status == 204]
+        """Dispatches GitHub accepted (204), those whose answer then timed out included."""
+        return [c for c in self.calls_to("dispatch", repo) if c.status == 204 or c.taken]
 
     def revoke_tokens(self) -> None:
         with self._lock:
@@ -261,13 +270,25 @@ class SimulatedGitHub(Served):
             self.observer(call)
         if self.latency:
             time.sleep(self.latency)
-        fault = self._take_fault(call.route, call.repo)
-        if fault is not None:
+        fault = self._take_fault(call.route, call.repo) or self._chaos_fault(call.route)
+        if fault is not None and fault.kind != "late":
             return self._fault_answer(fault)
         problem = self._check_auth(auth, call.headers.get("authorization", ""), call.repo)
         if problem is not None:
             return problem
-        return handler(self, call, params, query)
+        answer = handler(self, call, params, query)
+        if fault is not None:  # late: done, and then the answer never comes in time
+            call.taken = 200 <= answer[0] < 300
+            time.sleep(self.hang_seconds)
+            return 504, {}, {"message": "We couldn't respond to your request in time."}
+        return answer
+
+    def _chaos_fault(self, route: str) -> Fault | None:
+        with self._lock:
+            if not self.chaos or self._rng.random() >= self.chaos:
+                return None
+            kind = self._rng.choice(CHAOS_KINDS)
+        return Fault(route, "5xx" if kind == "late" and route != "dispatch" else kind)
 
     def _take_fault(self, route: str, repo: str) -> Fault | None:
         with self._lock:

@@ -125,8 +125,11 @@ class RedisServer:
 class Gunicorn:
     """The relay as production runs it: gunicorn, one sync worker, on a free loopback port."""
 
-    def __init__(self, env: dict[str, str], *, workers: int = 1, threads: int = 1) -> None:
-        self.port = free_port()
+    def __init__(
+        self, env: dict[str, str], *, workers: int = 1, threads: int = 1, port: int = 0
+    ) -> None:
+        self.env, self.workers, self.threads = env, workers, threads
+        self.port = port or free_port()
         self.process = subprocess.Popen(
             [
                 sys.executable,

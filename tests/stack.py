@@ -125,17 +125,18 @@ def relay_stack(
         }
         | (extra_env or {})
     )
-    server = None
+    stack = None
     try:
         subprocess.run(
             [sys.executable, "manage.py", "migrate", "-v0"], env=env, cwd=ROOT, check=True
         )
         server = Gunicorn(env, workers=workers, threads=threads).wait_ready()
         assert redis_server.process is not None
-        yield Stack(github, env, server, redis_server.process.pid, name, redis_server)
+        stack = Stack(github, env, server, redis_server.process.pid, name, redis_server)
+        yield stack
     finally:
-        if server is not None:
-            server.stop()
+        if stack is not None:
+            stack.server.stop()  # (the one running now: a run may have started another)
         github.stop()
         redis_server.stop()
         with psycopg.connect(database, autocommit=True) as db:

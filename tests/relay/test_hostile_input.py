@@ -9,6 +9,7 @@ message) is stored with U+FFFD where PostgreSQL cannot hold a character.
 """
 
 import json
+import os
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -269,7 +270,7 @@ WORKFLOW_FIELDS = [
 ]  # fmt: skip
 TEST_FIELDS = ["passed", "failed", "skipped", "total"]
 FUZZ = settings(
-    max_examples=60,
+    max_examples=int(os.environ.get("CRCR_FUZZ_EXAMPLES", "60")),  # bench/fuzz.py: thousands
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )

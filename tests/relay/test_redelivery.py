@@ -49,6 +49,23 @@ def test_a_missed_delivery_is_asked_for_once_an_hour(github, downstream):
 
 
 @pytest.mark.django_db
+def test_a_redelivery_github_failed_to_take_is_asked_for_again_at_the_next_check(
+    github, downstream
+):
+    """(The hour between two asks starts when GitHub took one: chaos found the marker set
+    before a request that failed, and the webhook lost for that hour.)"""
+    github.log_delivery("missed", "pull_request", "opened", 502)
+    github.fail("redeliver", "5xx", times=1)
+
+    with pytest.raises(Exception, match="502"):
+        redeliver_missed()
+    again = redeliver_missed()
+
+    assert again == ["missed"]
+    assert [c.status for c in github.calls_to("redeliver")] == [502, 202]
+
+
+@pytest.mark.django_db
 def test_after_a_complete_check_the_next_reads_only_what_is_new(github, downstream):
     an_hour_ago = datetime.now(UTC) - timedelta(hours=1)
     github.log_delivery("missed", "pull_request", "opened", 502, delivered_at=an_hour_ago)

@@ -1,0 +1,205 @@
+"""Mixed traffic for a long while: the relay's memory and Redis stay flat, and every Redis key
+expires (bench/soak.py runs it and says what it measures; tests/relay/test_soak.py runs a short
+variant)."""
+
+import json
+import statistics
+import threading
+import time
+from collections import deque
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import redis
+import requests
+
+from relay.simulated_downstream import reporter_body
+from relay.simulated_oidc import SimulatedIssuer
+from tests.servers import ROOT
+from tests.stack import SECRET, Stack, children, relay_stack
+
+REPOS = [f"soak-{n}/backend" for n in range(5)]
+NEW_DELIVERY_EVERY = 10.0  # seconds: a new upstream event, so that dispatches keep coming
+
+
+@dataclass
+class Sample:
+    at: float
+    rss_mb: float  # the gunicorn workers', together
+    keys: int
+    redis_mb: float
+
+
+@dataclass
+class SoakReport:
+    seconds: float
+    rate: float
+    ttl: int
+    samples: list[Sample]
+    answers: dict[int | None, int]
+    keys_without_ttl: list[str] = field(default_factory=list)
+
+    def _thirds(self, pick) -> tuple[float, float]:
+        """The mean of the middle and of the last third (the first is warm-up)."""
+        third = max(1, len(self.samples) // 3)
+        middle = [pick(s) for s in self.samples[third : 2 * third]] or [0.0]
+        last = [pick(s) for s in self.samples[2 * third :]] or [0.0]
+        return statistics.fmean(middle), statistics.fmean(last)
+
+    def growth(self, pick) -> float:
+        middle, last = self._thirds(pick)
+        return (last - middle) / middle if middle else 0.0
+
+    @property
+    def clean(self) -> bool:
+        errors = sum(n for code, n in self.answers.items() if code is None or code >= 500)
+        return (
+            not self.keys_without_ttl and errors == 0
+            and self.growth(lambda s: s.rss_mb) < 0.10 and self.growth(lambda s: s.keys) < 0.10
+        )  # fmt: skip
+
+    def lines(self) -> list[str]:
+        answers = ", ".join(f"{code or 'no answer'} x {n}" for code, n in sorted(
+            self.answers.items(), key=lambda item: item[0] or 0))  # fmt: skip
+        rss, keys = self._thirds(lambda s: s.rss_mb), self._thirds(lambda s: s.keys)
+        return [
+            f"{self.seconds:.0f} s at {self.rate:g} callbacks/s (+ webhooks and HUD reads); "
+            f"Redis keys live CRCR_DISPATCH_TTL = {self.ttl} s",
+            f"  answers: {answers}",
+            f"  workers' RSS, middle third -> last third: {rss[0]:.1f} -> {rss[1]:.1f} MB "
+            f"({self.growth(lambda s: s.rss_mb):+.1%})",
+            f"  Redis keys: {keys[0]:.0f} -> {keys[1]:.0f} ({self.growth(lambda s: s.keys):+.1%});"
+            f" keys without a TTL: {len(self.keys_without_ttl)} {self.keys_without_ttl[:5]}",
+            f"  -> {'CLEAN' if self.clean else 'FAILED'}",
+        ]
+
+
+def _rss_mb(stack: Stack) -> float:
+    total = 0
+    for pid in children(stack.server.process.pid):
+        try:
+            status = Path(f"/proc/{pid}/status").read_text()
+        except OSError:
+            continue
+        for line in status.splitlines():
+            if line.startswith("VmRSS:"):
+                total += int(line.split()[1])
+    return total / 1024
+
+
+def _keys_without_ttl(client: redis.Redis) -> list[str]:
+    return [key.decode() for key in client.scan_iter(count=1000) if client.ttl(key) == -1]
+
+
+class _Traffic:
+    def __init__(self, stack: Stack, issuer: SimulatedIssuer) -> None:
+        self.stack, self.issuer = stack, issuer
+        self.payloads: dict[str, dict] = {}
+        self.answers: dict[int | None, int] = {}
+        self.lock = threading.Lock()
+        self.session = requests.Session()
+        self.event = json.loads(
+            (ROOT / "tests/fixtures/github/webhooks/pull_request.synchronize.json").read_text()
+        )
+        self.event["repository"]["full_name"] = "pytorch/pytorch"
+
+    def count(self, code: int | None) -> None:
+        with self.lock:
+            self.answers[code] = self.answers.get(code, 0) + 1
+
+    def new_delivery(self, n: int) -> None:
+        self.event["pull_request"]["head"]["sha"] = f"{n:040x}"
+        guid = f"soak-{n}"
+        self.stack.github.send_webhook(
+            "pull_request", self.event, guid=guid, url=f"{self.stack.server.url}/github/webhook"
+        )
+        for call in self.stack.github.dispatches():
+            if call.body["client_payload"]["delivery_id"] == guid:
+                self.payloads[call.repo] = call.body["client_payload"]
+
+    def callback(self, repo: str, status: str, job: str) -> None:
+        body = reporter_body(
+            self.payloads[repo], status, job=job, check_run_id=job,
+            conclusion="success" if status == "completed" else None,
+        )  # fmt: skip
+        token = self.issuer.mint(repo=repo)
+        try:
+            response = requests.post(
+                f"{self.stack.server.url}/github/callback", data=json.dumps(body), timeout=10,
+                headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+            )  # fmt: skip
+            self.count(response.status_code)
+        except requests.RequestException:
+            self.count(None)
+
+    def read_hud(self, n: int) -> None:
+        path = "/crcr" if n % 2 else f"/crcr/{REPOS[n % len(REPOS)]}"
+        try:
+            self.count(requests.get(f"{self.stack.server.url}{path}", timeout=10).status_code)
+        except requests.RequestException:
+            self.count(None)
+
+
+def _ticks(rate: float, seconds: float) -> Iterator[int]:
+    start = time.monotonic()
+    for n in range(int(rate * seconds)):
+        delay = start + n / rate - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        yield n
+
+
+def soak(*, seconds: float, rate: float = 50.0, ttl: int = 120, every: float = 10.0) -> SoakReport:
+    issuer = SimulatedIssuer("github").start()
+    extra = {
+        "CRCR_OIDC_ISSUERS": json.dumps({issuer.url: {"jwks": issuer.jwks_url, "kind": "github"}}),
+        "CRCR_RATE_LIMIT_PER_MIN": "100000000",
+        "CRCR_DISPATCH_TTL": str(ttl),
+    }
+    samples: list[Sample] = []
+    try:
+        with relay_stack(workers=4, extra_env=extra) as stack:
+            stack.set_allowlist(REPOS)
+            stack.github.webhook_secret = SECRET
+            traffic = _Traffic(stack, issuer)
+            traffic.new_delivery(0)
+            client = redis.Redis.from_url(stack.env["REDIS_URL"])
+            stop = threading.Event()
+
+            def sample() -> None:
+                start = time.monotonic()
+                while not stop.wait(every):
+                    memory = client.info("memory")["used_memory"] / 2**20
+                    at = time.monotonic() - start
+                    samples.append(Sample(at, _rss_mb(stack), client.dbsize(), memory))
+
+            sampler = threading.Thread(target=sample, daemon=True)
+            sampler.start()
+            deliveries = 1
+            started = time.monotonic()
+            running: deque[tuple[float, str, str]] = deque()  # (when it completes, repo, job)
+            with ThreadPoolExecutor(max_workers=64) as pool:
+                for n in _ticks(rate / 2, seconds):  # a job: in_progress now, completed in 1 s
+                    now = time.monotonic()
+                    if now - started > deliveries * NEW_DELIVERY_EVERY:
+                        pool.submit(traffic.new_delivery, deliveries)
+                        deliveries += 1
+                    while running and running[0][0] <= now:
+                        _, done_repo, done_job = running.popleft()
+                        pool.submit(traffic.callback, done_repo, "completed", done_job)
+                    repo = REPOS[n % len(REPOS)].casefold()
+                    if repo in traffic.payloads:
+                        pool.submit(traffic.callback, repo, "in_progress", f"job-{n}")
+                        running.append((now + 1.0, repo, f"job-{n}"))
+                    if n % 25 == 0:
+                        pool.submit(traffic.read_hud, n)
+                for _, done_repo, done_job in running:
+                    pool.submit(traffic.callback, done_repo, "completed", done_job)
+            stop.set()
+            sampler.join()
+            unexpiring = _keys_without_ttl(client)
+            return SoakReport(seconds, rate, ttl, samples, traffic.answers, unexpiring)
+    finally:
+        issuer.stop()
