@@ -45,6 +45,7 @@ TOKEN_MARGIN = 300
 INSTALLATION_TTL = 24 * 3600
 JWT_LIFETIME = 540  # GitHub refuses an App JWT that expires more than 10 minutes ahead
 JWT_BACKDATE = 60  # and one issued "in the future" by a clock that runs ahead
+PAGE_ATTEMPTS = 3  # a page of a listing, tried again when GitHub fails it
 
 
 class GitHubError(Exception):
@@ -335,7 +336,7 @@ class GitHubApp:
         url: str | None = "/app/hook/deliveries"
         params: dict[str, int] | None = {"per_page": per_page}
         while url:
-            response = self._send("GET", url, auth="app", params=params)
+            response = self._page(url, params)
             for item in response.json():
                 yield HookDelivery(
                     id=int(item["id"]),
@@ -347,6 +348,18 @@ class GitHubApp:
                     redelivery=bool(item.get("redelivery")),
                 )
             url, params = response.next_link(), None
+
+    def _page(self, url: str, params: dict[str, int] | None) -> "Answer":
+        """One page of a listing: a GET, so tried again (twice, a moment apart) when GitHub
+        fails it, rather than lose the whole walk through a busy App's pages to one failure."""
+        for attempt in range(PAGE_ATTEMPTS):
+            try:
+                return self._send("GET", url, auth="app", params=params)
+            except GitHubUnavailable:
+                if attempt == PAGE_ATTEMPTS - 1:
+                    raise
+                time.sleep(0.5 * (attempt + 1))
+        raise AssertionError("unreachable")
 
     def redeliver(self, delivery_id: int) -> None:
         """Ask GitHub to send a delivery again (POST /app/hook/deliveries/{id}/attempts)."""

@@ -109,3 +109,12 @@ def test_a_webhook_our_server_never_got_is_redelivered_and_dispatched(
     assert github.hook_deliveries[0]["guid"] == "lost-guid"
     assert github.hook_deliveries[0]["status_code"] == 200
     assert github.hook_deliveries[0]["redelivery"] is True
+
+
+@pytest.mark.django_db
+def test_a_page_of_deliveries_github_fails_once_is_read_again(github, downstream):
+    github.log_delivery("missed", "pull_request", "opened", 502)
+    github.fail("deliveries", "5xx", times=1)
+
+    assert [m.guid for m in missed_deliveries()] == ["missed"]
+    assert [c.status for c in github.calls_to("deliveries")] == [502, 200]
