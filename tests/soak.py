@@ -6,7 +6,7 @@ import json
 import statistics
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -22,6 +22,7 @@ from tests.stack import SECRET, Stack, children, relay_stack
 
 REPOS = [f"soak-{n}/backend" for n in range(5)]
 NEW_DELIVERY_EVERY = 10.0  # seconds: a new upstream event, so that dispatches keep coming
+Running = tuple[float, str, dict, str]  # a job in progress: when it completes, repo, payload, job
 
 
 @dataclass
@@ -39,6 +40,7 @@ class SoakReport:
     ttl: int
     samples: list[Sample]
     answers: dict[int | None, int]
+    refusals: Counter[str]  # callbacks not answered 200, by status and error
     keys_without_ttl: list[str] = field(default_factory=list)
 
     def _thirds(self, pick) -> tuple[float, float]:
@@ -67,7 +69,7 @@ class SoakReport:
         return [
             f"{self.seconds:.0f} s at {self.rate:g} callbacks/s (+ webhooks and HUD reads); "
             f"Redis keys live CRCR_DISPATCH_TTL = {self.ttl} s",
-            f"  answers: {answers}",
+            f"  answers: {answers}; refused callbacks: {dict(self.refusals) or 'none'}",
             f"  workers' RSS, middle third -> last third: {rss[0]:.1f} -> {rss[1]:.1f} MB "
             f"({self.growth(lambda s: s.rss_mb):+.1%})",
             f"  Redis keys: {keys[0]:.0f} -> {keys[1]:.0f} ({self.growth(lambda s: s.keys):+.1%});"
@@ -98,6 +100,7 @@ class _Traffic:
         self.stack, self.issuer = stack, issuer
         self.payloads: dict[str, dict] = {}
         self.answers: dict[int | None, int] = {}
+        self.refusals: Counter[str] = Counter()
         self.lock = threading.Lock()
         self.session = requests.Session()
         self.event = json.loads(
@@ -119,9 +122,16 @@ class _Traffic:
             if call.body["client_payload"]["delivery_id"] == guid:
                 self.payloads[call.repo] = call.body["client_payload"]
 
-    def callback(self, repo: str, status: str, job: str) -> None:
+    def start(self, repo: str, job: str, running: "deque[Running]") -> None:
+        """A job's in_progress; its completed is due a second after the answer (as a reporter
+        sends it: after the job's first step has reported), for the same dispatch."""
+        payload = self.payloads[repo]
+        self.callback(repo, payload, "in_progress", job)
+        running.append((time.monotonic() + 1.0, repo, payload, job))
+
+    def callback(self, repo: str, payload: dict, status: str, job: str) -> None:
         body = reporter_body(
-            self.payloads[repo], status, job=job, check_run_id=job,
+            payload, status, job=job, check_run_id=job,
             conclusion="success" if status == "completed" else None,
         )  # fmt: skip
         token = self.issuer.mint(repo=repo)
@@ -131,6 +141,9 @@ class _Traffic:
                 headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
             )  # fmt: skip
             self.count(response.status_code)
+            if response.status_code != 200:
+                with self.lock:
+                    self.refusals[f"{status} {response.json().get('error')}"] += 1
         except requests.RequestException:
             self.count(None)
 
@@ -179,27 +192,29 @@ def soak(*, seconds: float, rate: float = 50.0, ttl: int = 120, every: float = 1
             sampler.start()
             deliveries = 1
             started = time.monotonic()
-            running: deque[tuple[float, str, str]] = deque()  # (when it completes, repo, job)
+            running: deque[Running] = deque()
             with ThreadPoolExecutor(max_workers=64) as pool:
                 for n in _ticks(rate / 2, seconds):  # a job: in_progress now, completed in 1 s
                     now = time.monotonic()
                     if now - started > deliveries * NEW_DELIVERY_EVERY:
                         pool.submit(traffic.new_delivery, deliveries)
                         deliveries += 1
-                    while running and running[0][0] <= now:
-                        _, done_repo, done_job = running.popleft()
-                        pool.submit(traffic.callback, done_repo, "completed", done_job)
+                    while running and running[0][0] <= now:  # (appended in order, near enough)
+                        _, done_repo, payload, done_job = running.popleft()
+                        pool.submit(traffic.callback, done_repo, payload, "completed", done_job)
                     repo = REPOS[n % len(REPOS)].casefold()
                     if repo in traffic.payloads:
-                        pool.submit(traffic.callback, repo, "in_progress", f"job-{n}")
-                        running.append((now + 1.0, repo, f"job-{n}"))
+                        pool.submit(traffic.start, repo, f"job-{n}", running)
                     if n % 25 == 0:
                         pool.submit(traffic.read_hud, n)
-                for _, done_repo, done_job in running:
-                    pool.submit(traffic.callback, done_repo, "completed", done_job)
+                time.sleep(1.5)  # the last in_progress answered
+                for _, done_repo, payload, done_job in list(running):
+                    pool.submit(traffic.callback, done_repo, payload, "completed", done_job)
             stop.set()
             sampler.join()
             unexpiring = _keys_without_ttl(client)
-            return SoakReport(seconds, rate, ttl, samples, traffic.answers, unexpiring)
+            return SoakReport(
+                seconds, rate, ttl, samples, traffic.answers, traffic.refusals, unexpiring
+            )
     finally:
         issuer.stop()

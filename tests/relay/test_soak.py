@@ -5,9 +5,9 @@ from tests.soak import soak
 
 
 def test_under_mixed_traffic_every_redis_key_expires_and_nothing_grows():
-    report = soak(seconds=45, rate=30, ttl=10, every=3)
+    report = soak(seconds=45, rate=30, ttl=15, every=3)  # (a delivery is used for 10 s)
 
     print("\n".join(report.lines()))
     assert report.keys_without_ttl == []
-    assert not [code for code in report.answers if code is None or code >= 500], report.answers
+    assert set(report.answers) <= {200}, report.answers
     assert report.growth(lambda s: s.keys) < 0.25, report.lines()
