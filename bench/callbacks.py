@@ -25,7 +25,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import urllib3
-from harness import DEFAULT_DATABASE, ROOT, SECRET, Stack, relay_stack
+from harness import DEFAULT_DATABASE, ROOT, SECRET, Stack, relay_stack, trusting
 
 from relay.simulated_downstream import reporter_body
 from relay.simulated_oidc import SimulatedIssuer
@@ -150,10 +150,7 @@ def main() -> None:
     args = parser.parse_args()
 
     issuer = SimulatedIssuer("github").start()
-    extra = {
-        "CRCR_OIDC_ISSUERS": json.dumps({issuer.url: {"jwks": issuer.jwks_url, "kind": "github"}}),
-        "CRCR_RATE_LIMIT_PER_MIN": "100000000",  # the benchmark is one caller per repo, flat out
-    }
+    extra = trusting(issuer)  # the benchmark is one caller per repo, flat out
     with relay_stack(
         database=args.database, workers=args.workers, threads=args.threads, extra_env=extra
     ) as stack:

@@ -14,6 +14,16 @@ from tests.stack import (
     Stack,
     children,
     relay_stack,
+    trusting,
 )
 
-__all__ = ["APP_ID", "DEFAULT_DATABASE", "ROOT", "SECRET", "Stack", "children", "relay_stack"]
+__all__ = [
+    "APP_ID",
+    "DEFAULT_DATABASE",
+    "ROOT",
+    "SECRET",
+    "Stack",
+    "children",
+    "relay_stack",
+    "trusting",
+]

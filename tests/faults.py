@@ -19,7 +19,7 @@ import requests
 from relay.simulated_downstream import reporter_body
 from relay.simulated_oidc import SimulatedIssuer
 from tests.servers import ROOT, PostgresServer
-from tests.stack import SECRET, Stack, children, relay_stack
+from tests.stack import SECRET, Stack, children, relay_stack, trusting
 
 REPO = "org/backend"
 FAULTS = ("redis", "postgres", "workers")
@@ -194,9 +194,7 @@ def fault_stack(
     yields the stack, the trusted issuer and the client_payload the repo received."""
     cluster = PostgresServer(directory / "postgres").start()
     issuer = SimulatedIssuer("github").start()
-    extra = {
-        "CRCR_OIDC_ISSUERS": json.dumps({issuer.url: {"jwks": issuer.jwks_url, "kind": "github"}}),
-        "CRCR_RATE_LIMIT_PER_MIN": "100000000",
+    extra = trusting(issuer) | {
         "CRCR_ORPHAN_AFTER": "5",  # (gunicorn's --timeout here is 60 s; nothing lives 5 s)
     }
     try:

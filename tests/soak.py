@@ -18,7 +18,7 @@ import requests
 from relay.simulated_downstream import reporter_body
 from relay.simulated_oidc import SimulatedIssuer
 from tests.servers import ROOT
-from tests.stack import SECRET, Stack, children, relay_stack
+from tests.stack import SECRET, Stack, children, relay_stack, trusting
 
 REPOS = [f"soak-{n}/backend" for n in range(5)]
 NEW_DELIVERY_EVERY = 10.0  # seconds: a new upstream event, so that dispatches keep coming
@@ -166,9 +166,7 @@ def _ticks(rate: float, seconds: float) -> Iterator[int]:
 
 def soak(*, seconds: float, rate: float = 50.0, ttl: int = 120, every: float = 10.0) -> SoakReport:
     issuer = SimulatedIssuer("github").start()
-    extra = {
-        "CRCR_OIDC_ISSUERS": json.dumps({issuer.url: {"jwks": issuer.jwks_url, "kind": "github"}}),
-        "CRCR_RATE_LIMIT_PER_MIN": "100000000",
+    extra = trusting(issuer) | {
         "CRCR_DISPATCH_TTL": str(ttl),
     }
     samples: list[Sample] = []

@@ -7,6 +7,7 @@ the environment every process of the run shares.
 """
 
 import contextlib
+import json
 import os
 import subprocess
 import sys
@@ -18,6 +19,7 @@ from pathlib import Path
 import psycopg
 
 from relay.simulated_github import SimulatedGitHub, generate_app_key
+from relay.simulated_oidc import SimulatedIssuer
 from tests.servers import (
     ROOT,
     Gunicorn,
@@ -86,6 +88,15 @@ class Stack:
             f"for n in sys.argv[1:]: R.objects.create(repo=n, level={level!r})",
             *repos,
         )
+
+
+def trusting(issuer: SimulatedIssuer) -> dict[str, str]:
+    """The environment of a relay that trusts `issuer` (GitHub Actions tokens) and, for load
+    from one caller a repo, does not rate-limit."""
+    return {
+        "CRCR_OIDC_ISSUERS": json.dumps({issuer.url: {"jwks": issuer.jwks_url, "kind": "github"}}),
+        "CRCR_RATE_LIMIT_PER_MIN": "100000000",
+    }
 
 
 @contextlib.contextmanager

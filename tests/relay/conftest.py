@@ -121,6 +121,14 @@ def actions(issuers):
     return issuers[0]
 
 
+@pytest.fixture
+def dispatched(client, github, downstream, actions):
+    """A PR (pull_request.opened, delivery guid-1) dispatched to every participating repo; the
+    client_payload org-b/l3 received."""
+    post_webhook(client, "pull_request", webhook_payload("pull_request.opened"), delivery="guid-1")
+    return github.dispatches("org-b/l3")[0].body["client_payload"]
+
+
 def post_callback(client, body: dict | bytes, token: str | None):
     data = body if isinstance(body, bytes) else json.dumps(body).encode()
     headers = {"Authorization": f"Bearer {token}"} if token is not None else {}

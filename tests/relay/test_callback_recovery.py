@@ -10,17 +10,11 @@ import redis
 
 from hud.models import JobRecord
 from relay.models import CallbackAudit, ReplayKey
-from tests.relay.conftest import post_callback, post_webhook, reporter_body, webhook_payload
+from tests.relay.conftest import post_callback, reporter_body, webhook_payload
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 PR = webhook_payload("pull_request.opened")
-
-
-@pytest.fixture
-def dispatched(client, github, downstream, actions):
-    post_webhook(client, "pull_request", PR, delivery="guid-1")
-    return github.dispatches("org-b/l3")[0].body["client_payload"]
 
 
 @pytest.fixture

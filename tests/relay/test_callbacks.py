@@ -20,13 +20,6 @@ pytestmark = pytest.mark.django_db(transaction=True)
 PR = webhook_payload("pull_request.opened")
 
 
-@pytest.fixture
-def dispatched(client, github, downstream, actions):
-    """A PR dispatched to every participating repo; the client_payload org-b/l3 received."""
-    post_webhook(client, "pull_request", PR, delivery="guid-1")
-    return github.dispatches("org-b/l3")[0].body["client_payload"]
-
-
 def token_for(actions, repo="org-b/l3", **claims):
     return actions.mint(repo=repo, **claims)
 

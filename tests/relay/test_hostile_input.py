@@ -27,12 +27,6 @@ NUL, SURROGATE = "\u0000", "\ud800"
 
 
 @pytest.fixture
-def dispatched(client, github, downstream, actions):
-    post_webhook(client, "pull_request", PR, delivery="guid-1")
-    return github.dispatches("org-b/l3")[0].body["client_payload"]
-
-
-@pytest.fixture
 def bot(settings):
     settings.HUD_BOT_TOKEN = BOT
 
