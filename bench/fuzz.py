@@ -41,7 +41,9 @@ def main() -> int:
         print(f"\nst run --checks all, {args.examples} examples an operation:", flush=True)
         failed |= subprocess.run(
             [
-                str(Path(sys.executable).parent / "st"), "run", "--checks", "all",
+                str(Path(sys.executable).parent / "st"),
+                "--config-file", str(ROOT / "bench/schemathesis.toml"),
+                "run", "--checks", "all",
                 "--max-examples", str(args.examples), "--seed", "13",
                 f"{stack.server.url}/api/crcr/schema",
             ],

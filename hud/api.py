@@ -135,6 +135,7 @@ class ErrorSerializer(serializers.Serializer[Any]):
 
 ERRORS = {
     400: OpenApiResponse(ErrorSerializer, description="a query parameter is not valid"),
+    414: OpenApiResponse(description="the request line is longer than the web server takes"),
     503: OpenApiResponse(
         ErrorSerializer, description="the results store is unavailable (Retry-After)"
     ),
@@ -216,7 +217,8 @@ class Metrics(APIView):
 
 class Pr(APIView):
     @extend_schema(
-        parameters=PR_PATH, responses={200: PrPageSerializer, 503: ERRORS[503], **NOT_A_NUMBER}
+        parameters=PR_PATH,
+        responses={200: PrPageSerializer, 414: ERRORS[414], 503: ERRORS[503], **NOT_A_NUMBER},
     )
     def get(self, request: Request, number: int) -> Response:
         """What /crcr/pr/{number} shows: one upstream PR across every downstream repo."""

@@ -58,6 +58,9 @@ class Query:
             for name in QUERY_NAMES:
                 if params.get(name, None) == "":
                     raise BadQuery(name, "must not be empty (leave it out for the default)")
+                getlist = getattr(params, "getlist", None)
+                if getlist is not None and len(getlist(name)) > 1:
+                    raise BadQuery(name, "must be given once")
         days = _int(params, "days", DEFAULT_DAYS)
         if days not in DAYS:
             raise BadQuery("days", f"must be one of {', '.join(map(str, DAYS))}")

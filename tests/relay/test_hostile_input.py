@@ -296,8 +296,9 @@ def test_no_callback_body_answers_a_5xx_and_what_is_accepted_reads_back(
 
     answer = callback(client, actions, body)
 
-    # (403: the token names run 1111; a body naming another run is refused, rightly.)
-    assert answer.status_code in (200, 400, 403, 409), (answer.status_code, answer.content)
+    # (403: the token names run 1111; a body naming another run is refused, rightly. 429: the
+    # long runs of bench/fuzz.py send more than the rate limit.)
+    assert answer.status_code in (200, 400, 403, 409, 429), (answer.status_code, answer.content)
     assert answer.json()["ok"] is (answer.status_code == 200)
     if answer.status_code == 200:
         readable(client)
