@@ -25,7 +25,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import urllib3
-from harness import DEFAULT_DATABASE, ROOT, SECRET, Stack, relay_stack, trusting
+from harness import DEFAULT_DATABASE, Stack, relay_stack, trusting, upstream_event
 
 from relay.simulated_downstream import reporter_body
 from relay.simulated_oidc import SimulatedIssuer
@@ -155,15 +155,8 @@ def main() -> None:
         database=args.database, workers=args.workers, threads=args.threads, extra_env=extra
     ) as stack:
         stack.set_allowlist(REPOS)
-        stack.github.webhook_secret = SECRET
-        payload = json.loads(
-            (ROOT / "tests/fixtures/github/webhooks/pull_request.opened.json").read_text()
-        )
-        payload["repository"]["full_name"] = "pytorch/pytorch"
-        stack.github.send_webhook(
-            "pull_request", payload, guid="bench-delivery", url=f"{stack.server.url}/github/webhook"
-        )
-        payloads = {c.repo: c.body["client_payload"] for c in stack.github.dispatches()}
+        stack.send_event(upstream_event(), "bench-delivery")
+        payloads = stack.client_payloads("bench-delivery")
         callback_url = f"{stack.server.url}/github/callback"
         http = urllib3.PoolManager(maxsize=64)
 

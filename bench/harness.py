@@ -15,6 +15,7 @@ from tests.stack import (
     children,
     relay_stack,
     trusting,
+    upstream_event,
 )
 
 __all__ = [
@@ -26,4 +27,5 @@ __all__ = [
     "children",
     "relay_stack",
     "trusting",
+    "upstream_event",
 ]

@@ -12,6 +12,8 @@ def storable_json(value: Any) -> Any:
     """A JSON value as PostgreSQL's jsonb can hold it: NUL (`\\u0000`) and lone surrogates in
     any string or key become U+FFFD. Checked on the compact dump first (orjson, microseconds;
     it refuses lone surrogates), so the common value is returned as it is, unwalked."""
+    if value is None or isinstance(value, bool | int | float):
+        return value
     try:
         if b"\\u0000" not in orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS):
             return value

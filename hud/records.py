@@ -50,8 +50,6 @@ def text(value: object, name: str, *, cap: int) -> str | None:
         return None
     if isinstance(value, bool) or not isinstance(value, str | int):
         raise BadRecord(name, "must be a string")
-    if isinstance(value, int) and not -(2**63) <= value < 2**64:
-        raise BadRecord(name, "is out of range")
     result = str(value)
     if len(result) > cap:
         raise BadRecord(name, f"is longer than {cap} characters")

@@ -25,19 +25,22 @@ from crcr_site.redis_connection import get_redis
 
 logger = logging.getLogger(__name__)
 
+# How a DISPATCHED state put back from the database says so (dispatched_state(restored=True)),
+# as the same encoder writes it; found by a plain substring search, no JSON decoding.
+RESTORED = json.dumps({"restored": True})[1:-1]
 # A job with no state under a DISPATCHED state restored from the database is 'unknown' until
 # the caller has put back what the database holds of it (ARGV[4] = '1'): Redis lost both.
 _IN_PROGRESS = """
 local dispatched = redis.call('GET', KEYS[1])
 if not dispatched then return {'no_dispatch'} end
 if redis.call('EXISTS', KEYS[2]) == 1 then return {'duplicate'} end
-if ARGV[4] ~= '1' and string.find(dispatched, '"restored": true', 1, true) then
+if ARGV[4] ~= '1' and string.find(dispatched, 'RESTORED', 1, true) then
   return {'unknown'}
 end
 redis.call('SET', KEYS[2], cjson.encode({state='IN_PROGRESS', at=ARGV[1], tx=ARGV[2]}),
            'EX', ARGV[3])
 return {'ok', dispatched}
-"""
+""".replace("RESTORED", RESTORED)
 
 _COMPLETED = """
 local dispatched = redis.call('GET', KEYS[1])

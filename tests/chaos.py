@@ -2,7 +2,6 @@
 process is killed mid-run (bench/chaos.py runs it and says what it measures;
 tests/relay/test_chaos.py runs its short variant)."""
 
-import json
 import subprocess
 import sys
 import threading
@@ -14,7 +13,7 @@ from dataclasses import dataclass
 import psycopg
 
 from tests.servers import ROOT, Gunicorn
-from tests.stack import SECRET, Stack, relay_stack
+from tests.stack import Stack, relay_stack, upstream_event
 
 # Retries and recovery quick enough for a run of minutes (the defaults are for production).
 CHAOS_ENV = {
@@ -58,16 +57,6 @@ class ChaosReport:
         ]
 
 
-def _event(n: int) -> dict:
-    payload = json.loads(
-        (ROOT / "tests/fixtures/github/webhooks/pull_request.synchronize.json").read_text()
-    )
-    payload["repository"]["full_name"] = "pytorch/pytorch"
-    payload["pull_request"]["number"] = 1 + n % 50
-    payload["pull_request"]["head"]["sha"] = f"{n:040x}"
-    return payload
-
-
 def _settled(url: str, events: int, repos: int) -> bool:
     with psycopg.connect(url) as db:
         deliveries, open_ = db.execute(
@@ -85,7 +74,6 @@ def chaos_run(
     started = time.monotonic()
     with relay_stack(workers=workers, threads=threads, extra_env=CHAOS_ENV) as stack:
         stack.set_allowlist(names)
-        stack.github.webhook_secret = SECRET
         stack.github.hang_seconds = 1.5
         worker = subprocess.Popen(
             [sys.executable, "manage.py", "worker", "--interval", "0.2"],
@@ -111,10 +99,10 @@ def _send(stack: Stack, events: int, kills: int, senders: int) -> Counter[str]:
     times along the way; the webhook answers by status."""
     codes: Counter[str] = Counter()
     lock = threading.Lock()
-    url = f"{stack.server.url}/github/webhook"
 
     def send(n: int) -> None:
-        response = stack.github.send_webhook("pull_request", _event(n), guid=f"chaos-{n}", url=url)
+        event = upstream_event("pull_request.synchronize", number=1 + n % 50, head_sha=f"{n:040x}")
+        response = stack.send_event(event, f"chaos-{n}")
         with lock:
             codes["no answer" if response is None else str(response.status_code)] += 1
 

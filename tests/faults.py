@@ -2,7 +2,6 @@
 it measures; tests/relay/test_faults.py runs its short variant)."""
 
 import contextlib
-import json
 import os
 import signal
 import threading
@@ -18,8 +17,8 @@ import requests
 
 from relay.simulated_downstream import reporter_body
 from relay.simulated_oidc import SimulatedIssuer
-from tests.servers import ROOT, PostgresServer
-from tests.stack import SECRET, Stack, children, relay_stack, trusting
+from tests.servers import PostgresServer
+from tests.stack import Stack, children, relay_stack, send_callback, trusting, upstream_event
 
 REPO = "org/backend"
 FAULTS = ("redis", "postgres", "workers")
@@ -96,13 +95,9 @@ class Traffic:
             self.client_payload, status, job=job.name, check_run_id=job.name,
             conclusion=job.conclusion if status == "completed" else None,
         )  # fmt: skip
-        token = self.issuer.mint(repo=REPO)
         started = time.monotonic()
         try:
-            response = requests.post(
-                self.url, data=json.dumps(body), timeout=REPORTER_TIMEOUT,
-                headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
-            )  # fmt: skip
+            response = send_callback(self.url, self.issuer, REPO, body, REPORTER_TIMEOUT)
         except requests.RequestException:
             answer = Answer(None, time.monotonic() - started, False)
         else:
@@ -201,15 +196,8 @@ def fault_stack(
         with relay_stack(database=cluster.url, workers=workers, extra_env=extra) as stack:
             stack.cluster = cluster  # type: ignore[attr-defined]
             stack.set_allowlist([REPO])
-            stack.github.webhook_secret = SECRET
-            payload = json.loads(
-                (ROOT / "tests/fixtures/github/webhooks/pull_request.opened.json").read_text()
-            )
-            payload["repository"]["full_name"] = "pytorch/pytorch"
-            stack.github.send_webhook(
-                "pull_request", payload, guid="faults", url=f"{stack.server.url}/github/webhook"
-            )
-            yield stack, issuer, stack.github.dispatches(REPO)[0].body["client_payload"]
+            stack.send_event(upstream_event(), "faults")
+            yield stack, issuer, stack.client_payloads("faults")[REPO]
     finally:
         issuer.stop()
         cluster.destroy()
@@ -253,7 +241,7 @@ def run_fault(
     down: float,
     then: Callable[[], None] = lambda: None,
 ) -> Report:
-    traffic = Traffic(f"{stack.server.url}/github/callback", issuer, client_payload, fault)
+    traffic = Traffic(stack.server.url, issuer, client_payload, fault)
     cluster: PostgresServer = stack.cluster  # type: ignore[attr-defined]
     timer = threading.Timer(fault_at, inject, args=(fault, stack, cluster, down))
     timer.start()

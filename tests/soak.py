@@ -2,7 +2,6 @@
 expires (bench/soak.py runs it and says what it measures; tests/relay/test_soak.py runs a short
 variant)."""
 
-import json
 import statistics
 import threading
 import time
@@ -17,8 +16,7 @@ import requests
 
 from relay.simulated_downstream import reporter_body
 from relay.simulated_oidc import SimulatedIssuer
-from tests.servers import ROOT
-from tests.stack import SECRET, Stack, children, relay_stack, trusting
+from tests.stack import Stack, children, relay_stack, send_callback, trusting, upstream_event
 
 REPOS = [f"soak-{n}/backend" for n in range(5)]
 NEW_DELIVERY_EVERY = 10.0  # seconds: a new upstream event, so that dispatches keep coming
@@ -102,25 +100,15 @@ class _Traffic:
         self.answers: dict[int | None, int] = {}
         self.refusals: Counter[str] = Counter()
         self.lock = threading.Lock()
-        self.session = requests.Session()
-        self.event = json.loads(
-            (ROOT / "tests/fixtures/github/webhooks/pull_request.synchronize.json").read_text()
-        )
-        self.event["repository"]["full_name"] = "pytorch/pytorch"
 
     def count(self, code: int | None) -> None:
         with self.lock:
             self.answers[code] = self.answers.get(code, 0) + 1
 
     def new_delivery(self, n: int) -> None:
-        self.event["pull_request"]["head"]["sha"] = f"{n:040x}"
-        guid = f"soak-{n}"
-        self.stack.github.send_webhook(
-            "pull_request", self.event, guid=guid, url=f"{self.stack.server.url}/github/webhook"
-        )
-        for call in self.stack.github.dispatches():
-            if call.body["client_payload"]["delivery_id"] == guid:
-                self.payloads[call.repo] = call.body["client_payload"]
+        event = upstream_event("pull_request.synchronize", head_sha=f"{n:040x}")
+        self.stack.send_event(event, f"soak-{n}")
+        self.payloads.update(self.stack.client_payloads(f"soak-{n}"))
 
     def start(self, repo: str, job: str, running: "deque[Running]") -> None:
         """A job's in_progress; its completed is due a second after the answer (as a reporter
@@ -134,12 +122,8 @@ class _Traffic:
             payload, status, job=job, check_run_id=job,
             conclusion="success" if status == "completed" else None,
         )  # fmt: skip
-        token = self.issuer.mint(repo=repo)
         try:
-            response = requests.post(
-                f"{self.stack.server.url}/github/callback", data=json.dumps(body), timeout=10,
-                headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
-            )  # fmt: skip
+            response = send_callback(self.stack.server.url, self.issuer, repo, body)
             self.count(response.status_code)
             if response.status_code != 200:
                 with self.lock:
@@ -173,7 +157,6 @@ def soak(*, seconds: float, rate: float = 50.0, ttl: int = 120, every: float = 1
     try:
         with relay_stack(workers=4, extra_env=extra) as stack:
             stack.set_allowlist(REPOS)
-            stack.github.webhook_secret = SECRET
             traffic = _Traffic(stack, issuer)
             traffic.new_delivery(0)
             client = redis.Redis.from_url(stack.env["REDIS_URL"])

@@ -15,8 +15,10 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import psycopg
+import requests
 
 from relay.simulated_github import SimulatedGitHub, generate_app_key
 from relay.simulated_oidc import SimulatedIssuer
@@ -81,6 +83,21 @@ class Stack:
         code = f"import sys, django; django.setup()\n{script}"
         subprocess.run([sys.executable, "-c", code, *args], env=self.env, cwd=ROOT, check=True)
 
+    def send_event(self, payload: dict[str, Any], guid: str) -> requests.Response | None:
+        """An upstream pull_request webhook from the simulated GitHub to the running relay,
+        signed (None: no answer)."""
+        self.github.webhook_secret = SECRET
+        url = f"{self.server.url}/github/webhook"
+        return self.github.send_webhook("pull_request", payload, guid=guid, url=url)
+
+    def client_payloads(self, guid: str) -> dict[str, dict[str, Any]]:
+        """repo -> the client_payload GitHub took for it from delivery `guid`."""
+        return {
+            call.repo: call.body["client_payload"]
+            for call in self.github.dispatches()
+            if call.body["client_payload"]["delivery_id"] == guid
+        }
+
     def set_allowlist(self, repos: list[str], level: str = "L2") -> None:
         self.run_django(
             "from allowlist.models import DownstreamRepo as R\n"
@@ -88,6 +105,32 @@ class Stack:
             f"for n in sys.argv[1:]: R.objects.create(repo=n, level={level!r})",
             *repos,
         )
+
+
+def upstream_event(fixture: str = "pull_request.opened", **pull_request: Any) -> dict[str, Any]:
+    """A recorded GitHub webhook payload (tests/fixtures), from the upstream repository, with
+    these fields of its pull_request changed (`head_sha` for pull_request.head.sha)."""
+    payload: dict[str, Any] = json.loads(
+        (ROOT / "tests/fixtures/github/webhooks" / f"{fixture}.json").read_text()
+    )
+    payload["repository"]["full_name"] = "pytorch/pytorch"
+    if "head_sha" in pull_request:
+        payload["pull_request"]["head"]["sha"] = pull_request.pop("head_sha")
+    payload["pull_request"].update(pull_request)
+    return payload
+
+
+def send_callback(
+    url: str, issuer: SimulatedIssuer, repo: str, body: dict[str, Any], timeout: float = 10.0
+) -> requests.Response:
+    """A callback as PyTorch's reporter sends it: `body` with a fresh token of `issuer` for
+    `repo`, to the relay at `url` (requests' errors raised)."""
+    headers = {
+        "Authorization": f"Bearer {issuer.mint(repo=repo)}",
+        "Content-Type": "application/json",
+    }
+    return requests.post(f"{url}/github/callback", data=json.dumps(body), timeout=timeout,
+                         headers=headers)  # fmt: skip
 
 
 def trusting(issuer: SimulatedIssuer) -> dict[str, str]:

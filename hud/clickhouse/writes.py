@@ -75,7 +75,7 @@ def stored(driver: Driver, key: RecordKey) -> bool:
 
 
 def stored_row(driver: Driver, key: RecordKey) -> dict[str, Any] | None:
-    """The stored row of `key` in ClickHouse (the outbox drained first), if any."""
+    """The stored row of `key` in ClickHouse, if any (what the outbox holds is not seen)."""
     rows = _rows_for(driver, [tuple(vars(key)[k] for k in KEY_FIELDS)])
     return rows[0] if rows else None
 

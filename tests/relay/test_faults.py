@@ -26,3 +26,5 @@ def test_nothing_answered_200_is_lost_or_changed_when_a_part_fails_under_load(st
     assert result.bare_503 == 0
     assert result.slowest_503 <= 3.0
     assert result.codes["200"] > 0
+    if fault != "workers":  # (the fault happened: a worker killed between requests says nothing)
+        assert result.codes["503"] > 0, result.lines()
