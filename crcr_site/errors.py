@@ -1,10 +1,14 @@
-"""Error pages: JSON for the machine-facing paths, HTML for people.
+"""Error answers: JSON for the machine-facing paths, HTML for people.
 
 The relay and API paths always answer `{"ok": false, "error": ..., "detail": ...}` (contract §1).
+Every refusal anywhere in the product is a `Refused` (or a subclass naming its stage), turned
+into that answer by `Refused.answer` and nowhere else; a dependency that is down is an
+`Unavailable`, whose Retry-After comes from one policy per dependency (`RETRY_AFTER`).
 """
 
 import functools
 from collections.abc import Callable
+from enum import StrEnum
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views import defaults
@@ -63,15 +67,48 @@ def permission_denied(request: HttpRequest, exception: Exception) -> HttpRespons
     return defaults.permission_denied(request, exception)
 
 
-class BodyRefused(Exception):
-    """A request body that cannot be read: too large (413), or of unknown length (411)."""
+class Refused(Exception):
+    """A request refused: its status, a stable error code, a detail for people, and
+    Retry-After (seconds) when the same request may succeed later."""
 
-    def __init__(self, status: int, error: str, detail: str) -> None:
+    def __init__(
+        self, status: int, error: str, detail: str, *, retry_after: int | None = None
+    ) -> None:
         super().__init__(detail)
-        self.status, self.error, self.detail = status, error, detail
+        self.status, self.error, self.detail, self.retry_after = status, error, detail, retry_after
 
     def answer(self) -> JsonResponse:
-        return json_error(self.status, self.error, self.detail)
+        """The JSON error answer (contract §1), with Retry-After when there is one."""
+        response = json_error(self.status, self.error, self.detail)
+        if self.retry_after:
+            response["Retry-After"] = str(self.retry_after)
+        return response
+
+
+class Dependency(StrEnum):
+    DATABASE = "database"  # the relay's own records (deliveries, dispatches, callbacks)
+    REDIS = "redis"  # the state machine, rate limits and caches
+    RESULTS_STORE = "results store"  # the HUD's store, read by the pages and the ingest API
+
+
+# How long a caller should wait when a dependency is down (Retry-After, seconds). The relay's
+# callers are CI jobs and GitHub holding one result or delivery each: a short wait, and the
+# fail-fast connection settings keep a retry cheap. The HUD's store serves dashboards and
+# bulk ingest, which can wait longer than a typical store restart.
+RETRY_AFTER = {Dependency.DATABASE: 5, Dependency.REDIS: 5, Dependency.RESULTS_STORE: 30}
+
+
+class Unavailable(Refused):
+    """A dependency is down: 503 with its Retry-After; nothing was recorded (fail closed),
+    so the caller may send the same request again."""
+
+    def __init__(self, dependency: Dependency, detail: str, *, error: str = "unavailable") -> None:
+        super().__init__(503, error, detail, retry_after=RETRY_AFTER[dependency])
+        self.dependency = dependency
+
+
+class BodyRefused(Refused):
+    """A request body that cannot be read: too large (413), or of unknown length (411)."""
 
 
 def read_limited(request: HttpRequest, limit: int) -> bytes:

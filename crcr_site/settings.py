@@ -327,7 +327,7 @@ CRCR_CI_PROVIDERS = envstr("CRCR_CI_PROVIDERS") or None
 
 CRCR_ZOMBIE_TIMEOUT = envint("CRCR_ZOMBIE_TIMEOUT", 21600, minimum=60)
 # A job transition in Redis this old that the database does not reflect was left by a process
-# that died between the two (relay/callbacks.py _orphaned): it is undone when its job calls back
+# that died between the two (relay/callbacks/moves.py): it is undone when its job calls back
 # again. Must exceed the longest a request can live (gunicorn's --timeout, 30 s by default).
 CRCR_ORPHAN_AFTER = envint("CRCR_ORPHAN_AFTER", 60, minimum=1)
 CRCR_RATE_LIMIT_PER_MIN = envint("CRCR_RATE_LIMIT_PER_MIN", 100, minimum=1)

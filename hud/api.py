@@ -21,7 +21,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 from rest_framework_dataclasses.serializers import DataclassSerializer
 
-from crcr_site.errors import json_error
+from crcr_site.errors import Dependency, Unavailable, json_error
 from hud import pages
 from hud.pages import BadQuery, Query
 from hud.reports import DAYS, OUTCOMES, Counts, DailyPoint, PrRepo, PrView, RepoSummary, ShaResult
@@ -235,9 +235,7 @@ docs_view = csp_override(DOCS_CSP)(SpectacularSwaggerSplitView.as_view(url_name=
 def exception_handler(exc: Exception, context: dict[str, Any]) -> HttpResponse | None:
     """DRF's errors in the project's JSON error shape ({"ok": false, "error", "detail"})."""
     if isinstance(exc, StoreUnavailable | DatabaseError):
-        response = json_error(503, "unavailable", "the results store is unavailable")
-        response["Retry-After"] = "30"
-        return response
+        return Unavailable(Dependency.RESULTS_STORE, "the results store is unavailable").answer()
     if isinstance(exc, Http404):
         exc = NotFound(str(exc))
     if isinstance(exc, APIException):

@@ -11,7 +11,15 @@ from django.shortcuts import render
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET
 
-from crcr_site.errors import BodyRefused, json_error, json_methods, read_limited
+from crcr_site.errors import (
+    RETRY_AFTER,
+    BodyRefused,
+    Dependency,
+    Unavailable,
+    json_error,
+    json_methods,
+    read_limited,
+)
 from hud import pages
 from hud.ingest import ingest
 from hud.pages import BadQuery, Query
@@ -38,7 +46,7 @@ def hud_page(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
                 status=503,
                 content_type="text/plain",
             )
-            response["Retry-After"] = "30"
+            response["Retry-After"] = str(RETRY_AFTER[Dependency.RESULTS_STORE])
             return response
 
     return wrapped
@@ -110,9 +118,8 @@ def ingest_results(request: HttpRequest) -> JsonResponse:
     try:
         record = ingest(envelope)
     except DatabaseError:
-        response = json_error(503, "unavailable", "the record could not be stored; send it again")
-        response["Retry-After"] = "30"
-        return response
+        detail = "the record could not be stored; send it again"
+        return Unavailable(Dependency.RESULTS_STORE, detail).answer()
     if record is None:
         return json_error(
             409,

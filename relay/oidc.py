@@ -35,12 +35,12 @@ from django.conf import settings
 from jwt.utils import base64url_decode
 
 from allowlist.entry import repo_key
+from crcr_site.errors import Refused
 from crcr_site.redis_connection import get_redis
 from relay import redis_keys
 
 logger = logging.getLogger(__name__)
 
-GITHUB_ISSUER = "https://token.actions.githubusercontent.com"
 BUILDKITE_ISSUER = "https://agent.buildkite.com"
 LEEWAY = 60
 # A token may live this long at most (exp - iat). A used token's replay key is forgotten a day
@@ -90,10 +90,8 @@ class _JWT(jwt.PyJWT):
 _decoder = _JWT()
 
 
-class OIDCRefused(Exception):
-    def __init__(self, status: int, error: str, detail: str) -> None:
-        super().__init__(detail)
-        self.status, self.error, self.detail = status, error, detail
+class OIDCRefused(Refused):
+    """A caller whose identity could not be proven (401)."""
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""HTTP only: read the request, call one domain function, map its errors to statuses."""
+"""HTTP only: read the request, call one domain function, answer its Refused (any stage's)."""
 
 from django.conf import settings
 from django.db import DatabaseError
@@ -6,43 +6,38 @@ from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from redis.exceptions import RedisError
 
-from crcr_site.errors import BodyRefused, json_error, json_methods, read_limited
-from hud.records import BadRecord
+from crcr_site.errors import Dependency, Refused, Unavailable, json_methods, read_limited
 from relay import callbacks, fanout, oidc
-from relay.webhook import Route, WebhookRefused, parse
-
-RETRY_AFTER = 5  # seconds a caller should wait when a store is down
+from relay.webhook import Route, parse
 
 
 @csrf_exempt
 @json_methods("POST")
 def webhook(request: HttpRequest) -> JsonResponse:
     try:
-        body = read_limited(request, settings.CRCR_WEBHOOK_MAX_BYTES)
-    except BodyRefused as refused:
-        return refused.answer()
-    try:
         parsed = parse(
             headers=request.headers,
-            body=body,
+            body=read_limited(request, settings.CRCR_WEBHOOK_MAX_BYTES),
             secret=settings.GITHUB_WEBHOOK_SECRET,
             upstream_repo=settings.CRCR_UPSTREAM_REPO,
             push_refs=settings.CRCR_PUSH_REFS,
         )
-    except WebhookRefused as refused:
-        return json_error(refused.status, refused.error, refused.detail)
-    if parsed.route is Route.PING:
-        return JsonResponse({"ok": True, "pong": True})
-    if parsed.event is None:
-        return JsonResponse({"ok": True, "ignored": True, "reason": parsed.reason})
-    try:
-        summary = fanout.fan_out(parsed.event)
-    except DatabaseError:
-        # Nothing could be recorded: GitHub marks the delivery failed and our lost-webhook
-        # job asks for it again once the database is back.
-        response = json_error(503, "database_unavailable", "the delivery could not be recorded")
-        response["Retry-After"] = str(RETRY_AFTER)
-        return response
+        if parsed.route is Route.PING:
+            return JsonResponse({"ok": True, "pong": True})
+        if parsed.event is None:
+            return JsonResponse({"ok": True, "ignored": True, "reason": parsed.reason})
+        try:
+            summary = fanout.fan_out(parsed.event)
+        except DatabaseError:
+            # Nothing could be recorded: GitHub marks the delivery failed and our lost-webhook
+            # job asks for it again once the database is back.
+            raise Unavailable(
+                Dependency.DATABASE,
+                "the delivery could not be recorded",
+                error="database_unavailable",
+            ) from None
+    except Refused as refused:
+        return refused.answer()
     status = 202 if summary.queued else 200
     return JsonResponse(summary.as_json(), status=status)
 
@@ -55,7 +50,7 @@ def callback(request: HttpRequest) -> JsonResponse:
     try:
         body = read_limited(request, settings.CRCR_CALLBACK_MAX_BYTES)
         identity = oidc.verify(authorization)
-    except (BodyRefused, oidc.OIDCRefused) as refused:
+    except Refused as refused:  # the body cannot be read, or the caller is not proven
         callbacks.refused_unverified(
             refused.status,
             refused.error,
@@ -63,25 +58,19 @@ def callback(request: HttpRequest) -> JsonResponse:
             authorization=authorization,
             remote_addr=peer,
         )
-        return json_error(refused.status, refused.error, refused.detail)
+        return refused.answer()
     except RedisError:
-        return _unavailable("RedisError")
+        return _unavailable(Dependency.REDIS, "RedisError")
     try:
-        answer = callbacks.handle(identity, body, peer)
-    except BadRecord as bad:
-        return json_error(400, "invalid_body", str(bad))
-    except callbacks.Refused as refused:
-        response = json_error(refused.status, refused.error, refused.detail)
-        if refused.retry_after:
-            response["Retry-After"] = str(refused.retry_after)
-        return response
-    except (RedisError, callbacks.Unavailable, DatabaseError) as exc:
-        return _unavailable(type(exc).__name__)
-    return JsonResponse(answer)
+        return JsonResponse(callbacks.handle(identity, body, peer))
+    except Refused as refused:
+        return refused.answer()
+    except RedisError:
+        return _unavailable(Dependency.REDIS, "RedisError")
+    except DatabaseError:
+        return _unavailable(Dependency.DATABASE, "DatabaseError")
 
 
-def _unavailable(what: str) -> JsonResponse:
+def _unavailable(dependency: Dependency, what: str) -> JsonResponse:
     # Fail closed: nothing was recorded, the state is as it was; the client may retry.
-    response = json_error(503, "unavailable", f"try again shortly ({what})")
-    response["Retry-After"] = str(RETRY_AFTER)
-    return response
+    return Unavailable(dependency, f"try again shortly ({what})").answer()

@@ -13,14 +13,13 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
+from crcr_site.errors import Refused
 from crcr_site.text import storable, stored_text
 from hud.records import ciflow_pr_number
 
 
-class WebhookRefused(Exception):
-    def __init__(self, status: int, error: str, detail: str) -> None:
-        super().__init__(detail)
-        self.status, self.error, self.detail = status, error, detail
+class WebhookRefused(Refused):
+    """A webhook refused at the edge (nothing was written)."""
 
 
 class Route(Enum):
