@@ -4,7 +4,6 @@ exactly once for every dispatch whose answer was recorded)."""
 import collections
 import subprocess
 import threading
-import time
 
 import pytest
 
@@ -13,18 +12,11 @@ from relay.models import Dispatch
 from tests.conftest import PYTHON, ROOT
 from tests.relay.conftest import APP_ID, SECRET, webhook_payload
 from tests.servers import Gunicorn
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 REPOS = [f"owner-{n}/backend" for n in range(12)]
-
-
-def wait_until(condition, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 def test_a_server_killed_mid_fanout_loses_nothing_and_the_worker_finishes_it(
@@ -58,7 +50,7 @@ def test_a_server_killed_mid_fanout_loses_nothing_and_the_worker_finishes_it(
             kwargs={"url": url, "secret": SECRET, "guid": "g-kill"},
             daemon=True,
         ).start()
-        wait_until(lambda: Dispatch.objects.filter(status="sent").count() >= 3, 20, "a few sends")
+        wait_until(lambda: Dispatch.objects.filter(status="sent").count() >= 3, timeout=20)
     finally:
         server.kill()
     sent_before_kill = set(
@@ -74,11 +66,7 @@ def test_a_server_killed_mid_fanout_loses_nothing_and_the_worker_finishes_it(
         stderr=subprocess.DEVNULL,
     )
     try:
-        wait_until(
-            lambda: Dispatch.objects.filter(status="sent").count() == len(REPOS),
-            60,
-            "the worker to send the rest",
-        )
+        wait_until(lambda: Dispatch.objects.filter(status="sent").count() == len(REPOS), timeout=60)
     finally:
         worker.terminate()
         worker.wait(timeout=10)

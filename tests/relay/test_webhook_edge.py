@@ -6,6 +6,7 @@ import pytest
 import redis
 
 from relay.models import Delivery, Dispatch
+from relay.webhook import signature_is_valid
 from tests.relay.conftest import SECRET, post_webhook, signed_headers, webhook_payload
 
 pytestmark = pytest.mark.django_db
@@ -153,3 +154,76 @@ def test_the_signature_is_checked_against_a_known_value():
     assert headers["X-Hub-Signature-256"] == (
         "sha256=38d7951cd02eab1b54d0e0e4257c279d640620961e1c438188bc252f3c6732db"
     )
+
+
+# Signatures with the value written out, never recomputed here: GitHub's own example
+# (docs.github.com, "Validating webhook deliveries": this secret, this payload, this digest),
+# and a ping signed with the tests' secret (printf '{}' | openssl dgst -sha256 -hmac ...).
+GITHUB_EXAMPLE = (
+    "It's a Secret to Everybody",
+    b"Hello, World!",
+    "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17",
+)
+SIGNED_PING = (
+    SECRET,
+    b"{}",
+    "sha256=38d7951cd02eab1b54d0e0e4257c279d640620961e1c438188bc252f3c6732db",
+)
+
+
+def test_githubs_example_signature_is_valid():
+    secret, body, signature = GITHUB_EXAMPLE
+
+    assert signature_is_valid(body, signature, secret)
+
+
+@pytest.mark.parametrize(
+    "tampered",
+    [
+        "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e18",
+        "sha1=01dc10d0c83e72ed246219cdd91669667fe2ca59",
+        "757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17",
+        "sha256=757107EA0EB2509FC211221CCE984B8A37570B6D7586C22C46F4379C8B043E17x",
+        "",
+    ],
+)
+def test_anything_but_the_exact_signature_is_invalid(tampered):
+    secret, body, _ = GITHUB_EXAMPLE
+
+    assert not signature_is_valid(body, tampered, secret)
+
+
+def test_a_ping_with_a_known_signature_is_answered(client, settings):
+    secret, body, signature = SIGNED_PING
+    settings.GITHUB_WEBHOOK_SECRET = secret
+
+    response = client.post(
+        "/github/webhook",
+        body,
+        content_type="application/json",
+        headers={
+            "X-GitHub-Event": "ping",
+            "X-GitHub-Delivery": "p",
+            "X-Hub-Signature-256": signature,
+        },
+    )
+
+    assert (response.status_code, response.json()) == (200, {"ok": True, "pong": True})
+
+
+def test_a_known_signature_under_another_secret_is_refused(client, settings):
+    _, body, signature = SIGNED_PING
+    settings.GITHUB_WEBHOOK_SECRET = "another-secret"
+
+    response = client.post(
+        "/github/webhook",
+        body,
+        content_type="application/json",
+        headers={
+            "X-GitHub-Event": "ping",
+            "X-GitHub-Delivery": "p",
+            "X-Hub-Signature-256": signature,
+        },
+    )
+
+    assert (response.status_code, response.json()["error"]) == (401, "signature_invalid")
