@@ -15,7 +15,7 @@ from django.db import connection
 from django.db.models import Q
 from django.utils import timezone
 
-from relay import dispatch_payload, dispatch_token, fanout, redis_keys
+from relay import dispatch_payload, dispatch_token, fanout, redis_keys, sending, tasks
 from relay.github import GitHubApp
 from relay.models import Delivery, Dispatch
 from tests.relay.conftest import PARTICIPANTS, post_webhook, webhook_payload
@@ -292,7 +292,7 @@ def test_two_senders_claiming_the_same_dispatches_send_each_once(client, github,
 
     def sender() -> None:
         try:
-            fanout.retry(ids)
+            tasks.send_dispatches.call(ids)
         finally:
             connection.close()
 
@@ -413,7 +413,9 @@ def test_every_sending_slot_is_given_back_whatever_happened(client, github, down
 
     post_webhook(client, "pull_request", PR)
 
-    assert fanout.free_slots() == settings.CRCR_FANOUT_THREADS
+    free = sending.take_slots(settings.CRCR_FANOUT_THREADS + 1, block=0)
+    sending.give_back_slots(free)
+    assert free == settings.CRCR_FANOUT_THREADS
 
 
 def test_a_sender_that_lost_its_lease_does_not_overwrite_the_new_senders_record(
@@ -422,12 +424,12 @@ def test_a_sender_that_lost_its_lease_does_not_overwrite_the_new_senders_record(
     settings.CRCR_DISPATCH_ENABLED = False  # record only; this test drives the sends itself
     post_webhook(client, "pull_request", PR)
     Dispatch.objects.update(status="pending", next_attempt_at=timezone.now())
-    first = fanout.claim(Q(repo_key="org-a/l1"), 1)[0]
+    first = sending.claim(Q(repo_key="org-a/l1"), 1)[0]
     Dispatch.objects.filter(pk=first.pk).update(lease_until=timezone.now())  # it expired
-    second = fanout.claim(Q(repo_key="org-a/l1"), 1)[0]
+    second = sending.claim(Q(repo_key="org-a/l1"), 1)[0]
 
-    fanout.record_outcomes([(second, fanout.Outcome("sent"))])
-    fanout.record_outcomes([(first, fanout.Outcome("pending", "late timeout"))])
+    sending.record_outcomes([(second, sending.Outcome("sent"))])
+    sending.record_outcomes([(first, sending.Outcome("pending", "late timeout"))])
 
     assert Dispatch.objects.get(pk=first.pk).status == "sent"
 
@@ -438,7 +440,7 @@ def test_retry_now_leaves_dispatches_being_sent_alone(
     settings.CRCR_DISPATCH_ENABLED = False
     post_webhook(client, "pull_request", PR)
     Dispatch.objects.update(status="pending", next_attempt_at=timezone.now())
-    busy = fanout.claim(Q(repo_key="org-a/l1"), 1)[0]
+    busy = sending.claim(Q(repo_key="org-a/l1"), 1)[0]
 
     admin_client.post(
         "/admin/relay/dispatch/", {"action": "retry_now", "_selected_action": [busy.pk]}
