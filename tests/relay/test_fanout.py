@@ -19,6 +19,7 @@ from relay import dispatch_payload, dispatch_token, fanout, redis_keys, sending,
 from relay.github import GitHubApp
 from relay.models import Delivery, Dispatch
 from tests.relay.conftest import PARTICIPANTS, post_webhook, webhook_payload
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -30,13 +31,13 @@ def statuses() -> dict[str, str]:
 
 
 def run_worker_when_due(timeout: float = 10) -> None:
-    """Run worker rounds until nothing pending is due any more (or the timeout)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    """Run worker rounds until nothing is pending any more."""
+
+    def worker_round_leaves_nothing_pending() -> bool:
         call_command("worker", "--once")
-        if not Dispatch.objects.filter(status="pending").exists():
-            return
-        time.sleep(0.1)
+        return not Dispatch.objects.filter(status="pending").exists()
+
+    wait_until(worker_round_leaves_nothing_pending, timeout=timeout, interval=0.1)
 
 
 def test_a_pr_is_dispatched_once_to_every_participating_repo(client, github, downstream):
@@ -221,9 +222,7 @@ def test_a_slow_github_does_not_hold_the_answer_past_the_deadline(
     assert response.status_code == 202
     assert len(response.json()["queued"]) == 4
     # The sends in flight finish on their own and are not sent again by the worker.
-    deadline = time.monotonic() + 15
-    while Dispatch.objects.filter(status="pending").exists() and time.monotonic() < deadline:
-        time.sleep(0.1)
+    wait_until(lambda: not Dispatch.objects.filter(status="pending").exists(), timeout=15)
     call_command("worker", "--once")
     assert set(statuses().values()) == {"sent"}
     assert len(github.dispatches()) == 4
@@ -275,7 +274,7 @@ def test_redis_down_defers_every_dispatch_and_nothing_is_lost(client, github, do
 
         own.port = port
         own.start()
-        time.sleep(settings.CRCR_RETRY_FIRST)
+        time.sleep(settings.CRCR_RETRY_FIRST)  # on purpose: the deferred rows are due after it
         run_worker_when_due()
         assert set(statuses().values()) == {"sent"}
         assert redis.Redis.from_url(own.url).exists(redis_keys.dispatched("d-1", "org-a/l1"))
