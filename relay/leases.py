@@ -112,10 +112,10 @@ class Leased(models.Model):
         if when > self.waiting_since + timedelta(seconds=give_up):
             # A row given up has no next attempt, where the column can say so (the outbox's
             # cannot, and keeps the one it would have had).
-            never = self._meta.get_field("next_attempt_at").null
+            nullable = self._meta.get_field("next_attempt_at").null
             return self.fail(
                 f"gave up after {give_up} s: {error}",
-                next_attempt_at=None if never else when,
+                next_attempt_at=None if nullable else when,
                 **values,
             )
         return self._record(
