@@ -8,7 +8,7 @@ from django.http import HttpRequest
 from django.utils import timezone
 
 from crcr_site.admin import ReadOnlyAdmin
-from relay import fanout
+from relay import tasks
 from relay.models import CallbackAudit, Delivery, Dispatch, HudForward, PeriodicJob
 
 
@@ -93,7 +93,7 @@ class DispatchAdmin(ReadOnlyAdmin):
         retryable.update(
             status=Dispatch.Status.PENDING, next_attempt_at=now, attempts=0, pending_since=now
         )
-        fanout.schedule_ids(ids)
+        tasks.schedule(Q(pk__in=ids))
         self.message_user(request, f"{len(ids)} dispatch(es) queued to be sent now by the worker.")
 
 

@@ -2,18 +2,16 @@
 
 The envelope is contract section 3's, sent with `x-hud-internal-bot: HUD_FORWARD_TOKEN`. A 2xx
 is sent; another 4xx (but 429) is a rejection, kept as `failed` for inspection; anything else
-is retried like a dispatch (CRCR_RETRY_FIRST doubling to CRCR_RETRY_CAP, full jitter) until
+is retried like a dispatch (relay/leases.py: capped, jittered backoff) until
 CRCR_DISPATCH_GIVE_UP.
 
-Rows are claimed with a lease of CRCR_DISPATCH_LEASE seconds in the claimer's name, as the
-fan-out claims dispatches, so several workers never send one twice: a worker sends its batch
-one row at a time only while the lease has time left for a send (each send's timeout is cut to
-what is left), hands the rest back unattempted, and records a failure only on rows it still
-holds. A send the remote HUD took is recorded whoever holds the row by then.
+Rows are claimed with a lease of CRCR_DISPATCH_LEASE seconds, as the fan-out claims dispatches,
+so several workers never send one twice: a worker sends its batch one row at a time only while
+the lease has time left for a send (each send's timeout is cut to what is left) and hands the
+rest back unattempted.
 """
 
 import logging
-import random
 import time
 import uuid
 from datetime import timedelta
@@ -21,7 +19,6 @@ from datetime import timedelta
 import requests
 import urllib3
 from django.conf import settings
-from django.db.models import F, Q
 from django.utils import timezone
 
 from crcr_site import sql
@@ -56,27 +53,18 @@ def forward_due() -> int:
     """Send what is due; how many were sent."""
     if not settings.HUD_FORWARD_URL:
         return 0
-    now = timezone.now()
     lease = float(settings.CRCR_DISPATCH_LEASE)
     deadline = time.monotonic() + lease
-    due = Q(status=HudForward.Status.PENDING, next_attempt_at__lte=now) & (
-        Q(lease_until__isnull=True) | Q(lease_until__lt=now)
-    )
     owner = uuid.uuid4().hex
-    ids = list(HudForward.objects.filter(due).order_by("pk").values_list("pk", flat=True)[:BATCH])
-    if not ids:  # the idle poll: one query
-        return 0
-    HudForward.objects.filter(due, pk__in=ids).update(
-        lease_owner=owner, lease_until=now + timedelta(seconds=lease), attempts=F("attempts") + 1
+    rows = HudForward.objects.claim_due(
+        owner=owner, n=BATCH, lease=timedelta(seconds=lease), order=("pk",)
     )
-    rows = list(HudForward.objects.filter(pk__in=ids, lease_owner=owner).order_by("pk"))
     sent = 0
     for n, row in enumerate(rows):
         left = deadline - time.monotonic()
         if left < MIN_SEND:  # the lease would end mid-send: another worker may take these
-            unsent = [later.pk for later in rows[n:]]
-            HudForward.objects.filter(pk__in=unsent, lease_owner=owner).update(
-                lease_owner="", lease_until=None, attempts=F("attempts") - 1
+            HudForward.objects.filter(pk__in=[later.pk for later in rows[n:]]).hand_back(
+                owner=owner
             )
             break
         sent += _send(row, timeout=min(TIMEOUT, left))
@@ -103,30 +91,13 @@ def _send(row: HudForward, timeout: float) -> int:
         error = f"HTTP {status} {body[:200].decode(errors='replace')}"
     except (requests.RequestException, urllib3.exceptions.HTTPError) as exc:  # raw reads: urllib3
         status, error = 0, str(exc)
-    now = timezone.now()
-    if 200 <= status < 300:  # the remote took it: true whoever holds the row now
-        HudForward.objects.filter(pk=row.pk).update(
-            status=HudForward.Status.SENT,
-            sent_at=now,
-            lease_owner="",
-            lease_until=None,
-            last_error="",
-        )
+    if 200 <= status < 300:
+        HudForward.objects.filter(pk=row.pk).mark_sent(now=timezone.now())
         return 1
-    rejected = 400 <= status < 500 and status != 429
-    ceiling = min(settings.CRCR_RETRY_CAP, settings.CRCR_RETRY_FIRST * 2 ** (row.attempts - 1))
-    retry_at = now + timedelta(seconds=random.uniform(0, ceiling))  # noqa: S311 (jitter)
-    gave_up = retry_at > row.created_at + timedelta(seconds=settings.CRCR_DISPATCH_GIVE_UP)
-    failed = rejected or gave_up
-    # Only while we hold it: a sender that lost its lease must not undo another's work.
-    HudForward.objects.filter(
-        pk=row.pk, lease_owner=row.lease_owner, status=HudForward.Status.PENDING
-    ).update(
-        status=HudForward.Status.FAILED if failed else HudForward.Status.PENDING,
-        next_attempt_at=retry_at,
-        lease_owner="",
-        lease_until=None,
-        last_error=error[:2000],
-    )
+    if 400 <= status < 500 and status != 429:  # rejected: kept for inspection
+        row.fail(error)
+    else:
+        row.retry_later(error, now=timezone.now())
+    failed = row.status == HudForward.Status.FAILED
     logger.warning("forward %s to the HUD: %s%s", row.pk, error, " (given up)" if failed else "")
     return 0

@@ -2,16 +2,18 @@
 
 Both are written before GitHub is called, so a crash, a timeout or a GitHub outage can lose
 nothing: whatever is still `pending` is sent again by the worker. A dispatch is owned by one
-sender at a time through a lease (`lease_owner`, `lease_until`), taken by one conditional UPDATE,
-so a slow request thread and the worker never both send it.
+sender at a time through a lease (relay/leases.py), taken by one conditional UPDATE, so a slow
+request thread and the worker never both send it; the remote HUD's outbox is sent the same way.
 """
 
+from datetime import datetime
 from typing import ClassVar
 
 from django.db import models
 
 from allowlist.entry import Level
 from crcr_site.fields import StorableJSONField
+from relay.leases import Leased
 
 
 class Delivery(models.Model):
@@ -39,7 +41,7 @@ class Delivery(models.Model):
         return f"{self.event}.{self.action or '-'} {self.delivery_id}"
 
 
-class Dispatch(models.Model):
+class Dispatch(Leased):
     """One `repository_dispatch` of one delivery to one downstream repo."""
 
     class Status(models.TextChoices):
@@ -79,6 +81,10 @@ class Dispatch(models.Model):
 
     def __str__(self) -> str:
         return f"{self.repo} (dispatch {self.pk})"
+
+    @property
+    def waiting_since(self) -> datetime:
+        return self.pending_since or self.created_at
 
 
 class PeriodicJob(models.Model):
@@ -150,7 +156,7 @@ class CallbackAudit(models.Model):
         return f"{self.decision} {self.repo} {self.reason}"
 
 
-class HudForward(models.Model):
+class HudForward(Leased):
     """Outbox: one envelope to forward to the remote HUD (HUD_FORWARD_URL).
 
     Written in the callback's transaction, so a record is forwarded if and only if it was

@@ -15,10 +15,11 @@ from django.db import connection
 from django.db.models import Q
 from django.utils import timezone
 
-from relay import dispatch_payload, dispatch_token, fanout, redis_keys
+from relay import dispatch_payload, dispatch_token, fanout, redis_keys, sending, tasks
 from relay.github import GitHubApp
 from relay.models import Delivery, Dispatch
 from tests.relay.conftest import PARTICIPANTS, post_webhook, webhook_payload
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -30,13 +31,13 @@ def statuses() -> dict[str, str]:
 
 
 def run_worker_when_due(timeout: float = 10) -> None:
-    """Run worker rounds until nothing pending is due any more (or the timeout)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    """Run worker rounds until nothing is pending any more."""
+
+    def worker_round_leaves_nothing_pending() -> bool:
         call_command("worker", "--once")
-        if not Dispatch.objects.filter(status="pending").exists():
-            return
-        time.sleep(0.1)
+        return not Dispatch.objects.filter(status="pending").exists()
+
+    wait_until(worker_round_leaves_nothing_pending, timeout=timeout, interval=0.1)
 
 
 def test_a_pr_is_dispatched_once_to_every_participating_repo(client, github, downstream):
@@ -221,9 +222,7 @@ def test_a_slow_github_does_not_hold_the_answer_past_the_deadline(
     assert response.status_code == 202
     assert len(response.json()["queued"]) == 4
     # The sends in flight finish on their own and are not sent again by the worker.
-    deadline = time.monotonic() + 15
-    while Dispatch.objects.filter(status="pending").exists() and time.monotonic() < deadline:
-        time.sleep(0.1)
+    wait_until(lambda: not Dispatch.objects.filter(status="pending").exists(), timeout=15)
     call_command("worker", "--once")
     assert set(statuses().values()) == {"sent"}
     assert len(github.dispatches()) == 4
@@ -275,7 +274,7 @@ def test_redis_down_defers_every_dispatch_and_nothing_is_lost(client, github, do
 
         own.port = port
         own.start()
-        time.sleep(settings.CRCR_RETRY_FIRST)
+        time.sleep(settings.CRCR_RETRY_FIRST)  # on purpose: the deferred rows are due after it
         run_worker_when_due()
         assert set(statuses().values()) == {"sent"}
         assert redis.Redis.from_url(own.url).exists(redis_keys.dispatched("d-1", "org-a/l1"))
@@ -292,7 +291,7 @@ def test_two_senders_claiming_the_same_dispatches_send_each_once(client, github,
 
     def sender() -> None:
         try:
-            fanout.retry(ids)
+            tasks.send_dispatches.call(ids)
         finally:
             connection.close()
 
@@ -413,7 +412,9 @@ def test_every_sending_slot_is_given_back_whatever_happened(client, github, down
 
     post_webhook(client, "pull_request", PR)
 
-    assert fanout.free_slots() == settings.CRCR_FANOUT_THREADS
+    free = sending.take_slots(settings.CRCR_FANOUT_THREADS + 1, block=0)
+    sending.give_back_slots(free)
+    assert free == settings.CRCR_FANOUT_THREADS
 
 
 def test_a_sender_that_lost_its_lease_does_not_overwrite_the_new_senders_record(
@@ -422,12 +423,12 @@ def test_a_sender_that_lost_its_lease_does_not_overwrite_the_new_senders_record(
     settings.CRCR_DISPATCH_ENABLED = False  # record only; this test drives the sends itself
     post_webhook(client, "pull_request", PR)
     Dispatch.objects.update(status="pending", next_attempt_at=timezone.now())
-    first = fanout.claim(Q(repo_key="org-a/l1"), 1)[0]
+    first = sending.claim(Q(repo_key="org-a/l1"), 1)[0]
     Dispatch.objects.filter(pk=first.pk).update(lease_until=timezone.now())  # it expired
-    second = fanout.claim(Q(repo_key="org-a/l1"), 1)[0]
+    second = sending.claim(Q(repo_key="org-a/l1"), 1)[0]
 
-    fanout.record_outcomes([(second, fanout.Outcome("sent"))])
-    fanout.record_outcomes([(first, fanout.Outcome("pending", "late timeout"))])
+    sending.record_outcomes([(second, sending.Outcome("sent"))])
+    sending.record_outcomes([(first, sending.Outcome("pending", "late timeout"))])
 
     assert Dispatch.objects.get(pk=first.pk).status == "sent"
 
@@ -438,7 +439,7 @@ def test_retry_now_leaves_dispatches_being_sent_alone(
     settings.CRCR_DISPATCH_ENABLED = False
     post_webhook(client, "pull_request", PR)
     Dispatch.objects.update(status="pending", next_attempt_at=timezone.now())
-    busy = fanout.claim(Q(repo_key="org-a/l1"), 1)[0]
+    busy = sending.claim(Q(repo_key="org-a/l1"), 1)[0]
 
     admin_client.post(
         "/admin/relay/dispatch/", {"action": "retry_now", "_selected_action": [busy.pk]}

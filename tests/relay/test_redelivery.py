@@ -1,6 +1,5 @@
 import io
 import json
-import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -9,6 +8,7 @@ from django.core.management import call_command
 from relay.models import Delivery, Dispatch
 from relay.redelivery import missed_deliveries, redeliver_missed
 from tests.relay.conftest import PARTICIPANTS, post_webhook, webhook_payload
+from tests.waiting import wait_until
 
 PR = webhook_payload("pull_request.opened")
 
@@ -101,9 +101,7 @@ def test_a_webhook_our_server_never_got_is_redelivered_and_dispatched(
     def answered() -> bool:  # the simulator logs the redelivery once our answer is back
         return github.hook_deliveries[0]["redelivery"] and Dispatch.objects.count() == 4
 
-    deadline = time.monotonic() + 10
-    while not answered() and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_until(answered, timeout=10)
     assert Delivery.objects.get().delivery_id == "lost-guid"
     assert sorted(c.repo for c in github.dispatches()) == PARTICIPANTS
     assert github.hook_deliveries[0]["guid"] == "lost-guid"
