@@ -27,8 +27,8 @@ from concurrent.futures import ThreadPoolExecutor
 import urllib3
 from harness import DEFAULT_DATABASE, Stack, relay_stack, trusting, upstream_event
 
-from relay.simulated_downstream import reporter_body
-from relay.simulated_oidc import SimulatedIssuer
+from sandbox.downstream import reporter_body
+from sandbox.oidc import SimulatedIssuer
 
 REPOS = [f"bench-{n}/backend" for n in range(20)]
 Call = tuple[str, str, bytes | None, str]  # method, URL, body, bearer token

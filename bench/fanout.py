@@ -27,7 +27,7 @@ import uuid
 import requests
 from harness import DEFAULT_DATABASE, ROOT, SECRET, relay_stack
 
-from relay.simulated_github import SimulatedGitHub
+from sandbox.github import SimulatedGitHub
 
 
 def round_trip(github: SimulatedGitHub, samples: int = 5) -> float:

@@ -37,7 +37,7 @@ def main() -> int:
     failed = subprocess.run([sys.executable, "-m", "pytest", *tests], cwd=ROOT, env=env).returncode
     with relay_stack(workers=2) as stack:
         stack.set_allowlist(["org/alpha", "org/beta"])
-        stack.run_django("from hud import history\nhistory.load(days=7, prs=12)")
+        stack.run_django("from sandbox import history\nhistory.load(days=7, prs=12)")
         print(f"\nst run --checks all, {args.examples} examples an operation:", flush=True)
         failed |= subprocess.run(
             [

@@ -174,6 +174,12 @@ INSTALLED_APPS = [
     "relay",
     "hud",
 ]
+# The sandbox (simulated GitHub, OIDC issuers and downstream CI; `manage.py demo`) is for trying
+# CRCR out and for the tests. It is installed in the embedded mode (the public embedded key) or
+# with DEBUG, so never where `check --deploy` passes; CRCR_SANDBOX=true or false decides outright.
+CRCR_SANDBOX = envbool("CRCR_SANDBOX", DEBUG or SECRET_KEY == EMBEDDED_SECRET_KEY)
+if CRCR_SANDBOX:
+    INSTALLED_APPS.append("sandbox")
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",

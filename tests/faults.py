@@ -15,8 +15,8 @@ from pathlib import Path
 import psycopg
 import requests
 
-from relay.simulated_downstream import reporter_body
-from relay.simulated_oidc import SimulatedIssuer
+from sandbox.downstream import reporter_body
+from sandbox.oidc import SimulatedIssuer
 from tests.servers import PostgresServer
 from tests.stack import Stack, children, relay_stack, send_callback, trusting, upstream_event
 

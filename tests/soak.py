@@ -14,8 +14,8 @@ from pathlib import Path
 import redis
 import requests
 
-from relay.simulated_downstream import reporter_body
-from relay.simulated_oidc import SimulatedIssuer
+from sandbox.downstream import reporter_body
+from sandbox.oidc import SimulatedIssuer
 from tests.stack import Stack, children, relay_stack, send_callback, trusting, upstream_event
 
 REPOS = [f"soak-{n}/backend" for n in range(5)]

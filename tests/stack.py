@@ -20,8 +20,8 @@ from typing import Any
 import psycopg
 import requests
 
-from relay.simulated_github import SimulatedGitHub, generate_app_key
-from relay.simulated_oidc import SimulatedIssuer
+from sandbox.github import SimulatedGitHub, generate_app_key
+from sandbox.oidc import SimulatedIssuer
 from tests.servers import (
     ROOT,
     Gunicorn,

@@ -1,19 +1,16 @@
-"""Waiting on a condition instead of sleeping for a guessed time."""
+"""Waiting for a condition with a deadline, instead of sleeping a guessed while."""
 
 import time
 from collections.abc import Callable
 
 
-def wait_until[T](
-    predicate: Callable[[], T], *, timeout: float = 10.0, interval: float = 0.05
-) -> T:
-    """The predicate's first truthy value, asked every `interval` seconds until `timeout`;
-    AssertionError if it never comes."""
+def wait_until[T](predicate: Callable[[], T], *, timeout: float = 30.0, interval: float = 0.1) -> T:
+    """The predicate's first truthy value, asked every `interval` seconds; AssertionError, naming
+    the predicate and its last answer, when `timeout` seconds pass without one."""
     deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
+    while not (value := predicate()):
         if time.monotonic() >= deadline:
-            raise AssertionError(f"not true within {timeout} s: {predicate}")
+            name = getattr(predicate, "__qualname__", repr(predicate))
+            raise AssertionError(f"{name} still {value!r} after {timeout} s")
         time.sleep(interval)
+    return value

@@ -145,6 +145,23 @@ def test_check_deploy_reports_each_production_misconfiguration(tmp_path):
     assert "crcr.E001" in debug.stderr
 
 
+@pytest.mark.parametrize(
+    ("extra", "installed"),
+    [
+        ({}, True),  # the embedded mode: a fresh checkout, `make demo`
+        ({"DJANGO_SECRET_KEY": "k" * 64}, False),  # configured as production is
+        ({"DJANGO_SECRET_KEY": "k" * 64, "DJANGO_DEBUG": "true"}, True),
+        ({"CRCR_SANDBOX": "false"}, False),
+        ({"DJANGO_SECRET_KEY": "k" * 64, "CRCR_SANDBOX": "true"}, True),
+    ],
+)
+def test_the_sandbox_and_its_demo_are_installed_only_outside_production(tmp_path, extra, installed):
+    result = manage("help", "--commands", env=bare_env(tmp_path, **extra))
+
+    assert result.returncode == 0, result.stderr
+    assert ("demo" in result.stdout.split()) is installed
+
+
 # Model checks ask each database what it supports (JSON fields): the tests' SQLite alias too.
 @pytest.mark.django_db(databases=["default", "sqlite"])
 def test_check_deploy_is_clean_of_crcr_errors_when_production_is_configured(settings):

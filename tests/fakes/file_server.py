@@ -10,7 +10,7 @@ import json
 from dataclasses import dataclass, field
 from urllib.parse import parse_qs, urlsplit
 
-from relay.loopback import LoopbackServer, QuietHandler, Served
+from sandbox.loopback import LoopbackServer, QuietHandler, Served
 
 
 @dataclass

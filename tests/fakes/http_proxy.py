@@ -4,7 +4,7 @@ takes absolute-form requests, passes them on, and records the URLs it carried.""
 import urllib.request
 from dataclasses import dataclass, field
 
-from relay.loopback import LoopbackServer, QuietHandler, Served
+from sandbox.loopback import LoopbackServer, QuietHandler, Served
 
 
 @dataclass

@@ -5,7 +5,7 @@ import json
 import time
 from dataclasses import dataclass, field
 
-from relay.loopback import LoopbackServer, QuietHandler, Served
+from sandbox.loopback import LoopbackServer, QuietHandler, Served
 
 
 @dataclass

@@ -22,9 +22,9 @@ import pytest
 from django.utils import timezone
 
 from allowlist.models import DownstreamRepo
-from hud import history
 from hud.models import JobRecord
 from hud.reports import DAYS, OUTCOMES
+from sandbox import history
 
 pytestmark = pytest.mark.django_db
 

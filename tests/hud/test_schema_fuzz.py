@@ -9,7 +9,7 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 
 from allowlist.models import DownstreamRepo
-from hud import history
+from sandbox import history
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

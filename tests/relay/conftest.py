@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from allowlist.models import DownstreamRepo
-from relay.simulated_downstream import reporter_body  # noqa: F401 (the tests import it from here)
-from relay.simulated_github import SimulatedGitHub, generate_app_key
+from sandbox.downstream import reporter_body  # noqa: F401 (the tests import it from here)
+from sandbox.github import SimulatedGitHub, generate_app_key
 from tests.conftest import FIXTURES
 
 SECRET = "webhook-secret"
@@ -103,7 +103,7 @@ def rsa_keys():
 @pytest.fixture
 def issuers(settings, rsa_keys):
     """Simulated GitHub Actions and Buildkite issuers, trusted by the relay."""
-    from relay.simulated_oidc import SimulatedIssuer
+    from sandbox.oidc import SimulatedIssuer
 
     github_actions = SimulatedIssuer("github", keys={"gha-key": rsa_keys[0]}).start()
     buildkite = SimulatedIssuer("buildkite", keys={"bk-key": rsa_keys[1]}).start()

@@ -14,8 +14,8 @@ from typing import Any
 
 import requests
 
-from relay.simulated_github import SimulatedGitHub
-from relay.simulated_oidc import SimulatedIssuer
+from sandbox.github import SimulatedGitHub
+from sandbox.oidc import SimulatedIssuer
 
 logger = logging.getLogger(__name__)
 

@@ -3,7 +3,7 @@
 Without REDIS_URL it serves one fakeredis on a free loopback port and gives its URL to every
 process it starts, so they share one Redis as production processes would. Without a GitHub App
 configured it starts a simulated GitHub and sends simulated upstream traffic
-(crcr_site/demo.py). It runs the web server and `manage.py worker` as child processes.
+(sandbox/demo.py). It runs the web server and `manage.py worker` as child processes.
 """
 
 import os
@@ -20,9 +20,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandParser
 from fakeredis import TcpFakeServer
 
-from crcr_site import demo
-from hud import history
-from relay import simulated_downstream
+from sandbox import demo, downstream, history
 
 DEMO_USER = ("admin", "admin")
 
@@ -92,7 +90,7 @@ class Command(BaseCommand):
                 daemon=True,
             ).start()
             threading.Thread(
-                target=simulated_downstream.runners,
+                target=downstream.runners,
                 args=(github, issuer, f"{url}/github/callback", stop),
                 daemon=True,
             ).start()

@@ -33,7 +33,7 @@ import requests
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from relay.loopback import LoopbackServer, QuietHandler, Served
+from sandbox.loopback import LoopbackServer, QuietHandler, Served
 
 DISPATCH_LIMIT = 65536
 # What a chaotic GitHub does to a call: fails it (5xx), hangs it past the client's timeout,

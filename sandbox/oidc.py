@@ -13,7 +13,7 @@ from typing import Any
 import jwt
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from relay.loopback import LoopbackServer, QuietHandler, Served
+from sandbox.loopback import LoopbackServer, QuietHandler, Served
 
 AUDIENCE = "pytorch-cross-repo-ci-relay"
 

@@ -1,7 +1,7 @@
 """What `make demo` runs beside the relay: a simulated GitHub, simulated upstream traffic, and
-simulated downstream runners calling back (relay/simulated_downstream.py).
+simulated downstream runners calling back (sandbox/downstream.py).
 
-The simulated GitHub (relay/simulated_github.py) plays both sides of GitHub: the API the relay
+The simulated GitHub (sandbox/github.py) plays both sides of GitHub: the API the relay
 calls (installations, tokens, dispatches) and the sender of upstream webhooks. Every few
 seconds it opens or pushes to a pull request on the upstream repository, signed with the demo's
 webhook secret, so the admin's deliveries and dispatches fill up as they would in production.
@@ -18,8 +18,8 @@ from typing import Any
 import requests
 from django.conf import settings
 
-from relay.simulated_github import SimulatedGitHub, generate_app_key
-from relay.simulated_oidc import SimulatedIssuer
+from sandbox.github import SimulatedGitHub, generate_app_key
+from sandbox.oidc import SimulatedIssuer
 
 logger = logging.getLogger(__name__)
 

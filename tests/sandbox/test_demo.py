@@ -2,7 +2,6 @@ import re
 import signal
 import sqlite3
 import subprocess
-import time
 from pathlib import Path
 
 import requests
@@ -10,29 +9,32 @@ import requests
 from tests.conftest import PYTHON, ROOT
 from tests.crcr_site.test_settings import bare_env
 from tests.servers import free_port
+from tests.waiting import wait_until
+
+
+def up(url: str) -> bool:
+    """Whether a server answers at `url`, whatever its status."""
+    try:
+        requests.get(url, timeout=2)
+    except requests.ConnectionError:
+        return False
+    return True
 
 
 def wait_for(url: str, seconds: float = 60) -> requests.Response:
-    deadline = time.monotonic() + seconds
-    while True:
-        try:
-            return requests.get(url, timeout=2)
-        except requests.ConnectionError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.2)
+    wait_until(lambda: up(url), timeout=seconds, interval=0.2)
+    return requests.get(url, timeout=10)
+
+
+def rows(database: Path, query: str) -> int:
+    with sqlite3.connect(database) as db:
+        (count,) = db.execute(query).fetchone()
+    return int(count)
 
 
 def wait_for_rows(database: Path, query: str, at_least: int, seconds: float = 30) -> None:
     """Simulated upstream traffic reaches the relay and is dispatched to the simulated GitHub."""
-    deadline = time.monotonic() + seconds
-    while True:
-        with sqlite3.connect(database) as db:
-            (count,) = db.execute(query).fetchone()
-        if count >= at_least or time.monotonic() > deadline:
-            break
-        time.sleep(0.2)
-    assert count >= at_least
+    wait_until(lambda: rows(database, query) >= at_least, timeout=seconds, interval=0.2)
 
 
 def test_the_demo_serves_the_allowlist_admin_and_simulated_traffic_both_ways(tmp_path):
@@ -78,12 +80,8 @@ def test_the_demo_serves_the_allowlist_admin_and_simulated_traffic_both_ways(tmp
     assert "fakeredis serving redis://127.0.0.1:" in output
     assert "Demo admin login: admin / admin" in output
     assert "Loaded a two-week history of" in output
-    time.sleep(0.2)
-    try:
-        requests.get(f"http://127.0.0.1:{port}/crcr", timeout=2)
-        raise AssertionError("the web server outlived the demo")
-    except requests.ConnectionError:
-        pass
+    # The web server did not outlive the demo.
+    wait_until(lambda: not up(f"http://127.0.0.1:{port}/crcr"), timeout=2)
 
 
 def test_the_demo_can_keep_the_hud_in_clickhouse(tmp_path):
@@ -102,12 +100,8 @@ def test_the_demo_can_keep_the_hud_in_clickhouse(tmp_path):
         repo = requests.get(f"http://127.0.0.1:{port}/crcr/Ascend/pytorch", timeout=10)
         assert 'class="matrix"' in repo.text
         # Live callbacks reach ClickHouse through the outbox: the job count keeps growing.
-        counted = [_jobs(port)]
-        deadline = time.monotonic() + 45
-        while counted[-1] <= counted[0] and time.monotonic() < deadline:
-            time.sleep(1)
-            counted.append(_jobs(port))
-        assert counted[-1] > counted[0]
+        first = _jobs(port)
+        wait_until(lambda: _jobs(port) > first, timeout=45, interval=1)
     finally:
         demo.send_signal(signal.SIGTERM)
         output, _ = demo.communicate(timeout=30)
