@@ -1,4 +1,4 @@
-"""The storage contract (hud/storage.py, semantics in hud/reports.py), held to hand-computed
+"""The storage contract (hud/storage/base.py, semantics in hud/reports.py), held to hand-computed
 figures on tests/hud/dataset.py — the same assertions for every backend and database."""
 
 from datetime import date
@@ -6,11 +6,11 @@ from datetime import date
 import pytest
 from django.db import connections
 
-from hud.clickhouse.drivers import ChdbDriver, ServerDriver
-from hud.clickhouse.store import ClickHouseRecordStore
-from hud.orm import OrmRecordStore
 from hud.reports import Counts, Kind, Window
 from hud.storage import HudRecord, RecordExists, RecordKey
+from hud.storage.clickhouse.drivers import ChdbDriver, ServerDriver
+from hud.storage.clickhouse.store import ClickHouseRecordStore
+from hud.storage.orm import OrmRecordStore
 from tests.hud.dataset import NOW, PROBE, at, rows, seed
 
 pytestmark = pytest.mark.django_db(databases=["default", "sqlite"])

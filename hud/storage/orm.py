@@ -53,10 +53,10 @@ from hud.reports import (
     red_heads,
     worst_first,
 )
-from hud.storage import (
+from hud.storage.base import (
     COMPLETED as COMPLETED_STATUS,
 )
-from hud.storage import (
+from hud.storage.base import (
     KEY_FIELDS,
     STORED_JOB_FIELDS,
     HudRecord,

@@ -1,6 +1,8 @@
-"""Where HUD records are kept: a swappable backend, as Django's session backends are.
+"""The storage contract every HUD backend implements, as Django's session backends have theirs.
 
-`HUD_STORE` names the backend class (the ORM one by default, or ClickHouse). Every backend
+`HUD_STORE` is the dotted path of the backend class, set from `HUD_BACKEND`: the ORM one
+(`hud.storage.orm`, PostgreSQL or SQLite) by default, or ClickHouse (`hud.storage.clickhouse`).
+The contract speaks in HUD terms only: records, keys, and what the pages read. Every backend
 keeps contract §3's semantics: one row per key, and a later record for the same key changes
 only the fields it carries (`None` is "not carried" and erases nothing), under two rules that
 hold whatever order the writes commit in (`merged` states them once; the ORM backend's upsert

@@ -1,7 +1,7 @@
 """The HUD's ClickHouse backend: the storage contract on a ReplacingMergeTree.
 
-Reads are here, every statement in hud/clickhouse/queries.py; writes (the outbox and its
-drain) are in hud/clickhouse/writes.py.
+Reads are here, every statement in hud/storage/clickhouse/queries.py; writes (the outbox and its
+drain) are in hud/storage/clickhouse/writes.py.
 """
 
 from collections.abc import Iterable, Iterator, Sequence
@@ -12,9 +12,6 @@ from typing import Any
 from django.conf import settings
 
 from crcr_site import sql
-from hud.clickhouse import queries as q
-from hud.clickhouse import writes
-from hud.clickhouse.drivers import ChdbDriver, Driver, driver_for
 from hud.models import JobRecord
 from hud.reports import (
     CELL_SOURCE,
@@ -36,7 +33,7 @@ from hud.reports import (
     red_heads,
     worst_first,
 )
-from hud.storage import (
+from hud.storage.base import (
     STORED_JOB_FIELDS,
     HudRecord,
     RecordExists,
@@ -46,6 +43,9 @@ from hud.storage import (
     StoreUnavailable,
     may_change,
 )
+from hud.storage.clickhouse import queries as q
+from hud.storage.clickhouse import writes
+from hud.storage.clickhouse.drivers import ChdbDriver, Driver, driver_for
 
 # What a matrix cell needs (hud/reports.py Cell.of), and where it belongs.
 CELL_COLUMNS = ["downstream_repo", "repo_display", "pr_number", "head_sha", *CELL_SOURCE]
@@ -68,7 +68,7 @@ class ClickHouseRecordStore(RecordStore):
         self._names: dict[str, str] = {}  # repo key → display name, as cells are read
         self.drains_on_read = self.owns_engine
 
-    # -- schema, rows and writes (hud/clickhouse/writes.py) --------------------------------------
+    # -- schema, rows and writes (writes.py) -----------------------------------------------------
 
     def migrate(self) -> list[int]:
         """Apply the schema versions not applied yet; the ones applied now."""
