@@ -652,12 +652,15 @@ def _store(
         else:
             record.execution_time = elapsed
         at = timezone.now()
-        rows = [
-            get_store().upsert_row(record, now=at),
-            *hud_forward.outbox_rows(_envelope(identity, level, callback, record)),
-            audit.row(CallbackAudit.Decision.ACCEPTED, 200, "accepted"),
-        ]
-        fresh = sql.insert_if_new(_replay_row(identity, at), rows, only_if)
+        outbox_rows = hud_forward.outbox_rows(_envelope(identity, level, callback, record))
+        audit_row = audit.row(CallbackAudit.Decision.ACCEPTED, 200, "accepted")
+        fresh = get_store().upsert_guarded(
+            record,
+            now=at,
+            guard=_replay_row(identity, at),
+            alongside=[*outbox_rows, audit_row],
+            only_if=only_if,
+        )
     except Exception as exc:
         state.try_compensate(moved.job_key, moved.tx)
         if isinstance(exc, DatabaseError):

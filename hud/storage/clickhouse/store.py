@@ -93,9 +93,23 @@ class ClickHouseRecordStore(RecordStore):
                 current = None
             if current is not None and not may_change(current.get("source"), record.source):
                 return False
-        super().upsert(record, now=now)
+        sql.insert_row(writes.outbox_row(record, now))
         self.drains_on_read = self.owns_engine
         return True
+
+    def upsert_guarded(
+        self,
+        record: HudRecord,
+        *,
+        now: datetime,
+        guard: sql.Row,
+        alongside: Sequence[sql.Row] = (),
+        only_if: sql.Condition | None = None,
+    ) -> bool:
+        # The record's outbox row joins the caller's statement; the drain merges it later.
+        fresh = sql.insert_if_new(guard, [writes.outbox_row(record, now), *alongside], only_if)
+        self.drains_on_read = self.owns_engine
+        return fresh
 
     def stored_job(self, key: RecordKey) -> StoredJob | None:
         # What the outbox holds is committed too: drained first (rows a worker is draining
@@ -106,14 +120,11 @@ class ClickHouseRecordStore(RecordStore):
             return None
         return StoredJob(*(row[name] for name in STORED_JOB_FIELDS))
 
-    def upsert_row(self, record: HudRecord, *, now: datetime) -> sql.Row:
-        return writes.outbox_row(record, now)
-
     def insert_new(self, record: HudRecord, *, now: datetime) -> None:
         # Written once per key: refused when ClickHouse or the outbox already has the key.
         if writes.stored(self.driver, record.key):
             raise RecordExists(str(record.key))
-        sql.insert_row(self.upsert_row(record, now=now))
+        sql.insert_row(writes.outbox_row(record, now))
         self.drains_on_read = self.owns_engine
 
     def drain(self, batch: int = writes.DRAIN_BATCH) -> int:
