@@ -14,7 +14,7 @@ from enum import Enum
 from typing import Any
 
 from crcr_site.text import storable, stored_text
-from hud.records import ciflow_pr_number
+from crcr_site.upstream import ciflow_pr_number
 
 
 class WebhookRefused(Exception):

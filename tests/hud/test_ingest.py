@@ -5,7 +5,6 @@ import json
 import pytest
 
 from hud.models import JobRecord
-from hud.records import ciflow_pr_number
 from tests.relay.conftest import reporter_body, webhook_payload
 
 pytestmark = pytest.mark.django_db
@@ -148,22 +147,6 @@ def test_garbage_is_400_never_500(client):
         json.dumps({"trusted": {"verified_repo": "x"}, "untrusted": {}}).encode(),
     ):
         assert send(client, body).status_code == 400
-
-
-@pytest.mark.parametrize(
-    ("ref", "number"),
-    [
-        ("refs/tags/ciflow/trunk/12345", 12345),
-        ("refs/tags/ciflow/crcr/npu/7", 7),
-        ("refs/heads/main", 0),
-        ("refs/tags/ciflow/trunk/0", 0),
-        ("refs/tags/ciflow/trunk/99999999999", 0),
-        ("refs/tags/ciflow/12", 0),
-        (None, 0),
-    ],
-)
-def test_a_ciflow_tag_push_names_its_pr(ref, number):
-    assert ciflow_pr_number(ref) == number
 
 
 @pytest.mark.parametrize("repo", ["org/a/b", "org name/x", "org/<x>", "/x"])
