@@ -2,7 +2,7 @@
 
 Each process keeps the whole allowlist (tens of rows) in memory, keyed by the token of the
 `Generation` row. Every write to the allowlist changes that token in the writer's transaction
-(allowlist/audit.py), and every lookup reads it first: one primary-key SELECT instead of
+(DownstreamRepo.save and delete), and every lookup reads it first: one primary-key SELECT instead of
 loading the rows, and never stale after a commit, in this process or any other. Tokens are
 random, so a snapshot taken inside a transaction that later rolls back can never be mistaken
 for a committed one.

@@ -5,7 +5,7 @@ from django.db import connection
 
 from allowlist import lookup
 from allowlist.entry import Event, Level
-from allowlist.models import DownstreamRepo
+from allowlist.models import Change, DownstreamRepo
 from tests.conftest import PYTHON, ROOT
 from tests.crcr_site.test_settings import run_on_sqlite
 
@@ -114,6 +114,20 @@ def test_a_write_is_seen_at_once_in_the_same_process():
     row.save()
 
     assert lookup.level_of("a/b") == Level.L2
+
+
+@pytest.mark.django_db
+def test_a_bulk_delete_is_seen_at_once_and_logged():
+    add("a/b", "L1"), add("a/c", "L2")
+    assert len(lookup.snapshot().entries) == 2
+
+    DownstreamRepo.objects.filter(repo__startswith="a/").delete()
+
+    assert lookup.snapshot().entries == ()
+    assert sorted(Change.objects.filter(action="removed").values_list("repo", flat=True)) == [
+        "a/b",
+        "a/c",
+    ]
 
 
 @pytest.mark.django_db(transaction=True)
