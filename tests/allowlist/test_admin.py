@@ -3,8 +3,7 @@ from django.urls import reverse
 
 from allowlist import lookup
 from allowlist.models import Change, DownstreamRepo, Source
-from tests.allowlist.test_lookup import SecondProcess
-from tests.allowlist.test_sync import run_sync, write
+from tests.allowlist.support import SecondProcess, run_sync, write
 
 
 def change_url(row: DownstreamRepo) -> str:

@@ -1,42 +1,15 @@
-import subprocess
-
 import pytest
 from django.db import connection
 
 from allowlist import lookup
 from allowlist.entry import Event, Level
 from allowlist.models import Change, DownstreamRepo
-from tests.conftest import PYTHON, ROOT
-from tests.crcr_site.test_settings import run_on_sqlite
+from tests.allowlist.support import SecondProcess
+from tests.crcr_site.support import run_on_sqlite
 
 
 def add(repo: str, level: str, **fields) -> DownstreamRepo:
     return DownstreamRepo.objects.create(repo=repo, level=level, **fields)
-
-
-class SecondProcess:
-    """Another Python process asking level_of(), with its own in-memory cache."""
-
-    def __init__(self, env: dict[str, str]) -> None:
-        self.proc = subprocess.Popen(
-            [PYTHON, str(ROOT / "tests" / "allowlist" / "lookup_repl.py")],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-            env=env,
-            cwd=ROOT,
-        )
-
-    def level_of(self, repo: str) -> str:
-        assert self.proc.stdin
-        assert self.proc.stdout
-        self.proc.stdin.write(repo + "\n")
-        self.proc.stdin.flush()
-        return self.proc.stdout.readline().strip()
-
-    def close(self) -> None:
-        self.proc.kill()
-        self.proc.wait()
 
 
 @pytest.fixture

@@ -9,21 +9,9 @@ from allowlist.lookup import level_of
 from allowlist.models import Change, DownstreamRepo, Source
 from allowlist.sync import drift, revert_to_file
 from allowlist.yamlfile import parse_allowlist
-from tests.allowlist.test_yamlfile import MALFORMED
+from tests.allowlist.support import MALFORMED, run_sync, write
 
 pytestmark = pytest.mark.django_db
-
-
-def run_sync(location: str, *args: str) -> str:
-    out = io.StringIO()
-    call_command("allowlist_sync", location, *args, stdout=out, stderr=out)
-    return out.getvalue()
-
-
-def write(tmp_path: Path, text: str, name: str = "allowlist.yml") -> str:
-    path = tmp_path / name
-    path.write_text(text)
-    return str(path)
 
 
 def state() -> list[tuple]:

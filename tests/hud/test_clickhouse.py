@@ -8,7 +8,7 @@ from hud.models import JobRecord
 from hud.reports import Kind, Window
 from hud.storage.orm import OrmRecordStore
 from tests.hud.dataset import NOW, PROBE, seed
-from tests.hud.test_ingest import envelope, send
+from tests.hud.support import envelope, send
 
 pytestmark = pytest.mark.django_db
 
