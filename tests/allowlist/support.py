@@ -7,7 +7,14 @@ from pathlib import Path
 
 from django.core.management import call_command
 
+from allowlist import lookup
 from tests.conftest import PYTHON, ROOT
+
+
+def level_in_force(repo: str) -> str | None:
+    """The level the relay and the HUD see for `repo` (any spelling), None when not listed."""
+    entry = lookup.snapshot().get(repo)
+    return entry.level if entry else None
 
 
 def run_sync(location: str, *args: str) -> str:
@@ -23,7 +30,8 @@ def write(tmp_path: Path, text: str, name: str = "allowlist.yml") -> str:
 
 
 class SecondProcess:
-    """Another Python process asking level_of(), with its own in-memory cache."""
+    """Another Python process asking its allowlist snapshot for levels, with its own in-memory
+    cache."""
 
     def __init__(self, env: dict[str, str]) -> None:
         self.proc = subprocess.Popen(
