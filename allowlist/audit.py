@@ -2,7 +2,8 @@
 
 Receivers on the model's signals see every save and delete (the admin, a sync, a shell), in the
 writer's transaction; bulk `update()` is refused by the model's queryset for the same reason.
-The actor comes from `acting_as(...)`, set by the admin (the user) and the sync (`sync`).
+The actor comes from `acting_as(...)`, set by the admin (the user) and the sync (`sync`). The
+lookup cache's generation is the model's own business (DownstreamRepo.save and delete).
 """
 
 import contextlib
@@ -14,7 +15,7 @@ from django.db.models.signals import post_delete, post_save, pre_save
 from django.dispatch import receiver
 from django.utils import timezone
 
-from allowlist.models import Change, DownstreamRepo, Generation
+from allowlist.models import Change, DownstreamRepo
 
 AUDITED_FIELDS = (
     "repo",
@@ -52,7 +53,7 @@ def _remember_old_values(sender: type, instance: DownstreamRepo, **kwargs: Any) 
 
 
 def _record(repo: str, action: str, old: dict[str, Any] | None, new: dict[str, Any] | None) -> None:
-    """Log one change (old/new are None for an addition/removal) and invalidate lookups."""
+    """Log one change (old/new are None for an addition/removal)."""
     names = [n for n in AUDITED_FIELDS if old is None or new is None or old[n] != new[n]]
     if not names:
         return
@@ -65,7 +66,6 @@ def _record(repo: str, action: str, old: dict[str, Any] | None, new: dict[str, A
         new_level=new["level"] if new else "",
         fields={n: [old[n] if old else None, new[n] if new else None] for n in names},
     )
-    Generation.bump()
 
 
 @receiver(post_save, sender=DownstreamRepo)

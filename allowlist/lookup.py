@@ -2,7 +2,7 @@
 
 Each process keeps the whole allowlist (tens of rows) in memory, keyed by the token of the
 `Generation` row. Every write to the allowlist changes that token in the writer's transaction
-(allowlist/audit.py), and every lookup reads it first: one primary-key SELECT instead of
+(DownstreamRepo.save and delete), and every lookup reads it first: one primary-key SELECT instead of
 loading the rows, and never stale after a commit, in this process or any other. Tokens are
 random, so a snapshot taken inside a transaction that later rolls back can never be mistaken
 for a committed one.
@@ -17,7 +17,7 @@ from typing import Any
 
 from django.db import connection
 
-from allowlist.entry import Entry, Level, repo_key
+from allowlist.entry import Entry, repo_key
 from allowlist.models import DownstreamRepo, Generation
 
 
@@ -84,25 +84,6 @@ def last_read() -> tuple[str, Snapshot] | None:
 def is_current_sql(token: str) -> tuple[str, list[Any]]:
     """A condition true while `token` is the committed generation: SQL and its parameters."""
     return f"({TOKEN_SQL}) = %s", [*TOKEN_PARAMS, token]
-
-
-def entry_of(repo: str) -> Entry | None:
-    return snapshot().get(repo)
-
-
-def level_of(repo: str) -> Level | None:
-    """The level of an enabled repo (any spelling), or None when it is not allowlisted."""
-    entry = entry_of(repo)
-    return entry.level if entry else None
-
-
-def repos_at_or_above(level: Level) -> tuple[Entry, ...]:
-    return tuple(e for e in snapshot().entries if e.level.rank >= level.rank)
-
-
-def repos_of_device(device: str) -> tuple[Entry, ...]:
-    """The L3 repos whose label is ciflow/crcr/<device>."""
-    return tuple(e for e in snapshot().entries if e.level == Level.L3 and e.device == device)
 
 
 def repos_for_event(event: str) -> tuple[Entry, ...]:

@@ -31,6 +31,15 @@ class GuardedQuerySet(models.QuerySet["DownstreamRepo"]):
         # A bulk UPDATE would bypass the change log and the lookup cache's invalidation.
         raise TypeError("save() each DownstreamRepo instead, so the change is logged")
 
+    def delete(self) -> tuple[int, dict[str, int]]:
+        # Each row's deletion is logged (allowlist/audit.py, post_delete); the generation
+        # changes here, as DownstreamRepo.delete changes it.
+        with transaction.atomic():
+            Generation.lock()
+            deleted = super().delete()
+            Generation.bump()
+        return deleted
+
 
 class DownstreamRepo(models.Model):
     repo = models.CharField(
@@ -75,17 +84,21 @@ class DownstreamRepo(models.Model):
         return self.repo
 
     def save(self, *args: Any, **kwargs: Any) -> None:
-        # The row, its change-log entry and the cache generation commit together. Every writer
-        # takes the generation row's lock first, so writers never wait on each other in
-        # opposite orders (a sync locks it before touching rows).
+        # The row, its change-log entry (allowlist/audit.py, on the save signals) and the
+        # cache generation commit together. Every writer takes the generation row's lock
+        # first, so writers never wait on each other in opposite orders (a sync locks it
+        # before touching rows); the new generation is what every lookup sees next.
         with transaction.atomic():
             Generation.lock()
             super().save(*args, **kwargs)
+            Generation.bump()
 
     def delete(self, *args: Any, **kwargs: Any) -> tuple[int, dict[str, int]]:
         with transaction.atomic():
             Generation.lock()
-            return super().delete(*args, **kwargs)
+            deleted = super().delete(*args, **kwargs)
+            Generation.bump()
+        return deleted
 
     @property
     def is_file_owned(self) -> bool:
@@ -175,6 +188,7 @@ class Generation(models.Model):
 
     @classmethod
     def bump(cls) -> None:
+        """A new token: every process's cached allowlist is stale once this commits."""
         cls.objects.update_or_create(pk=cls.SINGLETON_ID, defaults={"token": uuid.uuid4()})
 
     @classmethod

@@ -240,7 +240,7 @@ def run(args: argparse.Namespace, url: str, chdb_url: str) -> None:
     django.setup()
     from django.core.management import call_command
 
-    from hud.clickhouse import store as clickhouse_store
+    from hud.storage.clickhouse import store as clickhouse_store
 
     call_command("migrate", verbosity=0)
     now = datetime.now(UTC)
@@ -300,8 +300,8 @@ def measure_pages(args: argparse.Namespace, store, busiest: str, quiet: str, pr:
     print(f"{'backend':<11} {'page':<36} {'cold ms':>8} {'SQL ms':>7} {'page/SQL':>9} "
           f"{'warm ms':>8} {'SQL ms':>7} {'page/SQL':>9} {'queries':>8}")  # fmt: skip
     for backend, store_path in (
-        ("postgresql", "hud.orm.OrmRecordStore"),
-        ("clickhouse", "hud.clickhouse.store.ClickHouseRecordStore"),
+        ("postgresql", "hud.storage.orm.OrmRecordStore"),
+        ("clickhouse", "hud.storage.clickhouse.store.ClickHouseRecordStore"),
     ):
         settings.HUD_STORE = store_path
         settings.HUD_BACKEND = "clickhouse" if backend == "clickhouse" else "orm"

@@ -367,8 +367,8 @@ HUD_BACKEND = envstr("HUD_BACKEND", "orm")
 if HUD_BACKEND not in {"orm", "clickhouse"}:
     raise ImproperlyConfigured(f"HUD_BACKEND={HUD_BACKEND!r}: use orm or clickhouse")
 HUD_STORE = {
-    "orm": "hud.orm.OrmRecordStore",
-    "clickhouse": "hud.clickhouse.store.ClickHouseRecordStore",
+    "orm": "hud.storage.orm.OrmRecordStore",
+    "clickhouse": "hud.storage.clickhouse.store.ClickHouseRecordStore",
 }[HUD_BACKEND]
 HUD_CLICKHOUSE_URL = envstr("HUD_CLICKHOUSE_URL") or None
 if HUD_BACKEND == "clickhouse" and not (

@@ -29,7 +29,7 @@ def _columns(model: type[models.Model]) -> list[models.Field[Any, Any]]:
 
 
 # An upsert's DO UPDATE clause for its update columns ("SET ... [WHERE ...]"), when plain
-# `column = EXCLUDED.column` assignments are not the rule (hud/orm.py's record upsert).
+# `column = EXCLUDED.column` assignments are not the rule (hud/storage/orm.py's record upsert).
 UpdateClause = Callable[[tuple[str, ...]], str]
 
 

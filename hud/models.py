@@ -1,9 +1,12 @@
-"""One row per downstream CI job result, keyed as contract §3 keys a HUD record."""
+"""One row per downstream CI job result, keyed as contract §3 keys a HUD record; the outbox
+to ClickHouse; the daily counts; the upstream PRs' titles and authors."""
 
+from datetime import datetime
 from typing import ClassVar
 
-from django.db import models
+from django.db import connection, models
 
+from crcr_site import sql
 from crcr_site.fields import StorableJSONField
 
 # What the HUD's aggregates read from each row (covering indexes below).
@@ -136,3 +139,41 @@ class DailyCounts(models.Model):
 
     def __str__(self) -> str:
         return f"{self.downstream_repo} {self.day} {self.event_type}"
+
+
+class UpstreamPull(models.Model):
+    """An upstream pull request as the HUD names it: the title and author of the newest
+    `pull_request` webhook the relay recorded for it (the relay writes it with the delivery,
+    relay/fanout.py), so the pages need nothing of the relay's own tables."""
+
+    number = models.PositiveIntegerField(unique=True)
+    upstream_repo = models.CharField(max_length=140)
+    title = models.CharField(max_length=1024, blank=True)
+    author = models.CharField(max_length=100, blank=True)
+    updated_at = models.DateTimeField(help_text="when that webhook was received, relay's clock")
+
+    def __str__(self) -> str:
+        return f"#{self.number} {self.title}"
+
+    @classmethod
+    def note(
+        cls, *, number: int, upstream_repo: str, title: str, author: str, at: datetime
+    ) -> None:
+        """Keep what a webhook received `at` says of PR `number`, unless a newer one has
+        been kept already (two deliveries committing out of order)."""
+        values = {"upstream_repo": upstream_repo, "title": title, "author": author}
+        row = sql.Row(
+            cls,
+            {"number": number, **values, "updated_at": at},
+            on_conflict=("number",),
+            update=(*values, "updated_at"),
+            clause=_newer_only,
+        )
+        sql.insert_row(row)
+
+
+def _newer_only(update: tuple[str, ...]) -> str:
+    quote = connection.ops.quote_name
+    table = quote(UpstreamPull._meta.db_table)
+    changes = ", ".join(f"{quote(c)} = EXCLUDED.{quote(c)}" for c in update)
+    return f"SET {changes} WHERE EXCLUDED.updated_at >= {table}.updated_at"

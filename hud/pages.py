@@ -14,6 +14,7 @@ from django.utils import timezone
 from allowlist import lookup
 from allowlist.entry import CAPABILITIES, Capabilities, Level
 from allowlist.models import Change
+from hud.models import UpstreamPull
 from hud.reports import (
     DAYS,
     DEFAULT_DAYS,
@@ -30,7 +31,6 @@ from hud.reports import (
     Window,
 )
 from hud.storage import RecordStore, get_store
-from relay.models import Delivery
 
 
 class BadQuery(ValueError):
@@ -248,7 +248,7 @@ def repo_page(key: str, query: Query, store: RecordStore | None = None) -> RepoP
         per_page=settings.HUD_PAGE_SIZE,
     )
     columns = shard_columns(matrix.columns, collapse=not query.shards)
-    about = _dispatch_titles(matrix.rows) if query.kind == Kind.PR else {}
+    about = _titles(matrix.rows) if query.kind == Kind.PR else {}
     rows = tuple(
         ShownRow(row, tuple(_shown(row, c) for c in columns), *about.get(row.pr_number, ("", "")))
         for row in matrix.rows
@@ -314,16 +314,16 @@ def _badness(outcome: str) -> int:
     return WORST_FIRST.index(outcome) if outcome in WORST_FIRST else 0
 
 
-def _dispatch_titles(rows: tuple[MatrixRow, ...]) -> dict[int, tuple[str, str]]:
-    """PR number → (title, author), from our own dispatch records (the newest delivery)."""
+ABOUT = ("number", "title", "author")
+
+
+def _titles(rows: tuple[MatrixRow, ...]) -> dict[int, tuple[str, str]]:
+    """PR number → (title, author), as the newest webhook of each PR said (UpstreamPull)."""
     numbers = {row.pr_number for row in rows if row.pr_number}
-    found: dict[int, tuple[str, str]] = {}
-    deliveries = Delivery.objects.filter(pr_number__in=numbers, event="pull_request")
-    for number, title, author in deliveries.order_by("received_at").values_list(
-        "pr_number", "title", "author"
-    ):
-        found[number] = (title, author)
-    return found
+    pulls = UpstreamPull.objects.filter(number__in=numbers)
+    return {
+        n: (title, author) for n, title, author in pulls.values_list("number", "title", "author")
+    }
 
 
 def readiness_windows(now: datetime) -> list[Window]:
@@ -441,11 +441,10 @@ def pr_page(number: int, store: RecordStore | None = None) -> PrPage:
         view = store.pr(number, exclude=[settings.CRCR_PROBE_REPO.casefold()])
     else:
         view = PrView(number=number, repos=())
-    delivery = (
-        Delivery.objects.filter(pr_number=number, event="pull_request")
-        .order_by("-received_at")
+    pull = (
+        UpstreamPull.objects.filter(number=number)
         .values_list("title", "author", "upstream_repo")
         .first()
     )
-    title, author, upstream = delivery or ("", "", settings.CRCR_UPSTREAM_REPO)
+    title, author, upstream = pull or ("", "", settings.CRCR_UPSTREAM_REPO)
     return PrPage(view, title, author, upstream, sum(r.latest.red for r in view.repos))

@@ -9,7 +9,6 @@ it is escaped wherever it is shown.
 
 import json
 import math
-import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -17,6 +16,7 @@ from urllib.parse import urlsplit
 
 from allowlist.yamlfile import REPO_RE
 from crcr_site.text import storable, stored_text
+from crcr_site.upstream import ciflow_pr_number
 
 NAME_CAP = 255
 ID_CAP = 100
@@ -333,13 +333,3 @@ def parse_envelope(raw: object) -> Envelope:
         pr_number=number if isinstance(number, int) and 0 < number < 2**31 else 0,
         head_sha=str(head)[:100],
     )
-
-
-_CIFLOW_TAG = re.compile(r"refs/tags/ciflow/.+/([1-9][0-9]{0,9})")
-
-
-def ciflow_pr_number(ref: object) -> int:
-    """The PR a push of `refs/tags/ciflow/<name>/<N>` was made for (N), else 0."""
-    match = _CIFLOW_TAG.fullmatch(ref) if isinstance(ref, str) else None
-    number = int(match.group(1)) if match else 0
-    return number if number < 2**31 else 0

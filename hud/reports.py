@@ -1,4 +1,4 @@
-"""What the HUD shows, as the dataclasses every storage backend returns (hud/storage.py).
+"""What the HUD shows, as the dataclasses every storage backend returns (hud/storage/base.py).
 
 Semantics, the same on every backend (the contract tests in tests/hud/test_store_contract.py
 hold each backend to them):

@@ -8,8 +8,8 @@ hour (relay/periodic.py) or by `manage.py prune` from cron.
 - finished task results, after two weeks (django-tasks-db's own command).
 
 Deletes go in batches of BATCH rows, oldest first by primary key, so a large backlog never
-holds one long lock. Deliveries and dispatches are kept: the HUD shows their PR
-titles, and a re-run days later still needs its dispatch.
+holds one long lock. Deliveries and dispatches are kept: a re-run days later still needs
+its dispatch.
 """
 
 from datetime import datetime, timedelta

@@ -15,7 +15,7 @@ from typing import Any
 
 from crcr_site.errors import Refused
 from crcr_site.text import storable, stored_text
-from hud.records import ciflow_pr_number
+from crcr_site.upstream import ciflow_pr_number
 
 
 class WebhookRefused(Refused):

@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from allowlist.entry import Level
 from allowlist.lookup import snapshot
-from hud.models import JobRecord
+from hud.models import JobRecord, UpstreamPull
 from hud.reports import PROBE_EXPECTATIONS
 from relay.models import Delivery
 
@@ -39,6 +39,7 @@ def load(days: int = 14, prs: int = 24, seed: int = 7) -> int:
     probe = settings.CRCR_PROBE_REPO.casefold()
     records: list[JobRecord] = []
     deliveries: list[Delivery] = []
+    pulls: dict[int, UpstreamPull] = {}
     for n in range(prs):
         number = 1000 + n
         author = rng.choice(("alice", "bob", "chen", "dana"))
@@ -48,6 +49,10 @@ def load(days: int = 14, prs: int = 24, seed: int = 7) -> int:
             sha = f"{rng.getrandbits(160):040x}"
             delivery = f"demo-{number}-{push}"
             deliveries.append(_delivery(delivery, number, sha, title, author, at))
+            upstream = settings.CRCR_UPSTREAM_REPO
+            pulls[number] = UpstreamPull(
+                number=number, upstream_repo=upstream, title=title, author=author, updated_at=at
+            )
             for entry in repos:
                 if "pull_request" not in entry.sorted_events():
                     continue
@@ -76,6 +81,7 @@ def load(days: int = 14, prs: int = 24, seed: int = 7) -> int:
                 )
     with transaction.atomic():
         Delivery.objects.bulk_create(deliveries, ignore_conflicts=True)
+        UpstreamPull.objects.bulk_create(pulls.values(), ignore_conflicts=True)
         JobRecord.objects.bulk_create(records, ignore_conflicts=True)
     return len(records)
 

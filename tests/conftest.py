@@ -105,11 +105,11 @@ def on_chdb(settings, tmp_path):
     """HUD_BACKEND=clickhouse on a chdb directory of this test's own, schema applied."""
     from django.core.management import call_command
 
-    from hud.clickhouse import store as clickhouse_store
+    from hud.storage.clickhouse import store as clickhouse_store
 
     url = f"chdb://{tmp_path / 'chdb'}"
     settings.HUD_BACKEND = "clickhouse"
-    settings.HUD_STORE = "hud.clickhouse.store.ClickHouseRecordStore"
+    settings.HUD_STORE = "hud.storage.clickhouse.store.ClickHouseRecordStore"
     settings.HUD_CLICKHOUSE_URL = url
     call_command("hud_clickhouse_migrate", verbosity=0)
     yield clickhouse_store.ClickHouseRecordStore(url)

@@ -1,5 +1,5 @@
 """PostgreSQL: keep hud_dailycounts exact with a row trigger on hud_jobrecord, and fill it from
-the records already there. Other databases count records directly (hud/orm.py)."""
+the records already there. Other databases count records directly (hud/storage/orm.py)."""
 
 from django.db import migrations
 

@@ -1,8 +1,9 @@
 """Stage 5: the record of an accepted callback, all or nothing.
 
-A PR/push callback's write is one statement on PostgreSQL (`sql.insert_if_new`): the caller's
-replay key and, only if it was unused (and, on the fast path, only while the allowlist it was
-decided on is still the committed one), the HUD row, the forward outbox row and the audit row.
+A PR/push callback's write is one statement on PostgreSQL (the store's `upsert_guarded`): the
+caller's replay key and, only if it was unused (and, on the fast path, only while the allowlist
+it was decided on is still the committed one), the HUD row, the forward outbox row and the
+audit row.
 A self-report (nightly, periodic) is one transaction: the replay key first, then the record,
 written once. Which upstream PR, SHA and repository a result belongs to comes from our dispatch
 record, never from the echoed payload.
@@ -67,13 +68,18 @@ def store_transition(
         else:
             record.execution_time = elapsed
         at = timezone.now()
-        rows = [
-            get_store().upsert_row(record, now=at),
-            *hud_forward.outbox_rows(envelope(accepted, record)),
-            accepted.audit.row(CallbackAudit.Decision.ACCEPTED, 200, "accepted"),
-        ]
-        guard = sql.Row(ReplayKey, {"key": replay_key(accepted.identity), "used_at": at}, ("key",))
-        return sql.insert_if_new(guard, rows, only_if)
+        return get_store().upsert_guarded(
+            record,
+            now=at,
+            guard=sql.Row(
+                ReplayKey, {"key": replay_key(accepted.identity), "used_at": at}, ("key",)
+            ),
+            alongside=[
+                *hud_forward.outbox_rows(envelope(accepted, record)),
+                accepted.audit.row(CallbackAudit.Decision.ACCEPTED, 200, "accepted"),
+            ],
+            only_if=only_if,
+        )
     except Exception as exc:
         moved.try_undo()
         if isinstance(exc, DatabaseError):

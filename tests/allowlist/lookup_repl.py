@@ -1,4 +1,4 @@
-"""A second process for tests: reads repo names on stdin, answers each with level_of(repo)."""
+"""A second process for tests: reads repo names on stdin, answers each with its level (or -)."""
 
 import sys
 
@@ -6,7 +6,8 @@ import django
 
 django.setup()
 
-from allowlist.lookup import level_of  # noqa: E402
+from allowlist.lookup import snapshot  # noqa: E402
 
 for line in sys.stdin:
-    print(level_of(line.strip()) or "-", flush=True)
+    entry = snapshot().get(line.strip())
+    print(entry.level if entry else "-", flush=True)

@@ -3,8 +3,7 @@ from django.urls import reverse
 
 from allowlist import lookup
 from allowlist.models import Change, DownstreamRepo, Source
-from tests.allowlist.test_lookup import SecondProcess
-from tests.allowlist.test_sync import run_sync, write
+from tests.allowlist.support import SecondProcess, level_in_force, run_sync, write
 
 
 def change_url(row: DownstreamRepo) -> str:
@@ -83,13 +82,13 @@ def test_the_list_shows_level_device_oncalls_events_and_source_with_filters(admi
 @pytest.mark.django_db
 def test_a_level_change_in_the_admin_is_seen_by_the_lookup_at_once_and_logged(admin_client):
     row = DownstreamRepo.objects.create(repo="admin/repo", level="L1")
-    assert lookup.level_of("admin/repo") == "L1"
+    assert level_in_force("admin/repo") == "L1"
 
     response = admin_client.post(change_url(row), form(row, level="L2", oncalls="a, b"))
 
     assert response.status_code == 302
-    assert lookup.level_of("admin/repo") == "L2"
-    entry = lookup.entry_of("admin/repo")
+    assert level_in_force("admin/repo") == "L2"
+    entry = lookup.snapshot().get("admin/repo")
     assert entry is not None
     assert entry.oncalls == ("a", "b")
     change = Change.objects.filter(repo="admin/repo").first()
@@ -114,7 +113,9 @@ def test_adding_a_repo_in_the_admin_marks_it_as_from_the_admin(admin_client):
     assert response.status_code == 302
     row = DownstreamRepo.objects.get()
     assert (row.repo, row.source, row.events) == ("New/Repo", Source.ADMIN, ["nightly"])
-    assert lookup.repos_of_device("npu")[0].repo == "New/Repo"
+    entry = lookup.snapshot().get("new/repo")
+    assert entry is not None
+    assert (entry.repo, entry.level, entry.device) == ("New/Repo", "L3", "npu")
 
 
 @pytest.mark.django_db
@@ -133,7 +134,7 @@ def test_an_invalid_admin_edit_is_refused_with_a_message(admin_client, changes, 
 
     assert response.status_code == 200
     assert error in response.content.decode()
-    assert lookup.level_of("a/b") == "L1"
+    assert level_in_force("a/b") == "L1"
 
 
 @pytest.mark.django_db
@@ -141,12 +142,12 @@ def test_a_row_from_the_file_is_read_only_until_overridden(admin_client, synced)
     row = DownstreamRepo.objects.get(repo="file/owned")
 
     admin_client.post(change_url(row), form(row, level="L4"))
-    assert lookup.level_of("file/owned") == "L1"
+    assert level_in_force("file/owned") == "L1"
 
     admin_client.post(change_url(row), {"override": "on"})
     row.refresh_from_db()
     admin_client.post(change_url(row), form(row, level="L4"))
-    assert lookup.level_of("file/owned") == "L4"
+    assert level_in_force("file/owned") == "L4"
 
     drift_page = admin_client.get(reverse("admin:allowlist_downstreamrepo_drift")).content.decode()
     assert "file/owned" in drift_page
@@ -162,7 +163,7 @@ def test_a_row_from_the_file_cannot_be_deleted_in_the_admin(admin_client, synced
     )
 
     assert response.status_code == 403
-    assert lookup.level_of("file/owned") == "L1"
+    assert level_in_force("file/owned") == "L1"
 
 
 @pytest.mark.django_db
@@ -174,7 +175,7 @@ def test_bulk_promote_and_demote_move_one_level_and_explain_skips(admin_client, 
 
     page = run_action(admin_client, "promote", [l1, l2, l4, owned]).content.decode()
 
-    assert [lookup.level_of(r) for r in ("a/l1", "a/l2", "a/l4", "file/owned")] == [
+    assert [level_in_force(r) for r in ("a/l1", "a/l2", "a/l4", "file/owned")] == [
         "L2",
         "L2",
         "L4",
@@ -184,7 +185,7 @@ def test_bulk_promote_and_demote_move_one_level_and_explain_skips(admin_client, 
     assert "a/l4: it is already at L4" in page
     assert "file/owned: it comes from the allowlist file" in page
     run_action(admin_client, "demote", [l1])
-    assert lookup.level_of("a/l1") == "L1"
+    assert level_in_force("a/l1") == "L1"
     assert Change.objects.filter(repo="a/l1", actor="admin").count() == 2
 
 

@@ -1,42 +1,15 @@
-import subprocess
-
 import pytest
 from django.db import connection
 
 from allowlist import lookup
 from allowlist.entry import Event, Level
-from allowlist.models import DownstreamRepo
-from tests.conftest import PYTHON, ROOT
-from tests.crcr_site.test_settings import run_on_sqlite
+from allowlist.models import Change, DownstreamRepo
+from tests.allowlist.support import SecondProcess, level_in_force
+from tests.crcr_site.support import run_on_sqlite
 
 
 def add(repo: str, level: str, **fields) -> DownstreamRepo:
     return DownstreamRepo.objects.create(repo=repo, level=level, **fields)
-
-
-class SecondProcess:
-    """Another Python process asking level_of(), with its own in-memory cache."""
-
-    def __init__(self, env: dict[str, str]) -> None:
-        self.proc = subprocess.Popen(
-            [PYTHON, str(ROOT / "tests" / "allowlist" / "lookup_repl.py")],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-            env=env,
-            cwd=ROOT,
-        )
-
-    def level_of(self, repo: str) -> str:
-        assert self.proc.stdin
-        assert self.proc.stdout
-        self.proc.stdin.write(repo + "\n")
-        self.proc.stdin.flush()
-        return self.proc.stdout.readline().strip()
-
-    def close(self) -> None:
-        self.proc.kill()
-        self.proc.wait()
 
 
 @pytest.fixture
@@ -47,31 +20,32 @@ def second_process(child_env):
 
 
 @pytest.mark.django_db
-def test_level_of_matches_any_spelling_of_the_name():
+def test_a_repo_is_found_in_any_spelling_of_its_name():
     add("Ascend/PyTorch", "L2")
 
-    assert lookup.level_of("ascend/pytorch") == Level.L2
-    assert lookup.level_of("ASCEND/PYTORCH") == Level.L2
-    assert lookup.level_of("ascend/other") is None
+    assert level_in_force("ascend/pytorch") == Level.L2
+    assert level_in_force("ASCEND/PYTORCH") == Level.L2
+    assert level_in_force("ascend/other") is None
 
 
 @pytest.mark.django_db
 def test_a_disabled_repo_is_not_in_force():
     add("a/b", "L4", enabled=False)
 
-    assert lookup.level_of("a/b") is None
+    assert level_in_force("a/b") is None
 
 
 @pytest.mark.django_db
-def test_repos_at_or_above_a_level():
-    add("a/l1", "L1"), add("a/l2", "L2"), add("a/l3", "L3", device="npu"), add("a/l4", "L4")
+def test_the_snapshot_lists_entries_by_level_least_trusted_first():
+    add("a/l4", "L4"), add("a/l2", "L2"), add("a/l3", "L3", device="npu"), add("a/l1", "L1")
 
-    assert [e.repo for e in lookup.repos_at_or_above(Level.L3)] == ["a/l3", "a/l4"]
-    assert len(lookup.repos_at_or_above(Level.L1)) == 4
+    entries = lookup.snapshot().entries
+    assert [e.repo for e in entries if e.level.rank >= Level.L3.rank] == ["a/l3", "a/l4"]
+    assert [e.repo for e in entries] == ["a/l1", "a/l2", "a/l3", "a/l4"]
 
 
 @pytest.mark.django_db
-def test_repos_of_a_device_are_its_l3_repos():
+def test_only_l3_entries_carry_a_device():
     (
         add("a/npu", "L3", device="npu"),
         add("b/npu", "L3", device="npu"),
@@ -79,8 +53,9 @@ def test_repos_of_a_device_are_its_l3_repos():
     )
     add("d/demoted", "L2", device="npu")
 
-    assert [e.repo for e in lookup.repos_of_device("npu")] == ["a/npu", "b/npu"]
-    assert lookup.repos_of_device("tpu") == ()
+    entries = lookup.snapshot().entries
+    assert [e.repo for e in entries if e.device == "npu"] == ["a/npu", "b/npu"]
+    assert [e.repo for e in entries if e.device == "tpu"] == []
 
 
 @pytest.mark.django_db
@@ -99,21 +74,35 @@ def test_repos_for_an_event_follow_their_participation():
 @pytest.mark.django_db
 def test_a_cached_lookup_costs_one_primary_key_query(django_assert_num_queries):
     add("a/b", "L2")
-    lookup.level_of("a/b")
+    level_in_force("a/b")
 
     with django_assert_num_queries(1):
-        assert lookup.level_of("a/b") == Level.L2
+        assert level_in_force("a/b") == Level.L2
 
 
 @pytest.mark.django_db
 def test_a_write_is_seen_at_once_in_the_same_process():
     row = add("a/b", "L1")
-    assert lookup.level_of("a/b") == Level.L1
+    assert level_in_force("a/b") == Level.L1
 
     row.level = "L2"
     row.save()
 
-    assert lookup.level_of("a/b") == Level.L2
+    assert level_in_force("a/b") == Level.L2
+
+
+@pytest.mark.django_db
+def test_a_bulk_delete_is_seen_at_once_and_logged():
+    add("a/b", "L1"), add("a/c", "L2")
+    assert len(lookup.snapshot().entries) == 2
+
+    DownstreamRepo.objects.filter(repo__startswith="a/").delete()
+
+    assert lookup.snapshot().entries == ()
+    assert sorted(Change.objects.filter(action="removed").values_list("repo", flat=True)) == [
+        "a/b",
+        "a/c",
+    ]
 
 
 @pytest.mark.django_db(transaction=True)
@@ -143,12 +132,12 @@ def last_read_scenario() -> list[bool]:
             return cursor.fetchone()[0] == 1
 
     row = add("a/b", "L1")
-    lookup.level_of("a/b")
+    level_in_force("a/b")
     answers = [current()]
     row.level = "L2"
     row.save()
     answers.append(current())
-    lookup.level_of("a/b")
+    level_in_force("a/b")
     return [*answers, current()]
 
 

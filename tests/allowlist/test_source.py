@@ -3,9 +3,9 @@ import io
 import pytest
 from django.core.management import CommandError, call_command
 
-from allowlist.lookup import level_of
 from allowlist.models import SyncedFile
 from allowlist.source import resolve_url
+from tests.allowlist.support import level_in_force
 from tests.fakes.file_server import FileServer
 
 pytestmark = pytest.mark.django_db
@@ -37,7 +37,7 @@ def test_a_url_is_fetched_again_only_when_its_etag_changed(files):
     files.files["/allowlist.yml"] = "L2: [a/b]\n"
     run_sync(url)
     assert files.seen[2].status == 200
-    assert level_of("a/b") == "L2"
+    assert level_in_force("a/b") == "L2"
 
 
 def test_when_the_source_is_down_the_last_good_copy_stays_in_force(files):
@@ -51,7 +51,7 @@ def test_when_the_source_is_down_the_last_good_copy_stays_in_force(files):
     assert "keeping the last good copy" in err
     assert "503" in err
     assert "0 changed" in out
-    assert level_of("a/b") == "L2"
+    assert level_in_force("a/b") == "L2"
 
 
 def test_when_the_source_is_down_and_there_is_no_copy_the_sync_fails(files):
@@ -72,7 +72,7 @@ def test_a_malformed_remote_file_is_refused_and_not_kept_as_the_last_good_copy(f
         run_sync(url)
 
     assert SyncedFile.objects.get().content == "L1: [a/b]\n"
-    assert level_of("a/b") == "L1"
+    assert level_in_force("a/b") == "L1"
 
 
 def test_a_github_blob_url_is_read_as_the_raw_file(files, settings):
@@ -83,7 +83,7 @@ def test_a_github_blob_url_is_read_as_the_raw_file(files, settings):
 
     assert files.seen[0].path == "/repos/pytorch/pytorch/contents/.github/allowlist.yml?ref=main"
     assert files.seen[0].headers["accept"] == "application/vnd.github.raw+json"
-    assert level_of("a/b") == "L4"
+    assert level_in_force("a/b") == "L4"
 
 
 def test_blob_urls_map_to_the_contents_api_and_other_urls_are_left_alone(settings):

@@ -5,25 +5,12 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from allowlist.audit import acting_as
-from allowlist.lookup import level_of
 from allowlist.models import Change, DownstreamRepo, Source
 from allowlist.sync import drift, revert_to_file
 from allowlist.yamlfile import parse_allowlist
-from tests.allowlist.test_yamlfile import MALFORMED
+from tests.allowlist.support import MALFORMED, level_in_force, run_sync, write
 
 pytestmark = pytest.mark.django_db
-
-
-def run_sync(location: str, *args: str) -> str:
-    out = io.StringIO()
-    call_command("allowlist_sync", location, *args, stdout=out, stderr=out)
-    return out.getvalue()
-
-
-def write(tmp_path: Path, text: str, name: str = "allowlist.yml") -> str:
-    path = tmp_path / name
-    path.write_text(text)
-    return str(path)
 
 
 def state() -> list[tuple]:
@@ -46,7 +33,7 @@ def test_sync_loads_the_upstream_file(upstream_allowlist_path):
     out = run_sync(upstream_allowlist_path)
 
     assert DownstreamRepo.objects.count() == 10
-    assert level_of("pytorch/crcr-test") == "L3"
+    assert level_in_force("pytorch/crcr-test") == "L3"
     assert set(DownstreamRepo.objects.values_list("source", flat=True)) == {Source.YAML}
     assert "+ pytorch/crcr-test: added at L3 device crcr-test" in out
     assert Change.objects.filter(actor="sync", action="added").count() == 10
@@ -129,7 +116,7 @@ def test_an_override_survives_the_next_sync_and_shows_as_drift(tmp_path):
     out = run_sync(write(tmp_path, "L2: [c/d]\n"))  # the file drops a/b
 
     assert "! a/b: override kept (listed True here, False in the file)" in out
-    assert level_of("a/b") == "L2"
+    assert level_in_force("a/b") == "L2"
     synced, found = drift()
     assert synced is not None
     assert [(d.repo, d.what) for d in found] == [("a/b", "not in the file")]
@@ -140,7 +127,7 @@ def test_rows_added_in_the_admin_survive_syncs(tmp_path):
 
     run_sync(write(tmp_path, "L1: [a/b]\n"))
 
-    assert level_of("admin/added") == "L2"
+    assert level_in_force("admin/added") == "L2"
     assert [(d.repo, d.what) for d in drift()[1]] == [("admin/added", "added in the admin")]
 
 
@@ -209,4 +196,4 @@ def test_a_bulk_update_is_refused_so_nothing_escapes_the_change_log():
 
     with pytest.raises(TypeError, match="change is logged"):
         DownstreamRepo.objects.filter(repo="a/b").update(level="L2")
-    assert level_of("a/b") == "L1"
+    assert level_in_force("a/b") == "L1"

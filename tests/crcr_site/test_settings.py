@@ -13,6 +13,7 @@ from crcr_site.settings import (
     envsecret,
 )
 from tests.conftest import PYTHON, ROOT
+from tests.crcr_site.support import bare_env, run_on_sqlite
 
 
 def manage(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -25,18 +26,6 @@ def manage(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
         timeout=120,
         check=False,
     )
-
-
-def bare_env(tmp_path, **extra: str) -> dict[str, str]:
-    """A fresh machine's environment: nothing CRCR-specific set, an empty SQLite file."""
-    import os
-
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("CRCR_", "DJANGO_", "HUD_", "GITHUB_", "REDIS_", "DATABASE_"))
-    }
-    return env | {"DATABASE_URL": f"sqlite:///{tmp_path / 'crcr.sqlite3'}"} | extra
 
 
 @pytest.mark.parametrize(
@@ -193,21 +182,6 @@ get_store().upsert(HudRecord(key, "Org/Repo", status="completed", conclusion="su
 row = JobRecord.objects.get()
 print(row.status, row.conclusion, row.queue_time, row.failed_tests_detail[0]["name"])
 """
-
-
-def run_on_sqlite(tmp_path, script: str) -> str:
-    """Run a Python snippet in a fresh process on an empty SQLite file; its standard output."""
-    result = subprocess.run(
-        [PYTHON, "-c", script],
-        cwd=ROOT,
-        env=bare_env(tmp_path, DJANGO_SETTINGS_MODULE="crcr_site.settings"),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    return result.stdout
 
 
 def test_the_record_upsert_keeps_its_semantics_on_sqlite(tmp_path):

@@ -11,7 +11,7 @@ from django.db import DatabaseError, connection, transaction
 from crcr_site import sql
 from hud.models import HudOutbox, JobRecord
 from relay.models import CallbackAudit, ReplayKey
-from tests.crcr_site.test_settings import run_on_sqlite
+from tests.crcr_site.support import run_on_sqlite
 
 AT = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 KEY = {

@@ -5,10 +5,10 @@ import pytest
 from django.core.management import call_command
 
 from hud.models import JobRecord
-from hud.orm import OrmRecordStore
 from hud.reports import Kind, Window
+from hud.storage.orm import OrmRecordStore
 from tests.hud.dataset import NOW, PROBE, seed
-from tests.hud.test_ingest import envelope, send
+from tests.hud.support import envelope, send
 
 pytestmark = pytest.mark.django_db
 
@@ -35,12 +35,12 @@ def test_backfill_copies_records_both_ways_with_the_same_figures(on_chdb, settin
 
 
 def test_with_clickhouse_down_pages_answer_503_and_records_wait_in_the_outbox(client, settings):
-    from hud.clickhouse import store as clickhouse_store
     from hud.models import HudOutbox
+    from hud.storage.clickhouse import store as clickhouse_store
 
     url = "http://127.0.0.1:1/default"  # nothing listens there
     settings.HUD_BACKEND = "clickhouse"
-    settings.HUD_STORE = "hud.clickhouse.store.ClickHouseRecordStore"
+    settings.HUD_STORE = "hud.storage.clickhouse.store.ClickHouseRecordStore"
     settings.HUD_CLICKHOUSE_URL = url
     settings.HUD_BOT_TOKEN = "bot"
     try:

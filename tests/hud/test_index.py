@@ -1,7 +1,7 @@
 import pytest
 
 from allowlist.models import DownstreamRepo
-from tests.allowlist.test_sync import run_sync
+from tests.allowlist.support import run_sync
 
 pytestmark = pytest.mark.django_db
 

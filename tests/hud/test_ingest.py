@@ -5,50 +5,15 @@ import json
 import pytest
 
 from hud.models import JobRecord
-from hud.records import ciflow_pr_number
-from tests.relay.conftest import reporter_body, webhook_payload
+from tests.hud.support import PR, TOKEN, envelope, send
+from tests.relay.conftest import webhook_payload
 
 pytestmark = pytest.mark.django_db
-
-TOKEN = "hud-bot-token"
-PR = webhook_payload("pull_request.opened")
 
 
 @pytest.fixture(autouse=True)
 def _bot_token(settings):
     settings.HUD_BOT_TOKEN = TOKEN
-
-
-def envelope(
-    status="in_progress",
-    *,
-    queue_time=None,
-    execution_time=None,
-    level="L2",
-    payload=None,
-    **workflow,
-):
-    client_payload = {
-        "event_type": "pull_request",
-        "delivery_id": "guid-9",
-        "payload": PR if payload is None else payload,
-    }
-    trusted = {
-        "verified_repo": "Org/Backend",
-        "ci_metrics": {"queue_time": queue_time, "execution_time": execution_time},
-    }
-    if level:
-        trusted["downstream_repo_level"] = level
-    return {
-        "trusted": trusted,
-        "untrusted": {"callback_payload": reporter_body(client_payload, status, **workflow)},
-    }
-
-
-def send(client, body, token=TOKEN):
-    data = body if isinstance(body, bytes) else json.dumps(body).encode()
-    headers = {"x-hud-internal-bot": token} if token is not None else {}
-    return client.post("/api/crcr/results", data, content_type="application/json", headers=headers)
 
 
 def test_an_envelope_becomes_a_record(client):
@@ -148,22 +113,6 @@ def test_garbage_is_400_never_500(client):
         json.dumps({"trusted": {"verified_repo": "x"}, "untrusted": {}}).encode(),
     ):
         assert send(client, body).status_code == 400
-
-
-@pytest.mark.parametrize(
-    ("ref", "number"),
-    [
-        ("refs/tags/ciflow/trunk/12345", 12345),
-        ("refs/tags/ciflow/crcr/npu/7", 7),
-        ("refs/heads/main", 0),
-        ("refs/tags/ciflow/trunk/0", 0),
-        ("refs/tags/ciflow/trunk/99999999999", 0),
-        ("refs/tags/ciflow/12", 0),
-        (None, 0),
-    ],
-)
-def test_a_ciflow_tag_push_names_its_pr(ref, number):
-    assert ciflow_pr_number(ref) == number
 
 
 @pytest.mark.parametrize("repo", ["org/a/b", "org name/x", "org/<x>", "/x"])

@@ -2,6 +2,8 @@
 
 import pytest
 
+from tests.hud.dataset import recent_noon
+
 pytestmark = pytest.mark.django_db
 
 
@@ -111,3 +113,43 @@ def test_a_pr_number_no_pr_can_have_is_an_empty_page_not_an_error(client, seeded
     assert page.status_code == 200
     assert "no downstream results yet" in page.content.decode()
     assert api.json()["view"]["repos"] == []
+
+
+def test_a_pr_is_named_by_the_huds_own_record_of_it(client, seeded):
+    from hud.models import UpstreamPull
+
+    UpstreamPull.objects.create(number=10, upstream_repo="pytorch/pytorch", title="Fix <views>",
+                                author="alice", updated_at=recent_noon())  # fmt: skip
+
+    page = client.get("/crcr/pr/10").content.decode()
+    api = client.get("/api/crcr/prs/10").json()
+    repo = client.get("/crcr/org/alpha").content.decode()
+
+    assert "#10</a>: Fix &lt;views&gt;</h1>" in page
+    assert "by alice" in page
+    assert (api["title"], api["author"], api["upstream_repo"]) == (
+        "Fix <views>",
+        "alice",
+        "pytorch/pytorch",
+    )
+    assert '<div class="title">Fix &lt;views&gt; <span class="muted">by alice</span>' in repo
+    assert client.get("/api/crcr/prs/11").json()["title"] == ""  # no record of PR 11
+
+
+def test_the_newest_pull_request_webhook_the_relay_recorded_names_its_pr(client, seeded):
+    from hud.models import UpstreamPull
+    from relay.fanout import record
+    from relay.webhook import UpstreamEvent
+
+    def webhook(delivery, event, title, author):
+        return UpstreamEvent(delivery, event, "synchronize", "pytorch/pytorch", 10, "aaa", "",
+                             title, author, "{}", {})  # fmt: skip
+
+    record(webhook("d-1", "pull_request", "First title", "alice"))
+    record(webhook("d-2", "pull_request", "Second title", "bob"))
+    record(webhook("d-3", "push", "", ""))  # a ciflow tag push names no title
+    record(webhook("d-1", "pull_request", "First title", "alice"))  # a redelivery
+
+    api = client.get("/api/crcr/prs/10").json()
+    assert (api["title"], api["author"]) == ("Second title", "bob")
+    assert UpstreamPull.objects.count() == 1

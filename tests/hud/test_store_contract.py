@@ -1,4 +1,4 @@
-"""The storage contract (hud/storage.py, semantics in hud/reports.py), held to hand-computed
+"""The storage contract (hud/storage/base.py, semantics in hud/reports.py), held to hand-computed
 figures on tests/hud/dataset.py — the same assertions for every backend and database."""
 
 from datetime import date
@@ -6,11 +6,13 @@ from datetime import date
 import pytest
 from django.db import connections
 
-from hud.clickhouse.drivers import ChdbDriver, ServerDriver
-from hud.clickhouse.store import ClickHouseRecordStore
-from hud.orm import OrmRecordStore
+from crcr_site import sql
 from hud.reports import Counts, Kind, Window
 from hud.storage import HudRecord, RecordExists, RecordKey
+from hud.storage.clickhouse.drivers import ChdbDriver, ServerDriver
+from hud.storage.clickhouse.store import ClickHouseRecordStore
+from hud.storage.orm import OrmRecordStore
+from relay.models import ReplayKey
 from tests.hud.dataset import NOW, PROBE, at, rows, seed
 
 pytestmark = pytest.mark.django_db(databases=["default", "sqlite"])
@@ -338,3 +340,32 @@ def test_envelopes_may_change_their_own_records_and_the_relay_takes_them_over(st
 
 def test_stored_job_is_none_for_an_unknown_key(store):
     assert store.stored_job(RecordKey("org/alpha", "nothing", "CI", "build", "0")) is None
+
+
+def _guard(key: str) -> sql.Row:
+    """A once-only row, as the relay's callback guards its record with its replay key."""
+    return sql.Row(ReplayKey, {"key": key, "used_at": NOW}, ("key",))
+
+
+def test_a_guarded_upsert_writes_once_per_guard_with_its_rows_alongside(
+    store, django_assert_num_queries
+):
+    if getattr(store, "using", "default") != "default":
+        pytest.skip("a guarded upsert is one statement on the default database (crcr_site/sql.py)")
+    key = RecordKey("org/alpha", "guarded-1", "CI", "build", "cr-g")
+    started = HudRecord(key, "org/alpha", status="in_progress", run_id="9")
+    done = HudRecord(key, "org/alpha", status="completed", conclusion="success", run_id="9")
+    side = sql.Row(ReplayKey, {"key": "beside", "used_at": NOW})
+
+    with django_assert_num_queries(1):  # the relay's callback write: one statement
+        first = store.upsert_guarded(started, now=at(20, 3), guard=_guard("g-1"), alongside=[side])
+    again = store.upsert_guarded(done, now=at(20, 4), guard=_guard("g-1"))
+    unless = store.upsert_guarded(
+        done, now=at(20, 5), guard=_guard("g-2"), only_if=sql.Condition("%s = 2", [1])
+    )
+
+    assert (first, again, unless) == (True, False, False)
+    assert _stored(store, key).status == "in_progress"
+    assert sorted(ReplayKey.objects.values_list("key", flat=True)) == ["beside", "g-1"]
+    assert store.upsert_guarded(done, now=at(20, 6), guard=_guard("g-3")) is True
+    assert (_stored(store, key).status, _stored(store, key).conclusion) == ("completed", "success")

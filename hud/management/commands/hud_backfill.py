@@ -9,9 +9,9 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from hud.clickhouse.store import ClickHouseRecordStore
-from hud.orm import OrmRecordStore
 from hud.storage import RecordStore
+from hud.storage.clickhouse.store import ClickHouseRecordStore
+from hud.storage.orm import OrmRecordStore
 
 
 class Command(BaseCommand):

@@ -5,7 +5,7 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from hud.clickhouse.store import ClickHouseRecordStore
+from hud.storage.clickhouse.store import ClickHouseRecordStore
 
 
 class Command(BaseCommand):

@@ -1,6 +1,8 @@
-"""Where HUD records are kept: a swappable backend, as Django's session backends are.
+"""The storage contract every HUD backend implements, as Django's session backends have theirs.
 
-`HUD_STORE` names the backend class (the ORM one by default, or ClickHouse). Every backend
+`HUD_STORE` is the dotted path of the backend class, set from `HUD_BACKEND`: the ORM one
+(`hud.storage.orm`, PostgreSQL or SQLite) by default, or ClickHouse (`hud.storage.clickhouse`).
+The contract speaks in HUD terms only: records, keys, and what the pages read. Every backend
 keeps contract §3's semantics: one row per key, and a later record for the same key changes
 only the fields it carries (`None` is "not carried" and erases nothing), under two rules that
 hold whatever order the writes commit in (`merged` states them once; the ORM backend's upsert
@@ -160,14 +162,24 @@ class RecordStore:
     def upsert(self, record: HudRecord, *, now: datetime) -> bool:
         """Insert the record, or update only the fields it carries (by `merged`'s rules);
         False when a stored record this one may not change has its key."""
-        return sql.insert_row(self.upsert_row(record, now=now)) != 0
+        raise NotImplementedError
+
+    def upsert_guarded(
+        self,
+        record: HudRecord,
+        *,
+        now: datetime,
+        guard: sql.Row,
+        alongside: Sequence[sql.Row] = (),
+        only_if: sql.Condition | None = None,
+    ) -> bool:
+        """Insert `guard` (the caller's once-only row); only if it was new (and `only_if`
+        holds), upsert the record by `merged`'s rules and insert the caller's `alongside` rows,
+        all or nothing in one statement; True when it was new."""
+        raise NotImplementedError
 
     def stored_job(self, key: RecordKey) -> StoredJob | None:
         """What is stored (committed) under `key`, if anything."""
-        raise NotImplementedError
-
-    def upsert_row(self, record: HudRecord, *, now: datetime) -> sql.Row:
-        """The database row whose write is `upsert`, to join the caller's own statement."""
         raise NotImplementedError
 
     def insert_new(self, record: HudRecord, *, now: datetime) -> None:

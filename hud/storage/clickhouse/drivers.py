@@ -1,4 +1,4 @@
-"""The two ways to reach ClickHouse; the SQL (hud/clickhouse/queries.py) is the same for both.
+"""The two ways to reach ClickHouse; the SQL (queries.py) is the same for both.
 
 - `ServerDriver`: a ClickHouse server over HTTP(S), through clickhouse-connect
   (`HUD_CLICKHOUSE_URL=https://user:password@host:8443/database`).

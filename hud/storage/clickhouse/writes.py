@@ -20,10 +20,10 @@ from django.db import transaction
 from django.db.models import Field
 
 from crcr_site import sql
-from hud.clickhouse import queries as q
-from hud.clickhouse.drivers import Driver
 from hud.models import HudOutbox, JobRecord
-from hud.storage import KEY_FIELDS, HudRecord, RecordKey, merged
+from hud.storage.base import KEY_FIELDS, HudRecord, RecordKey, merged
+from hud.storage.clickhouse import queries as q
+from hud.storage.clickhouse.drivers import Driver
 
 DRAIN_BATCH = 500
 

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from hud.reports import COUNT_CONDITIONS, PROBE_EXPECTATIONS
-from hud.storage import KEY_FIELDS
+from hud.storage.base import KEY_FIELDS
 
 TABLE = "hud_job"
 COLUMNS: dict[str, str] = {

@@ -1,7 +1,7 @@
 """The HUD's ClickHouse backend: the storage contract on a ReplacingMergeTree.
 
-Reads are here, every statement in hud/clickhouse/queries.py; writes (the outbox and its
-drain) are in hud/clickhouse/writes.py.
+Reads are here, every statement in hud/storage/clickhouse/queries.py; writes (the outbox and its
+drain) are in hud/storage/clickhouse/writes.py.
 """
 
 from collections.abc import Iterable, Iterator, Sequence
@@ -12,9 +12,6 @@ from typing import Any
 from django.conf import settings
 
 from crcr_site import sql
-from hud.clickhouse import queries as q
-from hud.clickhouse import writes
-from hud.clickhouse.drivers import ChdbDriver, Driver, driver_for
 from hud.models import JobRecord
 from hud.reports import (
     CELL_SOURCE,
@@ -36,7 +33,7 @@ from hud.reports import (
     red_heads,
     worst_first,
 )
-from hud.storage import (
+from hud.storage.base import (
     STORED_JOB_FIELDS,
     HudRecord,
     RecordExists,
@@ -46,6 +43,9 @@ from hud.storage import (
     StoreUnavailable,
     may_change,
 )
+from hud.storage.clickhouse import queries as q
+from hud.storage.clickhouse import writes
+from hud.storage.clickhouse.drivers import ChdbDriver, Driver, driver_for
 
 # What a matrix cell needs (hud/reports.py Cell.of), and where it belongs.
 CELL_COLUMNS = ["downstream_repo", "repo_display", "pr_number", "head_sha", *CELL_SOURCE]
@@ -68,7 +68,7 @@ class ClickHouseRecordStore(RecordStore):
         self._names: dict[str, str] = {}  # repo key → display name, as cells are read
         self.drains_on_read = self.owns_engine
 
-    # -- schema, rows and writes (hud/clickhouse/writes.py) --------------------------------------
+    # -- schema, rows and writes (writes.py) -----------------------------------------------------
 
     def migrate(self) -> list[int]:
         """Apply the schema versions not applied yet; the ones applied now."""
@@ -93,9 +93,23 @@ class ClickHouseRecordStore(RecordStore):
                 current = None
             if current is not None and not may_change(current.get("source"), record.source):
                 return False
-        super().upsert(record, now=now)
+        sql.insert_row(writes.outbox_row(record, now))
         self.drains_on_read = self.owns_engine
         return True
+
+    def upsert_guarded(
+        self,
+        record: HudRecord,
+        *,
+        now: datetime,
+        guard: sql.Row,
+        alongside: Sequence[sql.Row] = (),
+        only_if: sql.Condition | None = None,
+    ) -> bool:
+        # The record's outbox row joins the caller's statement; the drain merges it later.
+        fresh = sql.insert_if_new(guard, [writes.outbox_row(record, now), *alongside], only_if)
+        self.drains_on_read = self.owns_engine
+        return fresh
 
     def stored_job(self, key: RecordKey) -> StoredJob | None:
         # What the outbox holds is committed too: drained first (rows a worker is draining
@@ -106,14 +120,11 @@ class ClickHouseRecordStore(RecordStore):
             return None
         return StoredJob(*(row[name] for name in STORED_JOB_FIELDS))
 
-    def upsert_row(self, record: HudRecord, *, now: datetime) -> sql.Row:
-        return writes.outbox_row(record, now)
-
     def insert_new(self, record: HudRecord, *, now: datetime) -> None:
         # Written once per key: refused when ClickHouse or the outbox already has the key.
         if writes.stored(self.driver, record.key):
             raise RecordExists(str(record.key))
-        sql.insert_row(self.upsert_row(record, now=now))
+        sql.insert_row(writes.outbox_row(record, now))
         self.drains_on_read = self.owns_engine
 
     def drain(self, batch: int = writes.DRAIN_BATCH) -> int:

@@ -13,7 +13,7 @@ from dataclasses import fields as dataclass_fields
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
-from django.db import IntegrityError, connections, models, transaction
+from django.db import DEFAULT_DB_ALIAS, IntegrityError, connections, models, transaction
 from django.db.models import (
     Avg,
     Case,
@@ -53,10 +53,10 @@ from hud.reports import (
     red_heads,
     worst_first,
 )
-from hud.storage import (
+from hud.storage.base import (
     COMPLETED as COMPLETED_STATUS,
 )
-from hud.storage import (
+from hud.storage.base import (
     KEY_FIELDS,
     STORED_JOB_FIELDS,
     HudRecord,
@@ -107,9 +107,24 @@ class OrmRecordStore(RecordStore):
     # -- writes ------------------------------------------------------------------------------
 
     def upsert(self, record: HudRecord, *, now: datetime) -> bool:
-        return sql.insert_row(self.upsert_row(record, now=now), using=self.using) != 0
+        return sql.insert_row(self._row(record, now=now), using=self.using) != 0
 
-    def upsert_row(self, record: HudRecord, *, now: datetime) -> sql.Row:
+    def upsert_guarded(
+        self,
+        record: HudRecord,
+        *,
+        now: datetime,
+        guard: sql.Row,
+        alongside: Sequence[sql.Row] = (),
+        only_if: sql.Condition | None = None,
+    ) -> bool:
+        # The record's row is one more link of the caller's chain (sql.insert_if_new: one
+        # statement on PostgreSQL), which runs on the default database only.
+        if self.using != DEFAULT_DB_ALIAS:
+            raise ValueError(f"a guarded upsert runs on {DEFAULT_DB_ALIAS!r}, not {self.using!r}")
+        return sql.insert_if_new(guard, [self._row(record, now=now), *alongside], only_if)
+
+    def _row(self, record: HudRecord, *, now: datetime) -> sql.Row:
         # One INSERT ... ON CONFLICT (key) DO UPDATE SET <the carried fields only> WHERE <it
         # may>: atomic on PostgreSQL and SQLite alike, a field a record does not carry is left
         # as it was, and hud.storage.merged's rules hold in SQL (_merge_clause). Plain SQL:
