@@ -5,19 +5,15 @@ name. Fakes stand only at the network edge (tests/fakes/), as real HTTP servers.
 """
 
 import os
-import sys
 import warnings
 from collections.abc import Iterator
-from pathlib import Path
 
 import psycopg
 import pytest
 import redis
 
+from tests.paths import FIXTURES, ROOT
 from tests.servers import RedisServer, drop_stale_databases, scratch_database
-
-FIXTURES = Path(__file__).parent / "fixtures"
-ROOT = Path(__file__).parent.parent
 
 
 @pytest.fixture(scope="session")
@@ -95,9 +91,6 @@ def child_env(redis_server: RedisServer) -> dict[str, str]:
         "DJANGO_SETTINGS_MODULE": "crcr_site.settings",
         "PYTHONPATH": str(ROOT),
     }
-
-
-PYTHON = sys.executable
 
 
 @pytest.fixture

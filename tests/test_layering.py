@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.paths import ROOT
 
 APPS = ("crcr_site", "allowlist", "relay", "hud")
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from django.core.management import call_command
 
 from allowlist import lookup
-from tests.conftest import PYTHON, ROOT
+from tests.paths import PYTHON, ROOT
 
 
 def level_in_force(repo: str) -> str | None:

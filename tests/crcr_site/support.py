@@ -3,7 +3,7 @@
 import os
 import subprocess
 
-from tests.conftest import PYTHON, ROOT
+from tests.paths import PYTHON, ROOT
 
 
 def bare_env(tmp_path, **extra: str) -> dict[str, str]:
@@ -29,3 +29,15 @@ def run_on_sqlite(tmp_path, script: str) -> str:
     )
     assert result.returncode == 0, result.stderr
     return result.stdout
+
+
+def manage(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [PYTHON, "manage.py", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )

@@ -1,5 +1,4 @@
 import sqlite3
-import subprocess
 
 import pytest
 from django.core.checks import run_checks
@@ -12,20 +11,7 @@ from crcr_site.settings import (
     envint,
     envsecret,
 )
-from tests.conftest import PYTHON, ROOT
-from tests.crcr_site.support import bare_env, run_on_sqlite
-
-
-def manage(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [PYTHON, "manage.py", *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+from tests.crcr_site.support import bare_env, manage, run_on_sqlite
 
 
 @pytest.mark.parametrize(

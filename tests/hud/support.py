@@ -2,7 +2,7 @@
 
 import json
 
-from tests.relay.conftest import reporter_body, webhook_payload
+from tests.relay.support import reporter_body, webhook_payload
 
 TOKEN = "hud-bot-token"
 PR = webhook_payload("pull_request.opened")

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from django.contrib.auth.hashers import make_password
 
-from tests.conftest import ROOT
+from tests.paths import ROOT
 from tests.servers import Gunicorn
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]

@@ -6,7 +6,7 @@ import pytest
 
 from hud.models import JobRecord
 from tests.hud.support import PR, TOKEN, envelope, send
-from tests.relay.conftest import webhook_payload
+from tests.relay.support import webhook_payload
 
 pytestmark = pytest.mark.django_db
 

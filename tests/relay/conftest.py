@@ -1,18 +1,12 @@
-import hashlib
-import hmac
-import json
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from allowlist.models import DownstreamRepo
-from sandbox.downstream import reporter_body  # noqa: F401 (the tests import it from here)
 from sandbox.github import SimulatedGitHub, generate_app_key
-from tests.conftest import FIXTURES
-
-SECRET = "webhook-secret"
-APP_ID = "4242"
+from tests.paths import FIXTURES
+from tests.relay.support import APP_ID, SECRET, post_webhook, webhook_payload
 
 
 @pytest.fixture(scope="session")
@@ -37,42 +31,6 @@ def github(app_key, settings) -> Iterator[SimulatedGitHub]:
     sim.stop()
 
 
-def webhook_payload(name: str, repo: str = "pytorch/pytorch") -> dict:
-    """A recorded GitHub payload, its repository renamed to `repo`."""
-    payload = json.loads((FIXTURES / "github" / "webhooks" / f"{name}.json").read_text())
-    if "repository" in payload:
-        payload["repository"]["full_name"] = repo
-    return payload
-
-
-def signed_headers(body: bytes, event: str, delivery: str | None, secret: str = SECRET) -> dict:
-    headers = {"X-GitHub-Event": event}
-    if delivery is not None:
-        headers["X-GitHub-Delivery"] = delivery
-    if secret:
-        digest = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-        headers["X-Hub-Signature-256"] = f"sha256={digest}"
-    return headers
-
-
-def post_webhook(
-    client,
-    event: str,
-    payload: dict | bytes,
-    *,
-    delivery: str | None = "d-1",
-    secret: str = SECRET,
-    path: str = "/github/webhook",
-):
-    body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
-    return client.post(
-        path,
-        body,
-        content_type="application/json",
-        headers=signed_headers(body, event, delivery, secret),
-    )
-
-
 @pytest.fixture
 def downstream(db) -> list[DownstreamRepo]:
     """Four participating repos at every level, and one that takes nightly runs only."""
@@ -89,7 +47,6 @@ def downstream(db) -> list[DownstreamRepo]:
     ]
 
 
-PARTICIPANTS = ["org-a/l1", "org-a/l2", "org-b/l3", "org-c/l4"]
 FIXTURE_DIR: Path = FIXTURES / "github" / "webhooks"
 
 
@@ -127,9 +84,3 @@ def dispatched(client, github, downstream, actions):
     client_payload org-b/l3 received."""
     post_webhook(client, "pull_request", webhook_payload("pull_request.opened"), delivery="guid-1")
     return github.dispatches("org-b/l3")[0].body["client_payload"]
-
-
-def post_callback(client, body: dict | bytes, token: str | None):
-    data = body if isinstance(body, bytes) else json.dumps(body).encode()
-    headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
-    return client.post("/github/callback", data, content_type="application/json", headers=headers)

@@ -10,7 +10,7 @@ import redis
 
 from hud.models import JobRecord
 from relay.models import CallbackAudit, ReplayKey
-from tests.relay.conftest import post_callback, reporter_body, webhook_payload
+from tests.relay.support import post_callback, reporter_body, webhook_payload
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

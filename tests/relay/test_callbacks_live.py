@@ -11,8 +11,8 @@ import requests
 
 from hud.models import JobRecord
 from relay.models import CallbackAudit
-from tests.conftest import PYTHON, ROOT
-from tests.relay.conftest import reporter_body, webhook_payload
+from tests.paths import PYTHON, ROOT
+from tests.relay.support import reporter_body, webhook_payload
 from tests.servers import Gunicorn
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -23,7 +23,7 @@ PR = webhook_payload("pull_request.opened")
 @pytest.fixture
 def relay_server(child_env, github, actions, settings, client, downstream):
     """gunicorn (4 workers x 4 threads) sharing this test's database, Redis and issuers."""
-    from tests.relay.conftest import post_webhook
+    from tests.relay.support import post_webhook
 
     post_webhook(client, "pull_request", PR, delivery="guid-1")
     env = child_env | {
@@ -132,7 +132,7 @@ def _chunked(data: bytes):
 def test_chunked_bodies_are_read_as_sent(relay_server, github, actions):
     """A chunked callback, webhook and envelope mean what they say (gunicorn hands the body
     over whole); they were read as empty: a valid callback answered 400, a webhook 401."""
-    from tests.relay.conftest import SECRET, signed_headers
+    from tests.relay.support import SECRET, signed_headers
 
     client_payload = github.dispatches("org-b/l3")[0].body["client_payload"]
     body = json.dumps(reporter_body(client_payload, "in_progress", job="chunked")).encode()

@@ -9,8 +9,8 @@ import pytest
 
 from allowlist.models import DownstreamRepo
 from relay.models import Dispatch
-from tests.conftest import PYTHON, ROOT
-from tests.relay.conftest import APP_ID, SECRET, webhook_payload
+from tests.paths import PYTHON, ROOT
+from tests.relay.support import APP_ID, SECRET, webhook_payload
 from tests.servers import Gunicorn
 from tests.waiting import wait_until
 

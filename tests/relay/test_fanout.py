@@ -18,7 +18,7 @@ from django.utils import timezone
 from relay import dispatch_payload, dispatch_token, fanout, redis_keys, sending, tasks
 from relay.github import GitHubApp
 from relay.models import Delivery, Dispatch
-from tests.relay.conftest import PARTICIPANTS, post_webhook, webhook_payload
+from tests.relay.support import PARTICIPANTS, post_webhook, webhook_payload
 from tests.waiting import wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)

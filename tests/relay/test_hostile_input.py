@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from hud.models import JobRecord
 from relay.models import CallbackAudit, Delivery, HudForward
-from tests.relay.conftest import post_callback, post_webhook, reporter_body, webhook_payload
+from tests.relay.support import post_callback, post_webhook, reporter_body, webhook_payload
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

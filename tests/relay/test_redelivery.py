@@ -7,7 +7,7 @@ from django.core.management import call_command
 
 from relay.models import Delivery, Dispatch
 from relay.redelivery import missed_deliveries, redeliver_missed
-from tests.relay.conftest import PARTICIPANTS, post_webhook, webhook_payload
+from tests.relay.support import PARTICIPANTS, post_webhook, webhook_payload
 from tests.waiting import wait_until
 
 PR = webhook_payload("pull_request.opened")

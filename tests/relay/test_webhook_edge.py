@@ -7,7 +7,7 @@ import redis
 
 from relay.models import Delivery, Dispatch
 from relay.webhook import signature_is_valid
-from tests.relay.conftest import SECRET, post_webhook, signed_headers, webhook_payload
+from tests.relay.support import SECRET, post_webhook, signed_headers, webhook_payload
 
 pytestmark = pytest.mark.django_db
 

@@ -4,8 +4,8 @@ import ast
 import re
 from pathlib import Path
 
-from tests.conftest import ROOT
-from tests.crcr_site.test_settings import bare_env, manage
+from tests.crcr_site.support import bare_env, manage
+from tests.paths import ROOT
 
 PRODUCT = ("crcr_site", "allowlist", "relay", "hud")
 SANDBOX_NAME = re.compile(r"^sandbox(\.|$)")

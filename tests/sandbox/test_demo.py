@@ -6,8 +6,8 @@ from pathlib import Path
 
 import requests
 
-from tests.conftest import PYTHON, ROOT
-from tests.crcr_site.test_settings import bare_env
+from tests.crcr_site.support import bare_env
+from tests.paths import PYTHON, ROOT
 from tests.servers import free_port
 from tests.waiting import wait_until
 

@@ -3,7 +3,7 @@ callback, an allowlist change made by another process."""
 
 from allowlist import lookup
 from allowlist.models import DownstreamRepo
-from tests.relay.conftest import post_callback, reporter_body, webhook_payload
+from tests.relay.support import post_callback, reporter_body, webhook_payload
 
 PR = webhook_payload("pull_request.opened")
 

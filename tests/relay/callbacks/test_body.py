@@ -8,7 +8,7 @@ import pytest
 from hud.models import JobRecord
 from relay.models import CallbackAudit
 from tests.relay.callbacks.support import token_for
-from tests.relay.conftest import post_callback, reporter_body
+from tests.relay.support import post_callback, reporter_body
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -5,7 +5,7 @@ import time
 import pytest
 
 from tests.relay.callbacks.support import token_for
-from tests.relay.conftest import post_callback, reporter_body
+from tests.relay.support import post_callback, reporter_body
 from tests.waiting import wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)

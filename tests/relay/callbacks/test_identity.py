@@ -4,7 +4,7 @@ import pytest
 
 from hud.models import JobRecord
 from tests.relay.callbacks.support import token_for, unknown_kid
-from tests.relay.conftest import post_callback, reporter_body
+from tests.relay.support import post_callback, reporter_body
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

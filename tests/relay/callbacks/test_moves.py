@@ -11,7 +11,7 @@ from hud.models import JobRecord
 from relay import redis_keys
 from relay.models import ReplayKey
 from tests.relay.callbacks.support import PR, accepted, token_for
-from tests.relay.conftest import post_callback, reporter_body
+from tests.relay.support import post_callback, reporter_body
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -12,7 +12,7 @@ from hud.models import HudOutbox, JobRecord
 from relay import redis_keys
 from relay.models import CallbackAudit, ReplayKey
 from tests.relay.callbacks.support import PR, accepted, change_elsewhere, token_for
-from tests.relay.conftest import post_callback, post_webhook, reporter_body, webhook_payload
+from tests.relay.support import post_callback, post_webhook, reporter_body, webhook_payload
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
