@@ -193,20 +193,16 @@ def test_anything_but_the_exact_signature_is_invalid(tampered):
     assert not signature_is_valid(body, tampered, secret)
 
 
+def _post_ping(client, body: bytes, signature: str):
+    headers = {"X-GitHub-Event": "ping", "X-GitHub-Delivery": "p", "X-Hub-Signature-256": signature}
+    return client.post("/github/webhook", body, content_type="application/json", headers=headers)
+
+
 def test_a_ping_with_a_known_signature_is_answered(client, settings):
     secret, body, signature = SIGNED_PING
     settings.GITHUB_WEBHOOK_SECRET = secret
 
-    response = client.post(
-        "/github/webhook",
-        body,
-        content_type="application/json",
-        headers={
-            "X-GitHub-Event": "ping",
-            "X-GitHub-Delivery": "p",
-            "X-Hub-Signature-256": signature,
-        },
-    )
+    response = _post_ping(client, body, signature)
 
     assert (response.status_code, response.json()) == (200, {"ok": True, "pong": True})
 
@@ -215,15 +211,6 @@ def test_a_known_signature_under_another_secret_is_refused(client, settings):
     _, body, signature = SIGNED_PING
     settings.GITHUB_WEBHOOK_SECRET = "another-secret"
 
-    response = client.post(
-        "/github/webhook",
-        body,
-        content_type="application/json",
-        headers={
-            "X-GitHub-Event": "ping",
-            "X-GitHub-Delivery": "p",
-            "X-Hub-Signature-256": signature,
-        },
-    )
+    response = _post_ping(client, body, signature)
 
     assert (response.status_code, response.json()["error"]) == (401, "signature_invalid")
