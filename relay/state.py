@@ -130,6 +130,7 @@ def _moved(
     script: str,
     dispatched_key: str,
     job_key: str,
+    *,
     now: float,
     tx: str,
     rate: RateLimit | None,
@@ -183,11 +184,11 @@ def start(
         _IN_PROGRESS,
         dispatched_key,
         job_key,
-        now,
-        tx,
-        rate,
-        lambda _, d: float(d["timestamp"]),
-        consulted,
+        now=now,
+        tx=tx,
+        rate=rate,
+        since=lambda _, d: float(d["timestamp"]),
+        consulted=consulted,
     )
 
 
@@ -205,11 +206,11 @@ def complete(
         _COMPLETED,
         dispatched_key,
         job_key,
-        now,
-        tx,
-        rate,
-        lambda reply, _: float(_decode(reply[1])),
-        consulted,
+        now=now,
+        tx=tx,
+        rate=rate,
+        since=lambda reply, _: float(_decode(reply[1])),
+        consulted=consulted,
     )
 
 

@@ -55,6 +55,7 @@ def reporter_body(
 
 def _run_job(
     issuer: SimulatedIssuer,
+    *,
     callback_url: str,
     repo: str,
     client_payload: dict[str, Any],
@@ -105,6 +106,14 @@ def runners(
                 threading.Thread(
                     target=_run_job,
                     daemon=True,
-                    args=(issuer, callback_url, call.repo, client_payload, job, run_id, stop),
+                    args=(issuer,),
+                    kwargs=dict(
+                        callback_url=callback_url,
+                        repo=call.repo,
+                        client_payload=client_payload,
+                        job=job,
+                        run_id=run_id,
+                        stop=stop,
+                    ),
                 ).start()
         seen = len(dispatches)

@@ -48,7 +48,9 @@ def load(days: int = 14, prs: int = 24, seed: int = 7) -> int:
             at = now - timedelta(days=rng.uniform(0, days), hours=push)
             sha = f"{rng.getrandbits(160):040x}"
             delivery = f"demo-{number}-{push}"
-            deliveries.append(_delivery(delivery, number, sha, title, author, at))
+            deliveries.append(
+                _delivery(delivery, number=number, sha=sha, title=title, author=author, at=at)
+            )
             upstream = settings.CRCR_UPSTREAM_REPO
             pulls[number] = UpstreamPull(
                 number=number, upstream_repo=upstream, title=title, author=author, updated_at=at
@@ -60,7 +62,15 @@ def load(days: int = 14, prs: int = 24, seed: int = 7) -> int:
                 flaky = 0.02 if entry.level == Level.L4 else 0.08
                 for job in jobs:
                     records += _attempts(
-                        rng, entry.repo, entry.level, delivery, number, sha, job, at, flaky
+                        rng,
+                        repo=entry.repo,
+                        level=entry.level,
+                        delivery=delivery,
+                        number=number,
+                        sha=sha,
+                        job=job,
+                        at=at,
+                        flaky=flaky,
                     )
     for day in range(days):
         at = now - timedelta(days=day, hours=3)
@@ -69,14 +79,14 @@ def load(days: int = 14, prs: int = 24, seed: int = 7) -> int:
             if "nightly" in entry.sorted_events() and entry.key != probe:
                 records += _attempts(
                     rng,
-                    entry.repo,
-                    entry.level,
-                    f"nightly-{day}",
-                    0,
-                    sha,
-                    "build",
-                    at,
-                    0.1,
+                    repo=entry.repo,
+                    level=entry.level,
+                    delivery=f"nightly-{day}",
+                    number=0,
+                    sha=sha,
+                    job="build",
+                    at=at,
+                    flaky=0.1,
                     event="nightly",
                 )
     with transaction.atomic():
@@ -87,7 +97,7 @@ def load(days: int = 14, prs: int = 24, seed: int = 7) -> int:
 
 
 def _delivery(
-    delivery_id: str, number: int, sha: str, title: str, author: str, at: datetime
+    delivery_id: str, *, number: int, sha: str, title: str, author: str, at: datetime
 ) -> Delivery:
     return Delivery(
         delivery_id=delivery_id,
@@ -105,6 +115,7 @@ def _delivery(
 
 def _attempts(
     rng: random.Random,
+    *,
     repo: str,
     level: str,
     delivery: str,
@@ -113,7 +124,6 @@ def _attempts(
     job: str,
     at: datetime,
     flaky: float,
-    *,
     event: str = "pull_request",
 ) -> list[JobRecord]:
     """One job's attempts: a failure is re-run once, half the time."""
