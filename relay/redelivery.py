@@ -5,9 +5,10 @@ have dispatched, that failed on every attempt, and that we have no record of. Gi
 deliveries for 3 days, which bounds how far back the first check looks; after a complete
 check, the next reads back only to when that one started (less OVERLAP, for entries listed
 late), so a busy App's three days of deliveries are not paged through every few minutes. A
-redelivery that fails is a new entry, so it is seen again. One delivery is asked for at most
-once an hour (a Redis marker, set only once GitHub took the request), so a relay that keeps
-failing is not asked to redeliver in a loop.
+redelivery that fails is a new entry, so it is seen again: a redelivery that reached a relay
+still down (restarting, say) is asked for again a minute later, then after two, four... up to
+once an hour (a Redis marker whose life doubles with each ask, set only once GitHub took the
+request), so a relay that keeps failing is not asked to redeliver in a loop.
 
 Failure modes: GitHub unavailable or rate limiting, or Redis down: the run stops and the next
 one tries again (nothing is lost that the next run cannot find).
@@ -29,7 +30,8 @@ logger = logging.getLogger(__name__)
 
 WINDOW = timedelta(days=3)
 OVERLAP = timedelta(minutes=10)
-ASK_AGAIN_AFTER = 3600
+ASK_AGAIN_FIRST = 60  # seconds before a delivery asked for may be asked for again...
+ASK_AGAIN_AFTER = 3600  # ...doubling with each ask, up to this
 
 
 def missed_deliveries(since: datetime | None = None) -> list[HookDelivery]:
@@ -55,6 +57,21 @@ def missed_deliveries(since: datetime | None = None) -> list[HookDelivery]:
     return [item for guid, item in candidates.items() if guid not in recorded]
 
 
+def _may_ask(guid: str) -> bool:
+    """Whether `guid` may be asked for now; if so, the wait before the next ask begins (the
+    marker's SET NX decides; the count only sets how long it lives)."""
+    client = get_redis()
+    asks = int(client.get(redis_keys.redelivery_asks(guid)) or 0)
+    wait = min(ASK_AGAIN_AFTER, ASK_AGAIN_FIRST * 2 ** min(asks, 16))
+    if not client.set(redis_keys.redelivery(guid), "1", nx=True, ex=wait):
+        return False
+    with client.pipeline(transaction=False) as pipe:
+        pipe.incr(redis_keys.redelivery_asks(guid))
+        pipe.expire(redis_keys.redelivery_asks(guid), int(WINDOW.total_seconds()))
+        pipe.execute()
+    return True
+
+
 def redeliver_missed() -> list[str]:
     """Ask GitHub to redeliver what we missed; the guids asked for."""
     started = timezone.now()
@@ -63,10 +80,7 @@ def redeliver_missed() -> list[str]:
         checked = get_redis().get(redis_keys.REDELIVERY_CHECKED)
         since = None if checked is None else datetime.fromtimestamp(float(checked), UTC) - OVERLAP
         for item in missed_deliveries(since):
-            first_time = get_redis().set(
-                redis_keys.redelivery(item.guid), "1", nx=True, ex=ASK_AGAIN_AFTER
-            )
-            if first_time:
+            if _may_ask(item.guid):
                 try:
                     get_app().redeliver(item.id)
                 except Exception:

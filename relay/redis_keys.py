@@ -22,8 +22,10 @@ lands in one Redis Cluster slot and a Lua script may touch them together.
   client (forgotten on a 404, in case the App was reinstalled).
 - `crcr:gh:token:<installation id>` — string, JSON `[token, usable_until]`; TTL until 5 minutes
   before GitHub's expiry; GitHub client.
-- `crcr:redelivery:<guid>` — string "1"; TTL 1 hour; the lost-webhook job, so that one delivery
-  is asked for at most once an hour.
+- `crcr:redelivery:<guid>` — string "1"; TTL the wait before that delivery may be asked for
+  again (1 minute, doubling with each ask to 1 hour); the lost-webhook job.
+- `crcr:redelivery:asks:<guid>` — integer, how often that delivery was asked for; TTL 3 days
+  (GitHub's window); the lost-webhook job, for the doubling.
 
 `<repo>` is always the casefolded `owner/name`.
 """
@@ -47,6 +49,10 @@ def installation_token(installation_id: int) -> str:
 
 def redelivery(guid: str) -> str:
     return f"crcr:redelivery:{guid}"
+
+
+def redelivery_asks(guid: str) -> str:
+    return f"crcr:redelivery:asks:{guid}"
 
 
 REDELIVERY_CHECKED = "crcr:redelivery:checked-until"  # when the last complete check started

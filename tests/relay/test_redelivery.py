@@ -3,8 +3,10 @@ import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
+import redis
 from django.core.management import call_command
 
+from relay import redis_keys
 from relay.models import Delivery, Dispatch
 from relay.redelivery import missed_deliveries, redeliver_missed
 from tests.relay.support import PARTICIPANTS, post_webhook, webhook_payload
@@ -37,7 +39,7 @@ def test_only_failed_unrecorded_recent_dispatched_deliveries_count_as_missed(
 
 
 @pytest.mark.django_db
-def test_a_missed_delivery_is_asked_for_once_an_hour(github, downstream):
+def test_a_missed_delivery_is_not_asked_for_again_at_once(github, downstream):
     github.log_delivery("missed", "pull_request", "opened", 502)
     out = io.StringIO()
 
@@ -116,3 +118,23 @@ def test_a_page_of_deliveries_github_fails_once_is_read_again(github, downstream
 
     assert [m.guid for m in missed_deliveries()] == ["missed"]
     assert [c.status for c in github.calls_to("deliveries")] == [502, 200]
+
+
+@pytest.mark.django_db
+def test_a_redelivery_that_failed_too_is_asked_for_again_ever_less_often(
+    github, downstream, redis_server
+):
+    """(Chaos found a redelivery that reached the relay while it restarted, and the webhook lost
+    for the hour the marker lived.)"""
+    github.log_delivery("missed", "pull_request", "opened", 502)
+    shared = redis.Redis.from_url(redis_server.url)
+
+    assert redeliver_missed() == ["missed"]
+    first_wait = shared.ttl(redis_keys.redelivery("missed"))
+    shared.delete(redis_keys.redelivery("missed"))  # that wait is over; the redelivery failed
+    assert redeliver_missed() == ["missed"]
+    second_wait = shared.ttl(redis_keys.redelivery("missed"))
+
+    assert 0 < first_wait <= 60
+    assert 60 < second_wait <= 120
+    assert len(github.calls_to("redeliver")) == 2
