@@ -124,9 +124,13 @@ def stored_job(identity: Identity, callback: Callback) -> StoredJob | None:
 
 def already_recorded(identity: Identity, callback: Callback) -> bool:
     """Whether the store holds this callback's outcome already: the same job, status and (when
-    completed) conclusion, whatever the client's times."""
+    completed) conclusion, whatever the client's times. An in_progress is held by its job's
+    completed record too: a completed is accepted only over an in_progress (one whose answer
+    was lost, its process killed after the transition, counts), so the start is in it."""
     stored = stored_job(identity, callback)
     workflow = callback.workflow
-    if stored is None or stored.status != workflow.status:
+    if stored is None:
         return False
-    return workflow.status != "completed" or stored.conclusion == (workflow.conclusion or "")
+    if workflow.status == "in_progress":
+        return stored.status in ("in_progress", "completed")
+    return stored.status == "completed" and stored.conclusion == (workflow.conclusion or "")

@@ -55,7 +55,7 @@ def test_a_job_completed_before_redis_lost_its_data_keeps_its_result(
     again = send(client, actions, dispatched, "in_progress")
     flipped = send(client, actions, dispatched, "completed", "success")
 
-    assert (again.status_code, again.json()["error"]) == (409, "duplicate")
+    assert (again.status_code, again.json().get("already_recorded")) == (200, True)
     assert (flipped.status_code, flipped.json()["error"]) == (409, "duplicate")
     assert (record().status, record().conclusion) == ("completed", "failure")
 
@@ -134,7 +134,7 @@ def test_another_conclusion_for_a_recorded_job_is_still_refused(client, actions,
 
     assert (fresh.status_code, fresh.json()["error"]) == (409, "duplicate")
     assert (reused.status_code, reused.json()["error"]) == (409, "replayed")
-    assert (late_start.status_code, late_start.json()["error"]) == (409, "duplicate")
+    assert (late_start.status_code, late_start.json().get("already_recorded")) == (200, True)
     assert record().conclusion == "failure"
 
 
@@ -205,6 +205,21 @@ def test_a_transition_whose_process_died_before_its_write_is_undone_when_the_job
 
     assert (again.status_code, again.json()) == (200, {"ok": True, "status": status})
     assert record().status == status
+
+
+def test_an_in_progress_killed_before_its_write_is_recorded_once_its_job_completed(
+    client, actions, dispatched
+):
+    """The reporter's in_progress got no answer (its process died after the transition), its
+    completed was accepted over that transition: the in_progress, sent again, is recorded."""
+    _killed_midway("in_progress")
+    done = send(client, actions, dispatched, "completed", "success")
+
+    retry = send(client, actions, dispatched, "in_progress")
+
+    assert done.status_code == 200
+    assert (retry.status_code, retry.json().get("already_recorded")) == (200, True)
+    assert (record().status, record().conclusion) == ("completed", "success")
 
 
 def test_a_recent_transition_not_yet_written_is_left_to_its_process(

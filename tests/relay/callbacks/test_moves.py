@@ -43,7 +43,7 @@ def test_a_second_completed_with_another_conclusion_is_a_duplicate(client, actio
         client, reporter_body(dispatched, "completed", conclusion="success"), token_for(actions)
     )
 
-    assert (second.status_code, second.json()["error"]) == (409, "duplicate")
+    assert (second.status_code, second.json().get("already_recorded")) == (200, True)
     assert (third.status_code, third.json()["error"]) == (409, "duplicate")
     assert JobRecord.objects.get().conclusion == "failure"
 
