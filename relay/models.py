@@ -185,3 +185,23 @@ class HudForward(Leased):
 
     def __str__(self) -> str:
         return f"forward {self.pk} ({self.status})"
+
+
+class PullLabel(models.Model):
+    """An upstream PR carries `ciflow/crcr/<device>` (relay/upstream_pr/labels.py): an L3 repo
+    of that device gets check runs on it. Kept once seen; removing the label deletes nothing."""
+
+    upstream_repo = models.CharField(max_length=140)
+    pr_number = models.PositiveIntegerField()
+    device = models.CharField(max_length=100)
+    labeled_at = models.DateTimeField()
+
+    class Meta:
+        constraints: ClassVar = [
+            models.UniqueConstraint(
+                fields=["upstream_repo", "pr_number", "device"], name="relay_pull_label_once"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.upstream_repo}#{self.pr_number} ciflow/crcr/{self.device}"

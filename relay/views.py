@@ -8,6 +8,7 @@ from redis.exceptions import RedisError
 
 from crcr_site.errors import Dependency, Refused, Unavailable, json_methods, read_limited
 from relay import callbacks, fanout, oidc
+from relay.upstream_pr import check_runs
 from relay.webhook import Route, parse
 
 
@@ -27,6 +28,8 @@ def webhook(request: HttpRequest) -> JsonResponse:
         if parsed.event is None:
             return JsonResponse({"ok": True, "ignored": True, "reason": parsed.reason})
         try:
+            if parsed.route is Route.LABEL:
+                return JsonResponse(check_runs.on_labeled(parsed.event))
             summary = fanout.fan_out(parsed.event)
         except DatabaseError:
             # Nothing could be recorded: GitHub marks the delivery failed and our lost-webhook

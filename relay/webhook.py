@@ -25,7 +25,8 @@ class WebhookRefused(Refused):
 class Route(Enum):
     DISPATCH = "dispatch"
     PING = "ping"
-    LATER = "not handled yet"  # L3 labels and re-runs: upstream check runs come later
+    LABEL = "label"  # a ciflow/crcr/<device> label: that device's L3 check runs
+    LATER = "not handled yet"  # re-runs asked from the upstream PR come later
     IGNORE = "not handled"
 
 
@@ -37,7 +38,7 @@ ROUTES: dict[tuple[str, str | None], Route] = {
     ("pull_request", "synchronize"): Route.DISPATCH,
     ("pull_request", "closed"): Route.DISPATCH,
     ("push", None): Route.DISPATCH,
-    ("pull_request", "labeled"): Route.LATER,
+    ("pull_request", "labeled"): Route.LABEL,
     ("check_run", "rerequested"): Route.LATER,
     ("check_suite", "rerequested"): Route.LATER,
 }
@@ -140,7 +141,7 @@ def parse(
     full_name = repository.get("full_name") if isinstance(repository, dict) else None
     if not isinstance(full_name, str) or full_name.casefold() != upstream_repo.casefold():
         return Parsed(Route.IGNORE, reason=f"not the upstream repository {upstream_repo}")
-    if route is not Route.DISPATCH:
+    if route not in (Route.DISPATCH, Route.LABEL):
         return Parsed(route, reason=f"{event}.{action or '-'} is {route.value}")
     if event == "push" and push_refs:
         ref = payload.get("ref")
@@ -149,4 +150,4 @@ def parse(
     delivery_id = headers.get("X-GitHub-Delivery", "").strip()
     if not delivery_id or len(delivery_id) > 100 or not storable(delivery_id):
         raise WebhookRefused(400, "delivery_missing", "X-GitHub-Delivery is required")
-    return Parsed(Route.DISPATCH, _event(delivery_id, event, text, payload))
+    return Parsed(route, _event(delivery_id, event, text, payload))

@@ -82,7 +82,6 @@ IGNORED = [
         webhook_payload("pull_request.converted_to_draft"),
         "d-1",
     ),
-    ("labeled (for now)", "pull_request", webhook_payload("pull_request.labeled"), "d-1"),
     (
         "check_run rerequested (for now)",
         "check_run",
