@@ -70,6 +70,7 @@ class Entry:
     events: frozenset[Event] = ALL_EVENTS
     repository_id: str = ""  # GitHub's ids, when an admin recorded them (not in the file)
     owner_id: str = ""
+    suspended: bool = False  # temporarily demoted: no new check runs or comment mentions
 
     @property
     def key(self) -> str:

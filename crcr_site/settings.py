@@ -332,6 +332,15 @@ if not isinstance(CRCR_OIDC_ISSUERS, dict) or not all(
 CRCR_CI_PROVIDERS = envstr("CRCR_CI_PROVIDERS") or None
 
 CRCR_ZOMBIE_TIMEOUT = envint("CRCR_ZOMBIE_TIMEOUT", 21600, minimum=60)
+
+# Upstream check runs (relay/upstream_pr/check_runs.py). Links in them and in the PR comment
+# point at CRCR_PUBLIC_URL, this deployment's address as a reviewer reaches it.
+CRCR_PUBLIC_URL = envstr("CRCR_PUBLIC_URL", "http://127.0.0.1:8000")
+CRCR_CHECK_RUN_SENDERS = envint("CRCR_CHECK_RUN_SENDERS", 16, minimum=1)
+# An L4 repo's aggregate concludes once none of its jobs on the head has moved for this long.
+CRCR_CHECK_SETTLE = envfloat("CRCR_CHECK_SETTLE", 300.0, minimum=0.0)
+# A timed-out job alone makes the aggregate neutral (as PyTorch's merge bot reads it) unless set.
+CRCR_TIMED_OUT_BLOCKS = envbool("CRCR_TIMED_OUT_BLOCKS", False)
 # A job transition in Redis this old that the database does not reflect was left by a process
 # that died between the two (relay/callbacks/moves.py): it is undone when its job calls back
 # again. Must exceed the longest a request can live (gunicorn's --timeout, 30 s by default).

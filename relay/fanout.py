@@ -35,7 +35,8 @@ from allowlist.entry import Entry
 from crcr_site.redis_connection import get_redis
 from hud.models import UpstreamPull
 from relay import sending, tasks
-from relay.models import Delivery, Dispatch
+from relay.models import CheckRun, Delivery, Dispatch
+from relay.upstream_pr import check_runs, labels
 from relay.webhook import UpstreamEvent
 
 Status = Dispatch.Status
@@ -101,6 +102,11 @@ def record(event: UpstreamEvent) -> Delivery:
         delivery.pk, delivery.times_received = cursor.fetchone()
         if targets:
             cursor.execute(*_dispatch_insert(delivery.pk, targets, status, now))
+        if event.event == "pull_request":
+            labels.note(event.repo, event.pr_number, labels.devices_in(event.payload), now)
+            dispatching = status == Status.PENDING  # (shadow mode shows nothing upstream)
+            queued = check_runs.aggregate_rows(event, targets) if dispatching else []
+            CheckRun.objects.bulk_create(queued, ignore_conflicts=True)
         if delivery.times_received == 1 and event.event == "pull_request" and event.pr_number:
             UpstreamPull.note(
                 number=event.pr_number,

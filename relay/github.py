@@ -331,6 +331,26 @@ class GitHubApp:
         """POST /repos/{repo}/dispatches: `{"event_type": ..., "client_payload": ...}`."""
         self._as_installation(repo, "POST", f"/repos/{repo}/dispatches", body)
 
+    def create_check_run(self, repo: str, body: dict[str, Any]) -> int:
+        """POST /repos/{repo}/check-runs; the new check run's id."""
+        made = self._as_installation(repo, "POST", f"/repos/{repo}/check-runs", body)
+        return int(made["id"])
+
+    def update_check_run(self, repo: str, check_run_id: int, body: dict[str, Any]) -> None:
+        """PATCH /repos/{repo}/check-runs/{id} (NotFound: it is gone)."""
+        self._as_installation(repo, "PATCH", f"/repos/{repo}/check-runs/{check_run_id}", body)
+
+    def find_check_run(self, repo: str, head_sha: str, name: str, external_id: str) -> int | None:
+        """This App's check run `name` with `external_id` on `head_sha`, if GitHub has one
+        (so a create whose answer was lost is not made twice)."""
+        query = urlencode({"check_name": name, "filter": "all", "app_id": self.app_id})
+        path = f"/repos/{repo}/commits/{head_sha}/check-runs?{query}&per_page=100"
+        listed = self._as_installation(repo, "GET", path)
+        for run in listed.get("check_runs", []) if isinstance(listed, dict) else []:
+            if isinstance(run, dict) and run.get("external_id") == external_id:
+                return int(run["id"])
+        return None
+
     def hook_deliveries(self, *, per_page: int = 100) -> Iterator[HookDelivery]:
         """The App's webhook deliveries, newest first, following GitHub's cursor pagination."""
         url: str | None = "/app/hook/deliveries"

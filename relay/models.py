@@ -205,3 +205,72 @@ class PullLabel(models.Model):
 
     def __str__(self) -> str:
         return f"{self.upstream_repo}#{self.pr_number} ciflow/crcr/{self.device}"
+
+
+class CheckRun(Leased):
+    """Outbox: one upstream check run (relay/upstream_pr/check_runs.py), holding the newest
+    state to show; the worker creates it once (`github_id`) and then updates it in place.
+
+    Written in the same statement as the callback's record (or with the dispatch, for an L4
+    repo's aggregate), so what GitHub shows follows what was accepted, whatever GitHub does
+    meanwhile. Updates that pile up while one is sent are one row: only the newest is sent.
+    """
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        SENT = "sent"
+        FAILED = "failed"
+        HELD = "held", "held: its PR does not carry the device's label yet"
+        SUPPRESSED = "suppressed", "suppressed: the repo was temporarily demoted"
+
+    class Kind(models.TextChoices):
+        JOB = "job", "one downstream job attempt"
+        REPO = "repo", "an L4 repo's work on the head"
+
+    upstream_repo = models.CharField(max_length=140)
+    head_sha = models.CharField(max_length=64)
+    name = models.CharField(max_length=255)
+    kind = models.CharField(max_length=4, choices=Kind.choices)
+    run_id = models.CharField(max_length=100, blank=True, help_text="a job's downstream run")
+    run_attempt = models.PositiveIntegerField(default=0)
+    pr_number = models.PositiveIntegerField()
+    repo = models.CharField(
+        max_length=140, help_text="the downstream repo, as the allowlist spells it"
+    )
+    repo_key = models.CharField(max_length=140)
+    level = models.CharField(max_length=2, choices=Level.choices)
+    device = models.CharField(max_length=100, blank=True, help_text="L3: the label it waits for")
+    state = StorableJSONField(default=dict, help_text="the newest state to show")
+    rank = models.PositiveSmallIntegerField(default=0, help_text="0 queued, 1 running, 2 done")
+    version = models.PositiveIntegerField(default=1, help_text="counts the states written")
+    sent_version = models.PositiveIntegerField(default=0, help_text="the state GitHub shows")
+    github_id = models.BigIntegerField(null=True, blank=True, help_text="GitHub's id, once made")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    last_error = models.TextField(blank=True)
+    next_attempt_at = models.DateTimeField()
+    pending_since = models.DateTimeField()
+    lease_owner = models.CharField(max_length=32, blank=True)
+    lease_until = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField()
+    updated_at = models.DateTimeField()
+    sent_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints: ClassVar = [
+            models.UniqueConstraint(
+                fields=["upstream_repo", "head_sha", "name", "run_id", "run_attempt"],
+                name="relay_check_run_once",
+            )
+        ]
+        indexes: ClassVar = [
+            models.Index(fields=["status", "next_attempt_at"], name="relay_check_run_due"),
+            models.Index(fields=["pr_number", "head_sha"], name="relay_check_run_pr"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} on {self.head_sha[:10]} ({self.status})"
+
+    @property
+    def waiting_since(self) -> datetime:
+        return self.pending_since

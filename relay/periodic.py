@@ -46,6 +46,12 @@ def _zombies() -> object:
     return zombies.sweep()
 
 
+def _check_runs() -> object:
+    from relay.upstream_pr import check_runs
+
+    return check_runs.send_due()
+
+
 def _forward() -> object:
     from relay import hud_forward
 
@@ -86,6 +92,7 @@ JOBS: tuple[Job, ...] = (
     Job("dispatch_sweep", lambda: 5.0, _sweep),
     Job("zombie_sweep", lambda: 0 if _chdb() else 60.0, _zombies),
     Job("hud_forward", lambda: 1.0 if settings.HUD_FORWARD_URL else 0, _forward),
+    Job("check_runs", lambda: 0.2, _check_runs),
     Job("hud_clickhouse_drain", _drains_here, _drain_clickhouse),
     Job("prune", lambda: 3600.0, _prune),
     Job("redeliver_missed", lambda: settings.CRCR_REDELIVERY_INTERVAL, _redeliver),

@@ -17,6 +17,7 @@ from django.utils import timezone
 
 from hud.storage import HudRecord, RecordKey, get_store
 from relay import redis_keys, state
+from relay.upstream_pr import check_runs
 
 logger = logging.getLogger(__name__)
 
@@ -28,6 +29,7 @@ def sweep() -> int:
     store = get_store()
     cutoff = timezone.now() - timedelta(seconds=settings.CRCR_ZOMBIE_TIMEOUT)
     timed_out = 0
+    finished: list[tuple[str, str, int, str]] = []
     for job in store.in_progress_since(cutoff, BATCH):
         job_key = redis_keys.job(
             job.delivery_id, job.downstream_repo, job.run_id, job.run_attempt, job.job_name
@@ -54,6 +56,17 @@ def sweep() -> int:
                 state.compensate(job_key, tx)
             raise
         timed_out += 1
+        finished.append(
+            (
+                job.downstream_repo,
+                job.run_id,
+                job.run_attempt,
+                f"{job.workflow_name}/{job.job_name}",
+            )
+        )
+    at = timezone.now()
+    check_runs.finish_timed_out(finished, now=at)
+    check_runs.time_out_silent(now=at)
     if timed_out:
         logger.warning(
             "timed out %d jobs in progress for over %d s", timed_out, settings.CRCR_ZOMBIE_TIMEOUT

@@ -384,23 +384,52 @@ class SimulatedGitHub(Served):
             return 422, {}, {"message": "Invalid request.\n\nclient_payload is too large"}
         return 204, {}, None
 
+    def check_runs(self, head_sha: str | None = None) -> list[dict[str, Any]]:
+        """The check runs GitHub holds (on `head_sha`), oldest first."""
+        with self._lock:
+            runs = [dict(run) for run in self._check_runs.values()]
+        return [run for run in runs if head_sha is None or run["head_sha"] == head_sha]
+
+    def delete_check_run(self, check_run_id: int) -> None:
+        """As if the check run were gone (GitHub answers 404 for it from now on)."""
+        with self._lock:
+            self._check_runs.pop(check_run_id, None)
+
     def _create_check_run(self, call: Call, params: dict[str, str], query: str) -> Answer:
         body = call.body if isinstance(call.body, dict) else {}
         if not body.get("name") or not body.get("head_sha"):
             return 422, {}, {"message": "Invalid request.\n\nname and head_sha are required"}
+        if problem := _check_run_problem(body):
+            return 422, {}, {"message": f"Invalid request.\n\n{problem}"}
         run_id = next(self._ids)
-        run = {"id": run_id, "status": "queued", **body}
+        run = {"status": "queued", **body, "id": run_id, "repo": call.repo}
         with self._lock:
             self._check_runs[run_id] = run
         return 201, {}, run
 
     def _update_check_run(self, call: Call, params: dict[str, str], query: str) -> Answer:
+        body = call.body if isinstance(call.body, dict) else {}
+        if problem := _check_run_problem(body):
+            return 422, {}, {"message": f"Invalid request.\n\n{problem}"}
         with self._lock:
             run = self._check_runs.get(int(params["id"]))
-            if run is None:
+            if run is None or run["repo"] != call.repo:
                 return 404, {}, {"message": "Not Found"}
-            run.update(call.body if isinstance(call.body, dict) else {})
+            run.update(body)
             return 200, {}, dict(run)
+
+    def _list_check_runs(self, call: Call, params: dict[str, str], query: str) -> Answer:
+        args = {name: values[0] for name, values in parse_qs(query).items()}
+        with self._lock:
+            runs = [
+                dict(run)
+                for run in self._check_runs.values()
+                if run["repo"] == call.repo
+                and run["head_sha"] == params["sha"]
+                and ("check_name" not in args or run["name"] == args["check_name"])
+            ]
+        per_page = min(int(args.get("per_page", "30")), 100)
+        return 200, {}, {"total_count": len(runs), "check_runs": runs[:per_page]}
 
     def _rerun(self, call: Call, params: dict[str, str], query: str) -> Answer:
         if int(params["id"]) in self.running_runs:
@@ -439,6 +468,33 @@ class SimulatedGitHub(Served):
         return 202, {}, {}
 
 
+CHECK_RUN_STATUSES = ("queued", "in_progress", "completed")
+CHECK_RUN_CONCLUSIONS = (
+    *("action_required", "cancelled", "failure", "neutral"),
+    *("success", "skipped", "stale", "timed_out"),
+)
+
+
+def _check_run_problem(body: dict[str, Any]) -> str:
+    """What GitHub would refuse in a check run's body ('' when nothing)."""
+    status = body.get("status", "queued")
+    if status not in CHECK_RUN_STATUSES:
+        return f"status {status!r} is not one of {CHECK_RUN_STATUSES}"
+    conclusion = body.get("conclusion")
+    if status == "completed" and conclusion is None:
+        return "conclusion is required when status is completed"
+    if conclusion is not None and conclusion not in CHECK_RUN_CONCLUSIONS:
+        return f"conclusion {conclusion!r} is not valid"
+    output = body.get("output")
+    if output is not None and not (
+        isinstance(output, dict) and output.get("title") and output.get("summary")
+    ):
+        return "output needs a title and a summary"
+    if len(str(body.get("name", ""))) > 255 or len(str(body.get("external_id", ""))) > 255:
+        return "name and external_id are 255 characters at most"
+    return ""
+
+
 _REPO = r"/repos/(?P<owner>[^/]+)/(?P<repo>[^/]+)"
 ROUTES: list[tuple[str, re.Pattern[str], str, str, Callable[..., Answer]]] = [
     (verb, re.compile(pattern), route, auth, handler)
@@ -465,6 +521,13 @@ ROUTES: list[tuple[str, re.Pattern[str], str, str, Callable[..., Answer]]] = [
             "check_run",
             "installation",
             SimulatedGitHub._update_check_run,
+        ),
+        (
+            "GET",
+            rf"^{_REPO}/commits/(?P<sha>[0-9a-f]+)/check-runs$",
+            "check_runs",
+            "installation",
+            SimulatedGitHub._list_check_runs,
         ),
         (
             "POST",

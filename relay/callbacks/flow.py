@@ -25,7 +25,7 @@ Retry-After and nothing is recorded (fail closed).
 from typing import Any
 
 from allowlist import lookup
-from allowlist.entry import Level
+from allowlist.entry import Entry
 from crcr_site import sql
 from crcr_site.errors import Refused, Unavailable
 from relay.callbacks import body, policy
@@ -96,7 +96,8 @@ def _decide(identity: Identity, callback: body.Callback, audit: Audit) -> dict[s
         audit.ignored(verdict.ignored)
         return IGNORED
     audit.provenance = verdict.provenance
-    accepted = Accepted(identity, callback, verdict.level, audit)
+    assert verdict.entry is not None  # a verdict with a level has its entry
+    accepted = Accepted(identity, callback, verdict.entry, audit)
     if callback.path == body.SELF:
         budget.spend()
         store_self_report(accepted)
@@ -135,7 +136,7 @@ def _fast(
         return None
     token, snapshot = seen
     verdict = policy.authorise(identity, callback, snapshot.get(identity.repo), None)
-    if verdict.level is None:
+    if verdict.level is None or verdict.entry is None:
         return None
     audit.provenance = verdict.provenance
     moved = Move.of(identity, callback, callback.delivery_id)
@@ -146,7 +147,7 @@ def _fast(
     if dispatch is None:  # a state without the dispatch's facts: the database's record decides
         moved.undo()
         return 0
-    accepted = Accepted(identity, callback, verdict.level, audit)
+    accepted = Accepted(identity, callback, verdict.entry, audit)
     for _ in range(REWRITES):
         condition = sql.Condition(*lookup.is_current_sql(token))
         if store_transition(
@@ -167,13 +168,13 @@ def _fast(
 
 def _newer_allowlist(
     identity: Identity, callback: body.Callback, token: str
-) -> tuple[str, Level] | None:
-    """After a write under `token` did not happen: the newer generation and the caller's level
+) -> tuple[str, Entry] | None:
+    """After a write under `token` did not happen: the newer generation and the caller's entry
     in it, if its token was not used and the policy still records it there; else None."""
     held = OnRecord.read(identity, callback)
     if held.replayed or held.allowlist_token is None or held.allowlist_token == token:
         return None
     verdict = policy.authorise(identity, callback, held.snapshot().get(identity.repo), held)
-    if verdict.level is None:
+    if verdict.entry is None:
         return None
-    return held.allowlist_token, verdict.level
+    return held.allowlist_token, verdict.entry

@@ -48,6 +48,7 @@ class Verdict:
     provenance: str = ""
     ignored: str = ""
     refused: Refused | None = None
+    entry: Entry | None = None  # the allowlist entry it was recorded under
 
 
 def reporting_level(entry: Entry | None) -> Level | None:
@@ -153,4 +154,4 @@ def authorise(
                 provenance = str(check(case) or "")
     except Refused as refused:
         return Verdict(refused=refused)
-    return Verdict(level=level, provenance=provenance)
+    return Verdict(level=level, provenance=provenance, entry=entry)

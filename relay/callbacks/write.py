@@ -17,7 +17,7 @@ from django.conf import settings
 from django.db import DatabaseError, IntegrityError, transaction
 from django.utils import timezone
 
-from allowlist.entry import Level
+from allowlist.entry import Entry, Level
 from crcr_site import sql
 from crcr_site.errors import Dependency, Refused, Unavailable
 from hud.storage import HudRecord, RecordExists, get_store, workflow_fields
@@ -29,18 +29,23 @@ from relay.callbacks.on_record import DispatchOnRecord, replay_key
 from relay.callbacks.policy import REPLAYED
 from relay.models import CallbackAudit, ReplayKey
 from relay.oidc import Identity
+from relay.upstream_pr import check_runs
 
 NOT_KEPT = "the record could not be stored; nothing was kept"
 
 
 @dataclass(frozen=True)
 class Accepted:
-    """A callback the policy accepted, at `level`, and the dispatch it answers."""
+    """A callback the policy accepted under its allowlist `entry`."""
 
     identity: Identity
     callback: Callback
-    level: Level
+    entry: Entry
     audit: Audit
+
+    @property
+    def level(self) -> Level:
+        return self.entry.level
 
 
 def store_transition(
@@ -75,6 +80,13 @@ def store_transition(
                 ReplayKey, {"key": replay_key(accepted.identity), "used_at": at}, ("key",)
             ),
             alongside=[
+                *check_runs.rows_for(
+                    accepted.entry,
+                    record,
+                    pr_number=dispatch.pr_number,
+                    head_sha=dispatch.head_sha,
+                    upstream_repo=dispatch.upstream_repo,
+                ),
                 *hud_forward.outbox_rows(envelope(accepted, record)),
                 accepted.audit.row(CallbackAudit.Decision.ACCEPTED, 200, "accepted"),
             ],

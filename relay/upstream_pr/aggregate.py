@@ -1,0 +1,71 @@
+"""An L4 repo's aggregate check run `crcr/{owner}/{repo}` on a head, worked out from its jobs'
+check runs (the outbox's job rows: the newest state of every job attempt, whatever the HUD's
+backend)."""
+
+from typing import Any
+
+from django.conf import settings
+from django.utils import timezone
+
+from relay.models import CheckRun
+
+# A job's conclusion that does not block alone (PyTorch's merge bot reads them so).
+NOT_BLOCKING = ("cancelled", "timed_out", "skipped", "neutral", "stale")
+
+
+def state_of(row: CheckRun) -> dict[str, Any]:
+    """The aggregate's state now: queued, in_progress (with `again`: seconds until it is worked
+    out again, while it settles) or completed with its conclusion."""
+    if row.state.get("silent"):  # timed out with nothing ever called back
+        return dict(row.state)
+    jobs = _newest_attempts(row)
+    if not jobs:
+        return {"status": "queued", "jobs": {}}
+    counts: dict[str, int] = {}
+    for job in jobs:
+        outcome = job.state.get("conclusion") or job.state.get("status") or "in_progress"
+        counts[outcome] = counts.get(outcome, 0) + 1
+    facts: dict[str, Any] = {"jobs": counts, "details_url": _details(jobs)}
+    if any(job.rank < 2 for job in jobs):
+        return facts | {"status": "in_progress"}
+    quiet = (timezone.now() - max(job.updated_at for job in jobs)).total_seconds()
+    settle = float(settings.CRCR_CHECK_SETTLE)
+    if quiet < settle:  # every job is done, for now: more may start
+        return facts | {"status": "in_progress", "again": round(settle - quiet, 3) + 0.01}
+    return facts | {"status": "completed", "conclusion": conclusion(counts)}
+
+
+def conclusion(counts: dict[str, int]) -> str:
+    """failure if a job failed (or timed out, with CRCR_TIMED_OUT_BLOCKS), else success if one
+    succeeded, else neutral (cancelled or timed-out jobs alone do not block)."""
+    blocking = set(counts) - set(NOT_BLOCKING) - {"success"}
+    if settings.CRCR_TIMED_OUT_BLOCKS and "timed_out" in counts:
+        blocking.add("timed_out")
+    if blocking:
+        return "failure"
+    return "success" if "success" in counts else "neutral"
+
+
+def _newest_attempts(row: CheckRun) -> list[CheckRun]:
+    """The repo's job check runs on this head, the newest attempt of each job."""
+    rows = CheckRun.objects.filter(
+        kind=CheckRun.Kind.JOB,
+        repo_key=row.repo_key,
+        head_sha=row.head_sha,
+        upstream_repo=row.upstream_repo,
+    ).only("name", "run_id", "run_attempt", "state", "rank", "updated_at")
+    newest: dict[str, CheckRun] = {}
+    for job in rows:
+        seen = newest.get(job.name)
+        if seen is None or _attempt(job) > _attempt(seen):
+            newest[job.name] = job
+    return list(newest.values())
+
+
+def _attempt(job: CheckRun) -> tuple[int, str, int]:
+    return (len(job.run_id), job.run_id, job.run_attempt)  # run ids grow: longer is newer
+
+
+def _details(jobs: list[CheckRun]) -> str | None:
+    urls = [job.state.get("details_url") for job in jobs if job.state.get("details_url")]
+    return urls[0] if urls else None
