@@ -1,6 +1,8 @@
 """Upstream check runs against the simulated GitHub: who gets them, what they say, and that
 GitHub's failures lose nothing and make nothing twice."""
 
+from typing import Any
+
 import pytest
 
 from relay import zombies
@@ -36,7 +38,7 @@ def report(client, actions, github, repo, status, *, job="build", conclusion=Non
     return answer
 
 
-def shown(github, name: str) -> dict | None:
+def shown(github, name: str) -> Any:
     """The check run GitHub shows by that name on the head (the newest, as readers list it)."""
     runs = [run for run in github.check_runs(HEAD) if run["name"] == name]
     return runs[-1] if runs else None
