@@ -7,10 +7,11 @@ import pytest
 from django.utils import timezone
 
 from hud.storage import HudRecord, RecordKey, get_store
-from relay.models import Rerun
+from relay.models import CheckRun, Rerun
 from relay.periodic import run_due_jobs
+from relay.upstream_pr import check_runs
 from relay.upstream_pr.reruns import send_due
-from tests.relay.support import APP_ID, post_webhook, webhook_payload
+from tests.relay.support import APP_ID, post_callback, post_webhook, reporter_body, webhook_payload
 from tests.waiting import wait_until
 
 pytestmark = pytest.mark.django_db
@@ -363,3 +364,69 @@ def test_the_admin_lists_re_runs_and_what_github_answered(admin_client, client, 
 
     assert listing.status_code == row.status_code == 200
     assert "already running" in listing.content.decode()
+
+
+# --- on the check runs the relay made ---------------------------------------------------------
+
+
+@pytest.fixture
+def l4_failed(settings, client, github, downstream, actions):
+    """A PR whose L4 run 3001 failed one of its two jobs, its check runs sent to GitHub; the
+    check runs GitHub shows on the head, by name."""
+    settings.CRCR_CHECK_SETTLE = 0
+    pr = webhook_payload("pull_request.opened")
+    post_webhook(client, "pull_request", pr, delivery="guid-1")
+    echoed = github.dispatches("org-c/l4")[0].body["client_payload"]
+    for job, conclusion in (("build", "success"), ("test", "failure")):
+        for status in ("in_progress", "completed"):
+            body = reporter_body(echoed, status, job=job, run_id="3001", conclusion=conclusion,
+                                 check_run_id=f"3001-{job}")  # fmt: skip
+            token = actions.mint(repo="Org-C/L4", run_id="3001")
+            assert post_callback(client, body, token).status_code == 200
+    wait_until(lambda: check_runs.send_due() == 0 and not pending_check_runs())
+    head = pr["pull_request"]["head"]["sha"]
+    return {run["name"]: run for run in github.check_runs(head)}
+
+
+def pending_check_runs() -> bool:
+    return CheckRun.objects.filter(status=CheckRun.Status.PENDING).exists()
+
+
+def as_webhook(check_run: dict) -> dict:
+    payload = webhook_payload("check_run.rerequested")
+    payload["check_run"] |= {key: check_run[key] for key in ("id", "name", "head_sha")}
+    payload["check_run"] |= {"external_id": check_run["external_id"], "app": check_run["app"]}
+    return payload
+
+
+def test_rerequesting_the_aggregate_the_relay_made_re_runs_its_failed_run(
+    client, github, l4_failed
+):
+    aggregate = l4_failed["crcr/Org-C/L4"]
+
+    response = post_webhook(client, "check_run", as_webhook(aggregate), delivery="d-agg")
+    send_due()
+
+    assert response.status_code == 202
+    assert reruns(github) == [("/repos/Org-C/L4/actions/runs/3001/rerun-failed-jobs", 201)]
+
+
+def test_the_failed_jobs_button_the_relay_offered_re_runs_its_run(client, github, l4_failed):
+    failed = l4_failed["crcr/Org-C/L4/CI/test"]
+    payload = as_webhook(failed) | {"action": "requested_action"}
+    payload["requested_action"] = {"identifier": failed["actions"][0]["identifier"]}
+
+    post_webhook(client, "check_run", payload, delivery="d-button")
+    send_due()
+
+    assert reruns(github) == [("/repos/Org-C/L4/actions/runs/3001/rerun-failed-jobs", 201)]
+
+
+def test_rerequesting_the_suite_the_relay_made_re_runs_its_run_once(client, github, l4_failed):
+    suite = l4_failed["crcr/Org-C/L4"]["check_suite"]["id"]
+
+    post_webhook(client, "check_suite", suite_webhook(suite), delivery="d-suite")
+    counts = send_due()
+
+    assert counts == {"listed": 1, "re-run": 1}
+    assert reruns(github) == [("/repos/Org-C/L4/actions/runs/3001/rerun", 201)]
