@@ -18,13 +18,16 @@ hold each backend to them):
   rows are per SHA.
 - A repo that reports but is not on the allowlist is shown under the level its newest record
   carries; with none, under L2 (the lowest level whose results the HUD shows).
+- A downstream run on a head SHA (`runs_on_head`) is failed when its latest attempt (highest
+  `run_attempt` among its records) has a completed job that ended `failure`,
+  `startup_failure`, `timed_out` or `cancelled`: what GitHub's "re-run failed jobs" re-runs.
 - The probe repo (CRCR_PROBE_REPO) feeds the relay-health card and is left out of the level
   tables; its jobs named `xfail`, `xcancel` and `xtimeout` are expected to end `failure`,
   `cancelled` and `timed_out`, every other job `success`.
 """
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from enum import StrEnum
@@ -45,6 +48,7 @@ class Kind(StrEnum):
 EVENTS = {Kind.PR: ("pull_request", "push"), Kind.NIGHTLY: ("nightly", "periodic")}
 FAILURES = ("failure", "startup_failure")
 RED = (*FAILURES, "timed_out")  # the outcomes that make a result red
+RERUNNABLE = (*RED, "cancelled")  # the jobs GitHub's "re-run failed jobs" runs again
 # Counts' fields in order, each as the SQL condition it counts: plain SQL that PostgreSQL,
 # SQLite and ClickHouse all read the same way (the backends' raw queries share it).
 COUNT_CONDITIONS = (
@@ -342,3 +346,24 @@ class StaleJob:
     run_id: str
     run_attempt: int
     updated_at: datetime
+
+
+@dataclass(frozen=True)
+class HeadRun:
+    """One downstream run (a GitHub Actions run id) of a repo on an upstream head SHA."""
+
+    run_id: str
+    failed: bool  # its latest attempt has a job to re-run
+
+
+def head_runs(records: Iterable[Sequence[Any]]) -> list[HeadRun]:
+    """The runs among (run_id, run_attempt, status, conclusion) records, by run id."""
+    latest: dict[str, tuple[int, bool]] = {}
+    for run_id, attempt, status, conclusion in records:
+        failed = status == "completed" and conclusion in RERUNNABLE
+        seen, was_failed = latest.get(run_id, (0, False))
+        if attempt > seen:
+            latest[run_id] = (attempt, failed)
+        elif attempt == seen:
+            latest[run_id] = (attempt, was_failed or failed)
+    return [HeadRun(run_id, failed) for run_id, (_, failed) in sorted(latest.items())]

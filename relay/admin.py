@@ -1,4 +1,4 @@
-"""Deliveries and dispatches, read-only, with one action: retry failed dispatches now."""
+"""Deliveries, dispatches and re-runs, read-only, with one action: retry failed dispatches now."""
 
 from typing import Any
 
@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from crcr_site.admin import ReadOnlyAdmin
 from relay import tasks
-from relay.models import CallbackAudit, Delivery, Dispatch, HudForward, PeriodicJob
+from relay.models import CallbackAudit, Delivery, Dispatch, HudForward, PeriodicJob, Rerun
 
 
 class DispatchInline(admin.TabularInline):
@@ -125,3 +125,21 @@ class CallbackAuditAdmin(ReadOnlyAdmin):
 class HudForwardAdmin(ReadOnlyAdmin):
     list_display = ("created_at", "status", "attempts", "next_attempt_at", "sent_at", "last_error")
     list_filter = ("status",)
+
+
+@admin.register(Rerun)
+class RerunAdmin(ReadOnlyAdmin):
+    list_display = (
+        "created_at",
+        "kind",
+        "repo",
+        "run_id",
+        "status",
+        "outcome",
+        "attempts",
+        "next_attempt_at",
+        "last_error",
+        "delivery_id",
+    )
+    list_filter = ("status", "kind", "repo_key")
+    search_fields = ("repo", "delivery_id", "=run_id", "head_sha")

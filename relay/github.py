@@ -104,6 +104,17 @@ class HookDelivery:
 
 
 @dataclass(frozen=True)
+class SuiteCheckRun:
+    """One entry of GET /repos/{repo}/check-suites/{id}/check-runs."""
+
+    id: int
+    name: str
+    external_id: str
+    head_sha: str
+    app_id: str  # the App that created it
+
+
+@dataclass(frozen=True)
 class Answer:
     status_code: int
     headers: Any  # urllib3's case-insensitive HTTPHeaderDict
@@ -300,6 +311,12 @@ class GitHubApp:
         raise Rejected(detail, status=response.status_code)
 
     def _as_installation(self, repo: str, method: str, path: str, body: object = None) -> Any:
+        """A call with the installation token for `repo`; its JSON."""
+        return self._send_as_installation(repo, method, path, body).json()
+
+    def _send_as_installation(
+        self, repo: str, method: str, path: str, body: object = None, params: Any = None
+    ) -> Answer:
         """A call with the installation token for `repo`.
 
         What we cached may have gone stale: a revoked token (401) is replaced once; a 404 may
@@ -309,7 +326,7 @@ class GitHubApp:
         installation = self.installation_id(repo)
         token = self.installation_token(installation)
         try:
-            return self._call(method, path, auth=token, body=body)
+            return self._send(method, path, auth=token, body=body, params=params)
         except Rejected as exc:
             if exc.status != 401:
                 raise
@@ -319,7 +336,8 @@ class GitHubApp:
             if self.installation_id(repo) == installation:
                 raise
         installation = self.installation_id(repo)
-        return self._call(method, path, auth=self.installation_token(installation), body=body)
+        token = self.installation_token(installation)
+        return self._send(method, path, auth=token, body=body, params=params)
 
     def _forget_installation(self, repo: str) -> None:
         key = repo_key(repo)
@@ -350,6 +368,40 @@ class GitHubApp:
             if isinstance(run, dict) and run.get("external_id") == external_id:
                 return int(run["id"])
         return None
+
+    def rerun(self, repo: str, run_id: int, *, failed_only: bool) -> bool:
+        """Re-run a GitHub Actions run of `repo` (its failed jobs, or all of it); False when
+        GitHub says it is already running, which is what was asked for."""
+        what = "rerun-failed-jobs" if failed_only else "rerun"
+        try:
+            self._as_installation(repo, "POST", f"/repos/{repo}/actions/runs/{run_id}/{what}")
+        except Rejected as exc:
+            if exc.status == 403 and "already running" in str(exc).lower():
+                return False
+            raise
+        return True
+
+    def suite_check_runs(self, repo: str, suite_id: int) -> Iterator[SuiteCheckRun]:
+        """The check runs of one of `repo`'s check suites (GitHub's latest of each name),
+        following its pagination."""
+        url: str | None = f"/repos/{repo}/check-suites/{suite_id}/check-runs"
+        params: dict[str, int] | None = {"per_page": 100}
+        while url:
+            response = self._send_as_installation(repo, "GET", url, params=params)
+            body = response.json()
+            items = body.get("check_runs") if isinstance(body, dict) else None
+            for item in items if isinstance(items, list) else []:
+                if not isinstance(item, dict) or not isinstance(item.get("id"), int):
+                    continue
+                app = item.get("app")
+                yield SuiteCheckRun(
+                    id=item["id"],
+                    name=str(item.get("name") or ""),
+                    external_id=str(item.get("external_id") or ""),
+                    head_sha=str(item.get("head_sha") or ""),
+                    app_id=str(app.get("id") or "") if isinstance(app, dict) else "",
+                )
+            url, params = response.next_link(), None
 
     def hook_deliveries(self, *, per_page: int = 100) -> Iterator[HookDelivery]:
         """The App's webhook deliveries, newest first, following GitHub's cursor pagination."""

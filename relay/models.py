@@ -274,3 +274,56 @@ class CheckRun(Leased):
     @property
     def waiting_since(self) -> datetime:
         return self.pending_since
+
+
+class Rerun(Leased):
+    """A re-run asked for on the upstream PR (relay/upstream_pr/reruns.py), sent by the worker.
+
+    A webhook writes what it asked for: a downstream run to re-run, or a check suite whose
+    check runs the worker lists first, each distinct run of it becoming a row of its own.
+    Keyed by (delivery, repo, run): a redelivered webhook re-runs nothing twice, and a suite
+    re-runs each run once.
+    """
+
+    class Kind(models.TextChoices):
+        FAILED_JOBS = "failed_jobs", "re-run the run's failed jobs"
+        RUN = "run", "re-run the whole run"
+        SUITE = "suite", "list the check suite's crcr check runs"
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        SENT = "sent"
+        FAILED = "failed"
+
+    delivery_id = models.CharField(max_length=100, help_text="the webhook that asked")
+    kind = models.CharField(max_length=11, choices=Kind.choices)
+    repo = models.CharField(max_length=140, blank=True, help_text="as the allowlist spells it")
+    repo_key = models.CharField(max_length=140, blank=True, help_text="'' for a check suite")
+    run_id = models.PositiveBigIntegerField(default=0, help_text="the downstream run; 0: a suite")
+    head_sha = models.CharField(max_length=64, blank=True)
+    suite_id = models.PositiveBigIntegerField(default=0)
+    outcome = models.CharField(max_length=200, blank=True, help_text="what GitHub answered")
+    status = models.CharField(max_length=7, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    last_error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    next_attempt_at = models.DateTimeField()
+    lease_owner = models.CharField(max_length=32, blank=True, help_text="the sender holding it")
+    lease_until = models.DateTimeField(null=True, blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = "re-run"
+        ordering: ClassVar = ["-created_at", "pk"]
+        constraints: ClassVar = [
+            models.UniqueConstraint(
+                fields=["delivery_id", "repo_key", "run_id"], name="relay_rerun_once"
+            )
+        ]
+        indexes: ClassVar = [
+            models.Index(fields=["status", "next_attempt_at"], name="relay_rerun_due")
+        ]
+
+    def __str__(self) -> str:
+        what = f"run {self.run_id}" if self.run_id else self.get_kind_display()
+        return f"{self.repo or 'suite ' + str(self.suite_id)} {what} ({self.status})"

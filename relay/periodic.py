@@ -19,6 +19,10 @@ from relay.models import PeriodicJob
 logger = logging.getLogger(__name__)
 
 
+# Seconds between sends of the re-runs asked for on upstream PRs: someone has just clicked.
+RERUN_INTERVAL = 2.0
+
+
 @dataclass(frozen=True)
 class Job:
     name: str
@@ -38,6 +42,12 @@ def _redeliver() -> object:
     if not (settings.GITHUB_APP_ID and settings.GITHUB_APP_PRIVATE_KEY):
         return "skipped: no GitHub App configured"
     return redelivery.redeliver_missed()
+
+
+def _reruns() -> object:
+    from relay.upstream_pr import reruns
+
+    return reruns.send_due()
 
 
 def _zombies() -> object:
@@ -90,6 +100,7 @@ def _sync_allowlist() -> object:
 
 JOBS: tuple[Job, ...] = (
     Job("dispatch_sweep", lambda: 5.0, _sweep),
+    Job("upstream_reruns", lambda: RERUN_INTERVAL, _reruns),
     Job("zombie_sweep", lambda: 0 if _chdb() else 60.0, _zombies),
     Job("hud_forward", lambda: 1.0 if settings.HUD_FORWARD_URL else 0, _forward),
     Job("check_runs", lambda: 0.2, _check_runs),

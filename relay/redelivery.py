@@ -1,7 +1,8 @@
 """Lost webhooks: GitHub never retries a delivery our server failed or never received.
 
 Periodically list the App's recent deliveries and ask GitHub to redeliver each one we would
-have dispatched, that failed on every attempt, and that we have no record of. GitHub keeps
+have handled (a dispatch, a label, a re-run), that failed on every attempt, and that we have
+no record of. GitHub keeps
 deliveries for 3 days, which bounds how far back the first check looks; after a complete
 check, the next reads back only to when that one started (less OVERLAP, for entries listed
 late), so a busy App's three days of deliveries are not paged through every few minutes. A
@@ -24,7 +25,7 @@ from crcr_site.redis_connection import get_redis
 from relay import redis_keys
 from relay.github import HookDelivery, get_app
 from relay.models import Delivery
-from relay.webhook import is_dispatched
+from relay.webhook import is_handled
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +36,7 @@ ASK_AGAIN_AFTER = 3600  # ...doubling with each ask, up to this
 
 
 def missed_deliveries(since: datetime | None = None) -> list[HookDelivery]:
-    """Failed deliveries of dispatched events, delivered since `since` (at most GitHub's
+    """Failed deliveries of handled events, delivered since `since` (at most GitHub's
     window), that we never recorded."""
     floor = timezone.now() - WINDOW
     since = floor if since is None else max(since, floor)
@@ -44,7 +45,7 @@ def missed_deliveries(since: datetime | None = None) -> list[HookDelivery]:
     for item in get_app().hook_deliveries():
         if item.delivered_at < since:
             break  # newest first: the rest are older still
-        if not is_dispatched(item.event, item.action):
+        if not is_handled(item.event, item.action):
             continue
         if item.succeeded:
             succeeded.add(item.guid)

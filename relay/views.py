@@ -8,7 +8,7 @@ from redis.exceptions import RedisError
 
 from crcr_site.errors import Dependency, Refused, Unavailable, json_methods, read_limited
 from relay import callbacks, fanout, oidc
-from relay.upstream_pr import check_runs
+from relay.upstream_pr import check_runs, reruns
 from relay.webhook import Route, parse
 
 
@@ -30,6 +30,9 @@ def webhook(request: HttpRequest) -> JsonResponse:
         try:
             if parsed.route is Route.LABEL:
                 return JsonResponse(check_runs.on_labeled(parsed.event))
+            if parsed.route is Route.RERUN:
+                asked = reruns.on_webhook(parsed.event)
+                return JsonResponse(asked.as_json(), status=202 if asked.queued else 200)
             summary = fanout.fan_out(parsed.event)
         except DatabaseError:
             # Nothing could be recorded: GitHub marks the delivery failed and our lost-webhook

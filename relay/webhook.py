@@ -26,7 +26,7 @@ class Route(Enum):
     DISPATCH = "dispatch"
     PING = "ping"
     LABEL = "label"  # a ciflow/crcr/<device> label: that device's L3 check runs
-    LATER = "not handled yet"  # re-runs asked from the upstream PR come later
+    RERUN = "rerun"  # a crcr check run or suite re-run from the upstream PR
     IGNORE = "not handled"
 
 
@@ -39,8 +39,9 @@ ROUTES: dict[tuple[str, str | None], Route] = {
     ("pull_request", "closed"): Route.DISPATCH,
     ("push", None): Route.DISPATCH,
     ("pull_request", "labeled"): Route.LABEL,
-    ("check_run", "rerequested"): Route.LATER,
-    ("check_suite", "rerequested"): Route.LATER,
+    ("check_run", "rerequested"): Route.RERUN,
+    ("check_run", "requested_action"): Route.RERUN,  # our "Re-run failed jobs" button
+    ("check_suite", "rerequested"): Route.RERUN,
 }
 
 
@@ -48,8 +49,9 @@ def route_for(event: str, action: str | None) -> Route:
     return ROUTES.get((event, action)) or ROUTES.get((event, None)) or Route.IGNORE
 
 
-def is_dispatched(event: str, action: str | None) -> bool:
-    return route_for(event, action) is Route.DISPATCH
+def is_handled(event: str, action: str | None) -> bool:
+    """Whether a delivery of this event does something here (lost ones are asked for again)."""
+    return route_for(event, action) not in (Route.PING, Route.IGNORE)
 
 
 def signature_is_valid(body: bytes, header: str, secret: str) -> bool:
@@ -141,7 +143,7 @@ def parse(
     full_name = repository.get("full_name") if isinstance(repository, dict) else None
     if not isinstance(full_name, str) or full_name.casefold() != upstream_repo.casefold():
         return Parsed(Route.IGNORE, reason=f"not the upstream repository {upstream_repo}")
-    if route not in (Route.DISPATCH, Route.LABEL):
+    if route is Route.IGNORE:
         return Parsed(route, reason=f"{event}.{action or '-'} is {route.value}")
     if event == "push" and push_refs:
         ref = payload.get("ref")

@@ -103,6 +103,9 @@ class SimulatedGitHub(Served):
         self._installations: dict[str, int] = {}
         self._tokens: dict[str, tuple[int, float]] = {}
         self._check_runs: dict[int, dict[str, Any]] = {}
+        # GitHub puts an App's check runs on a commit in that App's check suite for it.
+        self._suites: dict[tuple[str, str, str], int] = {}  # (repo, head SHA, app id) -> id
+        self._suite_runs: dict[int, tuple[str, list[int]]] = {}  # id -> repo, its check runs
         self._ids = itertools.count(1000)
         self._sent: dict[int, tuple[str, str, str, bytes]] = {}  # delivery id -> what was sent
         self.webhook_url = ""
@@ -160,6 +163,19 @@ class SimulatedGitHub(Served):
     def installation_of(self, owner: str) -> int:
         with self._lock:
             return self._installations.setdefault(owner.casefold(), next(self._ids))
+
+    def add_check_run(
+        self, repo: str, *, name: str, head_sha: str, external_id: str = "", app_id: str = ""
+    ) -> dict[str, Any]:
+        """A check run on `repo` as if an App had created it (ours unless `app_id` says)."""
+        body = {"name": name, "head_sha": head_sha, "external_id": external_id}
+        with self._lock:
+            return self._new_check_run(repo.casefold(), body, app_id or self.app_id)
+
+    def check_suite_of(self, repo: str, head_sha: str, app_id: str = "") -> int:
+        """The id of an App's check suite (ours unless `app_id` says) for a commit."""
+        with self._lock:
+            return self._suite_id(repo.casefold(), head_sha, app_id or self.app_id)
 
     # --- the webhook sender side ---------------------------------------------------------
 
@@ -401,11 +417,44 @@ class SimulatedGitHub(Served):
             return 422, {}, {"message": "Invalid request.\n\nname and head_sha are required"}
         if problem := _check_run_problem(body):
             return 422, {}, {"message": f"Invalid request.\n\n{problem}"}
-        run_id = next(self._ids)
-        run = {"status": "queued", **body, "id": run_id, "repo": call.repo}
         with self._lock:
-            self._check_runs[run_id] = run
-        return 201, {}, run
+            return 201, {}, self._new_check_run(call.repo, body, self.app_id)
+
+    def _suite_id(self, repo: str, head_sha: str, app_id: str) -> int:
+        suite = self._suites.setdefault((repo, head_sha, app_id), next(self._ids))
+        self._suite_runs.setdefault(suite, (repo, []))
+        return suite
+
+    def _new_check_run(self, repo: str, body: dict[str, Any], app_id: str) -> dict[str, Any]:
+        suite = self._suite_id(repo, str(body["head_sha"]), app_id)
+        run_id = next(self._ids)
+        run = {"status": "queued", "external_id": "", **body, "id": run_id, "repo": repo}
+        run |= {"app": {"id": int(app_id)}, "check_suite": {"id": suite}}
+        self._check_runs[run_id] = run
+        self._suite_runs[suite][1].append(run_id)
+        return dict(run)
+
+    def _suite_check_runs(self, call: Call, params: dict[str, str], query: str) -> Answer:
+        """GitHub's default `filter=latest`: the newest check run of each name, paginated."""
+        suite = int(params["id"])
+        args = parse_qs(query)
+        per_page = min(int(args.get("per_page", ["30"])[0]), 100)
+        page_no = max(int(args.get("page", ["1"])[0]), 1)
+        with self._lock:
+            repo, run_ids = self._suite_runs.get(suite, ("", []))
+            if repo != call.repo:
+                return 404, {}, {"message": "Not Found"}
+            held = [self._check_runs[i] for i in run_ids if i in self._check_runs]
+            latest = {run["name"]: dict(run) for run in held}
+        runs = list(latest.values())
+        page = runs[(page_no - 1) * per_page : page_no * per_page]
+        headers = {}
+        if page_no * per_page < len(runs):
+            path = urlsplit(call.path).path
+            headers["Link"] = (
+                f'<{self.url}{path}?per_page={per_page}&page={page_no + 1}>; rel="next"'
+            )
+        return 200, headers, {"total_count": len(runs), "check_runs": page}
 
     def _update_check_run(self, call: Call, params: dict[str, str], query: str) -> Answer:
         body = call.body if isinstance(call.body, dict) else {}
@@ -528,6 +577,13 @@ ROUTES: list[tuple[str, re.Pattern[str], str, str, Callable[..., Answer]]] = [
             "check_runs",
             "installation",
             SimulatedGitHub._list_check_runs,
+        ),
+        (
+            "GET",
+            rf"^{_REPO}/check-suites/(?P<id>\d+)/check-runs$",
+            "suite_check_runs",
+            "installation",
+            SimulatedGitHub._suite_check_runs,
         ),
         (
             "POST",

@@ -27,6 +27,7 @@ from hud.models import JobRecord
 from hud.records import Workflow
 from hud.reports import (
     DailyPoint,
+    HeadRun,
     Kind,
     MatrixPage,
     ProbeHealth,
@@ -266,6 +267,11 @@ class RecordStore:
 
     def first_seen(self, repo_key: str) -> datetime | None:
         """When a repo's first record was received."""
+        raise NotImplementedError
+
+    def runs_on_head(self, repo_key: str, head_sha: str, *, since: datetime) -> list[HeadRun]:
+        """A repo's downstream runs on a head SHA among the records received since `since`,
+        each failed or not (hud/reports.py), by run id."""
         raise NotImplementedError
 
 

@@ -40,6 +40,7 @@ from hud.reports import (
     Cell,
     Counts,
     DailyPoint,
+    HeadRun,
     Kind,
     MatrixPage,
     MatrixRow,
@@ -50,6 +51,7 @@ from hud.reports import (
     ShaResult,
     StaleJob,
     Window,
+    head_runs,
     red_heads,
     worst_first,
 )
@@ -473,6 +475,13 @@ class OrmRecordStore(RecordStore):
             .filter(downstream_repo=repo_key)
             .aggregate(at=Min("received_at"))["at"]
         )
+
+    def runs_on_head(self, repo_key: str, head_sha: str, *, since: datetime) -> list[HeadRun]:
+        records = JobRecord.objects.using(self.using).filter(
+            downstream_repo=repo_key, received_at__gte=since, head_sha=head_sha
+        )
+        fields = ("run_id", "run_attempt", "status", "conclusion")
+        return head_runs(records.exclude(run_id="").values_list(*fields))
 
 
 @functools.cache

@@ -369,3 +369,25 @@ def test_a_guarded_upsert_writes_once_per_guard_with_its_rows_alongside(
     assert sorted(ReplayKey.objects.values_list("key", flat=True)) == ["beside", "g-1"]
     assert store.upsert_guarded(done, now=at(20, 6), guard=_guard("g-3")) is True
     assert (_stored(store, key).status, _stored(store, key).conclusion) == ("completed", "success")
+
+
+def test_runs_on_a_head_are_failed_by_their_latest_attempt(store):
+    def job(run_id, name, attempt, conclusion, *, sha="fff", status="completed", day=20):
+        key = RecordKey("org/delta", f"d-{sha}", "CI", name, f"cr-{run_id}-{name}-{attempt}")
+        record = HudRecord(key, "org/delta", head_sha=sha, run_id=run_id, run_attempt=attempt,
+                           status=status, conclusion=conclusion or None)  # fmt: skip
+        store.upsert(record, now=at(day))
+
+    job("77", "build", 1, "success")
+    job("77", "test", 1, "failure")
+    job("77", "test", 2, "success")  # re-run, passed: nothing left to re-run
+    job("78", "build", 1, "success")
+    job("78", "test", 1, "cancelled")
+    job("79", "build", 1, "", status="in_progress")
+    job("80", "build", 1, "failure", sha="ggg")  # another head
+    job("81", "build", 1, "failure", day=1)  # before `since`
+
+    runs = store.runs_on_head("org/delta", "fff", since=at(10))
+
+    assert [(r.run_id, r.failed) for r in runs] == [("77", False), ("78", True), ("79", False)]
+    assert store.runs_on_head("org/delta", "hhh", since=at(10)) == []

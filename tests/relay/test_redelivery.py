@@ -25,7 +25,7 @@ def test_only_failed_unrecorded_recent_dispatched_deliveries_count_as_missed(
     github.log_delivery("repaired", "pull_request", "opened", 500)
     github.log_delivery("repaired", "pull_request", "opened", 200, redelivery=True)
     github.log_delivery("not-ours", "issues", "opened", 500)
-    github.log_delivery("ignored-action", "pull_request", "labeled", 500)
+    github.log_delivery("ignored-action", "pull_request", "converted_to_draft", 500)
     github.log_delivery("recorded", "push", None, 504)
     post_webhook(client, "push", webhook_payload("push.1"), delivery="recorded")
     # The newest 150 are fine; the missed one is on the second page.
@@ -36,6 +36,24 @@ def test_only_failed_unrecorded_recent_dispatched_deliveries_count_as_missed(
 
     assert [m.guid for m in missed] == ["missed"]
     assert len(github.calls_to("deliveries")) == 2
+
+
+@pytest.mark.django_db
+def test_a_lost_label_or_re_run_delivery_is_missed_too(github, downstream):
+    github.log_delivery("lost-label", "pull_request", "labeled", 502)
+    github.log_delivery("lost-rerun", "check_run", "rerequested", 502)
+    github.log_delivery("lost-button", "check_run", "requested_action", 0)
+    github.log_delivery("lost-suite", "check_suite", "rerequested", 503)
+    github.log_delivery("not-handled", "check_run", "completed", 500)
+
+    missed = missed_deliveries()
+
+    assert sorted(m.guid for m in missed) == [
+        "lost-button",
+        "lost-label",
+        "lost-rerun",
+        "lost-suite",
+    ]
 
 
 @pytest.mark.django_db

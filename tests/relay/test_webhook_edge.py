@@ -83,17 +83,24 @@ IGNORED = [
         "d-1",
     ),
     (
-        "check_run rerequested (for now)",
+        "a check_run rerequested of another App",
         "check_run",
         webhook_payload("check_run.rerequested"),
         "d-1",
     ),
     (
-        "check_suite rerequested (for now)",
+        "a check_suite rerequested of another App",
         "check_suite",
         webhook_payload("check_suite.rerequested"),
         "d-1",
     ),
+    (
+        "another App's check_run button",
+        "check_run",
+        webhook_payload("check_run.requested_action"),
+        "d-1",
+    ),
+    ("a completed check_run", "check_run", webhook_payload("check_run.completed"), "d-1"),
     (
         "an unhandled event without a delivery id",
         "installation_repositories",

@@ -20,6 +20,7 @@ from hud.reports import (
     Cell,
     Counts,
     DailyPoint,
+    HeadRun,
     Kind,
     MatrixPage,
     MatrixRow,
@@ -30,6 +31,7 @@ from hud.reports import (
     ShaResult,
     StaleJob,
     Window,
+    head_runs,
     red_heads,
     worst_first,
 )
@@ -429,6 +431,15 @@ class ClickHouseRecordStore(RecordStore):
             {"repo": repo_key},
         )
         return row[0][0]
+
+    def runs_on_head(self, repo_key: str, head_sha: str, *, since: datetime) -> list[HeadRun]:
+        rows = self._select(
+            f"SELECT run_id, run_attempt, status, conclusion FROM {q.TABLE} FINAL "
+            "WHERE downstream_repo = {repo:String} AND head_sha = {sha:String} "
+            "AND received_at >= {since:DateTime64(6, 'UTC')} AND run_id != ''",
+            {"repo": repo_key, "sha": head_sha, "since": since},
+        )
+        return head_runs(rows)
 
 
 def _summary_columns(where: str) -> list[str]:
