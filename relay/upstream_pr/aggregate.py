@@ -16,9 +16,9 @@ NOT_BLOCKING = ("cancelled", "timed_out", "skipped", "neutral", "stale")
 def state_of(row: CheckRun) -> dict[str, Any]:
     """The aggregate's state now: queued, in_progress (with `again`: seconds until it is worked
     out again, while it settles) or completed with its conclusion."""
-    if row.state.get("silent"):  # timed out with nothing ever called back
-        return dict(row.state)
     jobs = _newest_attempts(row)
+    if not jobs and row.rank == 2:  # the zombie sweep's: nothing ever called back
+        return {"status": "completed", "conclusion": "timed_out", "silent": True, "jobs": {}}
     if not jobs:
         return {"status": "queued", "jobs": {}}
     counts: dict[str, int] = {}

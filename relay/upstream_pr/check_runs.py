@@ -179,7 +179,8 @@ def _upsert(values: dict[str, Any]) -> sql.Row:
 
 def _newer_state(update: tuple[str, ...]) -> str:
     """The upsert's DO UPDATE: the newer state, due to be sent. A job's state never goes back
-    (a late in_progress after its completed is dropped); an aggregate's is worked out again.
+    (a late in_progress after its completed is dropped); an aggregate keeps the state it was
+    last sent with, and is worked out again.
     A row waiting to be sent keeps its place in the backoff; a sent or failed one is due now,
     its attempts counted afresh; a held or suppressed one stays so."""
     quote = connections["default"].ops.quote_name
@@ -191,7 +192,8 @@ def _newer_state(update: tuple[str, ...]) -> str:
     waiting = f"{stored('status')} = '{Status.PENDING.value}'"
     kept = f"{stored('status')} IN ('{Status.HELD.value}', '{Status.SUPPRESSED.value}')"
     return (
-        f"SET {quote('state')} = EXCLUDED.{quote('state')}, "
+        f"SET {quote('state')} = CASE WHEN {stored('kind')} = '{Kind.REPO.value}' "
+        f"THEN {stored('state')} ELSE EXCLUDED.{quote('state')} END, "
         f"{quote('rank')} = EXCLUDED.{quote('rank')}, "
         f"{quote('version')} = {stored('version')} + 1, "
         f"{quote('updated_at')} = EXCLUDED.{quote('updated_at')}, "
@@ -334,6 +336,9 @@ def _state_of(row: CheckRun) -> dict[str, Any]:
 def _send(row: CheckRun, state: dict[str, Any]) -> Sent:
     """One check run to GitHub (in a sender thread: no database here)."""
     outcome = Sent(row, row.version, state=state)
+    if row.github_id is not None and row.kind == Kind.REPO and _same(state, row.state):
+        outcome.github_id = row.github_id  # GitHub shows it already: a job moved, not the sum
+        return outcome
     body = render.check_run_body(row, state)
     app = github.get_app()
     try:
@@ -359,6 +364,13 @@ def _send(row: CheckRun, state: dict[str, Any]) -> Sent:
     except github.GitHubError as exc:
         outcome.error = str(exc)
     return outcome
+
+
+def _same(state: dict[str, Any], shown: dict[str, Any]) -> bool:
+    """Whether an aggregate's state is the one GitHub shows (but for when to look again)."""
+    return {k: v for k, v in state.items() if k != "again"} == {
+        k: v for k, v in shown.items() if k != "again"
+    }
 
 
 def _record(outcome: Sent) -> int:
@@ -448,8 +460,7 @@ def time_out_silent(*, now: datetime) -> int:
         CheckRun.objects.filter(kind=Kind.REPO, rank=0, created_at__lt=cutoff)
         .exclude(status=Status.SUPPRESSED)
         .update(
-            state={"status": "completed", "conclusion": "timed_out", "silent": True},
-            rank=2,
+            rank=2,  # (aggregate.state_of: done, with no job: timed out)
             version=F("version") + 1,
             status=Status.PENDING,
             next_attempt_at=now,
