@@ -9,7 +9,14 @@ from django.utils import timezone
 
 from crcr_site.admin import ReadOnlyAdmin
 from relay import tasks
-from relay.models import CallbackAudit, Delivery, Dispatch, HudForward, PeriodicJob
+from relay.models import (
+    CallbackAudit,
+    Delivery,
+    Dispatch,
+    HudForward,
+    PeriodicJob,
+    PullComment,
+)
 
 
 class DispatchInline(admin.TabularInline):
@@ -125,3 +132,20 @@ class CallbackAuditAdmin(ReadOnlyAdmin):
 class HudForwardAdmin(ReadOnlyAdmin):
     list_display = ("created_at", "status", "attempts", "next_attempt_at", "sent_at", "last_error")
     list_filter = ("status",)
+
+
+@admin.register(PullComment)
+class PullCommentAdmin(ReadOnlyAdmin):
+    list_display = (
+        "upstream_repo",
+        "pr_number",
+        "status",
+        "comment_id",
+        "version",
+        "attempts",
+        "next_attempt_at",
+        "sent_at",
+        "last_error",
+    )
+    list_filter = ("status",)
+    search_fields = ("=pr_number", "upstream_repo")
