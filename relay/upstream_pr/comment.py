@@ -35,7 +35,7 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Protocol
 from urllib.parse import quote
 
 from django.conf import settings
@@ -434,8 +434,7 @@ def _find(app: GitHubApp, repo: str, number: int) -> int | None:
 def _done(row: PullComment) -> None:
     """Sent, unless the PR was updated while it was being sent: then due again at once."""
     now = timezone.now()
-    finished: Any = PullComment.objects.filter(pk=row.pk, version=row.version)
-    if finished.mark_sent(now=now, attempts=0):
+    if PullComment.objects.filter(pk=row.pk, version=row.version).mark_sent(now=now, attempts=0):
         return
     PullComment.objects.filter(pk=row.pk, lease_owner=row.lease_owner).update(
         lease_owner="", lease_until=None, next_attempt_at=now, attempts=0

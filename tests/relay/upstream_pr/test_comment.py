@@ -366,3 +366,56 @@ def test_the_worker_sends_the_comment(client, actions, github, opened):
 
     [posted] = on_github(github)
     assert "`CI / test`" in posted["body"]
+
+
+def test_the_comment_reads_the_hud_through_its_store_clickhouse_too(
+    on_chdb, client, actions, github, opened
+):
+    report(client, actions, push(client, github, "1" * 40), "test", "failure")
+    report(client, actions, opened[L4], "test", "failure")
+    report(client, actions, opened[L4], "lint", "failure")
+
+    comment.send_due()
+
+    [posted] = on_github(github)
+    new, _, old = posted["body"].partition("Also failing on master:")
+    assert "`CI / lint`" in new
+    assert "`CI / test`" in old
+    assert "since `1111111111`" in old
+
+
+def test_the_admin_lists_the_pr_comments(admin_client, client, actions, github, opened):
+    report(client, actions, opened[L4], "test", "failure")
+    comment.send_due()
+
+    response = admin_client.get("/admin/relay/pullcomment/")
+
+    assert response.status_code == 200
+    assert str(PullComment.objects.get().comment_id) in response.text
+
+
+def test_a_newer_update_keeps_githubs_wait_and_brings_back_a_comment_given_up_on(
+    client, actions, github, opened
+):
+    github.fail("comments", "rate_limit", times=1, retry_after=60)
+    report(client, actions, opened[L4], "a", "failure")
+    comment.send_due()
+    waiting = PullComment.objects.get()
+
+    report(client, actions, opened[L4], "b", "failure")
+
+    row = PullComment.objects.get()
+    assert (row.version, row.next_attempt_at) == (2, waiting.next_attempt_at)
+    assert comment.send_due() == 0  # not before GitHub said
+
+    github.fail("comment_create", "not_installed", times=1)  # refused: kept as failed
+    PullComment.objects.filter(pk=row.pk).update(next_attempt_at=row.created_at)
+    comment.send_due()
+    assert PullComment.objects.get().status == "failed"
+
+    report(client, actions, opened[L4], "c", "failure")
+    row = PullComment.objects.get()
+    assert (row.status, row.attempts, row.version) == ("pending", 0, 3)
+    assert comment.send_due() == 1
+    [posted] = on_github(github)
+    assert all(f"`CI / {job}`" in posted["body"] for job in "abc")
