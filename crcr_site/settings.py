@@ -372,6 +372,18 @@ CRCR_DISPATCH_TTL = envint("CRCR_DISPATCH_TTL", 3 * 24 * 3600, minimum=10)
 CRCR_REDELIVERY_INTERVAL = envint("CRCR_REDELIVERY_INTERVAL", 300)
 CRCR_ALLOWLIST_SYNC_INTERVAL = envint("CRCR_ALLOWLIST_SYNC_INTERVAL", 300)
 
+# What the relay says on the upstream PR (issue 15).
+# The deployment's public base URL: the absolute links to the HUD in comments and check runs.
+CRCR_PUBLIC_URL = envstr("CRCR_PUBLIC_URL", "http://127.0.0.1:8000").rstrip("/")
+if not CRCR_PUBLIC_URL.startswith(("http://", "https://")):
+    raise ImproperlyConfigured(f"CRCR_PUBLIC_URL={CRCR_PUBLIC_URL!r} is not an http(s) URL")
+# The levels whose repos the sticky PR comment lists; empty: no comment.
+CRCR_COMMENT_LEVELS = envlist("CRCR_COMMENT_LEVELS", "L3,L4")
+if bad_levels := set(CRCR_COMMENT_LEVELS) - {"L1", "L2", "L3", "L4"}:
+    raise ImproperlyConfigured(
+        f"CRCR_COMMENT_LEVELS: {', '.join(sorted(bad_levels))} is not a level (L1 to L4)"
+    )
+
 HUD_BACKEND = envstr("HUD_BACKEND", "orm")
 if HUD_BACKEND not in {"orm", "clickhouse"}:
     raise ImproperlyConfigured(f"HUD_BACKEND={HUD_BACKEND!r}: use orm or clickhouse")

@@ -9,7 +9,15 @@ from django.utils import timezone
 
 from crcr_site.admin import ReadOnlyAdmin
 from relay import tasks
-from relay.models import CallbackAudit, Delivery, Dispatch, HudForward, PeriodicJob, Rerun
+from relay.models import (
+    CallbackAudit,
+    Delivery,
+    Dispatch,
+    HudForward,
+    PeriodicJob,
+    PullComment,
+    Rerun,
+)
 
 
 class DispatchInline(admin.TabularInline):
@@ -143,3 +151,20 @@ class RerunAdmin(ReadOnlyAdmin):
     )
     list_filter = ("status", "kind", "repo_key")
     search_fields = ("repo", "delivery_id", "=run_id", "head_sha")
+
+
+@admin.register(PullComment)
+class PullCommentAdmin(ReadOnlyAdmin):
+    list_display = (
+        "upstream_repo",
+        "pr_number",
+        "status",
+        "comment_id",
+        "version",
+        "attempts",
+        "next_attempt_at",
+        "sent_at",
+        "last_error",
+    )
+    list_filter = ("status",)
+    search_fields = ("=pr_number", "upstream_repo")

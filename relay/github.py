@@ -46,6 +46,7 @@ INSTALLATION_TTL = 24 * 3600
 JWT_LIFETIME = 540  # GitHub refuses an App JWT that expires more than 10 minutes ahead
 JWT_BACKDATE = 60  # and one issued "in the future" by a clock that runs ahead
 PAGE_ATTEMPTS = 3  # a page of a listing, tried again when GitHub fails it
+COMMENT_PAGES = 30  # pages of 100 comments read at most looking for one (a busy PR has 300)
 
 
 class GitHubError(Exception):
@@ -112,6 +113,15 @@ class SuiteCheckRun:
     external_id: str
     head_sha: str
     app_id: str  # the App that created it
+
+
+@dataclass(frozen=True)
+class IssueComment:
+    """One entry of GET /repos/{repo}/issues/{number}/comments."""
+
+    id: int
+    body: str
+    user_type: str | None  # "Bot" for an App's comments
 
 
 @dataclass(frozen=True)
@@ -402,6 +412,28 @@ class GitHubApp:
                     app_id=str(app.get("id") or "") if isinstance(app, dict) else "",
                 )
             url, params = response.next_link(), None
+
+    def issue_comments(self, repo: str, number: int) -> Iterator[IssueComment]:
+        """The comments of an issue or PR, oldest first, page by page (GitHub's page numbers:
+        a page shorter than asked for is the last)."""
+        for page in range(1, COMMENT_PAGES + 1):
+            path = f"/repos/{repo}/issues/{number}/comments?per_page=100&page={page}"
+            items = self._as_installation(repo, "GET", path) or []
+            for item in items:
+                user = item.get("user") or {}
+                yield IssueComment(int(item["id"]), str(item.get("body") or ""), user.get("type"))
+            if len(items) < 100:
+                return
+
+    def create_issue_comment(self, repo: str, number: int, body: str) -> int:
+        """POST /repos/{repo}/issues/{number}/comments; the new comment's id."""
+        path = f"/repos/{repo}/issues/{number}/comments"
+        return int(self._as_installation(repo, "POST", path, {"body": body})["id"])
+
+    def update_issue_comment(self, repo: str, comment_id: int, body: str) -> None:
+        """PATCH /repos/{repo}/issues/comments/{id}; NotFound when it was deleted."""
+        path = f"/repos/{repo}/issues/comments/{comment_id}"
+        self._as_installation(repo, "PATCH", path, {"body": body})
 
     def hook_deliveries(self, *, per_page: int = 100) -> Iterator[HookDelivery]:
         """The App's webhook deliveries, newest first, following GitHub's cursor pagination."""

@@ -327,3 +327,53 @@ class Rerun(Leased):
     def __str__(self) -> str:
         what = f"run {self.run_id}" if self.run_id else self.get_kind_display()
         return f"{self.repo or 'suite ' + str(self.suite_id)} {what} ({self.status})"
+
+
+class PullComment(Leased):
+    """The one sticky comment on an upstream PR (relay/upstream_pr/comment.py), as an outbox
+    row: a completed callback of one of the PR's L3/L4 jobs bumps `version` and makes it due
+    in the callback's own statement; the worker renders the comment from what is recorded and
+    sends it, so updates that piled up are sent once, as the newest state."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "pending (to be sent)"
+        SENT = "sent", "sent"
+        FAILED = "failed", "failed"
+
+    upstream_repo = models.CharField(max_length=140, help_text="casefolded owner/name")
+    pr_number = models.PositiveIntegerField()
+    comment_id = models.BigIntegerField(
+        null=True, blank=True, help_text="GitHub's id of the comment, once created"
+    )
+    body = models.TextField(blank=True, help_text="what GitHub holds, as last sent")
+    mentioned = StorableJSONField(
+        default=list, blank=True, help_text="repo keys whose oncalls were @-mentioned"
+    )
+    version = models.BigIntegerField(default=0, help_text="bumped by every update of the PR")
+    status = models.CharField(max_length=7, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    last_error = models.TextField(blank=True)
+    next_attempt_at = models.DateTimeField()
+    pending_since = models.DateTimeField(help_text="since when it waits; give-up counts from here")
+    lease_owner = models.CharField(max_length=32, blank=True, help_text="the sender holding it")
+    lease_until = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField()
+    sent_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints: ClassVar = [
+            models.UniqueConstraint(
+                fields=["upstream_repo", "pr_number"], name="relay_comment_once"
+            )
+        ]
+        indexes: ClassVar = [
+            models.Index(fields=["status", "next_attempt_at"], name="relay_comment_due")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.upstream_repo}#{self.pr_number} comment ({self.status})"
+
+    @property
+    def waiting_since(self) -> datetime:
+        # A PR lives for weeks: give-up counts from when this update began to wait.
+        return self.pending_since

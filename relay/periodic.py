@@ -68,6 +68,19 @@ def _forward() -> object:
     return hud_forward.forward_due()
 
 
+def _comment() -> object:
+    from relay.upstream_pr import comment
+
+    if not (settings.GITHUB_APP_ID and settings.GITHUB_APP_PRIVATE_KEY):
+        return "skipped: no GitHub App configured"
+    return comment.send_due()
+
+
+def _comments_here() -> float:
+    # The comment reads the HUD, which chdb keeps in the web process only.
+    return 1.0 if settings.CRCR_COMMENT_LEVELS and not _chdb() else 0
+
+
 def _drain_clickhouse() -> object:
     from hud.storage import get_store
 
@@ -105,6 +118,7 @@ JOBS: tuple[Job, ...] = (
     Job("hud_forward", lambda: 1.0 if settings.HUD_FORWARD_URL else 0, _forward),
     Job("check_runs", lambda: 0.2, _check_runs),
     Job("hud_clickhouse_drain", _drains_here, _drain_clickhouse),
+    Job("upstream_comment", _comments_here, _comment),
     Job("prune", lambda: 3600.0, _prune),
     Job("redeliver_missed", lambda: settings.CRCR_REDELIVERY_INTERVAL, _redeliver),
     Job("allowlist_sync", lambda: settings.CRCR_ALLOWLIST_SYNC_INTERVAL, _sync_allowlist),

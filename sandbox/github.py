@@ -106,6 +106,7 @@ class SimulatedGitHub(Served):
         # GitHub puts an App's check runs on a commit in that App's check suite for it.
         self._suites: dict[tuple[str, str, str], int] = {}  # (repo, head SHA, app id) -> id
         self._suite_runs: dict[int, tuple[str, list[int]]] = {}  # id -> repo, its check runs
+        self._comments: dict[int, dict[str, Any]] = {}  # issue comments by id, oldest first
         self._ids = itertools.count(1000)
         self._sent: dict[int, tuple[str, str, str, bytes]] = {}  # delivery id -> what was sent
         self.webhook_url = ""
@@ -176,6 +177,20 @@ class SimulatedGitHub(Served):
         """The id of an App's check suite (ours unless `app_id` says) for a commit."""
         with self._lock:
             return self._suite_id(repo.casefold(), head_sha, app_id or self.app_id)
+
+    def comments_on(self, repo: str, number: int) -> list[dict[str, Any]]:
+        """An issue's comments as GitHub holds them now, oldest first."""
+        with self._lock:
+            return [
+                dict(c)
+                for c in self._comments.values()
+                if (c["repo"], c["issue"]) == (repo.casefold(), number)
+            ]
+
+    def add_comment(self, repo: str, number: int, body: str, *, user_type: str = "User") -> int:
+        """A comment someone else wrote (or one of ours the relay lost track of); its id."""
+        with self._lock:
+            return self._store_comment(repo.casefold(), number, body, user_type)
 
     # --- the webhook sender side ---------------------------------------------------------
 
@@ -480,6 +495,54 @@ class SimulatedGitHub(Served):
         per_page = min(int(args.get("per_page", "30")), 100)
         return 200, {}, {"total_count": len(runs), "check_runs": runs[:per_page]}
 
+    def _store_comment(self, repo: str, number: int, body: str, user_type: str) -> int:
+        comment_id = next(self._ids)
+        login = "crcr-relay[bot]" if user_type == "Bot" else "someone"
+        self._comments[comment_id] = {
+            "id": comment_id,
+            "repo": repo,
+            "issue": number,
+            "body": body,
+            "user": {"login": login, "type": user_type},
+        }
+        return comment_id
+
+    def _list_comments(self, call: Call, params: dict[str, str], query: str) -> Answer:
+        args = parse_qs(query)
+        per_page = min(int(args.get("per_page", ["30"])[0]), 100)
+        start = (max(int(args.get("page", ["1"])[0]), 1) - 1) * per_page
+        found = self.comments_on(call.repo, int(params["number"]))
+        return 200, {}, found[start : start + per_page]
+
+    def _create_comment(self, call: Call, params: dict[str, str], query: str) -> Answer:
+        body = call.body.get("body") if isinstance(call.body, dict) else None
+        if not isinstance(body, str) or not body or len(body) > 65536:
+            return 422, {}, {"message": "Validation Failed", "errors": [{"field": "body"}]}
+        with self._lock:
+            comment_id = self._store_comment(call.repo, int(params["number"]), body, "Bot")
+            return 201, {}, dict(self._comments[comment_id])
+
+    def _update_comment(self, call: Call, params: dict[str, str], query: str) -> Answer:
+        body = call.body.get("body") if isinstance(call.body, dict) else None
+        if not isinstance(body, str) or not body or len(body) > 65536:
+            return 422, {}, {"message": "Validation Failed", "errors": [{"field": "body"}]}
+        with self._lock:
+            comment = self._comments.get(int(params["id"]))
+            if comment is None or comment["repo"] != call.repo:
+                return 404, {}, {"message": "Not Found"}
+            if comment["user"]["type"] != "Bot":  # an installation edits only its own
+                return 403, {}, {"message": "Resource not accessible by integration"}
+            comment["body"] = body
+            return 200, {}, dict(comment)
+
+    def _delete_comment(self, call: Call, params: dict[str, str], query: str) -> Answer:
+        with self._lock:
+            comment = self._comments.get(int(params["id"]))
+            if comment is None or comment["repo"] != call.repo:
+                return 404, {}, {"message": "Not Found"}
+            del self._comments[int(params["id"])]
+        return 204, {}, None
+
     def _rerun(self, call: Call, params: dict[str, str], query: str) -> Answer:
         if int(params["id"]) in self.running_runs:
             return 403, {}, {"message": "This workflow is already running"}
@@ -592,6 +655,34 @@ ROUTES: list[tuple[str, re.Pattern[str], str, str, Callable[..., Answer]]] = [
             "installation",
             SimulatedGitHub._rerun,
         ),
+        (
+            "GET",
+            rf"^{_REPO}/issues/(?P<number>\d+)/comments$",
+            "comments",
+            "installation",
+            SimulatedGitHub._list_comments,
+        ),
+        (
+            "POST",
+            rf"^{_REPO}/issues/(?P<number>\d+)/comments$",
+            "comment_create",
+            "installation",
+            SimulatedGitHub._create_comment,
+        ),
+        (
+            "PATCH",
+            rf"^{_REPO}/issues/comments/(?P<id>\d+)$",
+            "comment_update",
+            "installation",
+            SimulatedGitHub._update_comment,
+        ),
+        (
+            "DELETE",
+            rf"^{_REPO}/issues/comments/(?P<id>\d+)$",
+            "comment_delete",
+            "installation",
+            SimulatedGitHub._delete_comment,
+        ),
         ("GET", r"^/app/hook/deliveries$", "deliveries", "app", SimulatedGitHub._list_deliveries),
         (
             "POST",
@@ -626,6 +717,6 @@ def _handler_for(github: SimulatedGitHub) -> type[QuietHandler]:
                 },
             )
 
-        do_GET = do_POST = do_PATCH = _serve
+        do_GET = do_POST = do_PATCH = do_DELETE = _serve
 
     return Handler

@@ -2,8 +2,9 @@
 
 A PR/push callback's write is one statement on PostgreSQL (the store's `upsert_guarded`): the
 caller's replay key and, only if it was unused (and, on the fast path, only while the allowlist
-it was decided on is still the committed one), the HUD row, the forward outbox row and the
-audit row.
+it was decided on is still the committed one), the HUD row, the forward outbox row, the audit
+row and, for a completed L3/L4 PR job, the upstream PR comment's bump
+(relay/upstream_pr/comment.py).
 A self-report (nightly, periodic) is one transaction: the replay key first, then the record,
 written once. Which upstream PR, SHA and repository a result belongs to comes from our dispatch
 record, never from the echoed payload.
@@ -29,7 +30,7 @@ from relay.callbacks.on_record import DispatchOnRecord, replay_key
 from relay.callbacks.policy import REPLAYED
 from relay.models import CallbackAudit, ReplayKey
 from relay.oidc import Identity
-from relay.upstream_pr import check_runs
+from relay.upstream_pr import check_runs, comment
 
 NOT_KEPT = "the record could not be stored; nothing was kept"
 
@@ -89,6 +90,7 @@ def store_transition(
                 ),
                 *hud_forward.outbox_rows(envelope(accepted, record)),
                 accepted.audit.row(CallbackAudit.Decision.ACCEPTED, 200, "accepted"),
+                *comment.rows_for(accepted, dispatch),
             ],
             only_if=only_if,
         )

@@ -97,6 +97,20 @@ def test_a_bad_setting_stops_a_command_with_its_name(tmp_path):
     assert "DJANGO_DEBUG='maybe' is not a boolean" in result.stderr
 
 
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("CRCR_COMMENT_LEVELS", "L3,L5", "CRCR_COMMENT_LEVELS: L5 is not a level"),
+        ("CRCR_PUBLIC_URL", "crcr.example.com", "CRCR_PUBLIC_URL='crcr.example.com' is not an"),
+    ],
+)
+def test_the_upstream_pr_settings_refuse_what_they_cannot_use(tmp_path, name, value, message):
+    result = manage("check", env=bare_env(tmp_path, **{name: value}))
+
+    assert result.returncode != 0
+    assert message in result.stderr
+
+
 def test_a_fresh_machine_migrates_and_syncs_the_sample_on_embedded_sqlite(tmp_path):
     env = bare_env(tmp_path)
 

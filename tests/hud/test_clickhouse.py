@@ -60,17 +60,17 @@ def test_the_worker_reads_a_clickhouse_server_but_leaves_chdb_to_its_web_process
     from relay.periodic import JOBS
 
     jobs = {job.name: job for job in JOBS}
-    drain, zombies = jobs["hud_clickhouse_drain"], jobs["zombie_sweep"]
+    readers = [jobs[name] for name in ("hud_clickhouse_drain", "zombie_sweep", "upstream_comment")]
     settings.HUD_BACKEND = "clickhouse"
     settings.HUD_CLICKHOUSE_URL = "https://clickhouse.example:8443/crcr"
-    server = (drain.interval(), zombies.interval())
+    server = [job.interval() for job in readers]
     settings.HUD_CLICKHOUSE_URL = "chdb:///var/lib/crcr/chdb"
-    with_chdb = (drain.interval(), zombies.interval())
+    with_chdb = [job.interval() for job in readers]
     settings.HUD_BACKEND = "orm"
 
-    assert server == (1.0, 60.0)
-    assert with_chdb == (0, 0)  # the web process owns chdb: the worker must not open it
-    assert (drain.interval(), zombies.interval()) == (0, 60.0)
+    assert server == [1.0, 60.0, 1.0]
+    assert with_chdb == [0, 0, 0]  # the web process owns chdb: the worker must not open it
+    assert [job.interval() for job in readers] == [0, 60.0, 1.0]
 
 
 def test_a_drain_moves_the_outbox_into_clickhouse_in_order(on_chdb):

@@ -14,7 +14,7 @@ Measured in one run:
   bench/callbacks.py measures it) with check runs on (L4) and off (L2), in alternating rounds
   on the same stack, the worker stopped meanwhile so that both measure the callback's own path.
 
-    .venv/bin/python bench/signal.py [--rate 100 --seconds 20 --rounds 4 --pairs 600]
+    .venv/bin/python bench/upstream_signal.py [--rate 100 --seconds 20 --rounds 4 --pairs 600]
 """
 
 import argparse
@@ -27,19 +27,29 @@ import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import urllib3
 from callbacks import REPOS, closed_loop, pairs
 from harness import DEFAULT_DATABASE, ROOT, relay_stack, trusting, upstream_event
 
 from sandbox.downstream import reporter_body
+from sandbox.github import SimulatedGitHub
 from sandbox.oidc import SimulatedIssuer
 
 RANK = {"in_progress": 1, "completed": 2}
 GITHUB_ROUTES = ("token", "installation", "check_run", "check_runs")
 
 
-def paced(http, issuer, payloads, url, *, rate, seconds):
+def paced(
+    http: urllib3.PoolManager,
+    issuer: SimulatedIssuer,
+    payloads: dict[str, dict[str, Any]],
+    url: str,
+    *,
+    rate: float,
+    seconds: float,
+) -> list[tuple[str, str, float]]:
     """Pairs at `rate` callbacks/s; [(job name, status, time its answer came)]."""
     answered: list[tuple[str, str, float]] = []
     failures: list[str] = []
@@ -76,7 +86,9 @@ def paced(http, issuer, payloads, url, *, rate, seconds):
     return answered
 
 
-def shown_at(github, answered, deadline: float) -> list[float]:
+def shown_at(
+    github: SimulatedGitHub, answered: list[tuple[str, str, float]], deadline: float
+) -> list[float]:
     """Seconds from each answer to GitHub's receipt of that state (or a later one) of its
     job's check run; waits until every one has arrived or `deadline` passes."""
     while True:
@@ -84,10 +96,11 @@ def shown_at(github, answered, deadline: float) -> list[float]:
         for call in github.calls_to("check_run"):
             if call.status not in (200, 201) or not isinstance(call.body, dict):
                 continue
-            rank = RANK.get(call.body.get("status"), 0)
+            rank = RANK.get(str(call.body.get("status")), 0)
             for reached in range(1, rank + 1):
                 key = (call.body.get("name", ""), reached)
-                first[key] = min(first.get(key, call.at), call.at)
+                at = call.answered_at or call.received_at  # (GitHub holds it once it answers)
+                first[key] = min(first.get(key, at), at)
         missing = [a for a in answered if (a[0], RANK[a[1]]) not in first]
         if not missing or time.time() > deadline:
             break
@@ -97,7 +110,7 @@ def shown_at(github, answered, deadline: float) -> list[float]:
     return sorted(max(0.0, first[(name, RANK[status])] - at) for name, status, at in answered)
 
 
-def github_calls(github) -> int:
+def github_calls(github: SimulatedGitHub) -> int:
     return sum(len(github.calls_to(route)) for route in GITHUB_ROUTES)
 
 
