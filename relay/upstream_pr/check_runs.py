@@ -43,7 +43,7 @@ from crcr_site import sql
 from hud.storage import HudRecord
 from relay import github
 from relay.models import CheckRun, PullLabel
-from relay.upstream_pr import aggregate, labels, render
+from relay.upstream_pr import aggregate, comment, labels, render
 from relay.webhook import UpstreamEvent
 
 logger = logging.getLogger(__name__)
@@ -222,6 +222,8 @@ def on_labeled(event: UpstreamEvent) -> dict[str, Any]:
     devices = labels.devices_in(event.payload)
     new = labels.note(event.repo, event.pr_number, devices, timezone.now())
     released = _release(event.repo, event.pr_number, devices, head_sha=event.head_sha)
+    if new:  # the label's repos count on the PR's comment from now on
+        comment.queue(event.repo, event.pr_number)
     return {"ok": True, "labelled": sorted(new), "backfilled": released}
 
 
@@ -434,6 +436,7 @@ def finish_timed_out(jobs: Sequence[tuple[str, str, int, str]], *, now: datetime
                 updated_at=now,
             )
             _touch_aggregate(row, now)
+            comment.queue(row.upstream_repo, row.pr_number)
     return finished
 
 

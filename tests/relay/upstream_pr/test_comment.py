@@ -419,3 +419,34 @@ def test_a_newer_update_keeps_githubs_wait_and_brings_back_a_comment_given_up_on
     assert comment.send_due() == 1
     [posted] = on_github(github)
     assert all(f"`CI / {job}`" in posted["body"] for job in "abc")
+
+
+def test_a_label_added_after_its_repo_is_red_brings_it_onto_the_comment(
+    client, actions, github, opened
+):
+    report(client, actions, opened[L3], "test", "failure", repo=L3)
+    comment.send_due()
+    assert on_github(github) == []
+
+    labeled = webhook_payload("pull_request.labeled") | {"label": {"name": "ciflow/crcr/npu"}}
+    post_webhook(client, "pull_request", labeled, delivery="guid-label")
+    comment.send_due()
+
+    [posted] = on_github(github)
+    assert "`CI / test`" in posted["body"]
+
+
+def test_a_job_the_zombie_sweep_timed_out_turns_the_comment_red(
+    client, actions, github, opened, settings
+):
+    from relay import zombies
+
+    body = reporter_body(opened[L4], "in_progress", job="hung", check_run_id="hung-1")
+    assert post_callback(client, body, actions.mint(repo=L4)).status_code == 200
+    settings.CRCR_ZOMBIE_TIMEOUT = -1
+
+    assert zombies.sweep() == 1
+    comment.send_due()
+
+    [posted] = on_github(github)
+    assert "`CI / hung`" in posted["body"]
