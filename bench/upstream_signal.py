@@ -38,7 +38,10 @@ from sandbox.github import SimulatedGitHub
 from sandbox.oidc import SimulatedIssuer
 
 RANK = {"in_progress": 1, "completed": 2}
-GITHUB_ROUTES = ("token", "installation", "check_run", "check_runs")
+GITHUB_ROUTES = (
+    *("token", "installation", "check_run", "check_runs"),
+    *("comments", "comment_create", "comment_update"),
+)
 
 
 def paced(

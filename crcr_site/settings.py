@@ -291,6 +291,8 @@ TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend", "QUEUES": ["d
 REDIS_URL = envstr("REDIS_URL") or None
 
 GITHUB_API_URL = envstr("GITHUB_API_URL", "https://api.github.com").rstrip("/")
+# Where GitHub's pages are (GHES, or the demo's simulated GitHub): the HUD links PRs there.
+GITHUB_WEB_URL = envstr("GITHUB_WEB_URL", "https://github.com").rstrip("/")
 GITHUB_APP_ID = envstr("GITHUB_APP_ID")
 GITHUB_APP_PRIVATE_KEY = envsecret("GITHUB_APP_PRIVATE_KEY")
 GITHUB_WEBHOOK_SECRET = envsecret("GITHUB_WEBHOOK_SECRET")

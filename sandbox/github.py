@@ -33,6 +33,7 @@ import requests
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from sandbox import pull_page
 from sandbox.loopback import LoopbackServer, QuietHandler, Served
 
 DISPATCH_LIMIT = 65536
@@ -107,6 +108,7 @@ class SimulatedGitHub(Served):
         self._suites: dict[tuple[str, str, str], int] = {}  # (repo, head SHA, app id) -> id
         self._suite_runs: dict[int, tuple[str, list[int]]] = {}  # id -> repo, its check runs
         self._comments: dict[int, dict[str, Any]] = {}  # issue comments by id, oldest first
+        self._heads: dict[tuple[str, int], list[str]] = {}  # PR -> its heads, as webhooks said
         self._ids = itertools.count(1000)
         self._sent: dict[int, tuple[str, str, str, bytes]] = {}  # delivery id -> what was sent
         self.webhook_url = ""
@@ -206,6 +208,8 @@ class SimulatedGitHub(Served):
     ) -> requests.Response | None:
         """Sign and POST a webhook; log it like GitHub's deliveries list (None: no answer)."""
         body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+        if event == "pull_request" and isinstance(payload, dict):
+            self._note_head(payload)
         guid = guid or str(uuid.uuid4())
         url, secret = url or self.webhook_url, secret or self.webhook_secret
         action = None if isinstance(payload, bytes) else payload.get("action")
@@ -266,6 +270,25 @@ class SimulatedGitHub(Served):
             if sent:
                 self._sent[delivery_id] = sent
         return delivery_id
+
+    def _note_head(self, payload: dict[str, Any]) -> None:
+        pr = payload.get("pull_request") if isinstance(payload.get("pull_request"), dict) else {}
+        head = (pr.get("head") or {}).get("sha") if isinstance(pr.get("head"), dict) else None
+        repo = (payload.get("repository") or {}).get("full_name")
+        if isinstance(head, str) and isinstance(repo, str) and isinstance(pr.get("number"), int):
+            with self._lock:
+                heads = self._heads.setdefault((repo.casefold(), pr["number"]), [])
+                if head not in heads:
+                    heads.append(head)
+
+    def pull_page(self, repo: str, number: int) -> str | None:
+        """The HTML page of a PR this GitHub sent webhooks for (None: it knows no such PR)."""
+        with self._lock:
+            heads = list(self._heads.get((repo.casefold(), number), []))
+        if not heads:
+            return None
+        runs = [run for run in self.check_runs() if run["head_sha"] in heads]
+        return pull_page.render(repo, number, heads, runs, self.comments_on(repo, number))
 
     # --- GitHub's side ---------------------------------------------------------------------
 
@@ -695,12 +718,20 @@ ROUTES: list[tuple[str, re.Pattern[str], str, str, Callable[..., Answer]]] = [
 ]
 
 
+_PULL_PAGE = re.compile(r"^/(?P<owner>[^/]+)/(?P<repo>[^/]+)/pull/(?P<number>\d{1,9})$")
+
+
 def _handler_for(github: SimulatedGitHub) -> type[QuietHandler]:
     class Handler(QuietHandler):
         protocol_version = "HTTP/1.1"  # keep-alive, as api.github.com
         disable_nagle_algorithm = True  # or each answer waits for the client's delayed ACK
 
         def _serve(self) -> None:
+            if self.command == "GET" and (page := _PULL_PAGE.match(urlsplit(self.path).path)):
+                html = github.pull_page(f"{page['owner']}/{page['repo']}", int(page["number"]))
+                status, text = (200, html) if html is not None else (404, "no such pull request")
+                self.reply(status, text.encode(), {"Content-Type": "text/html; charset=utf-8"})
+                return
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length) if length else b""
             headers = {k.lower(): v for k, v in self.headers.items()}

@@ -112,7 +112,7 @@ def repo_url(repo: str) -> str:
 def upstream_pr(number: int) -> str:
     if isinstance(number, bool) or not isinstance(number, int) or number <= 0:
         return ""
-    return f"https://github.com/{settings.CRCR_UPSTREAM_REPO}/pull/{number}"
+    return f"{settings.GITHUB_WEB_URL}/{settings.CRCR_UPSTREAM_REPO}/pull/{number}"
 
 
 @register.filter
