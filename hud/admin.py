@@ -95,7 +95,7 @@ class LevelProposalAdmin(ReadOnlyAdmin):
                 if isinstance(f, dict)
             ),
         )
-        head = mark_safe(  # noqa: S308 (a constant)
+        head = mark_safe(
             "<tr><th>criterion</th><th>needs</th><th>measured</th><th></th><th>over</th></tr>"
         )
         return format_html("<table>{}{}</table>", head, rows)

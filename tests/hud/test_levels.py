@@ -1,3 +1,4 @@
+# ruff: noqa: E501 (the figures are tables, one criterion a line)
 """Level automation (hud/levels.py): proposals from the readiness figures, accepting and
 dismissing them, temporary demotions, and how the HUD and the admin show them."""
 
@@ -10,6 +11,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from allowlist import lookup
+from allowlist.entry import Entry
 from allowlist.models import Change, DownstreamRepo, Generation
 from hud import levels
 from hud.models import LevelProposal
@@ -17,6 +19,14 @@ from tests.allowlist.support import run_sync, write
 from tests.hud.dataset import recent_noon, seed, steady
 
 pytestmark = pytest.mark.django_db
+
+
+def _entry(repo: str) -> Entry:
+    """The repo's entry in the lookup's snapshot (it must be listed)."""
+    entry = lookup.snapshot().get(repo)
+    assert entry is not None, repo
+    return entry
+
 
 # alpha at L2, beta at L3 on npu, both from the file (so the file owns their rows).
 FILE = "L2:\n  - org/alpha\nL3:\n  npu:\n    org/beta: [beta-oncall]\n"
@@ -65,7 +75,7 @@ def test_a_repo_failing_a_demotion_criterion_is_proposed_for_demotion_with_its_f
     ]  # fmt: skip
     assert proposal.reason == "Pass rate 66.7% (needs ≥ 90%) over 7 days"
     assert proposal.blocker == ""
-    assert lookup.snapshot().get("org/beta").suspended is False  # the setting is off
+    assert _entry("org/beta").suspended is False  # the setting is off
 
 
 def test_a_repo_meeting_every_criterion_is_proposed_for_promotion_with_its_figures(ready):
@@ -92,7 +102,7 @@ def test_a_promotion_to_l3_without_a_device_is_proposed_but_cannot_be_accepted(r
         levels.accept(proposal.pk, actor="admin")
 
     assert proposal.blocker == "L3 needs a device; set it on the row"
-    assert lookup.snapshot().get("org/ready").level == "L2"
+    assert _entry("org/ready").level == "L2"
     assert Change.objects.count() == changes
     assert _open("org/ready") == [proposal]
 
@@ -153,8 +163,8 @@ def test_accepting_sets_the_level_over_the_file_in_the_change_log_with_the_yaml_
 
     row = DownstreamRepo.objects.get(repo="org/beta")
     assert (row.level, row.override, row.source) == ("L2", True, "yaml")
-    assert lookup.snapshot().get("org/beta").level == "L2"
-    change = Change.objects.filter(repo="org/beta").first()
+    assert _entry("org/beta").level == "L2"
+    change = Change.objects.filter(repo="org/beta")[0]
     assert (change.actor, change.old_level, change.new_level) == ("admin", "L3", "L2")
     assert change.fields["override"] == [False, True]
     assert (accepted.state, accepted.closed_by) == ("accepted", "admin")
@@ -174,7 +184,7 @@ def test_accepting_sets_the_level_over_the_file_in_the_change_log_with_the_yaml_
     )
     assert LevelProposal.objects.get().diff == accepted.diff
     run_sync(synced)  # the file still says L3: the override holds until it catches up
-    assert lookup.snapshot().get("org/beta").level == "L2"
+    assert _entry("org/beta").level == "L2"
 
 
 def test_a_proposal_is_accepted_once_and_not_after_the_level_moved(synced):
@@ -194,7 +204,7 @@ def test_dismissing_closes_it_and_it_is_not_made_again_within_its_window(synced)
     report = levels.evaluate()
 
     assert (LevelProposal.objects.get().state, report.held) == ("dismissed", ["org/beta"])
-    assert lookup.snapshot().get("org/beta").level == "L3"
+    assert _entry("org/beta").level == "L3"
     later = levels.evaluate(now=timezone.now() + timedelta(days=8))  # no results at all then
     assert later.opened == ["org/beta"]
 
@@ -205,17 +215,17 @@ def test_auto_demotion_stands_a_temporary_demotion_the_lookup_carries(synced, se
 
     report = levels.evaluate()
 
-    entry = lookup.snapshot().get("org/beta")
+    entry = _entry("org/beta")
     assert (entry.suspended, entry.level) == (True, "L3")  # the level stays the file's
     assert report.suspended == ["org/beta"]
     assert Generation.objects.get().token != token
     row = DownstreamRepo.objects.get(repo="org/beta")
     assert row.suspended_reason.startswith("temporary demotion L3→L2 (")
     assert row.suspended_reason.endswith("): Pass rate 66.7% (needs ≥ 90%) over 7 days")
-    change = Change.objects.filter(repo="org/beta").first()
+    change = Change.objects.filter(repo="org/beta")[0]
     assert (change.actor, change.fields["suspended"]) == ("levels", [False, True])
     assert LevelProposal.objects.get().suspended_at is not None
-    assert lookup.snapshot().get("org/alpha").suspended is False
+    assert _entry("org/alpha").suspended is False
 
 
 def test_promotions_are_never_applied_automatically(ready, settings):
@@ -223,7 +233,7 @@ def test_promotions_are_never_applied_automatically(ready, settings):
 
     levels.evaluate()
 
-    entry = lookup.snapshot().get("org/ready")
+    entry = _entry("org/ready")
     assert (entry.level, entry.suspended, len(_open("org/ready"))) == ("L2", False, 1)
 
 
@@ -235,7 +245,7 @@ def test_a_temporary_demotion_ends_when_the_demotion_is_no_longer_proposed(synce
     report = levels.evaluate()
 
     assert (report.lapsed, report.lifted) == (["org/beta"], ["org/beta"])
-    assert lookup.snapshot().get("org/beta").suspended is False
+    assert _entry("org/beta").suspended is False
 
 
 @pytest.mark.parametrize("decide", [levels.accept, levels.dismiss])
@@ -245,7 +255,7 @@ def test_accepting_or_dismissing_the_demotion_ends_the_temporary_one(synced, set
 
     decide(LevelProposal.objects.get().pk, actor="admin")
 
-    assert lookup.snapshot().get("org/beta").suspended is False
+    assert _entry("org/beta").suspended is False
 
 
 def test_a_temporary_demotion_an_admin_lifted_is_not_stood_again_for_the_same_proposal(
@@ -263,9 +273,9 @@ def test_a_temporary_demotion_an_admin_lifted_is_not_stood_again_for_the_same_pr
     report = levels.evaluate()
 
     assert "Temporary demotion lifted: org/beta." in response.content.decode()
-    assert lookup.snapshot().get("org/beta").suspended is False
+    assert _entry("org/beta").suspended is False
     assert (report.kept, report.suspended) == (["org/beta"], [])
-    assert Change.objects.filter(repo="org/beta").first().actor == "admin"
+    assert Change.objects.filter(repo="org/beta")[0].actor == "admin"
 
 
 def test_a_sync_leaves_a_temporary_demotion_alone_and_the_export_has_no_trace_of_it(
@@ -277,7 +287,7 @@ def test_a_sync_leaves_a_temporary_demotion_alone_and_the_export_has_no_trace_of
     run_sync(write(tmp_path, FILE.replace("beta-oncall", "new-oncall")))
     call_command("allowlist_export")
 
-    entry = lookup.snapshot().get("org/beta")
+    entry = _entry("org/beta")
     assert (entry.suspended, entry.oncalls) == (True, ("new-oncall",))
     assert "suspend" not in capsys.readouterr().out
 
@@ -386,10 +396,11 @@ def test_the_admin_lists_proposals_and_accepts_them(admin_client, synced):
 
     assert listed.status_code == shown.status_code == 200
     assert "demote L3 → L2" in listed.content.decode()
-    assert "Pass rate" in shown.content.decode() and "Dismiss" in shown.content.decode()
+    assert "Pass rate" in shown.content.decode()
+    assert "Dismiss" in shown.content.decode()
     assert "Accepted: org/beta L3 → L2; the allowlist has it now." in response.content.decode()
-    assert lookup.snapshot().get("org/beta").level == "L2"
-    assert Change.objects.filter(repo="org/beta").first().actor == "admin"
+    assert _entry("org/beta").level == "L2"
+    assert Change.objects.filter(repo="org/beta")[0].actor == "admin"
 
 
 def test_the_admin_dismisses_from_the_proposals_page_and_downloads_its_diff(admin_client, synced):
