@@ -134,19 +134,21 @@ def _evaluated(entry: Entry) -> bool:
 
 
 def evaluate(*, now: datetime | None = None, store: RecordStore | None = None) -> Report:
-    """Measure every evaluated repo and bring its proposals up to date (see the module)."""
+    """Measure every evaluated repo, then bring its proposals up to date (see the module); a
+    store that cannot answer fails it before anything has changed."""
     now = now or timezone.now()
     store = store or get_store()
-    report = Report()
-    evaluated: set[str] = set()
+    measured: list[tuple[Entry, Decision | None]] = []
     for entry in lookup.snapshot().entries:
-        if not _evaluated(entry):
-            continue
-        evaluated.add(entry.key)
-        promote, demote = store.readiness_over(entry.key, readiness_windows(now))
-        ready = readiness(entry.repo, promote, demote, now, entry.level)
-        _apply(entry, decide(entry.level, ready), now, report)
+        if _evaluated(entry):
+            promote, demote = store.readiness_over(entry.key, readiness_windows(now))
+            ready = readiness(entry.repo, promote, demote, now, entry.level)
+            measured.append((entry, decide(entry.level, ready)))
+    report = Report()
+    for entry, decision in measured:
+        _apply(entry, decision, now, report)
     with levels.writing():
+        evaluated = [entry.key for entry, _ in measured]
         gone = LevelProposal.objects.filter(state=State.OPEN).exclude(repo_key__in=evaluated)
         for proposal in gone:
             _lapse(proposal, now, report)
@@ -160,40 +162,42 @@ def _apply(measured: Entry, decision: Decision | None, now: datetime, report: Re
         entry = lookup.snapshot().get(measured.repo)
         if entry is None or entry.level != measured.level:
             return  # changed while it was measured: the next evaluation sees it as it is now
-        found = LevelProposal.objects.filter(repo_key=entry.key, state=State.OPEN)
         kept: LevelProposal | None = None
-        for proposal in found:
+        for proposal in LevelProposal.objects.filter(repo_key=entry.key, state=State.OPEN):
             wanted = decision is not None and proposal.direction == decision.direction
             if wanted and proposal.from_level == entry.level:
                 kept = proposal
             else:
                 _lapse(proposal, now, report)
-        if decision is None:
-            return
-        if kept is None and _dismissed_lately(entry, decision, now):
-            report.held.append(entry.repo)
-            return
-        if kept is None:
-            kept = LevelProposal(
-                repo=entry.repo,
-                repo_key=entry.key,
-                direction=decision.direction,
-                from_level=entry.level,
-                to_level=decision.to_level,
-                opened_at=now,
-            )
-            report.opened.append(entry.repo)
-        else:
-            report.kept.append(entry.repo)
-        kept.figures, kept.reason, kept.evaluated_at = decision.figures, decision.reason, now
-        kept.blocker = _blocker(entry, decision.to_level)
-        if (
-            decision.direction == Direction.DEMOTE
-            and settings.CRCR_LEVELS_AUTO_DEMOTE
-            and kept.suspended_at is None
-        ):
-            _suspend(kept, now, report)
-        kept.save()
+        if decision is not None:
+            _propose(entry, decision, kept, now, report)
+
+
+def _propose(
+    entry: Entry, decision: Decision, kept: LevelProposal | None, now: datetime, report: Report
+) -> None:
+    """Open the proposal, or bring the open one's figures up to date."""
+    if kept is None and _dismissed_lately(entry, decision, now):
+        report.held.append(entry.repo)
+        return
+    if kept is None:
+        kept = LevelProposal(
+            repo=entry.repo,
+            repo_key=entry.key,
+            direction=decision.direction,
+            from_level=entry.level,
+            to_level=decision.to_level,
+            opened_at=now,
+        )
+        report.opened.append(entry.repo)
+    else:
+        report.kept.append(entry.repo)
+    kept.figures, kept.reason, kept.evaluated_at = decision.figures, decision.reason, now
+    kept.blocker = _blocker(entry, decision.to_level)
+    demotes = decision.direction == Direction.DEMOTE
+    if demotes and settings.CRCR_LEVELS_AUTO_DEMOTE and kept.suspended_at is None:
+        _suspend(kept, now, report)
+    kept.save()
 
 
 def _blocker(entry: Entry, level: Level) -> str:
