@@ -16,6 +16,7 @@ from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html
 
+from allowlist import levels
 from allowlist.audit import acting_as
 from allowlist.entry import Event
 from allowlist.models import Change, DownstreamRepo, SyncedFile
@@ -90,11 +91,12 @@ class DownstreamRepoAdmin(ActorMixin, admin.ModelAdmin):
         "enabled",
         "source",
         "override",
+        "temporarily_demoted",
         "updated_at",
     )
     list_filter = ("level", "device", "source", "override", "enabled")
     search_fields = ("repo", "device", "oncalls")
-    actions = ("promote", "demote", "revert")
+    actions = ("promote", "demote", "revert", "lift")
     change_list_template = "admin/allowlist/downstreamrepo/change_list.html"
 
     @admin.display(description="level", ordering="level")
@@ -108,6 +110,10 @@ class DownstreamRepoAdmin(ActorMixin, admin.ModelAdmin):
     @admin.display(description="events")
     def event_list(self, obj: DownstreamRepo) -> str:
         return ", ".join(obj.events)
+
+    @admin.display(description="temporarily demoted", boolean=True)
+    def temporarily_demoted(self, obj: DownstreamRepo) -> bool:
+        return obj.suspended
 
     @admin.display(description="the allowlist file says")
     def file_says(self, obj: DownstreamRepo) -> str:
@@ -128,7 +134,15 @@ class DownstreamRepoAdmin(ActorMixin, admin.ModelAdmin):
         return format_html('<a href="{}">changes to {}</a>', url, obj.repo)
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> tuple[str, ...]:
-        fixed = ("source", "file_says", "history", "created_at", "updated_at")
+        fixed = (
+            "source",
+            "suspended_since",
+            "suspended_reason",
+            "file_says",
+            "history",
+            "created_at",
+            "updated_at",
+        )
         if obj is None:
             return ("source",)
         if obj.is_file_owned:
@@ -180,6 +194,15 @@ class DownstreamRepoAdmin(ActorMixin, admin.ModelAdmin):
     def revert(self, request: HttpRequest, queryset: QuerySet[DownstreamRepo]) -> None:
         count = revert_to_file(list(queryset))
         self.message_user(request, f"{count} row(s) now as the last synced file has them.")
+
+    @admin.action(description="Lift the temporary demotion", permissions=["change"])
+    def lift(self, request: HttpRequest, queryset: QuerySet[DownstreamRepo]) -> None:
+        # Not the file's to decide, so rows the file owns may be lifted too.
+        lifted = [row.repo for row in queryset if levels.lift(row.repo)]
+        if lifted:
+            self.message_user(request, f"Temporary demotion lifted: {', '.join(lifted)}.")
+        else:
+            self.message_user(request, "None of them was temporarily demoted.", messages.WARNING)
 
     def get_urls(self) -> list[URLPattern]:
         view = self.admin_site.admin_view(self.drift_view)

@@ -28,6 +28,8 @@ AUDITED_FIELDS = (
     "override",
     "github_repository_id",
     "github_owner_id",
+    "suspended",
+    "suspended_reason",
 )
 
 _actor: contextvars.ContextVar[str] = contextvars.ContextVar("allowlist_actor", default="system")

@@ -70,7 +70,9 @@ class Entry:
     events: frozenset[Event] = ALL_EVENTS
     repository_id: str = ""  # GitHub's ids, when an admin recorded them (not in the file)
     owner_id: str = ""
-    suspended: bool = False  # temporarily demoted: no new check runs or comment mentions
+    # A temporary demotion stands (not in the file; allowlist/levels.py): the level stays as
+    # it is, but no new check runs or comment mentions are made for this repo.
+    suspended: bool = False
 
     @property
     def key(self) -> str:

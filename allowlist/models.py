@@ -21,6 +21,10 @@ def default_events() -> list[str]:
     return [event.value for event in Event]
 
 
+# The longest reason a temporary demotion keeps.
+REASON_MAX = 500
+
+
 class Source(models.TextChoices):
     YAML = "yaml", "allowlist file"
     ADMIN = "admin", "admin"
@@ -64,6 +68,11 @@ class DownstreamRepo(models.Model):
         default=False,
         help_text="keep this row as edited here; syncs from the file leave it alone",
     )
+    # Not in the YAML file, and left alone by syncs: a temporary demotion (allowlist/levels.py).
+    suspended_since = models.DateTimeField(
+        null=True, blank=True, help_text="a temporary demotion stands since then"
+    )
+    suspended_reason = models.CharField(max_length=REASON_MAX, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -101,6 +110,11 @@ class DownstreamRepo(models.Model):
         return deleted
 
     @property
+    def suspended(self) -> bool:
+        """A temporary demotion stands: no new check runs or comment mentions."""
+        return self.suspended_since is not None
+
+    @property
     def is_file_owned(self) -> bool:
         """Read-only in the admin: the file decides this row."""
         return self.source == Source.YAML and not self.override
@@ -114,6 +128,7 @@ class DownstreamRepo(models.Model):
             events=frozenset(Event(value) for value in self.events),
             repository_id=self.github_repository_id,
             owner_id=self.github_owner_id,
+            suspended=self.suspended,
         )
 
     def set_from_entry(self, entry: Entry) -> None:
@@ -130,10 +145,16 @@ class DownstreamRepo(models.Model):
         target = Level(self.level).step(steps)
         if target is None:
             return f"it is already at {self.level}"
-        if target == Level.L3 and not self.device:
-            return "L3 needs a device; set it on the row"
+        if reason := self.cannot_be(target):
+            return reason
         self.level = target
         self.save()
+        return ""
+
+    def cannot_be(self, level: Level) -> str:
+        """Why this row cannot be at `level` as it stands; '' when it can."""
+        if level == Level.L3 and not self.device:
+            return "L3 needs a device; set it on the row"
         return ""
 
     def clean(self) -> None:

@@ -414,6 +414,10 @@ HUD_READY_MAX_AVG_QUEUE = envint("HUD_READY_MAX_AVG_QUEUE", 30 * 60, minimum=60)
 HUD_READY_MIN_DAYS_AT_L2 = envint("HUD_READY_MIN_DAYS_AT_L2", 30, minimum=0)
 HUD_READY_PROMOTION_DAYS = envint("HUD_READY_PROMOTION_DAYS", 14, minimum=1)
 HUD_READY_DEMOTION_DAYS = envint("HUD_READY_DEMOTION_DAYS", 7, minimum=1)
+# Level automation (hud/levels.py): how often the worker proposes level changes (0: never),
+# and whether a proposed demotion stands a temporary demotion at once.
+CRCR_LEVELS_EVERY = envint("CRCR_LEVELS_EVERY", 86400)
+CRCR_LEVELS_AUTO_DEMOTE = envbool("CRCR_LEVELS_AUTO_DEMOTE", False)
 
 REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",

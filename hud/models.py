@@ -1,11 +1,12 @@
 """One row per downstream CI job result, keyed as contract §3 keys a HUD record; the outbox
-to ClickHouse; the daily counts; the upstream PRs' titles and authors."""
+to ClickHouse; the daily counts; the upstream PRs' titles and authors; level proposals."""
 
 from datetime import datetime
 from typing import ClassVar
 
 from django.db import connection, models
 
+from allowlist.entry import Level
 from crcr_site import sql
 from crcr_site.fields import StorableJSONField
 
@@ -177,3 +178,55 @@ def _newer_only(update: tuple[str, ...]) -> str:
     table = quote(UpstreamPull._meta.db_table)
     changes = ", ".join(f"{quote(c)} = EXCLUDED.{quote(c)}" for c in update)
     return f"SET {changes} WHERE EXCLUDED.updated_at >= {table}.updated_at"
+
+
+class LevelProposal(models.Model):
+    """A level change the readiness criteria propose for one allowlisted repo (hud/levels.py):
+    open until an admin accepts or dismisses it, or an evaluation no longer proposes it."""
+
+    class Direction(models.TextChoices):
+        PROMOTE = "promote"
+        DEMOTE = "demote"
+
+    class State(models.TextChoices):
+        OPEN = "open"
+        ACCEPTED = "accepted"
+        DISMISSED = "dismissed"
+        LAPSED = "lapsed", "lapsed (no longer proposed)"
+
+    repo = models.CharField(max_length=140, help_text="owner/name as the allowlist spells it")
+    repo_key = models.CharField(max_length=140, help_text="casefolded owner/name")
+    direction = models.CharField(max_length=7, choices=Direction.choices)
+    from_level = models.CharField(max_length=2, choices=Level.choices)
+    to_level = models.CharField(max_length=2, choices=Level.choices)
+    state = models.CharField(max_length=9, choices=State.choices, default=State.OPEN)
+    reason = models.TextField(help_text="the criteria that decided it, with their figures")
+    figures = models.JSONField(
+        default=list, help_text="each criterion: name, needs, value, unit, met, over days"
+    )
+    blocker = models.CharField(
+        max_length=500, blank=True, help_text="why it cannot be accepted as the allowlist stands"
+    )
+    opened_at = models.DateTimeField()
+    evaluated_at = models.DateTimeField(help_text="the latest evaluation that proposed it")
+    suspended_at = models.DateTimeField(
+        null=True, blank=True, help_text="when it stood a temporary demotion of the repo"
+    )
+    closed_at = models.DateTimeField(null=True, blank=True)
+    closed_by = models.CharField(max_length=150, blank=True, help_text="a user name, or 'levels'")
+    diff = models.TextField(blank=True, help_text="accepted: the allowlist export's unified diff")
+
+    class Meta:
+        ordering: ClassVar = ["-opened_at", "-id"]
+        constraints: ClassVar = [
+            # One open proposal per repo and direction: an evaluation updates it, never adds.
+            models.UniqueConstraint(
+                fields=["repo_key", "direction"],
+                condition=models.Q(state="open"),
+                name="hud_levelproposal_one_open",
+            )
+        ]
+        indexes: ClassVar = [models.Index(fields=["repo_key", "-opened_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.repo} {self.from_level}→{self.to_level} ({self.state})"

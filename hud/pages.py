@@ -12,9 +12,9 @@ from django.conf import settings
 from django.utils import timezone
 
 from allowlist import lookup
-from allowlist.entry import CAPABILITIES, Capabilities, Level
-from allowlist.models import Change
-from hud.models import UpstreamPull
+from allowlist.entry import CAPABILITIES, Capabilities, Entry, Level
+from allowlist.models import Change, DownstreamRepo
+from hud.models import LevelProposal, UpstreamPull
 from hud.reports import (
     DAYS,
     DEFAULT_DAYS,
@@ -101,9 +101,26 @@ def _int(params: Mapping[str, str], name: str, default: int) -> int:
 
 
 @dataclass(frozen=True)
+class Chip:
+    """An open level proposal, as /crcr marks its repo."""
+
+    direction: str  # promote, demote
+    to_level: str
+
+
+@dataclass(frozen=True)
+class Marks:
+    """What /crcr marks a repo with: its open level proposals, a temporary demotion."""
+
+    proposals: tuple[Chip, ...] = ()
+    suspended: bool = False
+
+
+@dataclass(frozen=True)
 class RepoLine:
     summary: RepoSummary
     listed: bool  # on the allowlist now
+    marks: Marks = Marks()
 
 
 @dataclass(frozen=True)
@@ -114,6 +131,7 @@ class Registered:
     device: str
     oncalls: tuple[str, ...]
     events: tuple[str, ...]
+    marks: Marks = Marks()
 
 
 @dataclass(frozen=True)
@@ -140,19 +158,23 @@ def overview(query: Query, store: RecordStore | None = None) -> Overview:
     probe = settings.CRCR_PROBE_REPO.casefold()
     entries = lookup.snapshot().entries
     listed = {entry.key: entry for entry in entries}
+    marks = _marks(entries)
     by_level: dict[str, list[RepoLine]] = {}
     for summary in store.summary(window, query.kind, exclude=[probe]):
         entry = listed.get(summary.key)
         # Not on the allowlist: under the level it reported, else L2, the lowest level whose
         # results the HUD shows (an envelope from another relay may carry no level).
         level = entry.level.value if entry else (summary.level or Level.L2.value)
-        by_level.setdefault(level, []).append(RepoLine(summary, entry is not None))
+        line = RepoLine(summary, entry is not None, marks.get(summary.key, Marks()))
+        by_level.setdefault(level, []).append(line)
     blocks = tuple(
         LevelBlock(
             level,
             CAPABILITIES[level],
             tuple(
-                Registered(e.repo, e.device, e.oncalls, tuple(e.sorted_events()))
+                Registered(
+                    e.repo, e.device, e.oncalls, tuple(e.sorted_events()), marks.get(e.key, Marks())
+                )
                 for e in entries
                 if e.level == level
             ),
@@ -162,6 +184,16 @@ def overview(query: Query, store: RecordStore | None = None) -> Overview:
     )
     as_of = store.newest()
     return Overview(query, window, len(entries), blocks, store.probe(probe, window), as_of)
+
+
+def _marks(entries: tuple[Entry, ...]) -> dict[str, Marks]:
+    """Repo key -> its marks, for the repos that have any (one query)."""
+    chips: dict[str, list[Chip]] = {}
+    found = LevelProposal.objects.filter(state=LevelProposal.State.OPEN).order_by("direction")
+    for key, direction, to_level in found.values_list("repo_key", "direction", "to_level"):
+        chips.setdefault(key, []).append(Chip(direction, to_level))
+    suspended = {entry.key for entry in entries if entry.suspended}
+    return {key: Marks(tuple(chips.get(key, ())), key in suspended) for key in {*chips, *suspended}}
 
 
 # -- /crcr/{org}/{repo} ------------------------------------------------------------------------
@@ -204,14 +236,70 @@ class Criterion:
     demotion: float | None  # over the demotion window
     promotion_met: bool
     demotion_met: bool
+    unit: str = "rate"  # how its figures read: rate, seconds, days
+    demotes: bool = True  # failing it over the demotion window proposes a demotion
 
 
 @dataclass(frozen=True)
 class Readiness:
     promotion_days: int
     demotion_days: int
-    days_at_l2: int | None
+    level: str  # the level the repo is at, whose days a promotion waits for
+    days_at_level: int | None
     criteria: tuple[Criterion, ...]
+
+
+@dataclass(frozen=True)
+class Figure:
+    """One criterion as a proposal recorded it."""
+
+    name: str
+    needs: str
+    value: float | None
+    unit: str  # rate, seconds, days
+    met: bool
+    days: int | None  # the window it was measured over
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """A level proposal (hud/levels.py) as the repo page shows it."""
+
+    id: int
+    direction: str
+    from_level: str
+    to_level: str
+    state: str
+    reason: str
+    figures: tuple[Figure, ...]
+    blocker: str  # why it cannot be accepted as the allowlist stands
+    opened_at: datetime
+    evaluated_at: datetime
+    suspended_at: datetime | None  # when it stood a temporary demotion
+    closed_at: datetime | None
+    closed_by: str
+    exportable: bool  # its allowlist diff can be downloaded
+
+
+@dataclass(frozen=True)
+class Suspension:
+    """A temporary demotion that stands: no new check runs or comment mentions."""
+
+    since: datetime
+    reason: str
+
+
+@dataclass(frozen=True)
+class Levels:
+    """The repo page's level automation: open proposals, the latest closed ones, and a
+    temporary demotion."""
+
+    open: tuple[Proposal, ...]
+    closed: tuple[Proposal, ...]
+    suspension: Suspension | None
+
+
+CLOSED_SHOWN = 5
 
 
 @dataclass(frozen=True)
@@ -226,6 +314,7 @@ class RepoPage:
     columns: tuple[Column, ...]
     rows: tuple[ShownRow, ...]
     readiness: Readiness | None
+    levels: Levels
     as_of: datetime | None
 
 
@@ -257,7 +346,7 @@ def repo_page(key: str, query: Query, store: RecordStore | None = None) -> RepoP
     ready = None
     if level in ("L2", "L3", "L4"):
         promote, demote = measured
-        ready = readiness(entry.repo if entry else key, promote, demote, window.end)
+        ready = readiness(entry.repo if entry else key, promote, demote, window.end, Level(level))
     repo = entry.repo if entry else (summary.repo if summary else matrix.repo)
     return RepoPage(
         key,
@@ -270,7 +359,56 @@ def repo_page(key: str, query: Query, store: RecordStore | None = None) -> RepoP
         columns,
         rows,
         ready,
+        repo_levels(key, entry),
         store.newest(),
+    )
+
+
+def repo_levels(key: str, entry: Entry | None) -> Levels:
+    """A repo's level proposals and temporary demotion."""
+    found = LevelProposal.objects.filter(repo_key=key)
+    opened = tuple(_proposal(p) for p in found.filter(state=LevelProposal.State.OPEN))
+    closed = found.exclude(state=LevelProposal.State.OPEN)[:CLOSED_SHOWN]
+    suspension = None
+    if entry is not None and entry.suspended:
+        row = DownstreamRepo.objects.filter(repo__iexact=entry.repo, suspended_since__isnull=False)
+        held = row.values_list("suspended_since", "suspended_reason").first()
+        if held is not None and held[0] is not None:
+            suspension = Suspension(held[0], held[1])
+    return Levels(opened, tuple(_proposal(p) for p in closed), suspension)
+
+
+def _proposal(row: LevelProposal) -> Proposal:
+    figures = tuple(
+        Figure(
+            str(f.get("name", "")),
+            str(f.get("needs", "")),
+            f.get("value"),
+            str(f.get("unit", "")),
+            bool(f.get("met")),
+            f.get("days"),
+        )
+        for f in row.figures
+        if isinstance(f, dict)
+    )
+    exportable = (row.state == LevelProposal.State.OPEN and not row.blocker) or (
+        row.state == LevelProposal.State.ACCEPTED and bool(row.diff)
+    )
+    return Proposal(
+        row.pk,
+        row.direction,
+        row.from_level,
+        row.to_level,
+        row.state,
+        row.reason,
+        figures,
+        row.blocker,
+        row.opened_at,
+        row.evaluated_at,
+        row.suspended_at,
+        row.closed_at,
+        row.closed_by,
+        exportable,
     )
 
 
@@ -335,27 +473,33 @@ def readiness_windows(now: datetime) -> list[Window]:
 
 
 def readiness(
-    repo: str, promote: ReadinessMetrics, demote: ReadinessMetrics, now: datetime
+    repo: str,
+    promote: ReadinessMetrics,
+    demote: ReadinessMetrics,
+    now: datetime,
+    level: Level = Level.L2,
 ) -> Readiness:
-    """The criteria against what the two windows measured, and the days at L2 from the
-    allowlist change log."""
+    """The criteria against what the two windows measured, and the days since the allowlist
+    change log put the repo at `level` (edits that kept its level do not count)."""
     since = (
-        Change.objects.filter(repo__iexact=repo, new_level=Level.L2)
+        Change.objects.filter(repo__iexact=repo, new_level=level)
+        .exclude(old_level=level)
         .order_by("-at")
         .values_list("at", flat=True)
         .first()
     )
-    days_at_l2 = (now - since) // timedelta(days=1) if since else None
+    days_at_level = (now - since) // timedelta(days=1) if since else None
     return Readiness(
         settings.HUD_READY_PROMOTION_DAYS,
         settings.HUD_READY_DEMOTION_DAYS,
-        days_at_l2,
-        tuple(_criteria(promote, demote, days_at_l2)),
+        level.value,
+        days_at_level,
+        tuple(_criteria(promote, demote, level, days_at_level)),
     )
 
 
 def _criteria(
-    promote: ReadinessMetrics, demote: ReadinessMetrics, days_at_l2: int | None
+    promote: ReadinessMetrics, demote: ReadinessMetrics, level: Level, days_at: int | None
 ) -> list[Criterion]:
     def at_least(value: float | None, floor: float) -> bool:
         return value is not None and value >= floor
@@ -365,18 +509,23 @@ def _criteria(
 
     pass_rate, timeouts = settings.HUD_READY_PASS_RATE, settings.HUD_READY_MAX_TIMEOUT_RATE
     end_to_end, queue = settings.HUD_READY_MAX_P50_END_TO_END, settings.HUD_READY_MAX_AVG_QUEUE
-    days = float(days_at_l2) if days_at_l2 is not None else None
-    minimum_days = settings.HUD_READY_MIN_DAYS_AT_L2
     table = [
-        ("Pass rate", f"≥ {pass_rate:.0%}", "pass_rate", lambda v: at_least(v, pass_rate)),
-        ("Timeout rate", f"< {timeouts:.0%}", "timeout_rate", lambda v: below(v, timeouts)),
+        ("Pass rate", f"≥ {pass_rate:.0%}", "pass_rate", "rate", lambda v: at_least(v, pass_rate)),
+        ("Timeout rate", f"< {timeouts:.0%}", "timeout_rate", "rate", lambda v: below(v, timeouts)),
         (
             "p50 end to end",
             f"< {end_to_end / 3600:g} h",
             "p50_end_to_end",
+            "seconds",
             lambda v: below(v, end_to_end),
         ),
-        ("Average queue", f"< {queue / 60:g} min", "avg_queue", lambda v: below(v, queue)),
+        (
+            "Average queue",
+            f"< {queue / 60:g} min",
+            "avg_queue",
+            "seconds",
+            lambda v: below(v, queue),
+        ),
     ]
     criteria = [
         Criterion(
@@ -386,11 +535,17 @@ def _criteria(
             getattr(demote, attr),
             check(getattr(promote, attr)),
             check(getattr(demote, attr)),
+            unit,
         )
-        for name, threshold, attr, check in table
+        for name, threshold, attr, unit, check in table
     ]
-    enough = at_least(days, minimum_days)
-    criteria.append(Criterion("Days at L2", f"≥ {minimum_days}", days, days, enough, enough))
+    if level.step(+1) is not None:
+        # A promotion waits this long at the level it leaves; it never demotes.
+        minimum = settings.HUD_READY_MIN_DAYS_AT_L2
+        days = float(days_at) if days_at is not None else None
+        enough = at_least(days, minimum)
+        name = f"Days at {level.value}"
+        criteria.append(Criterion(name, f"≥ {minimum}", days, None, enough, True, "days", False))
     return criteria
 
 

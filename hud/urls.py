@@ -11,6 +11,7 @@ urlpatterns = [
     path("crcr/", views.index),
     path("crcr/pr/<int:number>", views.pr, name="crcr-pr"),
     path("crcr/metrics", views.metrics, name="crcr-metrics"),
+    path("crcr/proposals/<int:pk>/allowlist.diff", views.proposal_diff, name="crcr-proposal-diff"),
     re_path(rf"^crcr/{REPO}$", views.repo, name="crcr-repo"),
     path("api/crcr/results", views.ingest_results, name="crcr-ingest"),
     path("api/crcr/results/", views.ingest_results),

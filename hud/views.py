@@ -20,8 +20,9 @@ from crcr_site.errors import (
     json_methods,
     read_limited,
 )
-from hud import pages
+from hud import levels, pages
 from hud.ingest import ingest
+from hud.models import LevelProposal
 from hud.pages import BadQuery, Query
 from hud.records import BadRecord, parse_envelope
 from hud.reports import DAYS, OUTCOMES
@@ -93,6 +94,21 @@ def metrics(request: HttpRequest, query: Query) -> HttpResponse:
 def pr(request: HttpRequest, number: int) -> HttpResponse:
     """/crcr/pr/{number}: one upstream PR across every downstream repo."""
     return render(request, "hud/pr.html", {"page": pages.pr_page(number)})
+
+
+@hud_page
+def proposal_diff(request: HttpRequest, pk: int) -> HttpResponse:
+    """/crcr/proposals/{id}/allowlist.diff: the allowlist export's diff for the upstream PR."""
+    proposal = LevelProposal.objects.filter(pk=pk).first() if 0 < pk < 2**63 else None
+    if proposal is None:
+        raise Http404("no such proposal")
+    try:
+        text = levels.export_diff(proposal)
+    except levels.ProposalRefused as refused:
+        return HttpResponse(f"No diff: {refused}.", status=409, content_type="text/plain")
+    response = HttpResponse(text, content_type="text/x-diff; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="{levels.diff_name(proposal)}"'
+    return response
 
 
 INGEST_MAX_BYTES = 2 * 1024 * 1024

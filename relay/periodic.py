@@ -105,6 +105,12 @@ def _prune() -> object:
     return retention.prune()
 
 
+def _levels() -> object:
+    from hud import levels
+
+    return str(levels.evaluate())
+
+
 def _sync_allowlist() -> object:
     from allowlist.sync import sync
 
@@ -122,6 +128,8 @@ JOBS: tuple[Job, ...] = (
     Job("prune", lambda: 3600.0, _prune),
     Job("redeliver_missed", lambda: settings.CRCR_REDELIVERY_INTERVAL, _redeliver),
     Job("allowlist_sync", lambda: settings.CRCR_ALLOWLIST_SYNC_INTERVAL, _sync_allowlist),
+    # It reads the HUD's store, which chdb keeps in the web process.
+    Job("levels_evaluate", lambda: 0 if _chdb() else settings.CRCR_LEVELS_EVERY, _levels),
 )
 
 

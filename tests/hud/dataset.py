@@ -96,3 +96,35 @@ def rows(*, now: datetime = NOW) -> list[dict]:
             )
         )
     return records
+
+
+def steady(repo: str, level: str, *, now: datetime, jobs: int = 10) -> list[JobRecord]:
+    """`jobs` green PR jobs of `repo`, one every 12 hours back from `now`: queued 60 s, ran
+    600 s, so every readiness criterion is met (pass rate 100 %, no timeouts, p50 end to end
+    660 s, average queue 60 s)."""
+    records = []
+    for n in range(jobs):
+        when = now - timedelta(hours=12 * n + 1)
+        records.append(
+            JobRecord(
+                downstream_repo=repo.casefold(),
+                delivery_id=f"steady-{n}",
+                workflow_name="CI",
+                job_name="build",
+                check_run_id=f"steady-{n}",
+                repo_display=repo,
+                upstream_repo="pytorch/pytorch",
+                event_type="pull_request",
+                level=level,
+                pr_number=100 + n,
+                head_sha=f"{n:040x}",
+                run_id=str(5000 + n),
+                status="completed",
+                conclusion="success",
+                queue_time=60,
+                execution_time=600,
+                received_at=when,
+                updated_at=when,
+            )
+        )
+    return JobRecord.objects.bulk_create(records)

@@ -5,7 +5,8 @@ Starts at /crcr and follows every link the pages give (within /crcr and /api/crc
 every repo registered at every level, each page and API endpoint over every window, both tabs,
 every conclusion filter and a few pages; on an empty database, one with only jobs in progress,
 the demo's history, and one whose rows hold what no edge accepts any more (NaN, infinity,
-empty texts, the largest integers).
+empty texts, the largest integers); each after a level evaluation, so that proposals,
+temporary demotions and their allowlist diffs are there too.
 """
 
 import itertools
@@ -22,6 +23,7 @@ import pytest
 from django.utils import timezone
 
 from allowlist.models import DownstreamRepo
+from hud import levels
 from hud.models import JobRecord
 from hud.reports import DAYS, OUTCOMES
 from sandbox import history
@@ -172,9 +174,11 @@ def _crawl(client) -> dict[str, int]:
     [lambda: None, _in_progress_only, _demo, _poisoned],
     ids=["empty", "in progress only", "demo history", "poisoned rows"],
 )
-def test_every_page_and_api_answer_on_every_kind_of_data_is_never_a_5xx(client, data):
+def test_every_page_and_api_answer_on_every_kind_of_data_is_never_a_5xx(client, data, settings):
     _registered()
     data()
+    settings.CRCR_LEVELS_AUTO_DEMOTE = True
+    levels.evaluate()  # proposals and temporary demotions on the pages, and their diffs
 
     seen = _crawl(client)
 
@@ -182,3 +186,4 @@ def test_every_page_and_api_answer_on_every_kind_of_data_is_never_a_5xx(client, 
     for repo, *_ in REGISTERED:  # every registered repo has its page, results or not
         assert seen[f"/crcr/{repo}?days=14&tab=pr"] == 200, repo
     assert any(url.startswith("/crcr/pr/1") and code == 200 for url, code in seen.items())
+    assert any(url.startswith("/crcr/proposals/") and code == 200 for url, code in seen.items())
