@@ -272,9 +272,10 @@ class SimulatedGitHub(Served):
         return delivery_id
 
     def _note_head(self, payload: dict[str, Any]) -> None:
-        pr = payload.get("pull_request") if isinstance(payload.get("pull_request"), dict) else {}
-        head = (pr.get("head") or {}).get("sha") if isinstance(pr.get("head"), dict) else None
-        repo = (payload.get("repository") or {}).get("full_name")
+        pr: dict[str, Any] = payload.get("pull_request") or {}
+        head = pr["head"].get("sha") if isinstance(pr.get("head"), dict) else None
+        repository: dict[str, Any] = payload.get("repository") or {}
+        repo = repository.get("full_name")
         if isinstance(head, str) and isinstance(repo, str) and isinstance(pr.get("number"), int):
             with self._lock:
                 heads = self._heads.setdefault((repo.casefold(), pr["number"]), [])

@@ -29,7 +29,7 @@ def render(repo: str, number: int, heads: list[str], runs: list[dict[str, Any]],
         parts.append("<table><tr><th>Check</th><th>Status</th><th>Title</th><th>Summary</th></tr>")
         for run in sorted(on_head, key=lambda r: str(r.get("name"))):
             outcome = str(run.get("conclusion") or run.get("status") or "")
-            output = run.get("output") if isinstance(run.get("output"), dict) else {}
+            output: dict[str, Any] = run["output"] if isinstance(run.get("output"), dict) else {}
             name = escape(str(run.get("name", "")))
             url = run.get("details_url")
             if isinstance(url, str) and url.startswith(("http://", "https://")):
@@ -42,7 +42,7 @@ def render(repo: str, number: int, heads: list[str], runs: list[dict[str, Any]],
         parts.append("</table>")
     parts.append(f"<h2>Conversation ({len(comments)} comment{'s' * (len(comments) != 1)})</h2>")
     for comment in comments:
-        user = comment.get("user") if isinstance(comment.get("user"), dict) else {}
+        user: dict[str, Any] = comment["user"] if isinstance(comment.get("user"), dict) else {}
         parts.append(
             f"<div class=comment><p><b>{escape(str(user.get('login', '')))}</b></p>"
             f"<pre>{escape(str(comment.get('body', '')))}</pre></div>"
