@@ -12,6 +12,7 @@ import logging
 import random
 import secrets
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +49,7 @@ def start_github() -> tuple[SimulatedGitHub, dict[str, str]]:
     github.webhook_secret = secrets.token_hex(16)
     env = {
         "GITHUB_API_URL": github.url,
+        "GITHUB_WEB_URL": github.url,  # the HUD's PR links open its PR pages
         "GITHUB_APP_ID": APP_ID,
         "GITHUB_APP_PRIVATE_KEY": key,
         "GITHUB_WEBHOOK_SECRET": github.webhook_secret,
@@ -55,7 +57,9 @@ def start_github() -> tuple[SimulatedGitHub, dict[str, str]]:
     return github, env
 
 
-def pull_request_event(number: int, action: str) -> dict[str, Any]:
+def pull_request_event(
+    number: int, action: str, *, labels: tuple[str, ...] = (), head: str = ""
+) -> dict[str, Any]:
     """An upstream pull_request webhook, from a recorded GitHub payload."""
     payload: dict[str, Any] = json.loads((PR_FIXTURE / "pull_request.opened.json").read_text())
     payload["action"] = action
@@ -64,8 +68,27 @@ def pull_request_event(number: int, action: str) -> dict[str, Any]:
     pr = payload["pull_request"]
     pr["number"] = number
     pr["title"] = random.choice(TITLES)  # noqa: S311 (made-up data)
-    pr["head"]["sha"] = secrets.token_hex(20)
+    pr["head"]["sha"] = head or secrets.token_hex(20)
+    pr["labels"] = [{"name": name} for name in labels]
+    if action == "labeled" and labels:
+        payload["label"] = {"name": labels[-1]}
     return payload
+
+
+def crcr_label() -> str:
+    """The label that asks for an L3 device's check runs (the first device allowlisted)."""
+    from allowlist import lookup
+
+    devices = sorted({entry.device for entry in lookup.snapshot().entries if entry.device})
+    return f"ciflow/crcr/{devices[0]}" if devices else ""
+
+
+@dataclass
+class Pull:
+    number: int
+    head: str = ""
+    labels: tuple[str, ...] = ()
+    label_later: bool = False
 
 
 def wait_until_up(url: str, stop: threading.Event) -> None:
@@ -80,19 +103,30 @@ def wait_until_up(url: str, stop: threading.Event) -> None:
 def upstream_traffic(github: SimulatedGitHub, stop: threading.Event, every: float) -> None:
     """Open pull requests and push to them until `stop` is set."""
     wait_until_up(github.webhook_url.replace("/github/webhook", "/healthz"), stop)
-    open_prs: list[int] = []
+    label = crcr_label()
+    open_prs: list[Pull] = []
     next_number = random.randint(150000, 160000)  # noqa: S311
     while not stop.wait(every if open_prs else 0):
         if open_prs and random.random() < 0.6:  # noqa: S311
-            number, action = random.choice(open_prs), "synchronize"  # noqa: S311
+            pull = random.choice(open_prs)  # noqa: S311
+            action = "synchronize"
+            if pull.label_later and label:  # labelled during its run: its jobs are backfilled
+                pull.labels, pull.label_later, action = (label,), False, "labeled"
+            else:
+                pull.head = secrets.token_hex(20)
         else:
-            number, action = next_number, "opened"
+            # A third of the PRs carry the L3 label from the start, a third get it later.
+            pull = Pull(next_number, secrets.token_hex(20))
+            pull.labels = (label,) if label and next_number % 3 == 0 else ()
+            pull.label_later = next_number % 3 == 1
+            action = "opened"
             next_number += 1
-            open_prs = [*open_prs[-4:], number]
-        response = github.send_webhook("pull_request", pull_request_event(number, action))
+            open_prs = [*open_prs[-4:], pull]
+        event = pull_request_event(pull.number, action, labels=pull.labels, head=pull.head)
+        response = github.send_webhook("pull_request", event)
         logger.info(
             "upstream PR #%s %s -> %s",
-            number,
+            pull.number,
             action,
             response.status_code if response is not None else "no answer",
         )

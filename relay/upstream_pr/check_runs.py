@@ -35,7 +35,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connections, transaction
-from django.db.models import F, Q
+from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
 from allowlist.entry import Entry, Level
@@ -75,8 +75,10 @@ def repo_name(repo: str) -> str:
 def rows_for(
     entry: Entry, record: HudRecord, *, pr_number: int, head_sha: str, upstream_repo: str
 ) -> list[sql.Row]:
-    """The outbox rows an accepted PR callback's record brings: its job's check run, and its
-    repo's aggregate for an L4 repo (upserts, so each stays one row)."""
+    """The outbox row an accepted PR callback's record brings: its job's check run (an upsert,
+    so each stays one row). Nothing else: a row every job of a repo or a PR wrote (the L4
+    aggregate, the PR comment) would make them wait on each other's locks; the worker brings
+    those up to date from the job rows it sends (`_follow_up`)."""
     if not (shows(entry) and pr_number and head_sha and record.event_type == "pull_request"):
         return []
     now = timezone.now()
@@ -128,14 +130,12 @@ def rows_for(
             }
         )
     ]
-    if entry.level == Level.L4:  # touched: the worker works its state out from the records
-        rows.append(_upsert(common | _aggregate(entry, "in_progress")))
     return rows
 
 
-def _aggregate(entry: Entry, status: str) -> dict[str, Any]:
+def _aggregate(repo: str, status: str) -> dict[str, Any]:
     return {
-        "name": repo_name(entry.repo),
+        "name": repo_name(repo),
         "kind": Kind.REPO,
         "run_id": "",
         "run_attempt": 0,
@@ -162,7 +162,7 @@ def aggregate_rows(event: UpstreamEvent, entries: Iterable[Entry]) -> list[Check
             pending_since=now,
             created_at=now,
             updated_at=now,
-            **_aggregate(entry, "queued"),
+            **_aggregate(entry.repo, "queued"),
         )
         for entry in entries
         if entry.level == Level.L4 and event.head_sha
@@ -327,7 +327,37 @@ def _send_batch() -> tuple[int, int]:
     rows = _hold_unlabelled(rows)
     states = {row.pk: _state_of(row) for row in rows}
     outcomes = list(_senders().map(lambda row: _send(row, states[row.pk]), rows))
-    return sum(_record(outcome) for outcome in outcomes), claimed
+    sent = sum(_record(outcome) for outcome in outcomes)
+    _follow_up([row for row in rows if row.kind == Kind.JOB])
+    return sent, claimed
+
+
+def _follow_up(jobs: list[CheckRun]) -> None:
+    """What the job rows just sent move: their L4 repos' aggregates (made here if the
+    dispatch did not: a repo promoted to L4 during the PR) are worked out again, and the
+    comments of the PRs where a job completed are brought up to date."""
+    now = timezone.now()
+    heads = {
+        (job.upstream_repo, job.head_sha, job.repo_key): job for job in jobs if job.level == "L4"
+    }
+    if heads:
+        made = [
+            CheckRun(
+                upstream_repo=job.upstream_repo, head_sha=job.head_sha, pr_number=job.pr_number,
+                repo=job.repo, repo_key=job.repo_key, level=job.level, next_attempt_at=now,
+                pending_since=now, created_at=now, updated_at=now,
+                **_aggregate(job.repo, "queued"),
+            )
+            for job in heads.values()
+        ]  # fmt: skip
+        CheckRun.objects.bulk_create(made, ignore_conflicts=True)
+        touched = Q()
+        for upstream_repo, head_sha, key in heads:
+            touched |= Q(upstream_repo=upstream_repo, head_sha=head_sha, repo_key=key)
+        _touch(CheckRun.objects.filter(touched, kind=Kind.REPO), now)
+    completed = {(job.upstream_repo, job.pr_number) for job in jobs if job.rank == 2}
+    for upstream_repo, pr_number in completed:
+        comment.queue(upstream_repo, pr_number)
 
 
 def _state_of(row: CheckRun) -> dict[str, Any]:
@@ -445,14 +475,24 @@ def _due_status(row: CheckRun) -> str:
 
 
 def _touch_aggregate(row: CheckRun, now: datetime) -> None:
-    CheckRun.objects.filter(
-        kind=Kind.REPO,
-        repo_key=row.repo_key,
-        head_sha=row.head_sha,
-        upstream_repo=row.upstream_repo,
-    ).exclude(status__in=(Status.HELD, Status.SUPPRESSED)).update(
-        status=Status.PENDING, version=F("version") + 1, next_attempt_at=now, updated_at=now
-    )
+    _touch(
+        CheckRun.objects.filter(
+            kind=Kind.REPO, repo_key=row.repo_key, head_sha=row.head_sha,
+            upstream_repo=row.upstream_repo,
+        ),
+        now,
+    )  # fmt: skip
+
+
+def _touch(aggregates: "QuerySet[CheckRun]", now: datetime) -> None:
+    """Aggregates to be worked out again (and sent, if that changes what GitHub shows); one
+    waiting already keeps its place in the backoff."""
+    aggregates = aggregates.exclude(status__in=(Status.HELD, Status.SUPPRESSED))
+    aggregates.filter(status=Status.PENDING).update(version=F("version") + 1, updated_at=now)
+    aggregates.exclude(status=Status.PENDING).update(
+        status=Status.PENDING, version=F("version") + 1, next_attempt_at=now, pending_since=now,
+        attempts=0, updated_at=now,
+    )  # fmt: skip
 
 
 def time_out_silent(*, now: datetime) -> int:

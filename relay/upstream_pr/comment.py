@@ -77,17 +77,21 @@ class Accepted(Protocol):
     def callback(self) -> Callback: ...
 
     @property
-    def level(self) -> Level: ...
+    def entry(self) -> Entry: ...
 
 
 def rows_for(accepted: Accepted, dispatch: DispatchOnRecord) -> list[sql.Row]:
     """The PR comment's upsert for a callback's one write: only a completed job of a PR
-    dispatch at a commenting level."""
+    dispatch at a commenting level whose check runs do not bring it up to date already (the
+    check-run worker queues the comment for the L3 and L4 jobs it sends, off the callback's
+    path: one row every job of a PR wrote would make them wait on each other's locks)."""
+    entry = accepted.entry
     if (
         accepted.callback.status != "completed"
         or dispatch.event != "pull_request"
         or dispatch.pr_number <= 0
-        or accepted.level.value not in settings.CRCR_COMMENT_LEVELS
+        or entry.level.value not in settings.CRCR_COMMENT_LEVELS
+        or (entry.level in (Level.L3, Level.L4) and not entry.suspended)
     ):
         return []
     return [_due_row(dispatch.upstream_repo, dispatch.pr_number, timezone.now())]

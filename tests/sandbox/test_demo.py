@@ -74,6 +74,18 @@ def test_the_demo_serves_the_allowlist_admin_and_simulated_traffic_both_ways(tmp
             at_least=1,
             seconds=45,
         )
+        # The L4 repo's check runs reach the simulated upstream PR, which the HUD links to.
+        database = tmp_path / "crcr.sqlite3"
+        sent = "FROM relay_checkrun WHERE status = 'sent' AND repo = 'example-org/gating-backend'"
+        wait_for_rows(database, f"SELECT count(*) {sent} AND kind = 'job'", 1, seconds=45)
+        number = rows(database, f"SELECT max(pr_number) {sent} AND kind = 'job'")
+        hud_pr = requests.get(f"http://127.0.0.1:{port}/crcr/pr/{number}", timeout=10).text
+        link = re.search(rf'href="(http://127\.0\.0\.1:\d+/[^"]+/pull/{number})"', hud_pr)
+        assert link is not None, hud_pr
+        upstream = requests.get(link.group(1), timeout=10)
+        assert upstream.status_code == 200
+        assert "crcr/example-org/gating-backend/" in upstream.text  # a job's
+        assert ">crcr/example-org/gating-backend<" in upstream.text  # the aggregate
     finally:
         demo.send_signal(signal.SIGTERM)
         output, _ = demo.communicate(timeout=30)

@@ -71,6 +71,8 @@ class Command(BaseCommand):
             issuer, issuer_env = demo.start_issuer()
             env.update(github_env | issuer_env)
             github.webhook_url = f"{url}/github/webhook"
+            env.setdefault("CRCR_PUBLIC_URL", url)
+            env.setdefault("CRCR_CHECK_SETTLE", "20")  # L4 aggregates conclude while you watch
             self.stdout.write(f"simulated GitHub serving {github.url}, OIDC issuer {issuer.url}")
         self.stdout.write(self.style.SUCCESS(f"\nCRCR: {url}/crcr   admin: {url}/admin/"))
         manage = [sys.executable, "manage.py"]

@@ -15,7 +15,7 @@ from django.utils import timezone
 from allowlist.models import DownstreamRepo
 from relay.github import get_app
 from relay.models import PullComment
-from relay.upstream_pr import comment
+from relay.upstream_pr import check_runs, comment
 from tests.relay.support import post_callback, post_webhook, reporter_body, webhook_payload
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -38,7 +38,8 @@ def opened(client, github, downstream, actions):
 
 
 def report(client, actions, payload, job, conclusion, *, repo=L4, attempt="1", **workflow):
-    """A downstream job runs: in_progress, then completed."""
+    """A downstream job runs: in_progress, then completed; then the check-run worker's turn
+    (which queues the comment for the L3 and L4 jobs it sends)."""
     key = {"job": job, "check_run_id": f"{job}-{attempt}", "run_attempt": attempt, **workflow}
     for body in (
         reporter_body(payload, "in_progress", **key),
@@ -46,6 +47,7 @@ def report(client, actions, payload, job, conclusion, *, repo=L4, attempt="1", *
     ):
         token = actions.mint(repo=repo, run_attempt=attempt)
         assert post_callback(client, body, token).status_code == 200
+    check_runs.send_due()
 
 
 def on_github(github):
@@ -343,7 +345,9 @@ def test_only_completed_pr_jobs_at_commenting_levels_queue_the_comment(
     assert PullComment.objects.count() == 0
 
 
-def test_queueing_the_comment_is_part_of_the_callbacks_one_write(client, actions, github, opened):
+def test_an_l4_job_queues_the_comment_through_its_check_run_off_the_callbacks_path(
+    client, actions, github, opened
+):
     report(client, actions, opened[L4], "warm", "success")
     body = reporter_body(opened[L4], "in_progress", job="a", check_run_id="a")
     assert post_callback(client, body, actions.mint(repo=L4)).status_code == 200
@@ -353,8 +357,28 @@ def test_queueing_the_comment_is_part_of_the_callbacks_one_write(client, actions
         assert post_callback(client, done, actions.mint(repo=L4)).status_code == 200
 
     [write] = [query["sql"] for query in queries.captured_queries]
-    assert "relay_pullcomment" in write
+    assert "relay_checkrun" in write
+    assert "relay_pullcomment" not in write  # (one row every job of the PR would wait on)
+    assert PullComment.objects.get().version == 1
+    check_runs.send_due()
     assert PullComment.objects.get().version == 2
+
+
+def test_a_commenting_level_without_check_runs_queues_the_comment_in_the_callbacks_write(
+    client, actions, github, opened, settings
+):
+    settings.CRCR_COMMENT_LEVELS = ["L2", "L3", "L4"]
+    l2 = next(p for repo, p in opened.items() if repo == "org-a/l2")
+    body = reporter_body(l2, "in_progress", job="a", check_run_id="a")
+    assert post_callback(client, body, actions.mint(repo="org-a/l2")).status_code == 200
+    done = reporter_body(l2, "completed", conclusion="failure", job="a", check_run_id="a")
+
+    with CaptureQueriesContext(connection) as queries:
+        assert post_callback(client, done, actions.mint(repo="org-a/l2")).status_code == 200
+
+    [write] = [query["sql"] for query in queries.captured_queries]
+    assert "relay_pullcomment" in write
+    assert PullComment.objects.get().version == 1
 
 
 def test_the_worker_sends_the_comment(client, actions, github, opened):
