@@ -335,9 +335,7 @@ CRCR_CI_PROVIDERS = envstr("CRCR_CI_PROVIDERS") or None
 
 CRCR_ZOMBIE_TIMEOUT = envint("CRCR_ZOMBIE_TIMEOUT", 21600, minimum=60)
 
-# Upstream check runs (relay/upstream_pr/check_runs.py). Links in them and in the PR comment
-# point at CRCR_PUBLIC_URL, this deployment's address as a reviewer reaches it.
-CRCR_PUBLIC_URL = envstr("CRCR_PUBLIC_URL", "http://127.0.0.1:8000")
+# Upstream check runs (relay/upstream_pr/check_runs.py); their links use CRCR_PUBLIC_URL.
 CRCR_CHECK_RUN_SENDERS = envint("CRCR_CHECK_RUN_SENDERS", 16, minimum=1)
 # An L4 repo's aggregate concludes once none of its jobs on the head has moved for this long.
 CRCR_CHECK_SETTLE = envfloat("CRCR_CHECK_SETTLE", 300.0, minimum=0.0)

@@ -368,6 +368,11 @@ class GitHubApp:
         """PATCH /repos/{repo}/check-runs/{id} (NotFound: it is gone)."""
         self._as_installation(repo, "PATCH", f"/repos/{repo}/check-runs/{check_run_id}", body)
 
+    def workflow_run_status(self, repo: str, run_id: str) -> str:
+        """GET /repos/{repo}/actions/runs/{id}: its status (queued, in_progress, completed...)."""
+        run = self._as_installation(repo, "GET", f"/repos/{repo}/actions/runs/{run_id}")
+        return str(run.get("status", "")) if isinstance(run, dict) else ""
+
     def find_check_run(self, repo: str, head_sha: str, name: str, external_id: str) -> int | None:
         """This App's check run `name` with `external_id` on `head_sha`, if GitHub has one
         (so a create whose answer was lost is not made twice)."""

@@ -86,7 +86,8 @@ class SimulatedGitHub(Served):
     hang_seconds: float = 30.0
     calls: list[Call] = field(default_factory=list)
     faults: list[Fault] = field(default_factory=list)
-    running_runs: set[int] = field(default_factory=set)  # re-runs of these are "already running"
+    # Runs in progress: a re-run is "already running", their status is in_progress.
+    running_runs: set[int] = field(default_factory=set)
     hook_deliveries: list[dict[str, Any]] = field(default_factory=list)  # newest first
     # Called with each call as it arrives, before it is answered (tests check what we had
     # recorded by then).
@@ -567,6 +568,10 @@ class SimulatedGitHub(Served):
             del self._comments[int(params["id"])]
         return 204, {}, None
 
+    def _workflow_run(self, call: Call, params: dict[str, str], query: str) -> Answer:
+        status = "in_progress" if int(params["id"]) in self.running_runs else "completed"
+        return 200, {}, {"id": int(params["id"]), "status": status}
+
     def _rerun(self, call: Call, params: dict[str, str], query: str) -> Answer:
         if int(params["id"]) in self.running_runs:
             return 403, {}, {"message": "This workflow is already running"}
@@ -671,6 +676,13 @@ ROUTES: list[tuple[str, re.Pattern[str], str, str, Callable[..., Answer]]] = [
             "suite_check_runs",
             "installation",
             SimulatedGitHub._suite_check_runs,
+        ),
+        (
+            "GET",
+            rf"^{_REPO}/actions/runs/(?P<id>\d+)$",
+            "workflow_run",
+            "installation",
+            SimulatedGitHub._workflow_run,
         ),
         (
             "POST",

@@ -87,6 +87,7 @@ def store_transition(
                     pr_number=dispatch.pr_number,
                     head_sha=dispatch.head_sha,
                     upstream_repo=dispatch.upstream_repo,
+                    provider=accepted.identity.kind,
                 ),
                 *hud_forward.outbox_rows(envelope(accepted, record)),
                 accepted.audit.row(CallbackAudit.Decision.ACCEPTED, 200, "accepted"),

@@ -1,14 +1,23 @@
 """An L4 repo's aggregate check run `crcr/{owner}/{repo}` on a head, worked out from its jobs'
 check runs (the outbox's job rows: the newest state of every job attempt, whatever the HUD's
-backend)."""
+backend). Once none of its jobs is in progress, it concludes: for jobs that ran on GitHub
+Actions as soon as their workflow runs are completed (GitHub's Actions API, asked through the
+App: a run may have jobs yet to start), for other CI once no job has moved for
+CRCR_CHECK_SETTLE seconds."""
 
+import logging
 from typing import Any
 
 from django.conf import settings
 from django.utils import timezone
 
+from relay import github
 from relay.models import CheckRun
 
+logger = logging.getLogger(__name__)
+
+ASK_AGAIN = 15.0  # seconds between questions about runs whose jobs are all done
+MAX_RUNS_ASKED = 20  # more distinct runs on one head than this: the settle time decides
 # A job's conclusion that does not block alone (PyTorch's merge bot reads them so).
 NOT_BLOCKING = ("cancelled", "timed_out", "skipped", "neutral", "stale")
 
@@ -28,11 +37,33 @@ def state_of(row: CheckRun) -> dict[str, Any]:
     facts: dict[str, Any] = {"jobs": counts, "details_url": _details(jobs)}
     if any(job.rank < 2 for job in jobs):
         return facts | {"status": "in_progress"}
+    runs = _actions_runs(row, jobs)
+    if runs is not None:  # GitHub Actions: done when its runs say so
+        if runs:
+            return facts | {"status": "in_progress", "again": ASK_AGAIN}
+        return facts | {"status": "completed", "conclusion": conclusion(counts)}
     quiet = (timezone.now() - max(job.updated_at for job in jobs)).total_seconds()
     settle = float(settings.CRCR_CHECK_SETTLE)
     if quiet < settle:  # every job is done, for now: more may start
         return facts | {"status": "in_progress", "again": round(settle - quiet, 3) + 0.01}
     return facts | {"status": "completed", "conclusion": conclusion(counts)}
+
+
+def _actions_runs(row: CheckRun, jobs: list[CheckRun]) -> list[str] | None:
+    """For jobs that all ran on GitHub Actions: the runs GitHub's Actions API says are not
+    completed yet (asked through the App); None for other CI, or when GitHub cannot say (the
+    settle time decides then)."""
+    if not all(job.state.get("provider") == "github" for job in jobs):
+        return None
+    ids = sorted({job.run_id for job in jobs if job.run_id.isdigit()})
+    if not ids or len(ids) > MAX_RUNS_ASKED:
+        return None
+    app = github.get_app()
+    try:
+        return [run for run in ids if app.workflow_run_status(row.repo, run) != "completed"]
+    except github.GitHubError as exc:
+        logger.info("runs of %s on %s: %s; settling instead", row.repo, row.head_sha[:10], exc)
+        return None
 
 
 def conclusion(counts: dict[str, int]) -> str:

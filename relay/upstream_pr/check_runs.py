@@ -73,7 +73,13 @@ def repo_name(repo: str) -> str:
 
 
 def rows_for(
-    entry: Entry, record: HudRecord, *, pr_number: int, head_sha: str, upstream_repo: str
+    entry: Entry,
+    record: HudRecord,
+    *,
+    pr_number: int,
+    head_sha: str,
+    upstream_repo: str,
+    provider: str = "",
 ) -> list[sql.Row]:
     """The outbox row an accepted PR callback's record brings: its job's check run (an upsert,
     so each stays one row). Nothing else: a row every job of a repo or a PR wrote (the L4
@@ -102,6 +108,7 @@ def rows_for(
             if getattr(record, f"tests_{name}") is not None
         },
         "failed_tests": render.failed_test_names(record.failed_tests_detail),
+        "provider": provider,  # "github" (Actions: its runs can be asked about), "buildkite"
     }
     common = {
         "upstream_repo": upstream_repo,

@@ -1,9 +1,11 @@
 """Upstream check runs against the simulated GitHub: who gets them, what they say, and that
 GitHub's failures lose nothing and make nothing twice."""
 
+from datetime import timedelta
 from typing import Any
 
 import pytest
+from django.utils import timezone
 
 from relay import zombies
 from relay.models import CheckRun
@@ -275,3 +277,33 @@ def test_an_aggregate_nothing_called_back_for_times_out(signal, settings):
     aggregate = shown(signal, f"crcr/{L4}")
     assert (aggregate["status"], aggregate["conclusion"]) == ("completed", "timed_out")
     assert "no job called back" in aggregate["output"]["title"]
+
+
+def test_the_aggregate_waits_for_its_actions_runs_to_complete(signal, client, actions):
+    signal.running_runs.add(1111)  # the run has jobs yet to start, though these are done
+    report(client, actions, signal, L4, "in_progress")
+    report(client, actions, signal, L4, "completed", conclusion="success")
+    wait_until(lambda: check_runs.send_due() >= 0 and signal.calls_to("workflow_run"))
+    assert shown(signal, f"crcr/{L4}")["status"] == "in_progress"
+    assert signal.calls_to("workflow_run")[-1].headers["authorization"].startswith("Bearer ghs_")
+
+    signal.running_runs.clear()
+    CheckRun.objects.filter(name=f"crcr/{L4}").update(next_attempt_at=timezone.now())
+    wait_until(sent_all)
+
+    assert shown(signal, f"crcr/{L4}")["conclusion"] == "success"
+
+
+def test_the_aggregate_settles_when_github_cannot_say_how_its_runs_are(
+    signal, client, actions, settings
+):
+    settings.CRCR_CHECK_SETTLE = 3600
+    signal.fail("workflow_run", "5xx")
+    report(client, actions, signal, L4, "in_progress")
+    report(client, actions, signal, L4, "completed", conclusion="failure")
+    check_runs.send_due()
+    check_runs.send_due()
+
+    aggregate = CheckRun.objects.get(name=f"crcr/{L4}")
+    assert aggregate.state["status"] == "in_progress"
+    assert aggregate.next_attempt_at > timezone.now() + timedelta(minutes=59)
