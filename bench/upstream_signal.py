@@ -39,7 +39,7 @@ from sandbox.oidc import SimulatedIssuer
 
 RANK = {"in_progress": 1, "completed": 2}
 GITHUB_ROUTES = (
-    *("token", "installation", "check_run", "check_runs"),
+    *("token", "installation", "check_run", "check_runs", "workflow_run"),
     *("comments", "comment_create", "comment_update"),
 )
 

@@ -6,6 +6,7 @@ App: a run may have jobs yet to start), for other CI once no job has moved for
 CRCR_CHECK_SETTLE seconds."""
 
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
@@ -22,48 +23,64 @@ MAX_RUNS_ASKED = 20  # more distinct runs on one head than this: the settle time
 NOT_BLOCKING = ("cancelled", "timed_out", "skipped", "neutral", "stale")
 
 
-def state_of(row: CheckRun) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Reading:
+    """An aggregate's state as the database has it: `state`, unless GitHub's Actions API
+    says the runs `ask` names are all completed (then `done`). The question is asked by the
+    sender (`settled`), beside the other calls, not while the batch is read."""
+
+    state: dict[str, Any]
+    ask: tuple[str, ...] = ()
+    done: dict[str, Any] | None = None
+
+
+def state_of(row: CheckRun) -> Reading:
     """The aggregate's state now: queued, in_progress (with `again`: seconds until it is worked
     out again, while it settles) or completed with its conclusion."""
     jobs = _newest_attempts(row)
     if not jobs and row.rank == 2:  # the zombie sweep's: nothing ever called back
-        return {"status": "completed", "conclusion": "timed_out", "silent": True, "jobs": {}}
+        done = {"status": "completed", "conclusion": "timed_out", "silent": True, "jobs": {}}
+        return Reading(done)
     if not jobs:
-        return {"status": "queued", "jobs": {}}
+        return Reading({"status": "queued", "jobs": {}})
     counts: dict[str, int] = {}
     for job in jobs:
         outcome = job.state.get("conclusion") or job.state.get("status") or "in_progress"
         counts[outcome] = counts.get(outcome, 0) + 1
     facts: dict[str, Any] = {"jobs": counts, "details_url": _details(jobs)}
     if any(job.rank < 2 for job in jobs):
-        return facts | {"status": "in_progress"}
-    runs = _actions_runs(row, jobs)
-    if runs is not None:  # GitHub Actions: done when its runs say so
-        if runs:
-            return facts | {"status": "in_progress", "again": ASK_AGAIN}
-        return facts | {"status": "completed", "conclusion": conclusion(counts)}
+        return Reading(facts | {"status": "in_progress"})
+    done = facts | {"status": "completed", "conclusion": conclusion(counts)}
     quiet = (timezone.now() - max(job.updated_at for job in jobs)).total_seconds()
     settle = float(settings.CRCR_CHECK_SETTLE)
-    if quiet < settle:  # every job is done, for now: more may start
-        return facts | {"status": "in_progress", "again": round(settle - quiet, 3) + 0.01}
-    return facts | {"status": "completed", "conclusion": conclusion(counts)}
+    settling = facts | {"status": "in_progress", "again": round(settle - quiet, 3) + 0.01}
+    state = settling if quiet < settle else done  # every job is done, for now: more may start
+    return Reading(state, _actions_runs(jobs), done)
 
 
-def _actions_runs(row: CheckRun, jobs: list[CheckRun]) -> list[str] | None:
-    """For jobs that all ran on GitHub Actions: the runs GitHub's Actions API says are not
-    completed yet (asked through the App); None for other CI, or when GitHub cannot say (the
-    settle time decides then)."""
+def _actions_runs(jobs: list[CheckRun]) -> tuple[str, ...]:
+    """The GitHub Actions runs whose status decides, when every job ran on GitHub Actions."""
     if not all(job.state.get("provider") == "github" for job in jobs):
-        return None
-    ids = sorted({job.run_id for job in jobs if job.run_id.isdigit()})
-    if not ids or len(ids) > MAX_RUNS_ASKED:
-        return None
+        return ()
+    ids = tuple(sorted({job.run_id for job in jobs if job.run_id.isdigit()}))
+    return ids if len(ids) <= MAX_RUNS_ASKED else ()
+
+
+def settled(reading: Reading, repo: str) -> dict[str, Any]:
+    """The state to show: done as soon as GitHub's Actions API says every run is completed
+    (a run may have jobs yet to start), asked through the App; while one is not, in progress,
+    asked again in ASK_AGAIN seconds; when GitHub cannot say, what the settle time says."""
+    if not reading.ask or reading.done is None:
+        return reading.state
     app = github.get_app()
     try:
-        return [run for run in ids if app.workflow_run_status(row.repo, run) != "completed"]
+        running = [run for run in reading.ask if app.workflow_run_status(repo, run) != "completed"]
     except github.GitHubError as exc:
-        logger.info("runs of %s on %s: %s; settling instead", row.repo, row.head_sha[:10], exc)
-        return None
+        logger.info("runs of %s: %s; settling instead", repo, exc)
+        return reading.state
+    if running:
+        return {**reading.done, "status": "in_progress", "again": ASK_AGAIN, "conclusion": None}
+    return reading.done
 
 
 def conclusion(counts: dict[str, int]) -> str:

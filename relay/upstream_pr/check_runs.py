@@ -367,13 +367,17 @@ def _follow_up(jobs: list[CheckRun]) -> None:
         comment.queue(upstream_repo, pr_number)
 
 
-def _state_of(row: CheckRun) -> dict[str, Any]:
+def _state_of(row: CheckRun) -> aggregate.Reading:
     """The state to show: a job's as written; an aggregate's worked out from its jobs."""
-    return dict(row.state) if row.kind == Kind.JOB else aggregate.state_of(row)
+    return aggregate.Reading(dict(row.state)) if row.kind == Kind.JOB else aggregate.state_of(row)
 
 
-def _send(row: CheckRun, state: dict[str, Any]) -> Sent:
+def _send(row: CheckRun, reading: aggregate.Reading) -> Sent:
     """One check run to GitHub (in a sender thread: no database here)."""
+    try:
+        state = aggregate.settled(reading, row.repo)
+    except Exception as exc:  # (never lose the batch's other outcomes to one)
+        return Sent(row, row.version, error=f"{type(exc).__name__}: {exc}")
     outcome = Sent(row, row.version, state=state)
     if row.github_id is not None and row.kind == Kind.REPO and _same(state, row.state):
         outcome.github_id = row.github_id  # GitHub shows it already: a job moved, not the sum
