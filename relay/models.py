@@ -264,8 +264,8 @@ class CheckRun(Leased):
             )
         ]
         indexes: ClassVar = [
+            # (Only the one the worker's claim needs: every callback writes this table.)
             models.Index(fields=["status", "next_attempt_at"], name="relay_check_run_due"),
-            models.Index(fields=["pr_number", "head_sha"], name="relay_check_run_pr"),
         ]
 
     def __str__(self) -> str:

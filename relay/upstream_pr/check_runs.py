@@ -234,8 +234,9 @@ def on_labeled(event: UpstreamEvent) -> dict[str, Any]:
     return {"ok": True, "labelled": sorted(new), "backfilled": released}
 
 
-def _release(upstream_repo: str, pr_number: int, devices: Iterable[str], **scope: str) -> int:
-    """Held rows of the PR for `devices` become due now; how many."""
+def _release(upstream_repo: str, pr_number: int, devices: Iterable[str], *, head_sha: str) -> int:
+    """Held rows of the PR's head for `devices` become due now; how many. (The head is read
+    by the unique key's first columns: the table has no index of its own for this.)"""
     wanted = Q()
     for device in devices:
         wanted |= Q(device__iexact=device)
@@ -245,10 +246,10 @@ def _release(upstream_repo: str, pr_number: int, devices: Iterable[str], **scope
     return (
         CheckRun.objects.filter(
             wanted,
-            upstream_repo__iexact=upstream_repo,
+            upstream_repo=upstream_repo,
+            head_sha=head_sha,
             pr_number=pr_number,
             status=Status.HELD,
-            **scope,
         )
         .exclude(device="")
         .update(status=Status.PENDING, next_attempt_at=now, pending_since=now, attempts=0)

@@ -2,7 +2,6 @@
 GitHub's failures lose nothing and make nothing twice."""
 
 from datetime import timedelta
-from typing import Any
 
 import pytest
 from django.utils import timezone
@@ -11,48 +10,17 @@ from relay import zombies
 from relay.models import CheckRun
 from relay.upstream_pr import check_runs
 from tests.relay.support import post_callback, post_webhook, reporter_body, webhook_payload
+from tests.relay.upstream_pr.support import (
+    HEAD,
+    L3,
+    L4,
+    PR,
+    creates,
+    report,
+    sent_all,
+    shown,
+)
 from tests.waiting import wait_until
-
-PR = webhook_payload("pull_request.opened")
-HEAD = PR["pull_request"]["head"]["sha"]
-L3, L4 = "org-b/l3", "Org-C/L4"
-
-
-@pytest.fixture
-def signal(settings, github, downstream, actions, client):
-    """A PR dispatched to every participating repo; the L4 aggregate settles at once."""
-    settings.CRCR_CHECK_SETTLE = 0
-    post_webhook(client, "pull_request", PR, delivery="guid-1")
-    return github
-
-
-def payload_of(github, repo: str) -> dict:
-    return github.dispatches(repo.casefold())[0].body["client_payload"]
-
-
-def report(client, actions, github, repo, status, *, job="build", conclusion=None, **workflow):
-    body = reporter_body(
-        payload_of(github, repo), status, job=job, conclusion=conclusion, **workflow
-    )
-    claims = {"run_attempt": workflow["run_attempt"]} if "run_attempt" in workflow else {}
-    answer = post_callback(client, body, actions.mint(repo=repo, **claims))
-    assert answer.status_code == 200, answer.content
-    return answer
-
-
-def shown(github, name: str) -> Any:
-    """The check run GitHub shows by that name on the head (the newest, as readers list it)."""
-    runs = [run for run in github.check_runs(HEAD) if run["name"] == name]
-    return runs[-1] if runs else None
-
-
-def creates(github) -> list:
-    return [c for c in github.calls_to("check_run") if c.method == "POST"]
-
-
-def sent_all() -> bool:
-    check_runs.send_due()
-    return not CheckRun.objects.filter(status=CheckRun.Status.PENDING).exists()
 
 
 def test_an_l4_repo_is_queued_at_dispatch_then_runs_and_concludes(signal, client, actions):

@@ -2,19 +2,12 @@
 check runs: none new for the repo while it stands, the running ones finish."""
 
 from allowlist import levels
-from tests.relay.upstream_pr.test_check_runs import (  # the same PR, repos and simulator
-    L4,
-    creates,
-    report,
-    sent_all,
-    shown,
-    signal,  # noqa: F401 (a fixture)
-)
+from tests.relay.upstream_pr.support import L4, creates, report, sent_all, shown
 from tests.waiting import wait_until
 
 
 def test_a_temporary_demotion_makes_no_new_check_runs_and_running_ones_finish(
-    signal,  # noqa: F811 (the fixture imported above)
+    signal,
     client,
     actions,
 ):
