@@ -333,11 +333,17 @@ def _send_batch() -> tuple[int, int]:
         return 0, 0
     claimed = len(rows)
     rows = _hold_unlabelled(rows)
-    states = {row.pk: _state_of(row) for row in rows}
-    outcomes = list(_senders().map(lambda row: _send(row, states[row.pk]), rows))
-    sent = sum(_record(outcome) for outcome in outcomes)
-    _follow_up([row for row in rows if row.kind == Kind.JOB])
-    return sent, claimed
+    jobs = [row for row in rows if row.kind == Kind.JOB]
+    sent = _send_all(jobs)  # first: an aggregate may ask GitHub about runs before its send
+    _follow_up(jobs)
+    return sent + _send_all([row for row in rows if row.kind == Kind.REPO]), claimed
+
+
+def _send_all(rows: list[CheckRun]) -> int:
+    """Send these rows side by side and record what came of each; how many were sent."""
+    readings = {row.pk: _state_of(row) for row in rows}
+    outcomes = list(_senders().map(lambda row: _send(row, readings[row.pk]), rows))
+    return sum(_record(outcome) for outcome in outcomes)
 
 
 def _follow_up(jobs: list[CheckRun]) -> None:
