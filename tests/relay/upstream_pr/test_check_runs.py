@@ -121,6 +121,21 @@ def test_a_label_during_a_run_backfills_its_jobs_with_their_current_state(signal
     assert len(creates(signal)) == 3  # the aggregate of L4, and these two, once each
 
 
+def test_a_label_after_the_run_backfills_its_finished_jobs(signal, client, actions):
+    report(client, actions, signal, L3, "in_progress")
+    report(client, actions, signal, L3, "completed", conclusion="success")
+    wait_until(sent_all)
+
+    assert labeled(client, "npu").json()["backfilled"] == 1
+    wait_until(sent_all)
+
+    build = shown(signal, f"crcr/{L3}/CI/build")
+    assert (build["status"], build["conclusion"]) == ("completed", "success")
+    assert [c.method for c in signal.calls_to("check_run") if "/build" in c.body["name"]] == [
+        "POST"
+    ]  # made once, with its final state
+
+
 def test_a_label_before_the_run_shows_the_first_callback(signal, client, actions):
     labeled(client, "npu")
 
