@@ -175,3 +175,16 @@ def test_every_value_is_bound_as_its_field_would_bind_it(model):
             bound = sql.Row(model, {field.name: sample}).params()[n]
             assert type(bound) is type(expected), (field, sample)
             assert repr(bound) == repr(expected), (field, sample)
+
+
+@pytest.mark.django_db
+def test_a_prepared_statement_longer_than_psycopg_caches_keeps_its_values_and_percent_signs():
+    """A callback's chained write is past psycopg's 4 KB / 50-parameter cache; its fixed text
+    is given PostgreSQL's $n placeholders once, and a literal %% stays one percent sign."""
+    values = list(range(120))
+    columns = ", ".join(f"%s::int AS c{n}" for n in values)
+    statement = f"SELECT '100%%' AS pct, {columns} /* {'x' * 4096} */"
+    for _ in range(3):
+        with sql.prepared_cursor() as cursor:
+            cursor.execute(statement, values)
+            assert cursor.fetchone() == ("100%", *values)
