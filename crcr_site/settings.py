@@ -11,6 +11,7 @@ Docker and Kubernetes secrets.
 
 import json
 import os
+import warnings
 from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
@@ -257,6 +258,9 @@ STATIC_ROOT = BASE_DIR / "staticfiles"
 # Serve straight from the apps' static folders when collectstatic has not run (embedded mode);
 # a production image runs collectstatic and WhiteNoise serves STATIC_ROOT.
 WHITENOISE_USE_FINDERS = True
+# ...so in embedded mode a missing STATIC_ROOT is expected, not worth a warning in every
+# worker's output (`make demo`, the benchmarks); the finders serve the files.
+warnings.filterwarnings("ignore", message="No directory at: ", module="whitenoise.base")
 
 # Django's own Content-Security-Policy: no inline script or style anywhere on our pages.
 SECURE_CSP = {
@@ -404,6 +408,8 @@ HUD_FORWARD_TOKEN = envsecret("HUD_FORWARD_TOKEN")
 # The relay's own probe repo: it feeds the relay-health card, not the level tables.
 CRCR_PROBE_REPO = envstr("CRCR_PROBE_REPO", "pytorch/crcr-test")
 HUD_PAGE_SIZE = envint("HUD_PAGE_SIZE", 25, minimum=5)
+# Seconds between an open HUD page's refreshes of itself (hud/static/hud/hud.js; 0: never).
+CRCR_HUD_REFRESH = envint("CRCR_HUD_REFRESH", 15, minimum=0)
 # Level readiness (shown on an L2+ repo's page): thresholds and windows.
 HUD_READY_PASS_RATE = envfloat("HUD_READY_PASS_RATE", 0.90, minimum=0.0)
 HUD_READY_MAX_TIMEOUT_RATE = envfloat("HUD_READY_MAX_TIMEOUT_RATE", 0.01, minimum=0.0)

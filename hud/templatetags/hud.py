@@ -276,3 +276,9 @@ def pr_row(repo: Any, number: int) -> SafeString:
         f"<td>{', '.join(failing) or '—'}</td></tr>"
     )
     return mark_safe(html)  # noqa: S308 (built above from escaped values only)
+
+
+@register.simple_tag
+def live_every() -> int:
+    """Seconds between a page's refreshes of itself (hud/static/hud/hud.js); 0: never."""
+    return max(0, int(settings.CRCR_HUD_REFRESH))

@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 from django.contrib.auth.hashers import make_password
+from django.utils import timezone
 
+from hud.models import JobRecord
 from tests.paths import ROOT
 from tests.servers import Gunicorn
 
@@ -227,4 +229,97 @@ def test_an_admin_level_change_shows_on_crcr(page, server, seeded, admin_user, s
     page.goto(f"{server.url}/crcr")
     assert _results(page, "L3") == []
     assert _results(page, "L2") == ["Org/Gamma not on allowlist", "org/beta", "org/alpha"]
+    assert page.console_errors == []
+
+
+@pytest.fixture
+def refreshing_server(child_env):
+    """The HUD refreshing its open pages every second."""
+    env = child_env | {"DJANGO_ALLOWED_HOSTS": "127.0.0.1", "CRCR_HUD_REFRESH": "1"}
+    gunicorn = Gunicorn(env).wait_ready()
+    yield gunicorn
+    gunicorn.stop()
+
+
+def _arrives(repo: str, pr: int, sha: str) -> None:
+    """A result the relay records while the page is open (the row a callback writes)."""
+    now = timezone.now()
+    JobRecord.objects.create(
+        downstream_repo=repo.lower(), delivery_id="live", workflow_name="CI", job_name="build",
+        check_run_id="1", repo_display=repo, upstream_repo="pytorch/pytorch",
+        event_type="pull_request", level="L2", pr_number=pr, head_sha=sha, status="completed",
+        conclusion="failure", execution_time=60, queue_time=5, started_at=now,
+        completed_at=now, received_at=now, updated_at=now,
+    )  # fmt: skip
+
+
+def test_a_result_arriving_while_the_page_is_open_appears_without_a_reload(
+    page, refreshing_server, seeded
+):
+    page.goto(f"{refreshing_server.url}/crcr/pr/10")
+    page.evaluate("window.notReloaded = true")
+    assert "org/delta" not in page.locator("table.pr").inner_text()
+
+    _arrives("org/delta", 10, "fff")
+
+    from playwright.sync_api import expect
+
+    expect(page.locator("table.pr")).to_contain_text("org/delta", timeout=15_000)
+    assert page.evaluate("window.notReloaded") is True
+    assert page.locator("main").get_attribute("data-live") == "on"
+    assert page.console_errors == []
+
+
+def test_an_open_detail_and_a_sorted_column_survive_a_refresh(page, refreshing_server, seeded):
+    page.goto(f"{refreshing_server.url}/crcr/org/alpha")
+    page.locator("table.matrix summary").first.click()
+    page.click("table.matrix thead th >> text=PR")
+    order = page.locator("table.matrix tbody th").all_inner_texts()
+
+    page.evaluate(
+        "new Promise(done => document.getElementById('main')"
+        ".addEventListener('crcr:refreshed', done, {once: true}))"
+    )  # a refresh that changed the page (its "as of" moves every second)
+
+    assert page.locator("table.matrix tbody th").all_inner_texts() == order
+    assert page.locator("table.matrix details[open]").count() == 1
+    assert page.console_errors == []
+
+
+def test_tables_sort_by_a_column_as_numbers_and_back(page, server, seeded):
+    page.goto(f"{server.url}/crcr")
+    summary = page.locator("#section-L2 table.summary")
+    header = summary.locator("thead th", has_text="Total")
+
+    header.locator("button.sort").click()
+    totals = summary.locator("tbody tr").evaluate_all(
+        "rows => rows.map(r => Number(r.cells[5].innerText.replace(/,/g, '')))"
+    )
+    assert len(totals) == 2
+    assert totals == sorted(totals)
+    assert header.get_attribute("aria-sort") == "ascending"
+
+    header.locator("button.sort").click()
+    assert summary.locator("tbody tr").evaluate_all(
+        "rows => rows.map(r => Number(r.cells[5].innerText.replace(/,/g, '')))"
+    ) == sorted(totals, reverse=True)
+    assert header.get_attribute("aria-sort") == "descending"
+    assert page.console_errors == []
+
+
+def test_a_table_downloads_as_csv_in_the_order_shown(page, server, seeded):
+    page.goto(f"{server.url}/crcr/pr/10")
+    table = page.locator("table.pr")
+    table.locator("thead th").first.locator("button.sort").click()  # by repository, a → z
+
+    with page.expect_download() as download:
+        page.locator(".table-tools button.csv").first.click()
+
+    assert download.value.suggested_filename.endswith(".csv")
+    lines = Path(download.value.path()).read_text(encoding="utf-8").splitlines()
+    header = [cell.strip() for cell in lines[0].split(",")]
+    assert header[0] == table.locator("thead th").first.inner_text().strip()
+    shown = table.locator("tbody th").all_inner_texts()
+    assert [line.split(",")[0] for line in lines[1:]] == shown
+    assert shown == sorted(shown, key=str.lower)
     assert page.console_errors == []
