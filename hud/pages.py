@@ -21,6 +21,7 @@ from hud.reports import (
     OUTCOMES,
     Cell,
     DailyPoint,
+    DailyTimes,
     Kind,
     MatrixPage,
     MatrixRow,
@@ -557,6 +558,7 @@ class Series:
     repo: str
     key: str
     points: tuple[DailyPoint, ...]
+    times: tuple[DailyTimes, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -566,14 +568,22 @@ class MetricsPage:
     series: tuple[Series, ...]
     as_of: datetime | None
 
+    @property
+    def peak(self) -> int:
+        """The busiest day of any repo: the volume charts' shared scale."""
+        return max((p.counts.total for s in self.series for p in s.points), default=0)
+
 
 def metrics_page(query: Query, store: RecordStore | None = None) -> MetricsPage:
-    """Per repo, day by day: pass rate, failures and volume (the probe left out)."""
+    """Per repo, day by day: pass rate, failures, volume and times (the probe left out)."""
     store = store or get_store()
     window = query.window()
-    summaries = store.summary(window, query.kind, exclude=[settings.CRCR_PROBE_REPO.casefold()])
+    exclude = [settings.CRCR_PROBE_REPO.casefold()]
+    summaries = store.summary(window, query.kind, exclude=exclude)
+    times = store.daily_times(window, query.kind, exclude=exclude)
     series = sorted(
-        (Series(s.repo, s.key, s.daily) for s in summaries), key=lambda s: s.repo.casefold()
+        (Series(s.repo, s.key, s.daily, times.get(s.key, ())) for s in summaries),
+        key=lambda s: s.repo.casefold(),
     )
     return MetricsPage(query, window, tuple(series), store.newest())
 

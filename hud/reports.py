@@ -115,6 +115,28 @@ class Measured:
                 object.__setattr__(self, name, None)
 
 
+def nearest_ranks(values: Sequence[float], *fractions: float) -> list[float | None]:
+    """The nearest-rank percentile of `values` at each fraction: the value at rank ⌈n·p⌉ in
+    ascending order (None when there are none), as every backend's SQL computes it."""
+    ordered = sorted(values)
+    return [
+        ordered[max(math.ceil(len(ordered) * fraction - 1e-9), 1) - 1] if ordered else None
+        for fraction in fractions
+    ]
+
+
+@dataclass(frozen=True)
+class DailyTimes(Measured):
+    """One day of a repo's times, nearest-rank like the summary's: queue over first attempts
+    that measured one, execution over completed jobs that measured one; None when none did."""
+
+    day: date
+    p50_queue: float | None
+    p90_queue: float | None
+    p50_execution: float | None
+    p90_execution: float | None
+
+
 @dataclass(frozen=True)
 class RepoSummary(Measured):
     """One repo's results over a window."""

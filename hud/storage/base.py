@@ -27,6 +27,7 @@ from hud.models import JobRecord
 from hud.records import Workflow
 from hud.reports import (
     DailyPoint,
+    DailyTimes,
     HeadRun,
     Kind,
     MatrixPage,
@@ -217,6 +218,13 @@ class RecordStore:
         only: str | None = None,
     ) -> dict[str, tuple[DailyPoint, ...]]:
         """Per repo key, the counts of each day of the window that has records, oldest first."""
+        raise NotImplementedError
+
+    def daily_times(
+        self, window: Window, kind: Kind, *, exclude: Sequence[str] = ()
+    ) -> dict[str, tuple[DailyTimes, ...]]:
+        """Per repo key, p50 and p90 of queue and execution time on each day of the window that
+        has records, oldest first (the metrics page's time charts)."""
         raise NotImplementedError
 
     def matrix(

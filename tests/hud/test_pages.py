@@ -69,10 +69,15 @@ def test_the_metrics_page_charts_each_repo_and_its_json_twin(client, seeded):
     page = client.get("/crcr/metrics?days=30").content.decode()
     api = client.get("/api/crcr/metrics?days=30").json()
 
-    assert page.count('<svg class="chart"') == 3  # alpha, beta, gamma; not the probe
-    assert ": 5 jobs, 1 failed, 80% passed" in page  # the day of alpha's PR 10
+    assert page.count('<svg class="chart volume-chart"') == 3  # alpha, beta, gamma; no probe
+    assert page.count('<svg class="chart times-chart"') == 3
+    assert page.count('<svg class="chart passrate-chart"') == 1
+    assert ": 5 jobs, 1 failed, 0 timed out, 80% passed" in page  # the day of alpha's PR 10
+    assert ": execution p50 4m 10s" in page  # that day's p50 of 100, 200, 250, 300, 400 s
+    assert "org/alpha · " in page  # its line on the chart of every repo
     alpha = next(s for s in api["series"] if s["repo"] == "org/alpha")
     assert [p["counts"]["completed"] for p in alpha["points"]] == [1, 1, 1, 5]
+    assert [t["p90_execution"] for t in alpha["times"]] == [70, 50, 600, 400]
 
 
 def test_untrusted_text_is_escaped_and_only_plain_http_urls_are_links(client, seeded):

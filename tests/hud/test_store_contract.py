@@ -94,6 +94,24 @@ def test_summary_has_a_daily_series(store):
     ]
 
 
+def test_daily_times_are_each_days_nearest_rank_queue_and_execution(store):
+    times = store.daily_times(D14, Kind.PR, exclude=[PROBE])
+
+    assert sorted(times) == ["org/alpha", "org/beta", "org/gamma"]
+    assert [
+        (t.day, t.p50_queue, t.p90_queue, t.p50_execution, t.p90_execution)
+        for t in times["org/alpha"]
+    ] == [
+        (date(2026, 11, 10), 1, 1, 50, 50),
+        (date(2026, 11, 17), 5, 60, 600, 600),  # the running job's queue counts, not its time
+        (date(2026, 11, 20), 20, 40, 250, 400),  # the re-run's 500 s queue left out
+    ]
+    assert [(t.day, t.p50_execution, t.p90_execution) for t in times["org/beta"]] == [
+        (date(2026, 11, 18), 1000, 2000),
+        (date(2026, 11, 19), 1500, 1500),
+    ]
+
+
 def test_a_window_counts_what_was_received_in_it_start_included(store):
     summaries = store.summary(Window(1, NOW), Kind.PR, exclude=[PROBE])
 

@@ -20,6 +20,7 @@ from hud.reports import (
     Cell,
     Counts,
     DailyPoint,
+    DailyTimes,
     HeadRun,
     Kind,
     MatrixPage,
@@ -230,6 +231,23 @@ class ClickHouseRecordStore(RecordStore):
         for row in self._select(statement, params):
             series.setdefault(row[0], []).append(DailyPoint(row[1], Counts(*row[2:8])))
         return {repo: tuple(points) for repo, points in series.items()}
+
+    def daily_times(
+        self, window: Window, kind: Kind, *, exclude: Sequence[str] = ()
+    ) -> dict[str, tuple[DailyTimes, ...]]:
+        params: dict[str, Any] = {}
+        where = self._where(window, kind, params, exclude=exclude)
+        queue = q.percentiles("queue_time", "run_attempt = 1", 0.5, 0.9)
+        execution = q.percentiles("execution_time", "status = 'completed'", 0.5, 0.9)
+        statement = (
+            f"SELECT downstream_repo, toDate(received_at) AS day, {', '.join(queue + execution)} "
+            f"FROM {q.TABLE} FINAL WHERE {where} GROUP BY downstream_repo, day "
+            "ORDER BY downstream_repo, day"
+        )
+        series: dict[str, list[DailyTimes]] = {}
+        for row in self._select(statement, params):
+            series.setdefault(row[0], []).append(DailyTimes(row[1], *row[2:6]))
+        return {repo: tuple(days) for repo, days in series.items()}
 
     def matrix(
         self,
