@@ -4,7 +4,8 @@ Views parse the query with `Query.parse` and call one function here; nothing her
 """
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -22,6 +23,7 @@ from hud.reports import (
     Cell,
     DailyPoint,
     DailyTimes,
+    JobStats,
     Kind,
     MatrixPage,
     MatrixRow,
@@ -219,6 +221,7 @@ class ShownCell:
     cell: Cell
     passed: int = 1  # shards that succeeded
     of: int = 1  # shards reported
+    flaky: bool = False  # a job of it failed and passed on this head (JobStats)
 
 
 @dataclass(frozen=True)
@@ -317,6 +320,32 @@ class RepoPage:
     readiness: Readiness | None
     levels: Levels
     as_of: datetime | None
+    jobs: "JobBoard | None" = None
+
+
+@dataclass(frozen=True)
+class JobBoard:
+    """A repo's flaky jobs (attempts that disagreed on one head) and most failing ones, over
+    the page's window, each ranked worst first."""
+
+    flaky: tuple[JobStats, ...]
+    failing: tuple[JobStats, ...]
+
+    @classmethod
+    def of(cls, stats: Sequence[JobStats], *, top: int = 10) -> "JobBoard":
+        flaky = sorted(
+            (s for s in stats if s.flaky_heads),
+            key=lambda s: (-s.flaky_heads, -s.flaky_rate, s.job_name),
+        )
+        failing = sorted(
+            (s for s in stats if s.failed_heads),
+            key=lambda s: (-s.failed_heads, -s.failure_rate, s.job_name),
+        )
+        return cls(tuple(flaky[:top]), tuple(failing[:top]))
+
+    def flipped(self) -> set[tuple[str, str]]:
+        """(head SHA, job) pairs whose attempts disagreed: the matrix's flaky badges."""
+        return {(sha, s.job_name) for s in self.flaky for sha in s.flaky_shas}
 
 
 def repo_page(key: str, query: Query, store: RecordStore | None = None) -> RepoPage | None:
@@ -339,8 +368,14 @@ def repo_page(key: str, query: Query, store: RecordStore | None = None) -> RepoP
     )
     columns = shard_columns(matrix.columns, collapse=not query.shards)
     about = _titles(matrix.rows) if query.kind == Kind.PR else {}
+    jobs = JobBoard.of(store.job_stats(key, window, query.kind))
+    flipped = jobs.flipped()
     rows = tuple(
-        ShownRow(row, tuple(_shown(row, c) for c in columns), *about.get(row.pr_number, ("", "")))
+        ShownRow(
+            row,
+            tuple(_shown(row, c, flipped) for c in columns),
+            *about.get(row.pr_number, ("", "")),
+        )
         for row in matrix.rows
     )
     level = entry.level.value if entry else (summary.level if summary else "")
@@ -362,6 +397,7 @@ def repo_page(key: str, query: Query, store: RecordStore | None = None) -> RepoP
         ready,
         repo_levels(key, entry),
         store.newest(),
+        jobs=jobs,
     )
 
 
@@ -441,12 +477,15 @@ def shard_columns(jobs: tuple[str, ...], *, collapse: bool) -> tuple[Column, ...
     return tuple(columns)
 
 
-def _shown(row: MatrixRow, column: Column) -> ShownCell | None:
+def _shown(
+    row: MatrixRow, column: Column, flipped: AbstractSet[tuple[str, str]] = frozenset()
+) -> ShownCell | None:
     cells = [row.cells[job] for job in column.jobs if job in row.cells]
     if not cells:
         return None
     worst = min(cells, key=lambda c: _badness(c.outcome))
-    return ShownCell(worst, sum(c.outcome == "success" for c in cells), len(cells))
+    flaky = any((row.head_sha, c.job_name) in flipped for c in cells)
+    return ShownCell(worst, sum(c.outcome == "success" for c in cells), len(cells), flaky)
 
 
 def _badness(outcome: str) -> int:

@@ -29,6 +29,7 @@ from hud.reports import (
     DailyPoint,
     DailyTimes,
     HeadRun,
+    JobStats,
     Kind,
     MatrixPage,
     ProbeHealth,
@@ -225,6 +226,11 @@ class RecordStore:
     ) -> dict[str, tuple[DailyTimes, ...]]:
         """Per repo key, p50 and p90 of queue and execution time on each day of the window that
         has records, oldest first (the metrics page's time charts)."""
+        raise NotImplementedError
+
+    def job_stats(self, repo_key: str, window: Window, kind: Kind) -> list[JobStats]:
+        """Each job of the repo over the window: heads run, failed and flaky (reports.JobStats),
+        by job name."""
         raise NotImplementedError
 
     def matrix(

@@ -42,6 +42,7 @@ from hud.reports import (
     DailyPoint,
     DailyTimes,
     HeadRun,
+    JobStats,
     Kind,
     MatrixPage,
     MatrixRow,
@@ -53,6 +54,7 @@ from hud.reports import (
     StaleJob,
     Window,
     head_runs,
+    job_stats_of,
     nearest_ranks,
     red_heads,
     worst_first,
@@ -331,6 +333,21 @@ class OrmRecordStore(RecordStore):
         for repo, day, *times in rows:
             series.setdefault(repo, []).append(DailyTimes(day, *times))
         return {repo: tuple(days) for repo, days in series.items()}
+
+    def job_stats(self, repo_key: str, window: Window, kind: Kind) -> list[JobStats]:
+        records = self._in(window, kind, only=repo_key).filter(COMPLETED)
+        per_head = (
+            records.values("job_name", "pr_number", "head_sha")
+            .annotate(
+                red=Max(Case(When(conclusion__in=RED, then=1), default=0)),
+                green=Max(Case(When(conclusion="success", then=1), default=0)),
+            )
+            .order_by()
+        )
+        return job_stats_of(
+            (row["job_name"], row["head_sha"], row["red"] == 1, row["green"] == 1)
+            for row in per_head
+        )
 
     def matrix(
         self,

@@ -171,6 +171,11 @@ def matrix_cell(shown: Any) -> SafeString:
     if cell.run_attempt > 1:
         attempt = int(cell.run_attempt)
         head += f' <span class="attempt" title="attempt {attempt}">#{attempt}</span>'
+    if getattr(shown, "flaky", False):
+        head += (
+            ' <span class="badge flaky" title="its attempts on this head disagreed: '
+            'failed and passed">flaky</span>'
+        )
     rows: list[tuple[str, str]] = []  # (term, escaped HTML)
     if shown.of > 1:
         worst = _escape(cell.job_name)

@@ -158,3 +158,21 @@ def test_the_newest_pull_request_webhook_the_relay_recorded_names_its_pr(client,
     api = client.get("/api/crcr/prs/10").json()
     assert (api["title"], api["author"]) == ("Second title", "bob")
     assert UpstreamPull.objects.count() == 1
+
+
+def test_a_repo_page_ranks_its_flaky_and_failing_jobs_and_badges_a_flaky_cell(client, seeded):
+    page = client.get("/crcr/org/alpha").content.decode()
+    api = client.get("/api/crcr/repos/org/alpha").json()
+
+    flaky = page[page.index('<table class="flaky">') : page.index('<table class="failing-jobs">')]
+    assert '<code>test-1</code></th><td class="num">1</td><td class="num">1</td>' in flaky
+    assert "build" not in flaky  # timed out on PR 11, never passed there: failing, not flaky
+    failing = page[page.index('<table class="failing-jobs">') :]
+    assert failing.index("<code>test-1</code>") < failing.index("<code>build</code>")  # 100 % first
+    # PR 10's collapsed test family holds test-1's flip; PR 11's cells hold none.
+    assert page.count('<span class="badge flaky"') == 1
+    assert [j["job_name"] for j in api["jobs"]["flaky"]] == ["test-1"]
+    assert [(j["job_name"], j["failed_heads"], j["heads"]) for j in api["jobs"]["failing"]] == [
+        ("test-1", 1, 1),
+        ("build", 1, 3),
+    ]

@@ -112,6 +112,18 @@ def test_daily_times_are_each_days_nearest_rank_queue_and_execution(store):
     ]
 
 
+def test_job_stats_count_heads_failed_and_flaky_per_job(store):
+    stats = store.job_stats("org/alpha", D14, Kind.PR)
+
+    assert [(j.job_name, j.heads, j.failed_heads, j.flaky_heads, j.flaky_shas) for j in stats] == [
+        ("build", 3, 1, 0, ()),  # PR 10, PR 11 (timed out) and the push; PR 12 is older
+        ("test-1", 1, 1, 1, ("aaa",)),  # failed, then passed on attempt 2; the running one
+        ("test-2", 1, 0, 0, ()),  # on PR 11 is not counted until it completes
+        ("test-3", 1, 0, 0, ()),
+    ]
+    assert store.job_stats("org/nobody", D14, Kind.PR) == []
+
+
 def test_a_window_counts_what_was_received_in_it_start_included(store):
     summaries = store.summary(Window(1, NOW), Kind.PR, exclude=[PROBE])
 

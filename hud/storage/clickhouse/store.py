@@ -22,6 +22,7 @@ from hud.reports import (
     DailyPoint,
     DailyTimes,
     HeadRun,
+    JobStats,
     Kind,
     MatrixPage,
     MatrixRow,
@@ -33,6 +34,7 @@ from hud.reports import (
     StaleJob,
     Window,
     head_runs,
+    job_stats_of,
     red_heads,
     worst_first,
 )
@@ -248,6 +250,19 @@ class ClickHouseRecordStore(RecordStore):
         for row in self._select(statement, params):
             series.setdefault(row[0], []).append(DailyTimes(row[1], *row[2:6]))
         return {repo: tuple(days) for repo, days in series.items()}
+
+    def job_stats(self, repo_key: str, window: Window, kind: Kind) -> list[JobStats]:
+        params: dict[str, Any] = {}
+        where = self._where(window, kind, params, only=repo_key)
+        red = ", ".join(repr(c) for c in RED)
+        statement = (
+            f"SELECT job_name, head_sha, max(conclusion IN ({red})), "
+            f"max(conclusion = 'success') FROM {q.TABLE} FINAL "
+            f"WHERE {where} AND status = 'completed' GROUP BY job_name, pr_number, head_sha"
+        )
+        return job_stats_of(
+            (job, sha, bool(r), bool(g)) for job, sha, r, g in self._select(statement, params)
+        )
 
     def matrix(
         self,
