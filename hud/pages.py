@@ -15,11 +15,13 @@ from django.utils import timezone
 from allowlist import lookup
 from allowlist.entry import CAPABILITIES, Capabilities, Entry, Level
 from allowlist.models import Change, DownstreamRepo
-from hud.models import LevelProposal, UpstreamPull
+from hud import baseline
+from hud.models import LevelProposal, UpstreamCommit, UpstreamPull
 from hud.reports import (
     DAYS,
     DEFAULT_DAYS,
     OUTCOMES,
+    RED,
     Cell,
     DailyPoint,
     DailyTimes,
@@ -222,6 +224,7 @@ class ShownCell:
     passed: int = 1  # shards that succeeded
     of: int = 1  # shards reported
     flaky: bool = False  # a job of it failed and passed on this head (JobStats)
+    on_main_since: str = ""  # red, and red on main too since this SHA (hud/baseline.py)
 
 
 @dataclass(frozen=True)
@@ -367,14 +370,17 @@ def repo_page(key: str, query: Query, store: RecordStore | None = None) -> RepoP
         per_page=settings.HUD_PAGE_SIZE,
     )
     columns = shard_columns(matrix.columns, collapse=not query.shards)
-    about = _titles(matrix.rows) if query.kind == Kind.PR else {}
+    # A PR's row is named by the PR; a push's or a nightly's by its upstream commit.
+    about: dict[int | str, tuple[str, str]] = dict(_titles(matrix.rows).items())
+    about |= _commit_titles(matrix.rows).items()
     jobs = JobBoard.of(store.job_stats(key, window, query.kind))
     flipped = jobs.flipped()
+    on_main = _red_on_main(store, key, matrix.rows) if query.kind == Kind.PR else {}
     rows = tuple(
         ShownRow(
             row,
-            tuple(_shown(row, c, flipped) for c in columns),
-            *about.get(row.pr_number, ("", "")),
+            tuple(_shown(row, c, flipped, on_main) for c in columns),
+            *about.get(row.pr_number or row.head_sha, ("", "")),
         )
         for row in matrix.rows
     )
@@ -478,14 +484,30 @@ def shard_columns(jobs: tuple[str, ...], *, collapse: bool) -> tuple[Column, ...
 
 
 def _shown(
-    row: MatrixRow, column: Column, flipped: AbstractSet[tuple[str, str]] = frozenset()
+    row: MatrixRow,
+    column: Column,
+    flipped: AbstractSet[tuple[str, str]] = frozenset(),
+    on_main: Mapping[str, str] | None = None,
 ) -> ShownCell | None:
     cells = [row.cells[job] for job in column.jobs if job in row.cells]
     if not cells:
         return None
     worst = min(cells, key=lambda c: _badness(c.outcome))
     flaky = any((row.head_sha, c.job_name) in flipped for c in cells)
-    return ShownCell(worst, sum(c.outcome == "success" for c in cells), len(cells), flaky)
+    red = row.pr_number and worst.outcome in RED
+    since = (on_main or {}).get(worst.job_name, "") if red else ""
+    passed = sum(c.outcome == "success" for c in cells)
+    return ShownCell(worst, passed, len(cells), flaky, since)
+
+
+def _red_on_main(store: RecordStore, key: str, rows: Sequence[MatrixRow]) -> dict[str, str]:
+    """Job → the main SHA since which it is red there, for the jobs red on the PR rows shown."""
+    red = {job for row in rows if row.pr_number for job, c in row.cells.items() if c.outcome in RED}
+    if not red:
+        return {}
+    now = timezone.now()
+    shas = baseline.main_shas(settings.CRCR_UPSTREAM_REPO, now=now)
+    return baseline.failing_on_main(store, key, red, shas, now=now)
 
 
 def _badness(outcome: str) -> int:
@@ -498,10 +520,23 @@ ABOUT = ("number", "title", "author")
 def _titles(rows: tuple[MatrixRow, ...]) -> dict[int, tuple[str, str]]:
     """PR number → (title, author), as the newest webhook of each PR said (UpstreamPull)."""
     numbers = {row.pr_number for row in rows if row.pr_number}
+    if not numbers:
+        return {}
     pulls = UpstreamPull.objects.filter(number__in=numbers)
     return {
         n: (title, author) for n, title, author in pulls.values_list("number", "title", "author")
     }
+
+
+def _commit_titles(rows: tuple[MatrixRow, ...]) -> dict[str, tuple[str, str]]:
+    """Head SHA → (title, author) of that upstream commit, as its push's webhook said."""
+    shas = {row.head_sha for row in rows if row.head_sha and not row.pr_number}
+    if not shas:
+        return {}
+    commits = UpstreamCommit.objects.filter(sha__in=shas).order_by("on_default_branch")
+    # (Pushed to several branches: the default branch's push is read last, so it names it.)
+    named = commits.values_list("sha", "title", "author")
+    return {sha: (title, author) for sha, title, author in named}
 
 
 def readiness_windows(now: datetime) -> list[Window]:
@@ -637,6 +672,8 @@ class PrPage:
     author: str
     upstream_repo: str
     red: int = field(default=0)
+    # repo key → its failing jobs that are red on main too → since which main SHA
+    on_main: dict[str, dict[str, str]] = field(default_factory=dict)
 
 
 def pr_page(number: int, store: RecordStore | None = None) -> PrPage:
@@ -651,4 +688,13 @@ def pr_page(number: int, store: RecordStore | None = None) -> PrPage:
         .first()
     )
     title, author, upstream = pull or ("", "", settings.CRCR_UPSTREAM_REPO)
-    return PrPage(view, title, author, upstream, sum(r.latest.red for r in view.repos))
+    on_main: dict[str, dict[str, str]] = {}
+    red = [r for r in view.repos if r.latest.red and r.failing]
+    if red:
+        now = timezone.now()
+        shas = baseline.main_shas(upstream, now=now)
+        for r in red:
+            jobs = {cell.job_name for cell in r.failing}
+            if since := baseline.failing_on_main(store, r.key, jobs, shas, now=now):
+                on_main[r.key] = since
+    return PrPage(view, title, author, upstream, sum(r.latest.red for r in view.repos), on_main)

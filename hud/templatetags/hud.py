@@ -1,6 +1,7 @@
 """Formatting for the HUD's templates: durations, rates, outcomes, safe links, sparklines."""
 
 import math
+import re
 from html import escape as html_escape
 from typing import Any
 
@@ -117,6 +118,14 @@ def upstream_pr(number: int) -> str:
 
 
 @register.filter
+def upstream_commit(sha: str) -> str:
+    """The upstream commit's page on GitHub ("" for what cannot be a SHA)."""
+    if not isinstance(sha, str) or not re.fullmatch(r"[0-9a-fA-F]{7,64}", sha):
+        return ""
+    return f"{settings.GITHUB_WEB_URL}/{settings.CRCR_UPSTREAM_REPO}/commit/{sha}"
+
+
+@register.filter
 def short_sha(sha: str) -> str:
     return sha[:10]
 
@@ -171,6 +180,8 @@ def matrix_cell(shown: Any) -> SafeString:
     if cell.run_attempt > 1:
         attempt = int(cell.run_attempt)
         head += f' <span class="attempt" title="attempt {attempt}">#{attempt}</span>'
+    if getattr(shown, "on_main_since", ""):
+        head += " " + _on_main(shown.on_main_since)
     if getattr(shown, "flaky", False):
         head += (
             ' <span class="badge flaky" title="its attempts on this head disagreed: '
@@ -206,8 +217,17 @@ def matrix_cell(shown: Any) -> SafeString:
     return mark_safe(html)  # noqa: S308 (built above from escaped values only)
 
 
+def _on_main(since: str) -> str:
+    """The badge of a red job that is red on the upstream's main too (hud/baseline.py)."""
+    sha = _escape(short_sha(since))
+    return (
+        f'<span class="badge on-main" title="also failing on main since {sha}: '
+        f"not this PR's doing\">on main since {sha}</span>"
+    )
+
+
 @register.simple_tag
-def pr_row(repo: Any, number: int) -> SafeString:
+def pr_row(repo: Any, number: int, on_main: Any = None) -> SafeString:
     """One downstream repo's row on a PR page (a PrRepo), as matrix_cell builds a cell: escaped
     f-strings, every value from a record through _escape()."""
     latest = repo.latest
@@ -231,6 +251,9 @@ def pr_row(repo: Any, number: int) -> SafeString:
             name = f'<a href="{_escape(log)}" rel="noopener noreferrer">{name}</a>'
         words = _escape(outcome_words(cell.outcome))
         failing.append(f'{name} <span class="muted">({words})</span>')
+        since = (on_main or {}).get(repo.key, {}).get(cell.job_name)
+        if since:
+            failing[-1] += " " + _on_main(since)
     since = repo.red_since
     link = f"{repo_url(repo.repo)}?pr={int(number)}"
     html = (

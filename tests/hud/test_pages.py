@@ -176,3 +176,73 @@ def test_a_repo_page_ranks_its_flaky_and_failing_jobs_and_badges_a_flaky_cell(cl
         ("test-1", 1, 1),
         ("build", 1, 3),
     ]
+
+
+def test_a_job_also_red_on_main_says_so_on_the_pr_page_and_in_the_matrix(client, seeded):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from hud.models import JobRecord, UpstreamCommit
+
+    now = timezone.now()
+    for sha, ref, conclusion, hours in (
+        ("main0000aa", "refs/heads/main", "success", 5),
+        ("main1111bb", "refs/heads/main", "failure", 4),
+        ("main2222cc", "refs/heads/main", "failure", 3),
+        ("dev3333dd", "refs/heads/dev", "success", 2),  # not main: says nothing
+    ):
+        at = now - timedelta(hours=hours)
+        UpstreamCommit.note(
+            upstream_repo="pytorch/pytorch", sha=sha, ref=ref, default_branch="main",
+            title=f"commit {sha}", author="dev", at=at,
+        )  # fmt: skip
+        JobRecord.objects.create(
+            downstream_repo="org/beta", delivery_id=f"push-{sha}", workflow_name="CI",
+            job_name="build", check_run_id=sha, repo_display="org/beta",
+            upstream_repo="pytorch/pytorch", event_type="push", level="L3", pr_number=0,
+            head_sha=sha, status="completed", conclusion=conclusion, received_at=at,
+            updated_at=at,
+        )  # fmt: skip
+
+    pr = client.get("/crcr/pr/10").content.decode()
+    api = client.get("/api/crcr/prs/10").json()
+    repo = client.get("/crcr/org/beta").content.decode()
+
+    # beta's build failed on PR 10's head eee, and main has failed it since main1111bb.
+    assert '<span class="badge on-main"' in pr
+    assert "on main since main1111bb" in pr
+    assert api["on_main"] == {"org/beta": {"build": "main1111bb"}}
+    assert repo.count('<span class="badge on-main"') == 1  # PR 10's red build; push rows not
+    assert "on main since main1111bb" in repo
+
+
+def test_nightly_rows_are_named_by_their_commit_and_link_to_it(client, seeded, settings):
+    from django.utils import timezone
+
+    from hud.models import JobRecord, UpstreamCommit
+
+    UpstreamCommit.note(
+        upstream_repo="pytorch/pytorch", sha="nnn", ref="refs/heads/dev", default_branch="main",
+        title="Try the build on dev", author="someone", at=timezone.now(),
+    )  # fmt: skip
+    UpstreamCommit.note(
+        upstream_repo="pytorch/pytorch", sha="nnn", ref="refs/heads/main", default_branch="main",
+        title="Fix the build", author="dev", at=timezone.now(),
+    )  # fmt: skip
+
+    sha = "0123456789abcdef0123456789abcdef01234567"
+    JobRecord.objects.create(
+        downstream_repo="org/alpha", delivery_id="nightly-2", workflow_name="CI",
+        job_name="build", check_run_id="n2", repo_display="org/alpha",
+        upstream_repo="pytorch/pytorch", event_type="nightly", level="L2", pr_number=0,
+        head_sha=sha, status="completed", conclusion="success", received_at=timezone.now(),
+        updated_at=timezone.now(),
+    )  # fmt: skip
+
+    page = client.get("/crcr/org/alpha?tab=nightly&days=30").content.decode()
+
+    assert '<div class="title">Fix the build <span class="muted">by dev</span></div>' in page
+    assert "Try the build" not in page  # the default branch's push names the commit
+    assert f'href="{settings.GITHUB_WEB_URL}/pytorch/pytorch/commit/{sha}"' in page
+    assert page.count("/pytorch/pytorch/commit/") == 1  # "nnn" and "mmm" cannot be SHAs
