@@ -30,6 +30,7 @@ from hud.reports import (
     RepoSummary,
     Window,
 )
+from hud.silent import SilentRepo, Unanswered, of_pr, of_repo, silent_repos
 from hud.storage import RecordStore, get_store
 
 
@@ -150,6 +151,7 @@ class Overview:
     blocks: tuple[LevelBlock, ...]
     probe: ProbeHealth
     as_of: datetime | None
+    silent: tuple[SilentRepo, ...] = ()
 
 
 def overview(query: Query, store: RecordStore | None = None) -> Overview:
@@ -183,7 +185,8 @@ def overview(query: Query, store: RecordStore | None = None) -> Overview:
         for level in sorted(Level, key=lambda level: -level.rank)
     )
     as_of = store.newest()
-    return Overview(query, window, len(entries), blocks, store.probe(probe, window), as_of)
+    quiet = silent_repos(store, window.start, window.end)
+    return Overview(query, window, len(entries), blocks, store.probe(probe, window), as_of, quiet)
 
 
 def _marks(entries: tuple[Entry, ...]) -> dict[str, Marks]:
@@ -316,6 +319,7 @@ class RepoPage:
     readiness: Readiness | None
     levels: Levels
     as_of: datetime | None
+    unanswered: tuple[Unanswered, ...] = ()
 
 
 def repo_page(key: str, query: Query, store: RecordStore | None = None) -> RepoPage | None:
@@ -361,6 +365,7 @@ def repo_page(key: str, query: Query, store: RecordStore | None = None) -> RepoP
         ready,
         repo_levels(key, entry),
         store.newest(),
+        of_repo(key, window.start, store, window.end),
     )
 
 
@@ -588,6 +593,7 @@ class PrPage:
     author: str
     upstream_repo: str
     red: int = field(default=0)
+    unanswered: tuple[Unanswered, ...] = ()
 
 
 def pr_page(number: int, store: RecordStore | None = None) -> PrPage:
@@ -602,4 +608,5 @@ def pr_page(number: int, store: RecordStore | None = None) -> PrPage:
         .first()
     )
     title, author, upstream = pull or ("", "", settings.CRCR_UPSTREAM_REPO)
-    return PrPage(view, title, author, upstream, sum(r.latest.red for r in view.repos))
+    red = sum(r.latest.red for r in view.repos)
+    return PrPage(view, title, author, upstream, red, of_pr(number, store, timezone.now()))
