@@ -102,7 +102,7 @@ def silent_repos(store: RecordStore, start: datetime, now: datetime) -> tuple[Si
     )
     if not newest:
         return ()
-    heard = store.last_heard(start)
+    heard = store.last_heard(sorted(newest), since=start)
     quiet = {key: heard.get(key) for key, at in newest.items() if _quiet(heard.get(key), at, grace)}
     if not quiet:
         return ()

@@ -299,9 +299,9 @@ class RecordStore:
         """Of the (repo key, delivery id) pairs, those with at least one stored record."""
         raise NotImplementedError
 
-    def last_heard(self, since: datetime) -> dict[str, datetime]:
-        """Per repo key, when its newest record was received, for the repos with one
-        received since `since`."""
+    def last_heard(self, repo_keys: Sequence[str], *, since: datetime) -> dict[str, datetime]:
+        """Per repo key among `repo_keys`, when its newest record was received, for the repos
+        with one received since `since`."""
         raise NotImplementedError
 
 

@@ -170,3 +170,32 @@ def test_no_silent_section_when_every_repo_answered(client, seeded):
 
     assert client.get("/api/crcr/summary").json()["silent"] == []
     assert 'id="silent"' not in client.get("/crcr").content.decode()
+
+
+def test_clickhouse_answers_the_pr_list_and_the_silent_dispatches_as_the_orm_does(
+    client, seeded, request
+):
+    from tests.hud.dataset import rows
+
+    UpstreamPull.objects.create(number=10, upstream_repo="pytorch/pytorch", title="Fix views",
+                                author="alice", updated_at=recent_noon())  # fmt: skip
+    _dispatched("Org/Delta", "d-7", recent_noon() - timedelta(hours=7))
+    _dispatched("org/beta", "pull_request-10-eee", recent_noon() - timedelta(days=1))
+    urls = ["/api/crcr/prs", "/api/crcr/prs?q=eee", "/api/crcr/prs/10", "/api/crcr/summary"]
+    shown = ("lines", "unanswered", "silent")
+
+    def answers():  # what the pages show, ages aside (they grow between the two reads)
+        found = [client.get(url).json() for url in urls]
+        for answer in found:
+            for row in answer.get("unanswered", []):
+                row.pop("age")
+        return [{k: v for k, v in answer.items() if k in shown} for answer in found]
+
+    on_orm = answers()
+    request.getfixturevalue("on_chdb").put_rows(rows(now=recent_noon()))
+    on_clickhouse = answers()
+
+    assert on_clickhouse == on_orm
+    assert [line["number"] for line in on_orm[1]["lines"]] == [10]
+    assert [u["repo"] for u in on_orm[2]["unanswered"]] == ["Org/Delta"]
+    assert [s["repo"] for s in on_orm[3]["silent"]] == ["Org/Delta"]

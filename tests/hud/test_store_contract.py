@@ -448,8 +448,11 @@ def test_which_dispatches_were_heard_from_and_when_each_repo_last_was(store):
 
     assert store.heard_from(asked) == {asked[0], asked[2], asked[3]}
     assert store.heard_from([]) == set()
-    assert store.last_heard(at(18)) == {
-        "org/alpha": at(20, 9),
+    repos = ["org/alpha", "org/beta", "org/gamma", PROBE, "nobody/here"]
+    assert store.last_heard(repos, since=at(18)) == {
+        "org/alpha": at(20, 9),  # its re-run
         "org/beta": at(19),
         PROBE: at(20, 7),
-    }
+    }  # org/gamma's one record is older
+    assert store.last_heard(["org/alpha"], since=at(20, 10)) == {}
+    assert store.last_heard([], since=at(18)) == {}

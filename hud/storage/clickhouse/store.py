@@ -508,11 +508,15 @@ class ClickHouseRecordStore(RecordStore):
             heard |= {(repo, delivery) for repo, delivery in rows}
         return heard
 
-    def last_heard(self, since: datetime) -> dict[str, datetime]:
+    def last_heard(self, repo_keys: Sequence[str], *, since: datetime) -> dict[str, datetime]:
+        if not repo_keys:
+            return {}
+        params: dict[str, Any] = {"since": since}
         rows = self._select(
             f"SELECT downstream_repo, max(received_at) FROM {q.TABLE} "
-            "WHERE received_at >= {since:DateTime64(6, 'UTC')} GROUP BY downstream_repo",
-            {"since": since},
+            f"WHERE downstream_repo IN {q.in_list('lh', repo_keys, params)} "
+            "AND received_at >= {since:DateTime64(6, 'UTC')} GROUP BY downstream_repo",
+            params,
         )
         return {repo: at for repo, at in rows}
 
