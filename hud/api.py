@@ -262,7 +262,12 @@ PR_LIST_QUERY = [
     OpenApiParameter("days", OpenApiTypes.INT, enum=list(DAYS), description="window, days"),
     OpenApiParameter(
         "q",
-        {"type": "string", "minLength": 1, "maxLength": pr_list.SEARCH_MAX},
+        {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": pr_list.SEARCH_MAX,
+            "pattern": f"^[^{pr_list.CONTROL_CHARACTERS}]*$",
+        },
         description="a PR number (#123 or 123), words of a title or author, or a head SHA prefix",
     ),
     OpenApiParameter(

@@ -30,6 +30,8 @@ PAGE_MAX = 400
 TITLE_MATCHES = 1000
 PR_NUMBER = re.compile(r"#?([0-9]{1,10})")
 SHA_PREFIX = re.compile(r"[0-9a-f]{3,64}")
+CONTROL_CHARACTERS = r"\x00-\x1f\x7f-\x9f"
+CONTROL = re.compile(f"[{CONTROL_CHARACTERS}]")
 
 
 @dataclass(frozen=True)
@@ -56,8 +58,8 @@ class PrListQuery:
         q = str(params.get("q") or "").strip()
         if len(q) > SEARCH_MAX:
             raise BadQuery("q", f"must be at most {SEARCH_MAX} characters")
-        if any(not c.isprintable() for c in q):
-            raise BadQuery("q", "must be printable text")
+        if CONTROL.search(q):  # (PostgreSQL's text refuses NUL: never a 503)
+            raise BadQuery("q", "must hold no control characters")
         page = _int(params, "page", 1)
         if not 1 <= page <= PAGE_MAX:
             raise BadQuery("page", f"must be from 1 to {PAGE_MAX}")

@@ -88,7 +88,7 @@ def test_the_pr_list_pages(client, seeded, settings):
 
 
 @pytest.mark.parametrize(
-    "query", ["days=5", "page=0", "page=401", "page=x", f"q={'x' * 201}", "q=%07"]
+    "query", ["days=5", "page=0", "page=401", "page=x", f"q={'x' * 201}", "q=%07", "q=a%00b"]
 )
 def test_a_bad_pr_list_query_is_a_400(client, seeded, query):
     assert client.get(f"/crcr/prs?{query}").status_code == 400
