@@ -4,7 +4,8 @@ Views parse the query with `Query.parse` and call one function here; nothing her
 """
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -21,6 +22,8 @@ from hud.reports import (
     OUTCOMES,
     Cell,
     DailyPoint,
+    DailyTimes,
+    JobStats,
     Kind,
     MatrixPage,
     MatrixRow,
@@ -221,6 +224,7 @@ class ShownCell:
     cell: Cell
     passed: int = 1  # shards that succeeded
     of: int = 1  # shards reported
+    flaky: bool = False  # a job of it failed and passed on this head (JobStats)
 
 
 @dataclass(frozen=True)
@@ -319,7 +323,33 @@ class RepoPage:
     readiness: Readiness | None
     levels: Levels
     as_of: datetime | None
+    jobs: "JobBoard | None" = None
     unanswered: tuple[Unanswered, ...] = ()
+
+
+@dataclass(frozen=True)
+class JobBoard:
+    """A repo's flaky jobs (attempts that disagreed on one head) and most failing ones, over
+    the page's window, each ranked worst first."""
+
+    flaky: tuple[JobStats, ...]
+    failing: tuple[JobStats, ...]
+
+    @classmethod
+    def of(cls, stats: Sequence[JobStats], *, top: int = 10) -> "JobBoard":
+        flaky = sorted(
+            (s for s in stats if s.flaky_heads),
+            key=lambda s: (-s.flaky_heads, -s.flaky_rate, s.job_name),
+        )
+        failing = sorted(
+            (s for s in stats if s.failed_heads),
+            key=lambda s: (-s.failed_heads, -s.failure_rate, s.job_name),
+        )
+        return cls(tuple(flaky[:top]), tuple(failing[:top]))
+
+    def flipped(self) -> set[tuple[str, str]]:
+        """(head SHA, job) pairs whose attempts disagreed: the matrix's flaky badges."""
+        return {(sha, s.job_name) for s in self.flaky for sha in s.flaky_shas}
 
 
 def repo_page(key: str, query: Query, store: RecordStore | None = None) -> RepoPage | None:
@@ -342,8 +372,14 @@ def repo_page(key: str, query: Query, store: RecordStore | None = None) -> RepoP
     )
     columns = shard_columns(matrix.columns, collapse=not query.shards)
     about = _titles(matrix.rows) if query.kind == Kind.PR else {}
+    jobs = JobBoard.of(store.job_stats(key, window, query.kind))
+    flipped = jobs.flipped()
     rows = tuple(
-        ShownRow(row, tuple(_shown(row, c) for c in columns), *about.get(row.pr_number, ("", "")))
+        ShownRow(
+            row,
+            tuple(_shown(row, c, flipped) for c in columns),
+            *about.get(row.pr_number, ("", "")),
+        )
         for row in matrix.rows
     )
     level = entry.level.value if entry else (summary.level if summary else "")
@@ -365,7 +401,8 @@ def repo_page(key: str, query: Query, store: RecordStore | None = None) -> RepoP
         ready,
         repo_levels(key, entry),
         store.newest(),
-        of_repo(key, window.start, store, window.end),
+        jobs=jobs,
+        unanswered=of_repo(key, window.start, store, window.end),
     )
 
 
@@ -445,12 +482,15 @@ def shard_columns(jobs: tuple[str, ...], *, collapse: bool) -> tuple[Column, ...
     return tuple(columns)
 
 
-def _shown(row: MatrixRow, column: Column) -> ShownCell | None:
+def _shown(
+    row: MatrixRow, column: Column, flipped: AbstractSet[tuple[str, str]] = frozenset()
+) -> ShownCell | None:
     cells = [row.cells[job] for job in column.jobs if job in row.cells]
     if not cells:
         return None
     worst = min(cells, key=lambda c: _badness(c.outcome))
-    return ShownCell(worst, sum(c.outcome == "success" for c in cells), len(cells))
+    flaky = any((row.head_sha, c.job_name) in flipped for c in cells)
+    return ShownCell(worst, sum(c.outcome == "success" for c in cells), len(cells), flaky)
 
 
 def _badness(outcome: str) -> int:
@@ -562,6 +602,7 @@ class Series:
     repo: str
     key: str
     points: tuple[DailyPoint, ...]
+    times: tuple[DailyTimes, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -571,14 +612,22 @@ class MetricsPage:
     series: tuple[Series, ...]
     as_of: datetime | None
 
+    @property
+    def peak(self) -> int:
+        """The busiest day of any repo: the volume charts' shared scale."""
+        return max((p.counts.total for s in self.series for p in s.points), default=0)
+
 
 def metrics_page(query: Query, store: RecordStore | None = None) -> MetricsPage:
-    """Per repo, day by day: pass rate, failures and volume (the probe left out)."""
+    """Per repo, day by day: pass rate, failures, volume and times (the probe left out)."""
     store = store or get_store()
     window = query.window()
-    summaries = store.summary(window, query.kind, exclude=[settings.CRCR_PROBE_REPO.casefold()])
+    exclude = [settings.CRCR_PROBE_REPO.casefold()]
+    summaries = store.summary(window, query.kind, exclude=exclude)
+    times = store.daily_times(window, query.kind, exclude=exclude)
     series = sorted(
-        (Series(s.repo, s.key, s.daily) for s in summaries), key=lambda s: s.repo.casefold()
+        (Series(s.repo, s.key, s.daily, times.get(s.key, ())) for s in summaries),
+        key=lambda s: s.repo.casefold(),
     )
     return MetricsPage(query, window, tuple(series), store.newest())
 

@@ -116,6 +116,65 @@ class Measured:
 
 
 @dataclass(frozen=True)
+class JobStats:
+    """One job of a repo over a window, counted per head it ran on (PR and SHA, or SHA):
+    on how many heads a completed attempt was red, and on how many its attempts disagreed (a
+    red one and a passing one: failed, then passed on a re-run, or the other way round)."""
+
+    job_name: str
+    heads: int
+    failed_heads: int
+    flaky_heads: int
+    flaky_shas: tuple[str, ...] = ()  # the heads it flipped on
+
+    @property
+    def flaky_rate(self) -> float:
+        return self.flaky_heads / self.heads if self.heads else 0.0
+
+    @property
+    def failure_rate(self) -> float:
+        return self.failed_heads / self.heads if self.heads else 0.0
+
+
+def job_stats_of(heads: Iterable[tuple[str, str, bool, bool]]) -> list[JobStats]:
+    """JobStats per job (by name) from one row per (job, head): (job, sha, red, green)."""
+    found: dict[str, list[Any]] = {}
+    for job, sha, red, green in heads:
+        stats = found.setdefault(job, [0, 0, 0, []])
+        stats[0] += 1
+        stats[1] += bool(red)
+        if red and green:
+            stats[2] += 1
+            stats[3].append(sha)
+    return [
+        JobStats(job, n, failed, flaky, tuple(sorted(shas)))
+        for job, (n, failed, flaky, shas) in sorted(found.items())
+    ]
+
+
+def nearest_ranks(values: Sequence[float], *fractions: float) -> list[float | None]:
+    """The nearest-rank percentile of `values` at each fraction: the value at rank ⌈n·p⌉ in
+    ascending order (None when there are none), as every backend's SQL computes it."""
+    ordered = sorted(values)
+    return [
+        ordered[max(math.ceil(len(ordered) * fraction - 1e-9), 1) - 1] if ordered else None
+        for fraction in fractions
+    ]
+
+
+@dataclass(frozen=True)
+class DailyTimes(Measured):
+    """One day of a repo's times, nearest-rank like the summary's: queue over first attempts
+    that measured one, execution over completed jobs that measured one; None when none did."""
+
+    day: date
+    p50_queue: float | None
+    p90_queue: float | None
+    p50_execution: float | None
+    p90_execution: float | None
+
+
+@dataclass(frozen=True)
 class RepoSummary(Measured):
     """One repo's results over a window."""
 

@@ -27,7 +27,9 @@ from hud.models import JobRecord
 from hud.records import Workflow
 from hud.reports import (
     DailyPoint,
+    DailyTimes,
     HeadRun,
+    JobStats,
     Kind,
     MatrixPage,
     PrActivity,
@@ -219,6 +221,18 @@ class RecordStore:
         only: str | None = None,
     ) -> dict[str, tuple[DailyPoint, ...]]:
         """Per repo key, the counts of each day of the window that has records, oldest first."""
+        raise NotImplementedError
+
+    def daily_times(
+        self, window: Window, kind: Kind, *, exclude: Sequence[str] = ()
+    ) -> dict[str, tuple[DailyTimes, ...]]:
+        """Per repo key, p50 and p90 of queue and execution time on each day of the window that
+        has records, oldest first (the metrics page's time charts)."""
+        raise NotImplementedError
+
+    def job_stats(self, repo_key: str, window: Window, kind: Kind) -> list[JobStats]:
+        """Each job of the repo over the window: heads run, failed and flaky (reports.JobStats),
+        by job name."""
         raise NotImplementedError
 
     def matrix(

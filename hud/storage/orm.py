@@ -10,7 +10,7 @@ import itertools
 import json
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import fields as dataclass_fields
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from django.db import DEFAULT_DB_ALIAS, IntegrityError, connections, models, transaction
@@ -40,7 +40,9 @@ from hud.reports import (
     Cell,
     Counts,
     DailyPoint,
+    DailyTimes,
     HeadRun,
+    JobStats,
     Kind,
     MatrixPage,
     MatrixRow,
@@ -54,6 +56,8 @@ from hud.reports import (
     StaleJob,
     Window,
     head_runs,
+    job_stats_of,
+    nearest_ranks,
     pr_heads_of,
     red_heads,
     worst_first,
@@ -72,6 +76,10 @@ from hud.storage.base import (
 )
 
 COMPLETED = Q(status="completed")
+# What the times are measured over: completed jobs that measured their execution, and first
+# attempts that measured their queue (a re-run's wait is not the queue's).
+COMPLETED_TIME = COMPLETED & Q(execution_time__isnull=False)
+FIRST_QUEUE = Q(run_attempt=1, queue_time__isnull=False)
 # COUNT(status) (never null), not COUNT(id): the covering indexes carry no id (hud/models.py).
 COUNTS = {
     "successes": Count("status", filter=COMPLETED & Q(conclusion="success")),
@@ -190,8 +198,7 @@ class OrmRecordStore(RecordStore):
         only: str | None = None,
     ) -> list[RepoSummary]:
         records = self._in(window, kind, exclude=exclude, only=only)
-        completed_time = COMPLETED & Q(execution_time__isnull=False)
-        first_queue = Q(run_attempt=1, queue_time__isnull=False)
+        completed_time, first_queue = COMPLETED_TIME, FIRST_QUEUE
         aggregates: dict[str, Any] = {
             **COUNTS,
             "last_run": Max("received_at"),
@@ -290,6 +297,60 @@ class OrmRecordStore(RecordStore):
             **{name: Sum(name) for name in COUNTS}
         )
         return _series([*_per_day(cut), *summed])
+
+    def daily_times(
+        self, window: Window, kind: Kind, *, exclude: Sequence[str] = ()
+    ) -> dict[str, tuple[DailyTimes, ...]]:
+        records = self._in(window, kind, exclude=exclude).annotate(day=TruncDate("received_at"))
+        execution = Case(When(COMPLETED_TIME, then=F("execution_time")))
+        queue = Case(When(FIRST_QUEUE, then=F("queue_time")))
+        if connections[self.using].vendor == "postgresql":
+            grouped = (
+                records.values("downstream_repo", "day")
+                .annotate(
+                    q50=NearestRank(queue, 0.5),
+                    q90=NearestRank(queue, 0.9),
+                    e50=NearestRank(execution, 0.5),
+                    e90=NearestRank(execution, 0.9),
+                )
+                .order_by("downstream_repo", "day")
+            )
+            rows = [
+                (r["downstream_repo"], r["day"], r["q50"], r["q90"], r["e50"], r["e90"])
+                for r in grouped
+            ]
+        else:  # no ordered-set aggregates: the day's values, ranked here
+            values: dict[tuple[str, date], tuple[list[float], list[float]]] = {}
+            for repo, day, q, e in records.values_list("downstream_repo", "day", queue, execution):
+                queues, executions = values.setdefault((repo, day), ([], []))
+                if q is not None:
+                    queues.append(q)
+                if e is not None:
+                    executions.append(e)
+            rows = []
+            for (repo, day), (qs, es) in sorted(values.items()):
+                q50, q90 = nearest_ranks(qs, 0.5, 0.9)
+                e50, e90 = nearest_ranks(es, 0.5, 0.9)
+                rows.append((repo, day, q50, q90, e50, e90))
+        series: dict[str, list[DailyTimes]] = {}
+        for repo, day, *times in rows:
+            series.setdefault(repo, []).append(DailyTimes(day, *times))
+        return {repo: tuple(days) for repo, days in series.items()}
+
+    def job_stats(self, repo_key: str, window: Window, kind: Kind) -> list[JobStats]:
+        records = self._in(window, kind, only=repo_key).filter(COMPLETED)
+        per_head = (
+            records.values("job_name", "pr_number", "head_sha")
+            .annotate(
+                red=Max(Case(When(conclusion__in=RED, then=1), default=0)),
+                green=Max(Case(When(conclusion="success", then=1), default=0)),
+            )
+            .order_by()
+        )
+        return job_stats_of(
+            (row["job_name"], row["head_sha"], row["red"] == 1, row["green"] == 1)
+            for row in per_head
+        )
 
     def matrix(
         self,

@@ -10,6 +10,7 @@ from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString, mark_safe
 
+from hud import charts
 from hud.records import safe_url
 from hud.reports import DailyPoint, Window
 
@@ -153,43 +154,6 @@ def sparkline(points: tuple[DailyPoint, ...], window: Window) -> SafeString:
 
 
 @register.simple_tag
-def daily_chart(points: tuple[DailyPoint, ...], window: Window) -> SafeString:
-    """Volume (bars, failures in red) and pass rate (line, 0-100 %) per day, as inline SVG."""
-    width, height, days = 600, 120, max(window.days, 1)
-    first = window.start.date()
-    slot = width / (days + 1)  # a window of N days that starts mid-day touches N + 1 dates
-    peak = max((p.counts.total for p in points), default=0) or 1
-    bars, fails, line = [], [], []
-    for point in points:
-        x = round((point.day - first).days * slot, 1)
-        total_h = round(point.counts.total / peak * (height - 10), 1)
-        fail_h = round((point.counts.failures + point.counts.timed_out) / peak * (height - 10), 1)
-        bars.append((x, round(height - total_h, 1), round(slot * 0.8, 1), total_h))
-        fails.append((x, round(height - fail_h, 1), round(slot * 0.8, 1), fail_h))
-        if point.counts.pass_rate is not None:
-            line.append(
-                f"{x + slot * 0.4:.1f},{(1 - point.counts.pass_rate) * (height - 10) + 5:.1f}"
-            )
-    label = "; ".join(
-        f"{p.day:%b %d}: {p.counts.total} jobs, {p.counts.failures} failed"
-        + (f", {p.counts.pass_rate:.0%} passed" if p.counts.pass_rate is not None else "")
-        for p in points
-    )
-    rect = '<rect x="{}" y="{}" width="{}" height="{}"></rect>'
-    return format_html(
-        '<svg class="chart" viewBox="0 0 {} {}" role="img" aria-label="{}">'
-        '<g class="volume">{}</g><g class="failures">{}</g>'
-        '<polyline class="passrate" points="{}"></polyline></svg>',
-        width,
-        height,
-        label or "no results",
-        format_html_join("", rect, bars),
-        format_html_join("", rect, fails),
-        " ".join(line),
-    )
-
-
-@register.simple_tag
 def matrix_cell(shown: Any) -> SafeString:
     """One matrix cell (a ShownCell): its outcome as the summary, its details inside.
 
@@ -207,6 +171,11 @@ def matrix_cell(shown: Any) -> SafeString:
     if cell.run_attempt > 1:
         attempt = int(cell.run_attempt)
         head += f' <span class="attempt" title="attempt {attempt}">#{attempt}</span>'
+    if getattr(shown, "flaky", False):
+        head += (
+            ' <span class="badge flaky" title="its attempts on this head disagreed: '
+            'failed and passed">flaky</span>'
+        )
     rows: list[tuple[str, str]] = []  # (term, escaped HTML)
     if shown.of > 1:
         worst = _escape(cell.job_name)
@@ -282,3 +251,25 @@ def pr_row(repo: Any, number: int) -> SafeString:
 def live_every() -> int:
     """Seconds between a page's refreshes of itself (hud/static/hud/hud.js); 0: never."""
     return max(0, int(settings.CRCR_HUD_REFRESH))
+
+
+@register.simple_tag
+def volume_chart(points: tuple[DailyPoint, ...], window: Window, peak: int) -> SafeString:
+    return charts.volume_chart(points, window, peak)
+
+
+@register.simple_tag
+def passrate_chart(series: Any, window: Window) -> SafeString:
+    """Every series' (pages.Series) daily pass rate on one chart."""
+    return charts.passrate_chart([(s.repo, s.points) for s in series], window)
+
+
+@register.simple_tag
+def times_chart(times: Any, window: Window) -> SafeString:
+    return charts.times_chart(times, window, duration)
+
+
+@register.filter
+def series_class(index: int) -> str:
+    """The class of the n-th (from 1, forloop.counter) series: its colour in every chart."""
+    return f"s{(int(index) - 1) % charts.SERIES_CLASSES}"

@@ -222,8 +222,10 @@ def test_the_pages_fit_a_phone(browser, server, seeded):
 def test_the_metrics_page_draws_a_chart_per_repo(page, server, seeded):
     page.goto(f"{server.url}/crcr/metrics?days=30")
 
-    assert page.locator("svg.chart").count() == 3
-    assert page.locator("section.metric h2").all_inner_texts() == [
+    assert page.locator("svg.passrate-chart").count() == 1  # every repo on one scale
+    assert page.locator("svg.volume-chart").count() == 3
+    assert page.locator("svg.times-chart").count() == 3
+    assert page.locator("section.metric h2 a").all_inner_texts() == [
         "org/alpha",
         "org/beta",
         "Org/Gamma",
@@ -359,4 +361,27 @@ def test_a_table_downloads_as_csv_in_the_order_shown(page, server, seeded):
     shown = table.locator("tbody th").all_inner_texts()
     assert [line.split(",")[0] for line in lines[1:]] == shown
     assert shown == sorted(shown, key=str.lower)
+    assert page.console_errors == []
+
+
+def test_the_charts_have_axes_and_show_a_days_values_on_hover(page, server, seeded):
+    page.goto(f"{server.url}/crcr/metrics?days=30")
+    alpha = page.locator("section.metric", has=page.locator("h2 >> text=org/alpha"))
+    volume = alpha.locator("svg.volume-chart")
+    ticks = volume.locator("text.tick").all_text_contents()
+    assert "0" in ticks  # the jobs axis starts at 0, the pass-rate one ends at 100 %
+    assert "100%" in ticks
+    assert any(t[:3] in ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct",
+                         "Nov", "Dec") for t in ticks)  # dates along the bottom  # fmt: skip
+
+    busiest = volume.locator("g.day").nth(-1)  # the latest day: 5 jobs, one failed
+    busiest.hover()
+
+    tip = page.locator(".chart-tip")
+    assert tip.is_visible()
+    assert tip.inner_text().endswith(": 5 jobs, 1 failed, 0 timed out, 80% passed")
+
+    point = alpha.locator("svg.times-chart g.times.exec.p50 circle").nth(-1)
+    point.hover()
+    assert tip.inner_text().endswith(": execution p50 4m 10s")
     assert page.console_errors == []

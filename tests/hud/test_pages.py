@@ -69,10 +69,15 @@ def test_the_metrics_page_charts_each_repo_and_its_json_twin(client, seeded):
     page = client.get("/crcr/metrics?days=30").content.decode()
     api = client.get("/api/crcr/metrics?days=30").json()
 
-    assert page.count('<svg class="chart"') == 3  # alpha, beta, gamma; not the probe
-    assert ": 5 jobs, 1 failed, 80% passed" in page  # the day of alpha's PR 10
+    assert page.count('<svg class="chart volume-chart"') == 3  # alpha, beta, gamma; no probe
+    assert page.count('<svg class="chart times-chart"') == 3
+    assert page.count('<svg class="chart passrate-chart"') == 1
+    assert ": 5 jobs, 1 failed, 0 timed out, 80% passed" in page  # the day of alpha's PR 10
+    assert ": execution p50 4m 10s" in page  # that day's p50 of 100, 200, 250, 300, 400 s
+    assert "org/alpha · " in page  # its line on the chart of every repo
     alpha = next(s for s in api["series"] if s["repo"] == "org/alpha")
     assert [p["counts"]["completed"] for p in alpha["points"]] == [1, 1, 1, 5]
+    assert [t["p90_execution"] for t in alpha["times"]] == [70, 50, 600, 400]
 
 
 def test_untrusted_text_is_escaped_and_only_plain_http_urls_are_links(client, seeded):
@@ -153,3 +158,21 @@ def test_the_newest_pull_request_webhook_the_relay_recorded_names_its_pr(client,
     api = client.get("/api/crcr/prs/10").json()
     assert (api["title"], api["author"]) == ("Second title", "bob")
     assert UpstreamPull.objects.count() == 1
+
+
+def test_a_repo_page_ranks_its_flaky_and_failing_jobs_and_badges_a_flaky_cell(client, seeded):
+    page = client.get("/crcr/org/alpha").content.decode()
+    api = client.get("/api/crcr/repos/org/alpha").json()
+
+    flaky = page[page.index('<table class="flaky">') : page.index('<table class="failing-jobs">')]
+    assert '<code>test-1</code></th><td class="num">1</td><td class="num">1</td>' in flaky
+    assert "build" not in flaky  # timed out on PR 11, never passed there: failing, not flaky
+    failing = page[page.index('<table class="failing-jobs">') :]
+    assert failing.index("<code>test-1</code>") < failing.index("<code>build</code>")  # 100 % first
+    # PR 10's collapsed test family holds test-1's flip; PR 11's cells hold none.
+    assert page.count('<span class="badge flaky"') == 1
+    assert [j["job_name"] for j in api["jobs"]["flaky"]] == ["test-1"]
+    assert [(j["job_name"], j["failed_heads"], j["heads"]) for j in api["jobs"]["failing"]] == [
+        ("test-1", 1, 1),
+        ("build", 1, 3),
+    ]

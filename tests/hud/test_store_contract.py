@@ -94,6 +94,36 @@ def test_summary_has_a_daily_series(store):
     ]
 
 
+def test_daily_times_are_each_days_nearest_rank_queue_and_execution(store):
+    times = store.daily_times(D14, Kind.PR, exclude=[PROBE])
+
+    assert sorted(times) == ["org/alpha", "org/beta", "org/gamma"]
+    assert [
+        (t.day, t.p50_queue, t.p90_queue, t.p50_execution, t.p90_execution)
+        for t in times["org/alpha"]
+    ] == [
+        (date(2026, 11, 10), 1, 1, 50, 50),
+        (date(2026, 11, 17), 5, 60, 600, 600),  # the running job's queue counts, not its time
+        (date(2026, 11, 20), 20, 40, 250, 400),  # the re-run's 500 s queue left out
+    ]
+    assert [(t.day, t.p50_execution, t.p90_execution) for t in times["org/beta"]] == [
+        (date(2026, 11, 18), 1000, 2000),
+        (date(2026, 11, 19), 1500, 1500),
+    ]
+
+
+def test_job_stats_count_heads_failed_and_flaky_per_job(store):
+    stats = store.job_stats("org/alpha", D14, Kind.PR)
+
+    assert [(j.job_name, j.heads, j.failed_heads, j.flaky_heads, j.flaky_shas) for j in stats] == [
+        ("build", 3, 1, 0, ()),  # PR 10, PR 11 (timed out) and the push; PR 12 is older
+        ("test-1", 1, 1, 1, ("aaa",)),  # failed, then passed on attempt 2; the running one
+        ("test-2", 1, 0, 0, ()),  # on PR 11 is not counted until it completes
+        ("test-3", 1, 0, 0, ()),
+    ]
+    assert store.job_stats("org/nobody", D14, Kind.PR) == []
+
+
 def test_a_window_counts_what_was_received_in_it_start_included(store):
     summaries = store.summary(Window(1, NOW), Kind.PR, exclude=[PROBE])
 

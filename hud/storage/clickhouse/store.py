@@ -21,7 +21,9 @@ from hud.reports import (
     Cell,
     Counts,
     DailyPoint,
+    DailyTimes,
     HeadRun,
+    JobStats,
     Kind,
     MatrixPage,
     MatrixRow,
@@ -35,6 +37,7 @@ from hud.reports import (
     StaleJob,
     Window,
     head_runs,
+    job_stats_of,
     pr_heads_of,
     red_heads,
     worst_first,
@@ -234,6 +237,36 @@ class ClickHouseRecordStore(RecordStore):
         for row in self._select(statement, params):
             series.setdefault(row[0], []).append(DailyPoint(row[1], Counts(*row[2:8])))
         return {repo: tuple(points) for repo, points in series.items()}
+
+    def daily_times(
+        self, window: Window, kind: Kind, *, exclude: Sequence[str] = ()
+    ) -> dict[str, tuple[DailyTimes, ...]]:
+        params: dict[str, Any] = {}
+        where = self._where(window, kind, params, exclude=exclude)
+        queue = q.percentiles("queue_time", "run_attempt = 1", 0.5, 0.9)
+        execution = q.percentiles("execution_time", "status = 'completed'", 0.5, 0.9)
+        statement = (
+            f"SELECT downstream_repo, toDate(received_at) AS day, {', '.join(queue + execution)} "
+            f"FROM {q.TABLE} FINAL WHERE {where} GROUP BY downstream_repo, day "
+            "ORDER BY downstream_repo, day"
+        )
+        series: dict[str, list[DailyTimes]] = {}
+        for row in self._select(statement, params):
+            series.setdefault(row[0], []).append(DailyTimes(row[1], *row[2:6]))
+        return {repo: tuple(days) for repo, days in series.items()}
+
+    def job_stats(self, repo_key: str, window: Window, kind: Kind) -> list[JobStats]:
+        params: dict[str, Any] = {}
+        where = self._where(window, kind, params, only=repo_key)
+        red = ", ".join(repr(c) for c in RED)
+        statement = (
+            f"SELECT job_name, head_sha, max(conclusion IN ({red})), "
+            f"max(conclusion = 'success') FROM {q.TABLE} FINAL "
+            f"WHERE {where} AND status = 'completed' GROUP BY job_name, pr_number, head_sha"
+        )
+        return job_stats_of(
+            (job, sha, bool(r), bool(g)) for job, sha, r, g in self._select(statement, params)
+        )
 
     def matrix(
         self,
