@@ -410,6 +410,8 @@ CRCR_PROBE_REPO = envstr("CRCR_PROBE_REPO", "pytorch/crcr-test")
 HUD_PAGE_SIZE = envint("HUD_PAGE_SIZE", 25, minimum=5)
 # Seconds between an open HUD page's refreshes of itself (hud/static/hud/hud.js; 0: never).
 CRCR_HUD_REFRESH = envint("CRCR_HUD_REFRESH", 15, minimum=0)
+# A repo dispatched to that has answered nothing for this long is listed as silent on /crcr.
+CRCR_SILENT_AFTER = envint("CRCR_SILENT_AFTER", 6 * 3600, minimum=60)
 # Level readiness (shown on an L2+ repo's page): thresholds and windows.
 HUD_READY_PASS_RATE = envfloat("HUD_READY_PASS_RATE", 0.90, minimum=0.0)
 HUD_READY_MAX_TIMEOUT_RATE = envfloat("HUD_READY_MAX_TIMEOUT_RATE", 0.01, minimum=0.0)

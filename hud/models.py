@@ -267,3 +267,33 @@ class LevelProposal(models.Model):
 
     def __str__(self) -> str:
         return f"{self.repo} {self.from_level}→{self.to_level} ({self.state})"
+
+
+class Dispatched(models.Model):
+    """A dispatch GitHub accepted, as the HUD needs it to tell a downstream that never called
+    back: written by the relay when it records a dispatch as sent (relay/sending.py), one bulk
+    insert per batch of answers, so the HUD reads nothing of the relay's own tables. "Silent"
+    is a row with no job record of the same repo and delivery yet (hud/pages.py)."""
+
+    repo = models.CharField(max_length=140, help_text="owner/name as the allowlist spells it")
+    repo_key = models.CharField(max_length=140, help_text="casefolded owner/name")
+    upstream_repo = models.CharField(max_length=140)
+    event_type = models.CharField(max_length=20)
+    pr_number = models.PositiveIntegerField(default=0)
+    head_sha = models.CharField(max_length=100, blank=True)
+    delivery_id = models.CharField(max_length=100, help_text="X-GitHub-Delivery")
+    dispatched_at = models.DateTimeField(help_text="when GitHub accepted it, relay's clock")
+
+    class Meta:
+        verbose_name_plural = "dispatched"
+        constraints: ClassVar = [
+            models.UniqueConstraint(fields=["delivery_id", "repo_key"], name="hud_dispatched_once")
+        ]
+        indexes: ClassVar = [
+            models.Index(fields=["pr_number", "dispatched_at"], name="hud_dispatched_pr"),
+            models.Index(fields=["repo_key", "dispatched_at"], name="hud_dispatched_repo"),
+            models.Index(fields=["dispatched_at"], name="hud_dispatched_time"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.repo} {self.delivery_id}"

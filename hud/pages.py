@@ -35,6 +35,7 @@ from hud.reports import (
     RepoSummary,
     Window,
 )
+from hud.silent import SilentRepo, Unanswered, of_pr, of_repo, silent_repos
 from hud.storage import RecordStore, get_store
 
 
@@ -155,6 +156,7 @@ class Overview:
     blocks: tuple[LevelBlock, ...]
     probe: ProbeHealth
     as_of: datetime | None
+    silent: tuple[SilentRepo, ...] = ()
 
 
 def overview(query: Query, store: RecordStore | None = None) -> Overview:
@@ -188,7 +190,8 @@ def overview(query: Query, store: RecordStore | None = None) -> Overview:
         for level in sorted(Level, key=lambda level: -level.rank)
     )
     as_of = store.newest()
-    return Overview(query, window, len(entries), blocks, store.probe(probe, window), as_of)
+    quiet = silent_repos(store, window.start, window.end)
+    return Overview(query, window, len(entries), blocks, store.probe(probe, window), as_of, quiet)
 
 
 def _marks(entries: tuple[Entry, ...]) -> dict[str, Marks]:
@@ -324,6 +327,7 @@ class RepoPage:
     levels: Levels
     as_of: datetime | None
     jobs: "JobBoard | None" = None
+    unanswered: tuple[Unanswered, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -404,6 +408,7 @@ def repo_page(key: str, query: Query, store: RecordStore | None = None) -> RepoP
         repo_levels(key, entry),
         store.newest(),
         jobs=jobs,
+        unanswered=of_repo(key, window.start, store, window.end),
     )
 
 
@@ -674,6 +679,7 @@ class PrPage:
     red: int = field(default=0)
     # repo key → its failing jobs that are red on main too → since which main SHA
     on_main: dict[str, dict[str, str]] = field(default_factory=dict)
+    unanswered: tuple[Unanswered, ...] = ()
 
 
 def pr_page(number: int, store: RecordStore | None = None) -> PrPage:
@@ -697,4 +703,12 @@ def pr_page(number: int, store: RecordStore | None = None) -> PrPage:
             jobs = {cell.job_name for cell in r.failing}
             if since := baseline.failing_on_main(store, r.key, jobs, shas, now=now):
                 on_main[r.key] = since
-    return PrPage(view, title, author, upstream, sum(r.latest.red for r in view.repos), on_main)
+    return PrPage(
+        view,
+        title,
+        author,
+        upstream,
+        sum(r.latest.red for r in view.repos),
+        on_main,
+        of_pr(number, store, timezone.now()),
+    )

@@ -426,3 +426,61 @@ def head_runs(records: Iterable[Sequence[Any]]) -> list[HeadRun]:
         elif attempt == seen:
             latest[run_id] = (attempt, was_failed or failed)
     return [HeadRun(run_id, failed) for run_id, (_, failed) in sorted(latest.items())]
+
+
+@dataclass(frozen=True)
+class PrActivity:
+    """An upstream PR in the recent-PRs list: when a record of it was last received."""
+
+    number: int
+    last_at: datetime
+
+
+class Mark(StrEnum):
+    """One repo's result on a PR's latest head, as the PR list's strip shows it."""
+
+    RED = "red"  # a job failed or timed out
+    PENDING = "pending"  # none failed, one is still running
+    GREEN = "green"  # every job passed
+    NEUTRAL = "neutral"  # none failed or runs, not all passed (cancelled)
+
+
+@dataclass(frozen=True)
+class RepoMark:
+    """A downstream repo's jobs (latest attempts) on a PR's latest head."""
+
+    key: str
+    repo: str  # as its newest record on the head spells it
+    counts: Counts
+
+    @property
+    def mark(self) -> Mark:
+        if self.counts.failures or self.counts.timed_out:
+            return Mark.RED
+        if self.counts.in_progress:
+            return Mark.PENDING
+        if self.counts.successes == self.counts.completed:
+            return Mark.GREEN
+        return Mark.NEUTRAL
+
+
+@dataclass(frozen=True)
+class PrHead:
+    """A PR's latest head (the head SHA of its newest PR/push record) and the repos that
+    reported on it, by name."""
+
+    number: int
+    head_sha: str
+    marks: tuple[RepoMark, ...]
+
+
+def pr_heads_of(rows: Iterable[Sequence[Any]]) -> dict[int, PrHead]:
+    """PrHeads from (PR number, head SHA, repo key, repo name, *the six counts) rows."""
+    found: dict[int, tuple[str, list[RepoMark]]] = {}
+    for number, sha, key, repo, *counts in rows:
+        head = found.setdefault(int(number), (sha, []))
+        head[1].append(RepoMark(key, repo, Counts(*(int(c or 0) for c in counts))))
+    return {
+        number: PrHead(number, sha, tuple(sorted(marks, key=lambda m: m.repo.casefold())))
+        for number, (sha, marks) in found.items()
+    }

@@ -20,10 +20,11 @@ from crcr_site.errors import (
     json_methods,
     read_limited,
 )
-from hud import levels, pages
+from hud import levels, pages, pr_list
 from hud.ingest import ingest
 from hud.models import LevelProposal
 from hud.pages import BadQuery, Query
+from hud.pr_list import PrListQuery
 from hud.records import BadRecord, parse_envelope
 from hud.reports import DAYS, OUTCOMES
 from hud.storage import StoreUnavailable
@@ -94,6 +95,16 @@ def metrics(request: HttpRequest, query: Query) -> HttpResponse:
 def pr(request: HttpRequest, number: int) -> HttpResponse:
     """/crcr/pr/{number}: one upstream PR across every downstream repo."""
     return render(request, "hud/pr.html", {"page": pages.pr_page(number)})
+
+
+@hud_page
+def prs(request: HttpRequest) -> HttpResponse:
+    """/crcr/prs: recent upstream PRs with a per-repo strip, searchable; a bad query is a 400."""
+    try:
+        query = PrListQuery.parse(request.GET)
+    except BadQuery as bad:
+        return HttpResponseBadRequest(f"Bad query parameter {bad}", content_type="text/plain")
+    return render(request, "hud/prs.html", {"page": pr_list.pr_list(query), "days": DAYS})
 
 
 @hud_page

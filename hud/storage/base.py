@@ -32,6 +32,8 @@ from hud.reports import (
     JobStats,
     Kind,
     MatrixPage,
+    PrActivity,
+    PrHead,
     ProbeHealth,
     PrView,
     ReadinessMetrics,
@@ -286,6 +288,34 @@ class RecordStore:
     def runs_on_head(self, repo_key: str, head_sha: str, *, since: datetime) -> list[HeadRun]:
         """A repo's downstream runs on a head SHA among the records received since `since`,
         each failed or not (hud/reports.py), by run id."""
+        raise NotImplementedError
+
+    def recent_prs(
+        self,
+        window: Window,
+        *,
+        limit: int,
+        numbers: Sequence[int] | None = None,
+        sha: str | None = None,
+        exclude: Sequence[str] = (),
+    ) -> list[PrActivity]:
+        """The `limit` upstream PRs (number > 0) whose newest PR/push record was received
+        latest in the window, newest first (then the higher number); given `numbers` or `sha`,
+        only the PRs among `numbers` or with a record whose head SHA starts with `sha`."""
+        raise NotImplementedError
+
+    def pr_heads(self, numbers: Sequence[int], *, exclude: Sequence[str] = ()) -> dict[int, PrHead]:
+        """Each PR's latest head (the head SHA of its newest PR/push record, all time) with
+        the counts of each repo's jobs there (latest attempts), for the PRs with records."""
+        raise NotImplementedError
+
+    def heard_from(self, pairs: Iterable[tuple[str, str]]) -> set[tuple[str, str]]:
+        """Of the (repo key, delivery id) pairs, those with at least one stored record."""
+        raise NotImplementedError
+
+    def last_heard(self, repo_keys: Sequence[str], *, since: datetime) -> dict[str, datetime]:
+        """Per repo key among `repo_keys`, when its newest record was received, for the repos
+        with one received since `since`."""
         raise NotImplementedError
 
 

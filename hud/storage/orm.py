@@ -46,6 +46,8 @@ from hud.reports import (
     Kind,
     MatrixPage,
     MatrixRow,
+    PrActivity,
+    PrHead,
     ProbeHealth,
     PrView,
     ReadinessMetrics,
@@ -56,6 +58,7 @@ from hud.reports import (
     head_runs,
     job_stats_of,
     nearest_ranks,
+    pr_heads_of,
     red_heads,
     worst_first,
 )
@@ -544,6 +547,70 @@ class OrmRecordStore(RecordStore):
         fields = ("run_id", "run_attempt", "status", "conclusion")
         return head_runs(records.exclude(run_id="").values_list(*fields))
 
+    def recent_prs(
+        self,
+        window: Window,
+        *,
+        limit: int,
+        numbers: Sequence[int] | None = None,
+        sha: str | None = None,
+        exclude: Sequence[str] = (),
+    ) -> list[PrActivity]:
+        records = self._in(window, Kind.PR, exclude=exclude).filter(pr_number__gt=0)
+        if numbers is not None or sha is not None:
+            matching = Q(pr_number__in=list(numbers or ()))
+            if sha:  # the PR's newest record need not be on that head: a subquery
+                heads = records.filter(head_sha__startswith=sha).values("pr_number")
+                matching |= Q(pr_number__in=heads)
+            records = records.filter(matching)
+        newest = records.values("pr_number").annotate(last=Max("received_at"))
+        found = newest.order_by("-last", "-pr_number").values_list("pr_number", "last")[:limit]
+        return [PrActivity(number, last) for number, last in found]
+
+    def pr_heads(self, numbers: Sequence[int], *, exclude: Sequence[str] = ()) -> dict[int, PrHead]:
+        if not numbers:
+            return {}
+        scope = f"pr_number IN ({_placeholders(len(numbers))}) "
+        scope += f"AND event_type IN ({_placeholders(len(Kind.PR.events))})"
+        params: list[Any] = [*numbers, *Kind.PR.events]
+        if exclude:
+            scope += f" AND downstream_repo NOT IN ({_placeholders(len(exclude))})"
+            params += list(exclude)
+        with connections[self.using].cursor() as cursor:
+            cursor.execute(_pr_heads_sql(scope), params)
+            return pr_heads_of(cursor.fetchall())
+
+    def heard_from(self, pairs: Iterable[tuple[str, str]]) -> set[tuple[str, str]]:
+        heard: set[tuple[str, str]] = set()
+        for batch in itertools.batched(set(pairs), 500):
+            by_repo: dict[str, list[str]] = {}
+            for repo, delivery in batch:
+                by_repo.setdefault(repo, []).append(delivery)
+            asked = Q()
+            for repo, deliveries in by_repo.items():
+                asked |= Q(downstream_repo=repo, delivery_id__in=deliveries)
+            found = JobRecord.objects.using(self.using).filter(asked).order_by()
+            heard |= set(found.values_list("downstream_repo", "delivery_id").distinct())
+        return heard
+
+    def last_heard(self, repo_keys: Sequence[str], *, since: datetime) -> dict[str, datetime]:
+        if not repo_keys:
+            return {}
+        # One MAX per repo, each a backward step on the (repo, received_at) index; a GROUP BY
+        # over the window would read every record in it.
+        at = JobRecord._meta.get_field("received_at").get_db_prep_value(
+            since, connections[self.using]
+        )
+        statement = (
+            f"SELECT v.column1, (SELECT MAX(received_at) FROM {JobRecord._meta.db_table} "  # noqa: S608
+            "WHERE downstream_repo = v.column1 AND received_at >= %s) "
+            f"FROM (VALUES {', '.join(['(%s)'] * len(repo_keys))}) AS v"
+        )
+        with connections[self.using].cursor() as cursor:
+            cursor.execute(statement, [at, *repo_keys])
+            found = cursor.fetchall()
+        return {key: _aware(newest) for key, newest in found if newest is not None}
+
 
 @functools.cache
 def _merge_clause(update: tuple[str, ...]) -> str:
@@ -611,6 +678,27 @@ def _pr_sql(scope: str) -> str:
         "latest "
         "WHERE k = 1 GROUP BY downstream_repo, head_sha "
         "ORDER BY downstream_repo, MIN(received_at), head_sha"
+    )
+
+
+def _pr_heads_sql(scope: str) -> str:
+    """Per PR among `scope`'s records, its latest head (of its newest record) and each repo's
+    tally there over its jobs' latest attempts, with the repo's name from its newest record."""
+    table = JobRecord._meta.db_table
+    newest = "ORDER BY s.received_at DESC, s.id DESC"
+    return (
+        f"WITH scoped AS (SELECT * FROM {table} WHERE {scope}), "  # noqa: S608
+        "heads AS (SELECT pr_number, head_sha FROM (SELECT pr_number, head_sha, "
+        "ROW_NUMBER() OVER (PARTITION BY pr_number ORDER BY received_at DESC, id DESC) AS r "
+        "FROM scoped) ranked WHERE r = 1) "
+        f"SELECT pr_number, head_sha, downstream_repo, MIN(shown), {_SUMS} FROM ("
+        "SELECT s.pr_number, s.head_sha, s.downstream_repo, s.status, s.conclusion, "
+        "ROW_NUMBER() OVER (PARTITION BY s.pr_number, s.downstream_repo, s.job_name "
+        "ORDER BY s.run_attempt DESC, s.received_at DESC, s.id DESC) AS k, "
+        f"FIRST_VALUE(s.repo_display) OVER (PARTITION BY s.pr_number, s.downstream_repo {newest}) "
+        "AS shown FROM scoped s JOIN heads h ON s.pr_number = h.pr_number "
+        "AND s.head_sha = h.head_sha) latest "
+        "WHERE k = 1 GROUP BY pr_number, head_sha, downstream_repo"
     )
 
 

@@ -1,7 +1,8 @@
 """The HUD in real headless Chromium (Debian's /usr/bin/chromium, driven by Playwright), against
 the app under gunicorn in a subprocess, on this test's database.
 
-Screenshots of /crcr, a repo page and a PR page are written to var/screenshots/ for review.
+Screenshots of /crcr, a repo page, the PR list and a PR page are written to var/screenshots/
+for review.
 """
 
 import os
@@ -11,7 +12,7 @@ import pytest
 from django.contrib.auth.hashers import make_password
 from django.utils import timezone
 
-from hud.models import JobRecord
+from hud.models import JobRecord, UpstreamPull
 from tests.paths import ROOT
 from tests.servers import Gunicorn
 
@@ -117,7 +118,7 @@ def test_a_repo_page_shows_a_known_cell_and_its_details(page, server, seeded):
     assert "Attempt\n1" in details
     shards = page.locator("table.matrix tbody tr", has=page.locator("th >> text=#10"))
     family = shards.locator("td").nth(columns.index("test-[1-3]") - 1)
-    assert family.locator("summary").inner_text() == "✓ passed 3/3 #2"
+    assert family.locator("summary").inner_text() == "✓ passed 3/3 #2 flaky"  # test-1 flipped
     assert page.console_errors == []
     _screenshot(page, "repo")
 
@@ -127,7 +128,7 @@ def test_a_repo_page_shows_a_known_cell_and_its_details(page, server, seeded):
     assert columns[1:] == ["build", "test-1", "test-2", "test-3"]
     rerun = page.locator("table.matrix tbody tr", has=page.locator("th >> text=#10"))
     test_1 = rerun.locator("td").nth(columns.index("test-1") - 1)
-    assert test_1.locator("summary").inner_text() == "✓ passed #2"
+    assert test_1.locator("summary").inner_text() == "✓ passed #2 flaky"  # failed, then passed
 
 
 def test_the_time_range_and_the_conclusion_filter_give_the_expected_rows(page, server, seeded):
@@ -157,6 +158,42 @@ def test_the_pr_page_shows_which_backends_are_red_since_which_sha(page, server, 
     assert "build" in rows.first.locator("td").nth(4).inner_text()
     assert page.console_errors == []
     _screenshot(page, "pr")
+
+
+def _prs_shown(page):
+    return page.locator("table.prs tbody th").all_inner_texts()
+
+
+@pytest.mark.parametrize("javascript", [True, False], ids=["javascript", "no javascript"])
+def test_the_pr_list_is_reached_from_the_navigation_and_searched(
+    browser, server, seeded, javascript
+):
+    UpstreamPull.objects.create(number=10, upstream_repo="pytorch/pytorch", title="Fix views",
+                                author="alice", updated_at=timezone.now())  # fmt: skip
+    context, page = _page(browser, javascript=javascript)
+    page.goto(f"{server.url}/crcr")
+    page.click("header nav >> text=Upstream PRs")
+    assert _prs_shown(page) == ["#10", "#11"]
+    if javascript:
+        _screenshot(page, "prs")
+
+    page.fill("input[name=q]", "alice")
+    page.click("button:text('Search')")
+
+    assert "q=alice" in page.url
+    assert _prs_shown(page) == ["#10"]
+    marks = page.locator("table.prs tbody tr").first.locator(".strip a")
+    assert [m.get_attribute("class") for m in marks.all()] == ["mark green"] * 2 + ["mark neutral"]
+    assert marks.first.get_attribute("title").startswith("org/alpha: all passed")
+    page.fill("input[name=q]", "bbb")  # a head SHA's prefix
+    page.click("button:text('Search')")
+    assert _prs_shown(page) == ["#11"]
+    assert page.locator("table.prs .strip a.mark.red").count() == 1
+    page.fill("input[name=q]", "nobody at all")
+    page.click("button:text('Search')")
+    assert page.locator("text=No upstream PR matches").is_visible()
+    assert page.console_errors == []
+    context.close()
 
 
 def test_the_api_docs_render_from_our_own_files_under_the_csp(page, server):

@@ -7,7 +7,7 @@ import pytest
 from django.db import connections
 
 from crcr_site import sql
-from hud.reports import Counts, Kind, Window
+from hud.reports import Counts, Kind, Mark, PrActivity, Window
 from hud.storage import HudRecord, RecordExists, RecordKey
 from hud.storage.clickhouse.drivers import ChdbDriver, ServerDriver
 from hud.storage.clickhouse.store import ClickHouseRecordStore
@@ -421,3 +421,68 @@ def test_runs_on_a_head_are_failed_by_their_latest_attempt(store):
 
     assert [(r.run_id, r.failed) for r in runs] == [("77", False), ("78", True), ("79", False)]
     assert store.runs_on_head("org/delta", "hhh", since=at(10)) == []
+
+
+def test_recent_prs_newest_activity_first_within_the_window(store):
+    assert store.recent_prs(D14, limit=10, exclude=[PROBE]) == [
+        PrActivity(10, at(20, 9)),
+        PrActivity(11, at(17)),
+    ]  # PR 12 is older than 14 days; the push without a PR is no PR
+    assert [p.number for p in store.recent_prs(Window(30, NOW), limit=10)] == [10, 11, 12]
+    assert store.recent_prs(D14, limit=1) == [PrActivity(10, at(20, 9))]
+
+
+def test_recent_prs_narrowed_to_numbers_or_a_head_sha_prefix(store):
+    month = Window(30, NOW)
+
+    assert store.recent_prs(month, limit=10, numbers=[11, 99]) == [PrActivity(11, at(17))]
+    assert store.recent_prs(month, limit=10, numbers=[]) == []
+    # PR 10 matches by an older head (eee) and is still dated by its newest record.
+    assert store.recent_prs(month, limit=10, numbers=[12], sha="ee") == [
+        PrActivity(10, at(20, 9)),
+        PrActivity(12, at(20, 9).replace(month=10, day=31, hour=12)),
+    ]
+    assert store.recent_prs(month, limit=10, sha="ccc") == []  # a push, not a PR
+
+
+def test_a_prs_latest_head_with_one_mark_per_repo_that_reported_there(store):
+    key = RecordKey("org/delta", "d-13", "CI", "build", "cr-13")
+    running = HudRecord(key, "org/delta", event_type="pull_request", pr_number=13,
+                        head_sha="hhh", status="in_progress", run_id="1")  # fmt: skip
+    store.upsert(running, now=at(20, 10))
+
+    heads = store.pr_heads([10, 11, 12, 13, 99], exclude=[PROBE])
+
+    assert sorted(heads) == [10, 11, 12, 13]
+    assert heads[10].head_sha == "aaa"  # its newest record's head (alpha's re-run)
+    assert [(m.repo, m.mark, m.counts.completed) for m in heads[10].marks] == [
+        ("org/alpha", Mark.GREEN, 4),  # test-1 failed, then passed on attempt 2
+        ("org/beta", Mark.GREEN, 2),  # red on eee, a head older than aaa's newest record
+        ("Org/Gamma", Mark.NEUTRAL, 1),  # cancelled
+    ]
+    assert [(m.key, m.mark) for m in heads[11].marks] == [("org/alpha", Mark.RED)]
+    assert (heads[12].head_sha, heads[12].marks[0].mark) == ("ddd", Mark.RED)
+    assert [(m.key, m.mark) for m in heads[13].marks] == [("org/delta", Mark.PENDING)]
+    assert store.recent_prs(D14, limit=1) == [PrActivity(13, at(20, 10))]
+    assert store.pr_heads([]) == {}
+
+
+def test_which_dispatches_were_heard_from_and_when_each_repo_last_was(store):
+    asked = [
+        ("org/alpha", "pull_request-10-aaa"),
+        ("org/alpha", "never-answered"),
+        ("org/beta", "pull_request-10-eee"),
+        ("org/beta", "pull_request-10-aaa"),
+        ("nobody/here", "pull_request-10-aaa"),
+    ]
+
+    assert store.heard_from(asked) == {asked[0], asked[2], asked[3]}
+    assert store.heard_from([]) == set()
+    repos = ["org/alpha", "org/beta", "org/gamma", PROBE, "nobody/here"]
+    assert store.last_heard(repos, since=at(18)) == {
+        "org/alpha": at(20, 9),  # its re-run
+        "org/beta": at(19),
+        PROBE: at(20, 7),
+    }  # org/gamma's one record is older
+    assert store.last_heard(["org/alpha"], since=at(20, 10)) == {}
+    assert store.last_heard([], since=at(18)) == {}

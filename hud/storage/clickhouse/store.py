@@ -4,6 +4,7 @@ Reads are here, every statement in hud/storage/clickhouse/queries.py; writes (th
 drain) are in hud/storage/clickhouse/writes.py.
 """
 
+import itertools
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import fields as dataclass_fields
 from datetime import date, datetime
@@ -26,6 +27,8 @@ from hud.reports import (
     Kind,
     MatrixPage,
     MatrixRow,
+    PrActivity,
+    PrHead,
     ProbeHealth,
     PrView,
     ReadinessMetrics,
@@ -35,6 +38,7 @@ from hud.reports import (
     Window,
     head_runs,
     job_stats_of,
+    pr_heads_of,
     red_heads,
     worst_first,
 )
@@ -473,6 +477,91 @@ class ClickHouseRecordStore(RecordStore):
             {"repo": repo_key, "sha": head_sha, "since": since},
         )
         return head_runs(rows)
+
+    # The PR list's reads need no FINAL for what they select by: a record's repo, delivery,
+    # PR number, head SHA, event and receive time are the same in every version of it.
+
+    def recent_prs(
+        self,
+        window: Window,
+        *,
+        limit: int,
+        numbers: Sequence[int] | None = None,
+        sha: str | None = None,
+        exclude: Sequence[str] = (),
+    ) -> list[PrActivity]:
+        params: dict[str, Any] = {"limit": limit}
+        where = self._where(window, Kind.PR, params, exclude=exclude) + " AND pr_number > 0"
+        if numbers is not None or sha is not None:
+            matching = [f"pr_number IN {_numbers(numbers or (), params)}"]
+            if sha:  # the PR's newest record need not be on that head: a subquery
+                matching.append(
+                    f"pr_number IN (SELECT pr_number FROM {q.TABLE} WHERE {where} "
+                    "AND startsWith(head_sha, {sha:String}))"
+                )
+                params["sha"] = sha
+            where += f" AND ({' OR '.join(matching)})"
+        rows = self._select(
+            f"SELECT pr_number, max(received_at) AS last FROM {q.TABLE} WHERE {where} "
+            "GROUP BY pr_number ORDER BY last DESC, pr_number DESC LIMIT {limit:UInt32}",
+            params,
+        )
+        return [PrActivity(number, last) for number, last in rows]
+
+    def pr_heads(self, numbers: Sequence[int], *, exclude: Sequence[str] = ()) -> dict[int, PrHead]:
+        if not numbers:
+            return {}
+        params: dict[str, Any] = {}
+        where = self._where(None, Kind.PR, params, exclude=exclude)
+        where += f" AND pr_number IN {_numbers(numbers, params)}"
+        statement = (
+            f"SELECT pr_number, head_sha, downstream_repo, argMax(repo_display, received_at), "
+            f"{q.COUNTS} FROM (SELECT pr_number, head_sha, downstream_repo, repo_display, "
+            f"job_name, status, conclusion, received_at FROM {q.TABLE} FINAL WHERE {where} "
+            f"AND (pr_number, head_sha) IN (SELECT pr_number, argMax(head_sha, received_at) "
+            f"FROM {q.TABLE} WHERE {where} GROUP BY pr_number) {q.LATEST} "
+            "LIMIT 1 BY pr_number, downstream_repo, job_name) "
+            "GROUP BY pr_number, head_sha, downstream_repo"
+        )
+        return pr_heads_of(self._select(statement, params))
+
+    def heard_from(self, pairs: Iterable[tuple[str, str]]) -> set[tuple[str, str]]:
+        heard: set[tuple[str, str]] = set()
+        for batch in itertools.batched(sorted(set(pairs)), 500):
+            params: dict[str, Any] = {}
+            tuples = []
+            for n, (repo, delivery) in enumerate(batch):
+                tuples.append(f"({{hr{n}:String}}, {{hd{n}:String}})")
+                params |= {f"hr{n}": repo, f"hd{n}": delivery}
+            rows = self._select(
+                f"SELECT DISTINCT downstream_repo, delivery_id FROM {q.TABLE} "
+                f"WHERE (downstream_repo, delivery_id) IN ({', '.join(tuples)})",
+                params,
+            )
+            heard |= {(repo, delivery) for repo, delivery in rows}
+        return heard
+
+    def last_heard(self, repo_keys: Sequence[str], *, since: datetime) -> dict[str, datetime]:
+        if not repo_keys:
+            return {}
+        params: dict[str, Any] = {"since": since}
+        rows = self._select(
+            f"SELECT downstream_repo, max(received_at) FROM {q.TABLE} "
+            f"WHERE downstream_repo IN {q.in_list('lh', repo_keys, params)} "
+            "AND received_at >= {since:DateTime64(6, 'UTC')} GROUP BY downstream_repo",
+            params,
+        )
+        return {repo: at for repo, at in rows}
+
+
+def _numbers(numbers: Sequence[int], params: dict[str, Any]) -> str:
+    """`({pn0:UInt32}, ...)` for PR numbers, adding them to params (`(0)` when empty: no PR
+    is number 0 in the list)."""
+    placeholders = []
+    for n, number in enumerate(numbers):
+        params[f"pn{n}"] = number
+        placeholders.append(f"{{pn{n}:UInt32}}")
+    return f"({', '.join(placeholders) or '0'})"
 
 
 def _summary_columns(where: str) -> list[str]:

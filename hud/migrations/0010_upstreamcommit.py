@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('hud', '0008_levelproposal'),
+        ('hud', '0009_dispatched'),
     ]
 
     operations = [
