@@ -32,7 +32,6 @@ from hud.reports import (
     JobStats,
     Kind,
     MatrixPage,
-    ProbeHealth,
     PrView,
     ReadinessMetrics,
     RepoSummary,
@@ -271,8 +270,11 @@ class RecordStore:
         """The relay's jobs still in progress and unchanged since `cutoff`, oldest first."""
         raise NotImplementedError
 
-    def probe(self, repo_key: str, window: Window) -> ProbeHealth:
-        """The probe repo's jobs against their expected outcomes."""
+    def outcomes(
+        self, repo_key: str, window: Window, kind: Kind
+    ) -> dict[tuple[str, str, str], int]:
+        """A repo's records over the window by (job name, status, conclusion): what the probe's
+        figures are judged from (hud/reports.py judged_counts)."""
         raise NotImplementedError
 
     def newest(self) -> datetime | None:

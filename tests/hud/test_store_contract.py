@@ -7,7 +7,8 @@ import pytest
 from django.db import connections
 
 from crcr_site import sql
-from hud.reports import Counts, Kind, Window
+from hud.pages import probe_health
+from hud.reports import Counts, Kind, Window, judged_counts
 from hud.storage import HudRecord, RecordExists, RecordKey
 from hud.storage.clickhouse.drivers import ChdbDriver, ServerDriver
 from hud.storage.clickhouse.store import ClickHouseRecordStore
@@ -230,12 +231,31 @@ def test_readiness_metrics_over_14_and_7_days(store):
     assert (narrow.pass_rate, narrow.timeout_rate) == pytest.approx((4 / 6, 1 / 6))
 
 
-def test_the_probe_counts_expected_outcomes(store):
-    health = store.probe(PROBE, D14)
+def test_outcomes_count_a_repos_records_by_job_and_conclusion(store):
+    found = store.outcomes(PROBE, D14, Kind.PR)
 
-    assert (health.runs, health.as_expected, health.in_progress) == (4, 3, 1)
-    assert health.last_run == at(20, 7)
-    assert health.healthy is False
+    assert found == {
+        ("xfail", "completed", "failure"): 1,
+        ("xcancel", "completed", "cancelled"): 1,
+        ("xtimeout", "completed", "success"): 1,
+        ("ok", "completed", "success"): 1,
+        ("slow", "in_progress", ""): 1,
+    }
+    assert store.outcomes(PROBE, D14, Kind.NIGHTLY) == {}
+    # The probe's figures: xtimeout passing is the one job not as expected.
+    assert judged_counts(found) == Counts(successes=3, failures=1, completed=4, in_progress=1)
+
+
+def test_the_probe_health_is_its_newest_runs_against_what_they_expect(store):
+    health = probe_health(store, NOW)
+
+    pr, nightly = health.lines
+    (run,) = pr.runs
+    assert (run.pr_number, run.head_sha, run.jobs, run.as_expected, run.running) == (
+        10, "aaa", 5, 3, 1,
+    )  # fmt: skip
+    assert (run.state, pr.health, nightly.health) == ("unexpected", "degraded", "no_data")
+    assert (health.health, health.last_run, health.overdue) == ("degraded", at(20, 7), False)
 
 
 def test_newest_and_first_seen(store):
