@@ -38,7 +38,7 @@ from hud.reports import (
     ReadinessMetrics,
     RepoSummary,
     Window,
-    judged_counts,
+    judged,
     probe_judged,
 )
 from hud.storage import RecordStore, get_store
@@ -477,8 +477,8 @@ def repo_page(key: str, query: Query, store: RecordStore | None = None) -> RepoP
     if summary is not None:
         summary = replace(summary, repo=repo)
         if key == probe_key():  # its expected failures pass the probe (hud/reports.py)
-            counts = judged_counts(store.outcomes(key, window, query.kind))
-            summary = replace(summary, counts=counts)
+            counts, daily = judged(store.outcomes(key, window, query.kind))
+            summary = replace(summary, counts=counts, daily=daily)
     matrix = replace(matrix, repo=repo)
     return RepoPage(
         key,

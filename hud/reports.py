@@ -395,9 +395,22 @@ def probe_judged(job_name: str, conclusion: str) -> str:
     return "failure" if conclusion == "success" else conclusion
 
 
-def judged_counts(outcomes: Mapping[tuple[str, str, str], int]) -> Counts:
-    """The Counts of (job name, status, conclusion) → records, each conclusion judged as the
-    probe judges it (probe_judged)."""
+def judged(
+    outcomes: Mapping[tuple[date, str, str, str], int],
+) -> tuple[Counts, tuple[DailyPoint, ...]]:
+    """The Counts, over all and per day (oldest first), of (day, job name, status, conclusion)
+    → records, each conclusion judged as the probe judges it (probe_judged)."""
+    days: dict[date, dict[tuple[str, str, str], int]] = {}
+    every: dict[tuple[str, str, str], int] = {}
+    for (day, job, status, conclusion), n in outcomes.items():
+        key = (job, status, conclusion)
+        days.setdefault(day, {})[key] = n
+        every[key] = every.get(key, 0) + n
+    daily = tuple(DailyPoint(day, _judged(days[day])) for day in sorted(days))
+    return _judged(every), daily
+
+
+def _judged(outcomes: Mapping[tuple[str, str, str], int]) -> Counts:
     tally = dict.fromkeys(("successes", "failures", "timed_out", "cancelled", "completed"), 0)
     running = 0
     for (job, status, conclusion), n in outcomes.items():

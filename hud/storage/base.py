@@ -16,7 +16,7 @@ is the same rule in SQL):
 
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, fields
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from django.conf import settings
@@ -272,9 +272,9 @@ class RecordStore:
 
     def outcomes(
         self, repo_key: str, window: Window, kind: Kind
-    ) -> dict[tuple[str, str, str], int]:
-        """A repo's records over the window by (job name, status, conclusion): what the probe's
-        figures are judged from (hud/reports.py judged_counts)."""
+    ) -> dict[tuple[date, str, str, str], int]:
+        """A repo's records over the window by (UTC day received, job name, status,
+        conclusion): what the probe's figures are judged from (hud/reports.py judged)."""
         raise NotImplementedError
 
     def newest(self) -> datetime | None:

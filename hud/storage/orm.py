@@ -497,13 +497,12 @@ class OrmRecordStore(RecordStore):
 
     def outcomes(
         self, repo_key: str, window: Window, kind: Kind
-    ) -> dict[tuple[str, str, str], int]:
-        grouped = self._in(window, kind, only=repo_key).values("job_name", "status", "conclusion")
+    ) -> dict[tuple[date, str, str, str], int]:
+        records = self._in(window, kind, only=repo_key).annotate(day=TruncDate("received_at"))
+        grouped = records.values("day", "job_name", "status", "conclusion")
         found = grouped.annotate(n=Count("status")).order_by()
-        return {
-            (job, status, end): n
-            for job, status, end, n in found.values_list("job_name", "status", "conclusion", "n")
-        }
+        named = found.values_list("day", "job_name", "status", "conclusion", "n")
+        return {(day, job, status, end): n for day, job, status, end, n in named}
 
     def in_progress_since(self, cutoff: datetime, limit: int) -> list[StaleJob]:
         stale = JobRecord.objects.using(self.using).filter(

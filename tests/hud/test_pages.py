@@ -350,6 +350,8 @@ def test_the_probes_page_counts_its_expected_outcomes_as_passing(client, seeded)
     assert "3 of 4 completed, as expected" in page
     counts = api["summary"]["counts"]
     assert (counts["successes"], counts["failures"], counts["completed"]) == (3, 1, 4)
+    (day,) = api["summary"]["daily"]  # its days are judged alike
+    assert (day["counts"]["successes"], day["counts"]["failures"]) == (3, 1)
     assert api["readiness"]["verdict"] == "not_applicable"
     assert '<span class="words">failed</span> <span class="expect">(as expected)</span>' in page
     assert '<span class="words">passed</span> <span class="expect">(unexpected)</span>' in page
@@ -400,6 +402,8 @@ def test_every_total_is_the_sum_of_the_columns_beside_it_and_running_is_apart(cl
     assert [c.split(">")[-1].strip() for c in _row(html, "Org/Gamma")[:8]][1:] == [
         "0", "0", "0", "1", "0", "1", "0",
     ]  # fmt: skip
+    gamma = client.get("/api/crcr/repos/org/gamma").json()["summary"]["counts"]
+    assert (gamma["cancelled"], gamma["other"], gamma["completed"]) == (1, 0, 1)
     page = client.get("/crcr/org/alpha").content.decode()
     assert '<h2>Jobs completed</h2><p class="big">7</p>' in page
     assert "5 passed + 1 failed + 1 timed out + 0 cancelled</p>" in page

@@ -8,7 +8,7 @@ from django.db import connections
 
 from crcr_site import sql
 from hud.pages import probe_health
-from hud.reports import Counts, Kind, Window, judged_counts
+from hud.reports import Counts, Kind, Window, judged
 from hud.storage import HudRecord, RecordExists, RecordKey
 from hud.storage.clickhouse.drivers import ChdbDriver, ServerDriver
 from hud.storage.clickhouse.store import ClickHouseRecordStore
@@ -233,17 +233,24 @@ def test_readiness_metrics_over_14_and_7_days(store):
 
 def test_outcomes_count_a_repos_records_by_job_and_conclusion(store):
     found = store.outcomes(PROBE, D14, Kind.PR)
+    alpha = store.outcomes("org/alpha", D14, Kind.PR)
 
+    day = date(2026, 11, 20)
     assert found == {
-        ("xfail", "completed", "failure"): 1,
-        ("xcancel", "completed", "cancelled"): 1,
-        ("xtimeout", "completed", "success"): 1,
-        ("ok", "completed", "success"): 1,
-        ("slow", "in_progress", ""): 1,
+        (day, "xfail", "completed", "failure"): 1,
+        (day, "xcancel", "completed", "cancelled"): 1,
+        (day, "xtimeout", "completed", "success"): 1,
+        (day, "ok", "completed", "success"): 1,
+        (day, "slow", "in_progress", ""): 1,
     }
     assert store.outcomes(PROBE, D14, Kind.NIGHTLY) == {}
+    assert alpha[(day, "test-1", "completed", "failure")] == 1
+    assert alpha[(day, "test-1", "completed", "success")] == 1
+    assert sum(alpha.values()) == 8
     # The probe's figures: xtimeout passing is the one job not as expected.
-    assert judged_counts(found) == Counts(successes=3, failures=1, completed=4, in_progress=1)
+    counts, daily = judged(found)
+    assert counts == Counts(successes=3, failures=1, completed=4, in_progress=1)
+    assert [(point.day, point.counts) for point in daily] == [(day, counts)]
 
 
 def test_the_probe_health_is_its_newest_runs_against_what_they_expect(store):

@@ -440,14 +440,15 @@ class ClickHouseRecordStore(RecordStore):
 
     def outcomes(
         self, repo_key: str, window: Window, kind: Kind
-    ) -> dict[tuple[str, str, str], int]:
+    ) -> dict[tuple[date, str, str, str], int]:
         params: dict[str, Any] = {}
         where = self._where(window, kind, params, only=repo_key)
         statement = (
-            f"SELECT job_name, status, conclusion, count() FROM {q.TABLE} FINAL WHERE {where} "
-            "GROUP BY job_name, status, conclusion"
+            "SELECT toDate(received_at) AS day, job_name, status, conclusion, count() "
+            f"FROM {q.TABLE} FINAL WHERE {where} GROUP BY day, job_name, status, conclusion"
         )
-        return {(job, status, end): n for job, status, end, n in self._select(statement, params)}
+        found = self._select(statement, params)
+        return {(day, job, status, end): n for day, job, status, end, n in found}
 
     # received_at is the same in every version of a record: no FINAL needed for these two.
 
