@@ -168,6 +168,12 @@ class LevelBlock:
     registered: tuple[Registered, ...]  # the allowlisted repos at this level
     lines: tuple[RepoLine, ...]
 
+    @property
+    def has_other(self) -> bool:
+        """Whether a line has completed jobs of another conclusion (the table's Other column:
+        without one, successes to cancelled sum to the total alone)."""
+        return any(line.summary.counts.other for line in self.lines)
+
 
 @dataclass(frozen=True)
 class Overview:
