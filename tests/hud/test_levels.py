@@ -492,6 +492,7 @@ def test_a_nightly_only_repo_is_not_applicable_not_no_data(client):
     levels.evaluate()
 
     assert "takes part in nightly runs only" in _verdict(client, "org/nightly")
+    assert "No level change proposed: level automation leaves org/nightly out." in page
     assert "no data" not in page
     assert '<table class="readiness">' not in page
     assert _open("org/nightly") == []
