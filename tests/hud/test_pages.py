@@ -75,6 +75,7 @@ def test_the_metrics_page_charts_each_repo_and_its_json_twin(client, seeded):
     assert page.count('<svg class="chart times-chart"') == 3
     assert page.count('<svg class="chart passrate-chart"') == 1
     assert ": 5 jobs, 1 failed, 0 timed out, 80% passed" in page  # the day of alpha's PR 10
+    assert ": 2 jobs (1 running), 0 failed, 1 timed out, 0% passed" in page  # its PR 11
     assert ": execution p50 4m 10s" in page  # that day's p50 of 100, 200, 250, 300, 400 s
     assert "org/alpha · " in page  # its line on the chart of every repo
     alpha = next(s for s in api["series"] if s["repo"] == "org/alpha")
