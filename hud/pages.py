@@ -233,7 +233,8 @@ def probe_health(
     lines, name = [], settings.CRCR_PROBE_REPO
     wanted = settings.CRCR_PROBE_RUNS
     for kind in Kind:
-        # Twice as many rows as judged: runs still going take none of the judged places.
+        # Twice as many rows as judged: runs still going (nothing unexpected yet) take none of
+        # the judged places.
         page = store.matrix(key, widest, kind, per_page=2 * wanted)
         runs: list[ProbeRun] = []
         for run in map(_probe_run, page.rows):

@@ -431,3 +431,23 @@ def test_jobs_of_another_conclusion_have_a_column_so_the_total_still_adds_up(cli
     assert "4 passed + 1 failed + 1 timed out + 0 cancelled + 1 other</p>" in (
         client.get("/crcr/org/alpha").content.decode()
     )
+
+
+def test_a_run_still_going_is_unexpected_once_a_job_ended_otherwise(client, seeded):
+    from django.utils import timezone
+
+    for n in range(3):
+        _probe_run(n, timezone.now() - timedelta(hours=n + 1), AS_EXPECTED)
+    _probe_run(7, timezone.now(), AS_EXPECTED | {"ok": "failure", "xfail": None})
+
+    card = _health(client)
+
+    assert "Degraded" in card
+    assert "2 of the last 3 runs as expected" in card  # the running one is judged: unexpected
+
+
+def test_an_unlisted_repos_readiness_is_not_applicable(client, seeded):
+    page = client.get("/crcr/org/gamma").content.decode()
+
+    assert "Not applicable: not on the allowlist, so level automation leaves it out." in page
+    assert '<table class="readiness">' not in page
