@@ -356,6 +356,8 @@ def test_the_probes_page_counts_its_expected_outcomes_as_passing(client, seeded)
     assert api["readiness"]["verdict"] == "not_applicable"
     assert '<span class="words">failed</span> <span class="expect">(as expected)</span>' in page
     assert '<span class="words">passed</span> <span class="expect">(unexpected)</span>' in page
+    assert "Flaky and failing jobs" not in page  # xfail failing is no failing job
+    assert api["jobs"] is None
 
 
 # -- names and counts (issue 16) -------------------------------------------------------------------
