@@ -40,7 +40,12 @@ from hud.storage import StoreUnavailable
 
 
 class CountsSerializer(DataclassSerializer[Counts]):
-    total = serializers.IntegerField(read_only=True)
+    total = serializers.IntegerField(read_only=True, help_text="completed + in_progress")
+    other = serializers.IntegerField(
+        read_only=True,
+        help_text="completed with another conclusion (skipped, neutral, …): successes + "
+        "failures + timed_out + cancelled + other = completed",
+    )
     pass_rate = serializers.FloatField(read_only=True, allow_null=True)
 
     class Meta:

@@ -119,8 +119,9 @@ def volume_chart(points: Sequence[DailyPoint], window: Window, peak: int) -> Saf
         red = counts.failures + counts.timed_out
         total_y, red_y, base = frame.y(counts.total / top), frame.y(red / top), frame.y(0)
         rate = counts.pass_rate
+        running = f" ({counts.in_progress} running)" if counts.in_progress else ""
         tip = (
-            f"{point.day:%b %d}: {counts.total} jobs, {counts.failures} failed, "
+            f"{point.day:%b %d}: {counts.total} jobs{running}, {counts.failures} failed, "
             f"{counts.timed_out} timed out"
             + (f", {rate:.0%} passed" if rate is not None else ", none completed")
         )

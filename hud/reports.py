@@ -23,7 +23,9 @@ hold each backend to them):
   `startup_failure`, `timed_out` or `cancelled`: what GitHub's "re-run failed jobs" re-runs.
 - The probe repo (CRCR_PROBE_REPO) feeds the relay-health card and is left out of the level
   tables; its jobs named `xfail`, `xcancel` and `xtimeout` are expected to end `failure`,
-  `cancelled` and `timed_out`, every other job `success`.
+  `cancelled` and `timed_out`, every other job `success`. Wherever the probe's figures are
+  shown, a job that ended as expected counts as a success, one expected to fail that passed
+  as a failure, any other its conclusion (`probe_judged`).
 """
 
 import math
@@ -90,7 +92,14 @@ class Counts:
 
     @property
     def total(self) -> int:
+        """Every job: completed and in progress."""
         return self.completed + self.in_progress
+
+    @property
+    def other(self) -> int:
+        """Completed with a conclusion none of the other counts has (skipped, neutral, …):
+        successes + failures + timed_out + cancelled + other = completed."""
+        return self.completed - self.successes - self.failures - self.timed_out - self.cancelled
 
     @property
     def pass_rate(self) -> float | None:
@@ -377,19 +386,121 @@ class ReadinessMetrics(Measured):
     avg_queue: float | None
 
 
-@dataclass(frozen=True)
-class ProbeHealth:
-    """The relay-health card: how the probe repo's jobs ended against what they expect."""
+def probe_judged(job_name: str, conclusion: str) -> str:
+    """A probe job's conclusion as the probe judges it: `success` when it ended as its job
+    expects, `failure` when a job expected to fail passed, else its own conclusion."""
+    expected = PROBE_EXPECTATIONS.get(job_name, "success")
+    if conclusion == expected:
+        return "success"
+    return "failure" if conclusion == "success" else conclusion
 
-    repo: str
-    runs: int
-    as_expected: int
-    in_progress: int
-    last_run: datetime | None
+
+def judged(
+    outcomes: Mapping[tuple[date, str, str, str], int],
+) -> tuple[Counts, tuple[DailyPoint, ...]]:
+    """The Counts, over all and per day (oldest first), of (day, job name, status, conclusion)
+    → records, each conclusion judged as the probe judges it (probe_judged)."""
+    days: dict[date, dict[tuple[str, str, str], int]] = {}
+    every: dict[tuple[str, str, str], int] = {}
+    for (day, job, status, conclusion), n in outcomes.items():
+        key = (job, status, conclusion)
+        days.setdefault(day, {})[key] = n
+        every[key] = every.get(key, 0) + n
+    daily = tuple(DailyPoint(day, _judged(days[day])) for day in sorted(days))
+    return _judged(every), daily
+
+
+def _judged(outcomes: Mapping[tuple[str, str, str], int]) -> Counts:
+    tally = dict.fromkeys(("successes", "failures", "timed_out", "cancelled", "completed"), 0)
+    running = 0
+    for (job, status, conclusion), n in outcomes.items():
+        if status != "completed":
+            running += n
+            continue
+        tally["completed"] += n
+        judged = probe_judged(job, conclusion)
+        name = {"success": "successes", "timed_out": "timed_out", "cancelled": "cancelled"}.get(
+            judged, "failures" if judged in FAILURES else ""
+        )
+        if name:
+            tally[name] += n
+    return Counts(**tally, in_progress=running)
+
+
+@dataclass(frozen=True)
+class ProbeRun:
+    """One probe run (a PR head, or a nightly SHA): its jobs' latest attempts, judged."""
+
+    pr_number: int
+    head_sha: str
+    last_at: datetime
+    jobs: int
+    as_expected: int  # completed as the job expects
+    running: int
 
     @property
-    def healthy(self) -> bool | None:
-        return None if not self.runs else self.as_expected == self.runs
+    def state(self) -> str:
+        """as_expected, unexpected, or running (nothing unexpected yet, not finished)."""
+        if self.as_expected + self.running < self.jobs:
+            return "unexpected"
+        return "running" if self.running else "as_expected"
+
+
+class Health(StrEnum):
+    HEALTHY = "healthy"
+    DEGRADED = "degraded"
+    NO_DATA = "no_data"
+
+
+@dataclass(frozen=True)
+class ProbeLine:
+    """The newest probe runs of one tab, newest first, and what they say."""
+
+    kind: Kind
+    runs: tuple[ProbeRun, ...]
+    judged: int  # runs that finished, of `runs`
+    as_expected: int  # of `judged`
+    running: int  # runs not finished, with nothing unexpected yet: not judged
+    health: Health
+
+    @classmethod
+    def of(cls, kind: Kind, runs: Sequence[ProbeRun]) -> "ProbeLine":
+        done = [run for run in runs if run.state != "running"]
+        good = sum(run.state == "as_expected" for run in done)
+        health = (
+            Health.NO_DATA if not done else Health.HEALTHY if good == len(done) else Health.DEGRADED
+        )
+        return cls(kind, tuple(runs), len(done), good, len(runs) - len(done), health)
+
+
+@dataclass(frozen=True)
+class ProbeHealth:
+    """The relay-health card: the probe's newest PR runs and nightlies against what its jobs
+    expect (Degraded when one of them did not end so), and whether it is overdue."""
+
+    repo: str  # as the allowlist spells it
+    key: str
+    lines: tuple[ProbeLine, ...]  # PR / push, then nightly
+    health: Health  # degraded if a line is; healthy if one is; else no data
+    last_run: datetime | None
+    overdue: bool  # results, but none for longer than overdue_after
+    overdue_after: int  # seconds
+
+    @classmethod
+    def of(
+        cls, repo: str, key: str, lines: Sequence[ProbeLine], *, now: datetime, overdue_after: int
+    ) -> "ProbeHealth":
+        states = {line.health for line in lines}
+        health = (
+            Health.DEGRADED
+            if Health.DEGRADED in states
+            else Health.HEALTHY
+            if Health.HEALTHY in states
+            else Health.NO_DATA
+        )
+        last = max((run.last_at for line in lines for run in line.runs), default=None)
+        overdue = last is not None and (now - last).total_seconds() > overdue_after
+        return cls(repo, key, tuple(lines), health, last, overdue, overdue_after)
 
 
 @dataclass(frozen=True)

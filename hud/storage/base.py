@@ -16,7 +16,7 @@ is the same rule in SQL):
 
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, fields
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from django.conf import settings
@@ -34,7 +34,6 @@ from hud.reports import (
     MatrixPage,
     PrActivity,
     PrHead,
-    ProbeHealth,
     PrView,
     ReadinessMetrics,
     RepoSummary,
@@ -273,8 +272,11 @@ class RecordStore:
         """The relay's jobs still in progress and unchanged since `cutoff`, oldest first."""
         raise NotImplementedError
 
-    def probe(self, repo_key: str, window: Window) -> ProbeHealth:
-        """The probe repo's jobs against their expected outcomes."""
+    def outcomes(
+        self, repo_key: str, window: Window, kind: Kind
+    ) -> dict[tuple[date, str, str, str], int]:
+        """A repo's records over the window by (UTC day received, job name, status,
+        conclusion): what the probe's figures are judged from (hud/reports.py judged)."""
         raise NotImplementedError
 
     def newest(self) -> datetime | None:

@@ -35,7 +35,6 @@ from hud.reports import (
     CELL_SOURCE,
     COUNT_CONDITIONS,
     FAILURES,
-    PROBE_EXPECTATIONS,
     RED,
     Cell,
     Counts,
@@ -48,7 +47,6 @@ from hud.reports import (
     MatrixRow,
     PrActivity,
     PrHead,
-    ProbeHealth,
     PrView,
     ReadinessMetrics,
     RepoSummary,
@@ -500,28 +498,14 @@ class OrmRecordStore(RecordStore):
             avg_queue=row["avg_queue"],
         )
 
-    def probe(self, repo_key: str, window: Window) -> ProbeHealth:
-        expected = ~Q(job_name__in=PROBE_EXPECTATIONS) & Q(conclusion="success")
-        for job, conclusion in PROBE_EXPECTATIONS.items():
-            expected |= Q(job_name=job, conclusion=conclusion)
-        row = (
-            JobRecord.objects.using(self.using)
-            .filter(downstream_repo=repo_key, received_at__gte=window.start)
-            .filter(received_at__lt=window.end)
-            .aggregate(
-                runs=Count("id", filter=COMPLETED),
-                as_expected=Count("id", filter=COMPLETED & expected),
-                in_progress=Count("id", filter=~COMPLETED),
-                last_run=Max("received_at"),
-            )
-        )
-        return ProbeHealth(
-            repo=repo_key,
-            runs=row["runs"],
-            as_expected=row["as_expected"],
-            in_progress=row["in_progress"],
-            last_run=row["last_run"],
-        )
+    def outcomes(
+        self, repo_key: str, window: Window, kind: Kind
+    ) -> dict[tuple[date, str, str, str], int]:
+        records = self._in(window, kind, only=repo_key).annotate(day=TruncDate("received_at"))
+        grouped = records.values("day", "job_name", "status", "conclusion")
+        found = grouped.annotate(n=Count("status")).order_by()
+        named = found.values_list("day", "job_name", "status", "conclusion", "n")
+        return {(day, job, status, end): n for day, job, status, end, n in named}
 
     def in_progress_since(self, cutoff: datetime, limit: int) -> list[StaleJob]:
         stale = JobRecord.objects.using(self.using).filter(

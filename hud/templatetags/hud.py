@@ -175,6 +175,10 @@ def matrix_cell(shown: Any) -> SafeString:
         f'<span class="icon" aria-hidden="true">{_escape(outcome_icon(cell.outcome))}</span> '
         f'<span class="words">{_escape(outcome_words(cell.outcome))}</span>'
     )
+    if shown.expected and cell.status == "completed":
+        # The probe's page: whether the job ended as it should (hud/reports.py probe_judged).
+        said = "as expected" if cell.conclusion == shown.expected else "unexpected"
+        head += f' <span class="expect">({said})</span>'
     if shown.of > 1:
         head += f' <span class="shards">{shown.passed}/{shown.of}</span>'
     if cell.run_attempt > 1:
@@ -191,6 +195,8 @@ def matrix_cell(shown: Any) -> SafeString:
     if shown.of > 1:
         worst = _escape(cell.job_name)
         rows.append(("Shards", f"{shown.passed} of {shown.of} passed; worst: {worst}"))
+    if shown.expected:
+        rows.append(("Expected", _escape(outcome_words(shown.expected))))
     rows += [
         ("Job", _escape(f"{cell.workflow_name} / {cell.job_name}")),
         ("Attempt", str(int(cell.run_attempt))),

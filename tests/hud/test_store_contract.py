@@ -7,7 +7,8 @@ import pytest
 from django.db import connections
 
 from crcr_site import sql
-from hud.reports import Counts, Kind, Mark, PrActivity, Window
+from hud.pages import probe_health
+from hud.reports import Counts, Kind, Mark, PrActivity, Window, judged
 from hud.storage import HudRecord, RecordExists, RecordKey
 from hud.storage.clickhouse.drivers import ChdbDriver, ServerDriver
 from hud.storage.clickhouse.store import ClickHouseRecordStore
@@ -230,12 +231,38 @@ def test_readiness_metrics_over_14_and_7_days(store):
     assert (narrow.pass_rate, narrow.timeout_rate) == pytest.approx((4 / 6, 1 / 6))
 
 
-def test_the_probe_counts_expected_outcomes(store):
-    health = store.probe(PROBE, D14)
+def test_outcomes_count_a_repos_records_by_job_and_conclusion(store):
+    found = store.outcomes(PROBE, D14, Kind.PR)
+    alpha = store.outcomes("org/alpha", D14, Kind.PR)
 
-    assert (health.runs, health.as_expected, health.in_progress) == (4, 3, 1)
-    assert health.last_run == at(20, 7)
-    assert health.healthy is False
+    day = date(2026, 11, 20)
+    assert found == {
+        (day, "xfail", "completed", "failure"): 1,
+        (day, "xcancel", "completed", "cancelled"): 1,
+        (day, "xtimeout", "completed", "success"): 1,
+        (day, "ok", "completed", "success"): 1,
+        (day, "slow", "in_progress", ""): 1,
+    }
+    assert store.outcomes(PROBE, D14, Kind.NIGHTLY) == {}
+    assert alpha[(day, "test-1", "completed", "failure")] == 1
+    assert alpha[(day, "test-1", "completed", "success")] == 1
+    assert sum(alpha.values()) == 8
+    # The probe's figures: xtimeout passing is the one job not as expected.
+    counts, daily = judged(found)
+    assert counts == Counts(successes=3, failures=1, completed=4, in_progress=1)
+    assert [(point.day, point.counts) for point in daily] == [(day, counts)]
+
+
+def test_the_probe_health_is_its_newest_runs_against_what_they_expect(store):
+    health = probe_health(store, NOW)
+
+    pr, nightly = health.lines
+    (run,) = pr.runs
+    assert (run.pr_number, run.head_sha, run.jobs, run.as_expected, run.running) == (
+        10, "aaa", 5, 3, 1,
+    )  # fmt: skip
+    assert (run.state, pr.health, nightly.health) == ("unexpected", "degraded", "no_data")
+    assert (health.health, health.last_run, health.overdue) == ("degraded", at(20, 7), False)
 
 
 def test_newest_and_first_seen(store):

@@ -29,7 +29,6 @@ from hud.reports import (
     MatrixRow,
     PrActivity,
     PrHead,
-    ProbeHealth,
     PrView,
     ReadinessMetrics,
     RepoSummary,
@@ -443,17 +442,17 @@ class ClickHouseRecordStore(RecordStore):
         )
         return [StaleJob(*row) for row in rows]
 
-    def probe(self, repo_key: str, window: Window) -> ProbeHealth:
-        params: dict[str, Any] = {"repo": repo_key}
-        where = self._where(window, None, params) + " AND downstream_repo = {repo:String}"
+    def outcomes(
+        self, repo_key: str, window: Window, kind: Kind
+    ) -> dict[tuple[date, str, str, str], int]:
+        params: dict[str, Any] = {}
+        where = self._where(window, kind, params, only=repo_key)
         statement = (
-            "SELECT countIf(status = 'completed'), "
-            f"countIf(status = 'completed' AND ({q.PROBE_EXPECTED})), "
-            f"countIf(status != 'completed'), if(count() = 0, NULL, max(received_at)) "
-            f"FROM {q.TABLE} FINAL WHERE {where}"
+            "SELECT toDate(received_at) AS day, job_name, status, conclusion, count() "
+            f"FROM {q.TABLE} FINAL WHERE {where} GROUP BY day, job_name, status, conclusion"
         )
-        runs, as_expected, in_progress, last = self._select(statement, params)[0]
-        return ProbeHealth(repo_key, runs, as_expected, in_progress, last)
+        found = self._select(statement, params)
+        return {(day, job, status, end): n for day, job, status, end, n in found}
 
     # received_at is the same in every version of a record: no FINAL needed for these two.
 
