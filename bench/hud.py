@@ -266,6 +266,7 @@ def run(args: argparse.Namespace, url: str, chdb_url: str) -> None:
 
 def seed_relational(url: str, rows: list[tuple]) -> None:
     from allowlist.models import DownstreamRepo
+    from hud.models import Dispatched, UpstreamPull
     from relay.models import Delivery
 
     for repo, level, _ in repos():
@@ -276,6 +277,34 @@ def seed_relational(url: str, rows: list[tuple]) -> None:
         Delivery(delivery_id=f"pr-{n}", event="pull_request", pr_number=n, title=f"PR {n}",
                  author="dev", upstream_repo="pytorch/pytorch", body="{}")
         for n in sorted({row[9] for row in rows})
+    )  # fmt: skip
+    # What the relay tells the HUD as it goes: each PR's title, and each dispatch GitHub took
+    # (one per delivery and repo; one delivery in fifty to a repo that never answered).
+    UpstreamPull.objects.bulk_create(
+        UpstreamPull(number=n, upstream_repo="pytorch/pytorch", title=f"PR {n}", author="dev",
+                     updated_at=at)
+        for n, at in sorted({row[9]: row[23] for row in rows}.items())
+    )  # fmt: skip
+    sent = {(row[1], row[5]): row for row in rows}
+    silent = [
+        (delivery, "backend-silent/pytorch-ci", pr, sha, at)
+        for n, (delivery, pr, sha, at) in enumerate(
+            sorted({row[1]: (row[1], row[9], row[10], row[23]) for row in rows}.values())
+        )
+        if n % 50 == 0
+    ]
+    Dispatched.objects.bulk_create(
+        [
+            *(Dispatched(repo=repo, repo_key=repo.casefold(), upstream_repo="pytorch/pytorch",
+                         event_type="pull_request", pr_number=row[9], head_sha=row[10],
+                         delivery_id=delivery, dispatched_at=row[23])
+              for (delivery, repo), row in sent.items()),
+            *(Dispatched(repo=repo, repo_key=repo, upstream_repo="pytorch/pytorch",
+                         event_type="pull_request", pr_number=pr, head_sha=sha,
+                         delivery_id=delivery, dispatched_at=at)
+              for delivery, repo, pr, sha, at in silent),
+        ],
+        batch_size=5000,
     )  # fmt: skip
     print(f"seeded PostgreSQL in {time.perf_counter() - started:.0f} s")
 
@@ -298,6 +327,8 @@ def measure_pages(args: argparse.Namespace, store, busiest: str, quiet: str, pr:
         (f"repo page ({busiest})", f"/crcr/{busiest}"),
         (f"PR page (#{pr})", f"/crcr/pr/{pr}"),
         ("metrics (14 days)", "/crcr/metrics?days=14"),
+        ("PR list (14 days)", "/crcr/prs"),
+        ("PR list, searched by title", "/crcr/prs?q=PR+12"),
     ]
     print(f"{'backend':<11} {'page':<36} {'cold ms':>8} {'SQL ms':>7} {'page/SQL':>9} "
           f"{'warm ms':>8} {'SQL ms':>7} {'page/SQL':>9} {'queries':>8}")  # fmt: skip

@@ -9,15 +9,14 @@ oldest SHA of the run of red results that ends at it. The sticky PR comment
 (relay/upstream_pr/comment.py), the PR page and the repo page's matrix all ask here.
 """
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 
 from hud.models import UpstreamCommit
-from hud.reports import RED, Kind, MatrixRow, Window
+from hud.reports import RED, MainResult, Window
 from hud.storage import RecordStore
 
 MAIN_DAYS = 14  # how far back main's results are read
-MAIN_ROWS = 100  # main's newest SHAs read per repo and kind
 NO_INFORMATION = ("cancelled", "skipped", "neutral")  # main results that say nothing either way
 
 
@@ -34,25 +33,26 @@ def main_shas(upstream_repo: str, *, now: datetime, branch: str | None = None) -
 
 
 def failing_on_main(
-    store: RecordStore, key: str, jobs: Iterable[str], shas: set[str], *, now: datetime
-) -> dict[str, str]:
-    """Job name → the main SHA since which it fails there, for those of `jobs` whose latest
-    main result (a push of one of `shas`, a nightly or periodic run) is red."""
-    wanted = set(jobs)
+    store: RecordStore, jobs: Mapping[str, Iterable[str]], shas: set[str], *, now: datetime
+) -> dict[str, dict[str, str]]:
+    """Repo key → job name → the main SHA since which it fails there, for the `jobs` of each
+    repo whose latest main result (a push of one of `shas`, a nightly or periodic run) is red:
+    one read for every repo asked about."""
+    wanted = {key: set(names) for key, names in jobs.items() if names}
     if not wanted:
         return {}
-    window = Window(MAIN_DAYS, now)
-    pushes = store.matrix(key, window, Kind.PR, pr=0, per_page=MAIN_ROWS).rows
-    rows: list[MatrixRow] = [row for row in pushes if row.head_sha in shas]
-    rows += store.matrix(key, window, Kind.NIGHTLY, per_page=MAIN_ROWS).rows
-    rows.sort(key=lambda row: row.last_at, reverse=True)
-    since: dict[str, str] = {}
-    for job in wanted:
-        for row in rows:  # newest first: the run of red results that ends at the latest
-            cell = row.cells.get(job)
-            if cell is None or cell.status != "completed" or cell.conclusion in NO_INFORMATION:
+    every_job = sorted(set().union(*wanted.values()))
+    results = store.main_results(sorted(wanted), every_job, sorted(shas), Window(MAIN_DAYS, now))
+    newest_first: dict[tuple[str, str], list[MainResult]] = {}
+    for result in results:  # (newest first)
+        if result.job_name in wanted.get(result.repo_key, ()):
+            newest_first.setdefault((result.repo_key, result.job_name), []).append(result)
+    since: dict[str, dict[str, str]] = {}
+    for (key, job), runs in newest_first.items():
+        for run in runs:  # the run of red results that ends at the latest
+            if run.status != "completed" or run.conclusion in NO_INFORMATION:
                 continue
-            if cell.conclusion not in RED:
+            if run.conclusion not in RED:
                 break
-            since[job] = row.head_sha
+            since.setdefault(key, {})[job] = run.head_sha
     return since

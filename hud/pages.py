@@ -624,7 +624,7 @@ def _red_on_main(store: RecordStore, key: str, rows: Sequence[MatrixRow]) -> dic
         return {}
     now = timezone.now()
     shas = baseline.main_shas(settings.CRCR_UPSTREAM_REPO, now=now)
-    return baseline.failing_on_main(store, key, red, shas, now=now)
+    return baseline.failing_on_main(store, {key: red}, shas, now=now).get(key, {})
 
 
 def _badness(outcome: str) -> int:
@@ -879,15 +879,12 @@ def pr_page(number: int, store: RecordStore | None = None) -> PrPage:
         .first()
     )
     title, author, upstream = pull or ("", "", settings.CRCR_UPSTREAM_REPO)
+    red = {r.key: [cell.job_name for cell in r.failing] for r in view.repos if r.latest.red}
     on_main: dict[str, dict[str, str]] = {}
-    red = [r for r in view.repos if r.latest.red and r.failing]
-    if red:
+    if any(red.values()):
         now = timezone.now()
         shas = baseline.main_shas(upstream, now=now)
-        for r in red:
-            jobs = {cell.job_name for cell in r.failing}
-            if since := baseline.failing_on_main(store, r.key, jobs, shas, now=now):
-                on_main[r.key] = since
+        on_main = baseline.failing_on_main(store, red, shas, now=now)
     return PrPage(
         view,
         title,

@@ -125,6 +125,31 @@ class Measured:
 
 
 @dataclass(frozen=True)
+class MainResult:
+    """A job's result on the upstream's main (a push of a main SHA, a nightly or periodic
+    run): its latest attempt on that SHA."""
+
+    repo_key: str
+    head_sha: str
+    job_name: str
+    status: str
+    conclusion: str
+    run_attempt: int
+    at: datetime
+
+
+def latest_attempts(results: Iterable[MainResult]) -> list[MainResult]:
+    """Each (repo, SHA, job)'s latest attempt (highest, then newest), newest first."""
+    latest: dict[tuple[str, str, str], MainResult] = {}
+    for result in results:
+        key = (result.repo_key, result.head_sha, result.job_name)
+        kept = latest.get(key)
+        if kept is None or (result.run_attempt, result.at) > (kept.run_attempt, kept.at):
+            latest[key] = result
+    return sorted(latest.values(), key=lambda r: r.at, reverse=True)
+
+
+@dataclass(frozen=True)
 class JobStats:
     """One job of a repo over a window, counted per head it ran on (PR and SHA, or SHA):
     on how many heads a completed attempt was red, and on how many its attempts disagreed (a

@@ -31,6 +31,7 @@ from hud.reports import (
     HeadRun,
     JobStats,
     Kind,
+    MainResult,
     MatrixPage,
     PrActivity,
     PrHead,
@@ -227,6 +228,14 @@ class RecordStore:
     ) -> dict[str, tuple[DailyTimes, ...]]:
         """Per repo key, p50 and p90 of queue and execution time on each day of the window that
         has records, oldest first (the metrics page's time charts)."""
+        raise NotImplementedError
+
+    def main_results(
+        self, repo_keys: Sequence[str], jobs: Sequence[str], shas: Sequence[str], window: Window
+    ) -> list[MainResult]:
+        """The latest attempt of each of `jobs` of each repo on the upstream's main within the
+        window (pushes of one of `shas`, nightly and periodic runs), newest first: one read
+        for every repo a PR page or comment asks about (hud/baseline.py)."""
         raise NotImplementedError
 
     def job_stats(self, repo_key: str, window: Window, kind: Kind) -> list[JobStats]:

@@ -43,6 +43,7 @@ from hud.reports import (
     HeadRun,
     JobStats,
     Kind,
+    MainResult,
     MatrixPage,
     MatrixRow,
     PrActivity,
@@ -55,6 +56,7 @@ from hud.reports import (
     Window,
     head_runs,
     job_stats_of,
+    latest_attempts,
     nearest_ranks,
     pr_heads_of,
     red_heads,
@@ -335,6 +337,29 @@ class OrmRecordStore(RecordStore):
         for repo, day, *times in rows:
             series.setdefault(repo, []).append(DailyTimes(day, *times))
         return {repo: tuple(days) for repo, days in series.items()}
+
+    def main_results(
+        self, repo_keys: Sequence[str], jobs: Sequence[str], shas: Sequence[str], window: Window
+    ) -> list[MainResult]:
+        if not repo_keys or not jobs:
+            return []
+        on_main = Q(event_type__in=Kind.NIGHTLY.events)
+        if shas:
+            on_main |= Q(event_type="push", head_sha__in=shas)
+        records = JobRecord.objects.using(self.using).filter(
+            on_main,
+            received_at__gte=window.start,
+            received_at__lt=window.end,
+            downstream_repo__in=repo_keys,
+            job_name__in=jobs,
+        )
+        fields = ("downstream_repo", "head_sha", "job_name", "status", "conclusion")
+        return latest_attempts(
+            MainResult(repo, sha, job, status, conclusion, run_attempt=attempt, at=_aware(at))
+            for repo, sha, job, status, conclusion, attempt, at in records.values_list(
+                *fields, "run_attempt", "received_at"
+            )
+        )
 
     def job_stats(self, repo_key: str, window: Window, kind: Kind) -> list[JobStats]:
         records = self._in(window, kind, only=repo_key).filter(COMPLETED)

@@ -196,11 +196,12 @@ def state_of(row: PullComment, *, now: datetime) -> PrState | None:
         if result.latest.red:
             red.append((entry, result.failing))
     main_shas = baseline.main_shas(row.upstream_repo, now=now, branch=branch)
+    asked = {entry.key: [cell.job_name for cell in cells] for entry, cells in red}
+    on_main = baseline.failing_on_main(store, asked, main_shas, now=now) if red else {}
     already = set(row.mentioned)
     repos = []
     for entry, cells in sorted(red, key=lambda r: (-r[0].level.rank, r[0].key)):
-        jobs = {cell.job_name for cell in cells}
-        since = baseline.failing_on_main(store, entry.key, jobs, main_shas, now=now)
+        since = on_main.get(entry.key, {})
         mention = entry.key not in already and not entry.suspended and bool(_handles(entry.oncalls))
         failing = tuple(Failing(cell, since.get(cell.job_name)) for cell in cells)
         repos.append(RedRepo(entry, failing, mention))

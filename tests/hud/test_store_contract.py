@@ -121,6 +121,18 @@ def test_daily_times_are_each_days_nearest_rank_queue_and_execution(store):
     ]
 
 
+def test_main_results_are_pushes_of_main_shas_and_nightlies_newest_first(store):
+    results = store.main_results(["org/alpha", "org/beta"], ["build"], ["ccc"], D14)
+
+    assert [(r.repo_key, r.head_sha, r.job_name, r.conclusion) for r in results] == [
+        ("org/alpha", "nnn", "build", "success"),  # nightlies
+        ("org/alpha", "mmm", "build", "failure"),
+        ("org/alpha", "ccc", "build", "success"),  # the push of a main SHA; PR rows are not
+    ]
+    assert store.main_results(["org/alpha"], ["build"], [], D14)[-1].head_sha == "mmm"
+    assert store.main_results(["org/alpha"], [], ["ccc"], D14) == []
+
+
 def test_job_stats_count_heads_failed_and_flaky_per_job(store):
     stats = store.job_stats("org/alpha", D14, Kind.PR)
 

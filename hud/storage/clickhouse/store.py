@@ -25,6 +25,7 @@ from hud.reports import (
     HeadRun,
     JobStats,
     Kind,
+    MainResult,
     MatrixPage,
     MatrixRow,
     PrActivity,
@@ -37,6 +38,7 @@ from hud.reports import (
     Window,
     head_runs,
     job_stats_of,
+    latest_attempts,
     pr_heads_of,
     red_heads,
     worst_first,
@@ -253,6 +255,27 @@ class ClickHouseRecordStore(RecordStore):
         for row in self._select(statement, params):
             series.setdefault(row[0], []).append(DailyTimes(row[1], *row[2:6]))
         return {repo: tuple(days) for repo, days in series.items()}
+
+    def main_results(
+        self, repo_keys: Sequence[str], jobs: Sequence[str], shas: Sequence[str], window: Window
+    ) -> list[MainResult]:
+        if not repo_keys or not jobs:
+            return []
+        params: dict[str, Any] = {}
+        where = self._where(window, None, params)
+        on_main = f"event_type IN {q.in_list('ev', Kind.NIGHTLY.events, params)}"
+        if shas:
+            on_main += f" OR (event_type = 'push' AND head_sha IN {q.in_list('sha', shas, params)})"
+        statement = (
+            "SELECT downstream_repo, head_sha, job_name, status, conclusion, run_attempt, "
+            f"received_at FROM {q.TABLE} FINAL WHERE {where} "
+            f"AND downstream_repo IN {q.in_list('repo', repo_keys, params)} "
+            f"AND job_name IN {q.in_list('job', jobs, params)} AND ({on_main})"
+        )
+        return latest_attempts(
+            MainResult(repo, sha, job, status, conclusion, run_attempt=attempt, at=at)
+            for repo, sha, job, status, conclusion, attempt, at in self._select(statement, params)
+        )
 
     def job_stats(self, repo_key: str, window: Window, kind: Kind) -> list[JobStats]:
         params: dict[str, Any] = {}
