@@ -1,6 +1,7 @@
 """Formatting for the HUD's templates: durations, rates, outcomes, safe links, sparklines."""
 
 import math
+import re
 from html import escape as html_escape
 from typing import Any
 
@@ -14,6 +15,7 @@ from hud.records import safe_url
 from hud.reports import DailyPoint, Window
 
 register = template.Library()
+JOB_LOG = re.compile(r"/actions/runs/[0-9]+/job/[0-9]+$")  # hud/reports.py job_log_url
 
 
 def _escape(value: object) -> str:
@@ -231,7 +233,8 @@ def matrix_cell(shown: Any) -> SafeString:
         rows.append(("Triage", _escape(text)))
     log = link_or_none(cell.log_url)
     if log:
-        rows.append(("Log", f'<a href="{_escape(log)}" rel="noopener noreferrer">workflow run</a>'))
+        words = "job log" if JOB_LOG.search(log) else "workflow run"
+        rows.append(("Log", f'<a href="{_escape(log)}" rel="noopener noreferrer">{words}</a>'))
     details = "".join(f"<dt>{term}</dt><dd>{value}</dd>" for term, value in rows)
     html = f'<details class="cell {outcome}"><summary>{head}</summary><dl>{details}</dl></details>'
     return mark_safe(html)  # noqa: S308 (built above from escaped values only)
