@@ -222,7 +222,8 @@ WSGI_APPLICATION = "crcr_site.wsgi.application"
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [],
+        # Before the apps' own: crcr_site/templates/admin/base_site.html adds our admin CSS.
+        "DIRS": [BASE_DIR / "crcr_site" / "templates"],
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [
