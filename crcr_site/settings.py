@@ -411,6 +411,8 @@ CRCR_PROBE_REPO = envstr("CRCR_PROBE_REPO", "pytorch/crcr-test")
 HUD_PAGE_SIZE = envint("HUD_PAGE_SIZE", 25, minimum=5)
 # Seconds between an open HUD page's refreshes of itself (hud/static/hud/hud.js; 0: never).
 CRCR_HUD_REFRESH = envint("CRCR_HUD_REFRESH", 15, minimum=0)
+# A line every HUD page shows under its header (a maintenance notice; the demo's time scale).
+CRCR_HUD_NOTICE = envstr("CRCR_HUD_NOTICE")
 # Level readiness (shown on an L2+ repo's page): thresholds and windows.
 HUD_READY_PASS_RATE = envfloat("HUD_READY_PASS_RATE", 0.90, minimum=0.0)
 HUD_READY_MAX_TIMEOUT_RATE = envfloat("HUD_READY_MAX_TIMEOUT_RATE", 0.01, minimum=0.0)

@@ -285,3 +285,9 @@ def pr_row(repo: Any, number: int) -> SafeString:
 def live_every() -> int:
     """Seconds between a page's refreshes of itself (hud/static/hud/hud.js); 0: never."""
     return max(0, int(settings.CRCR_HUD_REFRESH))
+
+
+@register.simple_tag
+def hud_notice() -> str:
+    """The operator's line for every page (CRCR_HUD_NOTICE), or nothing."""
+    return str(settings.CRCR_HUD_NOTICE)
