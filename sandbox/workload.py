@@ -40,13 +40,14 @@ class Attempt:
 
 def profile(repo: str, level: str) -> Profile:
     """A repo's own profile, the same every run: its runners are slower or faster than the
-    others' by a factor taken from its name (0.6 to 1.4), busier or quieter likewise."""
+    others' by a factor taken from its name (0.6 to 1.4), busier or quieter likewise, and its
+    tests flakier or steadier (an L4 repo's least)."""
     digest = zlib.crc32(repo.casefold().encode())
-    runs, waits = 0.6 + (digest % 1000) / 1250, 0.6 + (digest // 1000 % 1000) / 1250
+    runs, waits, flakes = (0.6 + (digest // 1000**n % 1000) / 1250 for n in range(3))
     return Profile(
         queue=(QUEUE[0] * waits, QUEUE[1] * waits),
         execution=(EXECUTION[0] * runs, EXECUTION[1] * runs),
-        flaky=0.02 if level == Level.L4 else 0.08,
+        flaky=(0.02 if level == Level.L4 else 0.08) * flakes,
     )
 
 

@@ -4,11 +4,9 @@ test_browser.py drives it) against gunicorn, with rows whose texts are as long a
 allow."""
 
 import itertools
-import os
 import uuid
 from datetime import timedelta
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
 from django.contrib import admin
@@ -17,21 +15,12 @@ from django.db import models
 from django.urls import reverse
 from django.utils import timezone
 
+from tests.chromium import launched
 from tests.paths import ROOT
 from tests.servers import Gunicorn
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
-CHROMIUM = "/usr/bin/chromium"
-FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 ROWS = 3
 SCREENSHOTS = ROOT / "var" / "screenshots"
 # What long texts hold in production: words, and tokens that do not break (ids, SHAs, URLs).
@@ -107,16 +96,8 @@ def every_model_filled():
 
 @pytest.fixture
 def browser():
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: apt-get install chromium (or run -m 'not browser')")
-    from playwright.sync_api import sync_playwright
-
-    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+    with launched() as browser:
         yield browser
-        browser.close()
-    del os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"]
 
 
 @pytest.fixture

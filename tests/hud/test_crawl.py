@@ -95,7 +95,11 @@ def _in_progress_only() -> None:
 
 
 def _demo() -> None:
+    """The demo's history, in which the L3 repo's failures were timeouts: the level
+    automation has a demotion to propose whatever the history's dice said."""
     assert history.load() > 0
+    failed = JobRecord.objects.filter(downstream_repo="org/three", conclusion="failure")
+    assert failed.update(conclusion="timed_out") > 0
 
 
 def _poisoned() -> None:
