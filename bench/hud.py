@@ -3,11 +3,12 @@
 Seeds ROWS job records over 90 days for 30 downstream repos (PRs pushed several times, 5-40
 jobs per dispatch, shard families, re-runs, ~8 % failures, some timeouts) into a scratch
 PostgreSQL database and a chdb directory, checks the row counts, then renders /crcr (14 days),
-the busiest repo's page and a PR page server-side (Django's test client, in this process) and
-prints each page's time next to the summed time of every SQL statement it ran, measured in the
-same request. "Cold" is the first render of that page's data: the process has served other
-variants of the pages (so modules are imported and templates compiled, as on any running
-server) and the allowlist snapshot is dropped; "warm" is the median of five more renders.
+the busiest repo's page, a PR page and the metrics page server-side (Django's test client, in
+this process) and prints each page's time next to the summed time of every SQL statement it
+ran, measured in the same request. "Cold" is the first render of that page's data: the
+process has served other variants of the pages (so modules are imported and templates
+compiled, as on any running server) and the allowlist snapshot is dropped; "warm" is the
+median of five more renders.
 
     .venv/bin/python bench/hud.py [--rows 1000000] [--keep]
 
@@ -296,6 +297,7 @@ def measure_pages(args: argparse.Namespace, store, busiest: str, quiet: str, pr:
         ("/crcr (14 days)", "/crcr?days=14"),
         (f"repo page ({busiest})", f"/crcr/{busiest}"),
         (f"PR page (#{pr})", f"/crcr/pr/{pr}"),
+        ("metrics (14 days)", "/crcr/metrics?days=14"),
     ]
     print(f"{'backend':<11} {'page':<36} {'cold ms':>8} {'SQL ms':>7} {'page/SQL':>9} "
           f"{'warm ms':>8} {'SQL ms':>7} {'page/SQL':>9} {'queries':>8}")  # fmt: skip
@@ -311,7 +313,7 @@ def measure_pages(args: argparse.Namespace, store, busiest: str, quiet: str, pr:
         client = Client()
         # The process is warm (modules imported, templates compiled: what a server's first
         # requests do once), the data is not: other variants of the pages are rendered first.
-        for path in ("/crcr?days=7", f"/crcr/{quiet}", f"/crcr/pr/{pr - 7}"):
+        for path in ("/crcr?days=7", f"/crcr/{quiet}", f"/crcr/pr/{pr - 7}", "/crcr/metrics"):
             client.get(path)
         gc.freeze()  # as crcr_site/wsgi.py does once the app is loaded
         for label, path in pages:

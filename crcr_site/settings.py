@@ -408,11 +408,17 @@ HUD_FORWARD_URL = envstr("HUD_FORWARD_URL") or None
 HUD_FORWARD_TOKEN = envsecret("HUD_FORWARD_TOKEN")
 # The relay's own probe repo: it feeds the relay-health card, not the level tables.
 CRCR_PROBE_REPO = envstr("CRCR_PROBE_REPO", "pytorch/crcr-test")
+# The relay-health card judges the probe's newest this many PR runs and nightlies, and calls
+# it overdue when its newest result is older than this many seconds.
+CRCR_PROBE_RUNS = envint("CRCR_PROBE_RUNS", 3, minimum=1)
+CRCR_PROBE_OVERDUE = envint("CRCR_PROBE_OVERDUE", 24 * 3600, minimum=60)
 HUD_PAGE_SIZE = envint("HUD_PAGE_SIZE", 25, minimum=5)
 # Seconds between an open HUD page's refreshes of itself (hud/static/hud/hud.js; 0: never).
 CRCR_HUD_REFRESH = envint("CRCR_HUD_REFRESH", 15, minimum=0)
 # A line every HUD page shows under its header (a maintenance notice; the demo's time scale).
 CRCR_HUD_NOTICE = envstr("CRCR_HUD_NOTICE")
+# A repo dispatched to that has answered nothing for this long is listed as silent on /crcr.
+CRCR_SILENT_AFTER = envint("CRCR_SILENT_AFTER", 6 * 3600, minimum=60)
 # Level readiness (shown on an L2+ repo's page): thresholds and windows.
 HUD_READY_PASS_RATE = envfloat("HUD_READY_PASS_RATE", 0.90, minimum=0.0)
 HUD_READY_MAX_TIMEOUT_RATE = envfloat("HUD_READY_MAX_TIMEOUT_RATE", 0.01, minimum=0.0)

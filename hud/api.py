@@ -22,14 +22,30 @@ from rest_framework.views import APIView
 from rest_framework_dataclasses.serializers import DataclassSerializer
 
 from crcr_site.errors import Dependency, Unavailable, json_error
-from hud import pages
+from hud import pages, pr_list
 from hud.pages import BadQuery, Query
-from hud.reports import DAYS, OUTCOMES, Counts, DailyPoint, PrRepo, PrView, RepoSummary, ShaResult
+from hud.reports import (
+    DAYS,
+    OUTCOMES,
+    Counts,
+    DailyPoint,
+    Mark,
+    PrRepo,
+    PrView,
+    RepoMark,
+    RepoSummary,
+    ShaResult,
+)
 from hud.storage import StoreUnavailable
 
 
 class CountsSerializer(DataclassSerializer[Counts]):
-    total = serializers.IntegerField(read_only=True)
+    total = serializers.IntegerField(read_only=True, help_text="completed + in_progress")
+    other = serializers.IntegerField(
+        read_only=True,
+        help_text="completed with another conclusion (skipped, neutral, …): successes + "
+        "failures + timed_out + cancelled + other = completed",
+    )
     pass_rate = serializers.FloatField(read_only=True, allow_null=True)
 
     class Meta:
@@ -123,6 +139,28 @@ class RepoPageSerializer(DataclassSerializer[pages.RepoPage]):
     class Meta:
         dataclass = pages.RepoPage
         exclude = ("rows",)  # the page's presentation of `matrix`
+
+
+class RepoMarkSerializer(DataclassSerializer[RepoMark]):
+    counts = CountsSerializer()
+    mark = serializers.ChoiceField(choices=[m.value for m in Mark], read_only=True)
+
+    class Meta:
+        dataclass = RepoMark
+
+
+class PrLineSerializer(DataclassSerializer[pr_list.PrLine]):
+    marks = RepoMarkSerializer(many=True)
+
+    class Meta:
+        dataclass = pr_list.PrLine
+
+
+class PrListSerializer(DataclassSerializer[pr_list.PrList]):
+    lines = PrLineSerializer(many=True)
+
+    class Meta:
+        dataclass = pr_list.PrList
 
 
 class ErrorSerializer(serializers.Serializer[Any]):
@@ -223,6 +261,36 @@ class Pr(APIView):
     def get(self, request: Request, number: int) -> Response:
         """What /crcr/pr/{number} shows: one upstream PR across every downstream repo."""
         return Response(PrPageSerializer(pages.pr_page(number)).data)
+
+
+PR_LIST_QUERY = [
+    OpenApiParameter("days", OpenApiTypes.INT, enum=list(DAYS), description="window, days"),
+    OpenApiParameter(
+        "q",
+        {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": pr_list.SEARCH_MAX,
+            "pattern": f"^[^{pr_list.CONTROL_CHARACTERS}]*$",
+        },
+        description="a PR number (#123 or 123), words of a title or author, or a head SHA prefix",
+    ),
+    OpenApiParameter(
+        "page", {"type": "integer", "minimum": 1, "maximum": pr_list.PAGE_MAX}, description="from 1"
+    ),
+]
+
+
+class Prs(APIView):
+    @extend_schema(parameters=PR_LIST_QUERY, responses={200: PrListSerializer, **ERRORS})
+    def get(self, request: Request) -> Response:
+        """What /crcr/prs shows: recent upstream PRs, newest activity first, with each
+        downstream repo's mark on the latest head."""
+        try:
+            query = pr_list.PrListQuery.parse(request.query_params, strict=True)
+        except BadQuery as bad:
+            raise BadQueryError(str(bad)) from None
+        return Response(PrListSerializer(pr_list.pr_list(query)).data)
 
 
 schema_view = SpectacularAPIView.as_view()

@@ -33,9 +33,16 @@ from allowlist.audit import acting_as
 from allowlist.entry import Entry, Level
 from allowlist.models import DownstreamRepo
 from hud.models import LevelProposal
-from hud.pages import Criterion, Readiness, readiness, readiness_windows
+from hud.pages import (
+    Criterion,
+    Readiness,
+    Verdict,
+    automation_skips,
+    figure,
+    readiness,
+    readiness_windows,
+)
 from hud.storage import RecordStore, get_store
-from hud.templatetags.hud import duration, percent
 
 logger = logging.getLogger(__name__)
 
@@ -65,12 +72,8 @@ def _finite(value: float | None) -> float | None:
 
 
 def shown(value: float | None, unit: str) -> str:
-    """A criterion's figure as the HUD reads it."""
-    if value is None:
-        return "no data"
-    if unit == "rate":
-        return percent(value)
-    return f"{value:.0f}" if unit == "days" else duration(value)
+    """A criterion's figure as the HUD reads it (the readiness panel's own words)."""
+    return figure(value, unit)
 
 
 def _figure(criterion: Criterion, *, promotion: bool, days: int) -> dict[str, Any]:
@@ -85,24 +88,22 @@ def _figure(criterion: Criterion, *, promotion: bool, days: int) -> dict[str, An
     }
 
 
-def _said(figure: dict[str, Any]) -> str:
-    over = f" over {figure['days']} days" if figure["days"] else ""
-    value = shown(figure["value"], figure["unit"])
-    return f"{figure['name']} {value} (needs {figure['needs']}){over}"
+def _said(found: dict[str, Any]) -> str:
+    over = f" over {found['days']} days" if found["days"] else ""
+    value = figure(found["value"], found["unit"])
+    return f"{found['name']} {value} (needs {found['needs']}){over}"
 
 
 def decide(level: Level, ready: Readiness) -> Decision | None:
-    """The proposal a repo's readiness makes at `level`, if any."""
+    """The proposal a repo's readiness makes at `level`, if any: what its verdict
+    (hud/pages.py `judge`, the readiness panel's) says."""
     lower, higher = level.step(-1), level.step(+1)
-    demoting = [c for c in ready.criteria if c.demotes]
-    failing = [c for c in demoting if not c.demotion_met]
-    if failing:  # never a promotion while the latest results fail
-        if lower is None or lower.rank < 2:
-            return None
+    if ready.verdict == Verdict.AT_RISK and lower is not None:
+        demoting = [c for c in ready.criteria if c.demotes]
         figures = [_figure(c, promotion=False, days=ready.demotion_days) for c in demoting]
         reason = "; ".join(_said(f) for f in figures if not f["met"])
         return Decision(Direction.DEMOTE, lower, figures, reason)
-    if higher is not None and all(c.promotion_met for c in ready.criteria):
+    if ready.verdict == Verdict.READY and higher is not None:
         figures = [_figure(c, promotion=True, days=ready.promotion_days) for c in ready.criteria]
         reason = "every criterion met: " + "; ".join(_said(f) for f in figures)
         return Decision(Direction.PROMOTE, higher, figures, reason)
@@ -126,11 +127,7 @@ class Report:
 
 
 def _evaluated(entry: Entry) -> bool:
-    return (
-        entry.level.rank >= 2
-        and entry.takes_part_in("pull_request")
-        and entry.key != settings.CRCR_PROBE_REPO.casefold()
-    )
+    return not automation_skips(entry, entry.key)
 
 
 def evaluate(*, now: datetime | None = None, store: RecordStore | None = None) -> Report:

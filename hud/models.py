@@ -180,6 +180,43 @@ def _newer_only(update: tuple[str, ...]) -> str:
     return f"SET {changes} WHERE EXCLUDED.updated_at >= {table}.updated_at"
 
 
+class UpstreamCommit(models.Model):
+    """A commit pushed to the upstream as the HUD names it, from the push's webhook (the relay
+    writes it with the delivery, relay/fanout.py): its title and author for the nightly rows,
+    and whether it went to the default branch, the baseline of "already failing on main"
+    (hud/baseline.py)."""
+
+    upstream_repo = models.CharField(max_length=140)
+    sha = models.CharField(max_length=64)
+    ref = models.CharField(max_length=255)
+    on_default_branch = models.BooleanField(help_text="ref is the branch the webhook names")
+    title = models.CharField(max_length=1024, blank=True, help_text="the message's first line")
+    author = models.CharField(max_length=100, blank=True)
+    pushed_at = models.DateTimeField(help_text="when the webhook was received, relay's clock")
+
+    class Meta:
+        constraints: ClassVar = [
+            models.UniqueConstraint(fields=["upstream_repo", "sha", "ref"], name="hud_commit_once")
+        ]
+        indexes: ClassVar = [models.Index(fields=["pushed_at"], name="hud_commit_pushed")]
+
+    def __str__(self) -> str:
+        return f"{self.sha[:10]} {self.title}"
+
+    @classmethod
+    def note(
+        cls, *, upstream_repo: str, sha: str, ref: str, default_branch: str, title: str,
+        author: str, at: datetime,
+    ) -> None:  # fmt: skip
+        """Keep a push of `sha` to `ref` (once: a redelivery changes nothing)."""
+        values = {
+            "upstream_repo": upstream_repo, "sha": sha, "ref": ref, "title": title,
+            "author": author, "pushed_at": at,
+            "on_default_branch": bool(default_branch) and ref == f"refs/heads/{default_branch}",
+        }  # fmt: skip
+        sql.insert_row(sql.Row(cls, values, on_conflict=("upstream_repo", "sha", "ref")))
+
+
 class LevelProposal(models.Model):
     """A level change the readiness criteria propose for one allowlisted repo (hud/levels.py):
     open until an admin accepts or dismisses it, or an evaluation no longer proposes it."""
@@ -230,3 +267,33 @@ class LevelProposal(models.Model):
 
     def __str__(self) -> str:
         return f"{self.repo} {self.from_level}→{self.to_level} ({self.state})"
+
+
+class Dispatched(models.Model):
+    """A dispatch GitHub accepted, as the HUD needs it to tell a downstream that never called
+    back: written by the relay when it records a dispatch as sent (relay/sending.py), one bulk
+    insert per batch of answers, so the HUD reads nothing of the relay's own tables. "Silent"
+    is a row with no job record of the same repo and delivery yet (hud/pages.py)."""
+
+    repo = models.CharField(max_length=140, help_text="owner/name as the allowlist spells it")
+    repo_key = models.CharField(max_length=140, help_text="casefolded owner/name")
+    upstream_repo = models.CharField(max_length=140)
+    event_type = models.CharField(max_length=20)
+    pr_number = models.PositiveIntegerField(default=0)
+    head_sha = models.CharField(max_length=100, blank=True)
+    delivery_id = models.CharField(max_length=100, help_text="X-GitHub-Delivery")
+    dispatched_at = models.DateTimeField(help_text="when GitHub accepted it, relay's clock")
+
+    class Meta:
+        verbose_name_plural = "dispatched"
+        constraints: ClassVar = [
+            models.UniqueConstraint(fields=["delivery_id", "repo_key"], name="hud_dispatched_once")
+        ]
+        indexes: ClassVar = [
+            models.Index(fields=["pr_number", "dispatched_at"], name="hud_dispatched_pr"),
+            models.Index(fields=["repo_key", "dispatched_at"], name="hud_dispatched_repo"),
+            models.Index(fields=["dispatched_at"], name="hud_dispatched_time"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.repo} {self.delivery_id}"

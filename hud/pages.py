@@ -4,9 +4,11 @@ Views parse the query with `Query.parse` and call one function here; nothing her
 """
 
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from collections.abc import Set as AbstractSet
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from enum import StrEnum
 
 from django.conf import settings
 from django.utils import timezone
@@ -14,23 +16,34 @@ from django.utils import timezone
 from allowlist import lookup
 from allowlist.entry import CAPABILITIES, Capabilities, Entry, Level
 from allowlist.models import Change, DownstreamRepo
-from hud.models import LevelProposal, UpstreamPull
+from hud import baseline
+from hud.models import LevelProposal, UpstreamCommit, UpstreamPull
 from hud.reports import (
     DAYS,
     DEFAULT_DAYS,
     OUTCOMES,
+    PROBE_EXPECTATIONS,
+    RED,
     Cell,
     DailyPoint,
+    DailyTimes,
+    JobStats,
     Kind,
     MatrixPage,
     MatrixRow,
     ProbeHealth,
+    ProbeLine,
+    ProbeRun,
     PrView,
     ReadinessMetrics,
     RepoSummary,
     Window,
+    judged,
+    probe_judged,
 )
+from hud.silent import SilentRepo, Unanswered, of_pr, of_repo, silent_repos
 from hud.storage import RecordStore, get_store
+from hud.templatetags.hud import duration, percent
 
 
 class BadQuery(ValueError):
@@ -97,6 +110,21 @@ def _int(params: Mapping[str, str], name: str, default: int) -> int:
     return int(str(raw))
 
 
+def allowlisted(key: str, shown: str, entries: Mapping[str, Entry]) -> str:
+    """A repo's name as the allowlist spells it; `shown` (its records' spelling) when it is
+    not listed."""
+    entry = entries.get(key)
+    return entry.repo if entry is not None else shown
+
+
+def _listed() -> dict[str, Entry]:
+    return {entry.key: entry for entry in lookup.snapshot().entries}
+
+
+def probe_key() -> str:
+    return settings.CRCR_PROBE_REPO.casefold()
+
+
 # -- /crcr -------------------------------------------------------------------------------------
 
 
@@ -141,6 +169,12 @@ class LevelBlock:
     registered: tuple[Registered, ...]  # the allowlisted repos at this level
     lines: tuple[RepoLine, ...]
 
+    @property
+    def has_other(self) -> bool:
+        """Whether a line has completed jobs of another conclusion (the table's Other column:
+        without one, successes to cancelled sum to the total alone)."""
+        return any(line.summary.counts.other for line in self.lines)
+
 
 @dataclass(frozen=True)
 class Overview:
@@ -150,18 +184,20 @@ class Overview:
     blocks: tuple[LevelBlock, ...]
     probe: ProbeHealth
     as_of: datetime | None
+    silent: tuple[SilentRepo, ...] = ()
 
 
 def overview(query: Query, store: RecordStore | None = None) -> Overview:
     store = store or get_store()
     window = query.window()
-    probe = settings.CRCR_PROBE_REPO.casefold()
+    probe = probe_key()
     entries = lookup.snapshot().entries
     listed = {entry.key: entry for entry in entries}
     marks = _marks(entries)
     by_level: dict[str, list[RepoLine]] = {}
     for summary in store.summary(window, query.kind, exclude=[probe]):
         entry = listed.get(summary.key)
+        summary = replace(summary, repo=allowlisted(summary.key, summary.repo, listed))
         # Not on the allowlist: under the level it reported, else L2, the lowest level whose
         # results the HUD shows (an envelope from another relay may carry no level).
         level = entry.level.value if entry else (summary.level or Level.L2.value)
@@ -183,7 +219,54 @@ def overview(query: Query, store: RecordStore | None = None) -> Overview:
         for level in sorted(Level, key=lambda level: -level.rank)
     )
     as_of = store.newest()
-    return Overview(query, window, len(entries), blocks, store.probe(probe, window), as_of)
+    quiet = silent_repos(store, window.start, window.end)
+    health = probe_health(store, window.end, listed)
+    return Overview(query, window, len(entries), blocks, health, as_of, quiet)
+
+
+def probe_health(
+    store: RecordStore, now: datetime, listed: Mapping[str, Entry] | None = None
+) -> ProbeHealth:
+    """The relay-health card: the probe's newest CRCR_PROBE_RUNS finished PR runs and nightlies
+    (within the longest window), and any newer still going, whatever the page's window; each
+    run judged by its jobs' latest attempts."""
+    key = probe_key()
+    listed = _listed() if listed is None else listed
+    widest = Window(max(DAYS), now)
+    lines, name = [], settings.CRCR_PROBE_REPO
+    wanted = settings.CRCR_PROBE_RUNS
+    for kind in Kind:
+        # Twice as many rows as judged: runs still going (nothing unexpected yet) take none of
+        # the judged places.
+        page = store.matrix(key, widest, kind, per_page=2 * wanted)
+        runs: list[ProbeRun] = []
+        for run in map(_probe_run, page.rows):
+            if sum(r.state != "running" for r in runs) == wanted:
+                break
+            runs.append(run)
+        lines.append(ProbeLine.of(kind, runs))
+        name = page.repo if page.rows else name
+    return ProbeHealth.of(
+        allowlisted(key, name, listed),
+        key,
+        lines,
+        now=now,
+        overdue_after=settings.CRCR_PROBE_OVERDUE,
+    )
+
+
+def _probe_run(row: MatrixRow) -> ProbeRun:
+    cells = row.cells.values()
+    done = [cell for cell in cells if cell.status == "completed"]
+    expected = sum(probe_judged(cell.job_name, cell.conclusion) == "success" for cell in done)
+    return ProbeRun(
+        row.pr_number,
+        row.head_sha,
+        row.last_at,
+        len(row.cells),
+        expected,
+        len(row.cells) - len(done),
+    )
 
 
 def _marks(entries: tuple[Entry, ...]) -> dict[str, Marks]:
@@ -216,8 +299,11 @@ class ShownCell:
     """What one matrix cell shows: a job's cell, or a shard family's worst one."""
 
     cell: Cell
-    passed: int = 1  # shards that succeeded
+    passed: int = 1  # shards that succeeded (on the probe's page: ended as expected)
     of: int = 1  # shards reported
+    flaky: bool = False  # a job of it failed and passed on this head (JobStats)
+    on_main_since: str = ""  # red, and red on main too since this SHA (hud/baseline.py)
+    expected: str = ""  # on the probe's page: the conclusion its job expects
 
 
 @dataclass(frozen=True)
@@ -240,6 +326,14 @@ class Criterion:
     demotes: bool = True  # failing it over the demotion window proposes a demotion
 
 
+class Verdict(StrEnum):
+    READY = "ready"  # every criterion met: level automation proposes the target level
+    MEETS = "meets"  # keeps its level; not (yet) ready for the next
+    AT_RISK = "at_risk"  # a demotion criterion fails: level automation proposes a demotion
+    NO_DATA = "no_data"  # a criterion has nothing measured (and no demotion follows)
+    NOT_APPLICABLE = "not_applicable"  # level automation leaves the repo out
+
+
 @dataclass(frozen=True)
 class Readiness:
     promotion_days: int
@@ -247,6 +341,9 @@ class Readiness:
     level: str  # the level the repo is at, whose days a promotion waits for
     days_at_level: int | None
     criteria: tuple[Criterion, ...]
+    target: str = ""  # the next level up; "" at L4 (only the demotion criteria then)
+    verdict: Verdict = Verdict.NOT_APPLICABLE
+    summary: str = ""  # the verdict in one line, for people
 
 
 @dataclass(frozen=True)
@@ -316,6 +413,34 @@ class RepoPage:
     readiness: Readiness | None
     levels: Levels
     as_of: datetime | None
+    jobs: "JobBoard | None" = None
+    unanswered: tuple[Unanswered, ...] = ()
+    probe: bool = False  # the probe's page: its figures count expected outcomes as passing
+
+
+@dataclass(frozen=True)
+class JobBoard:
+    """A repo's flaky jobs (attempts that disagreed on one head) and most failing ones, over
+    the page's window, each ranked worst first."""
+
+    flaky: tuple[JobStats, ...]
+    failing: tuple[JobStats, ...]
+
+    @classmethod
+    def of(cls, stats: Sequence[JobStats], *, top: int = 10) -> "JobBoard":
+        flaky = sorted(
+            (s for s in stats if s.flaky_heads),
+            key=lambda s: (-s.flaky_heads, -s.flaky_rate, s.job_name),
+        )
+        failing = sorted(
+            (s for s in stats if s.failed_heads),
+            key=lambda s: (-s.failed_heads, -s.failure_rate, s.job_name),
+        )
+        return cls(tuple(flaky[:top]), tuple(failing[:top]))
+
+    def flipped(self) -> set[tuple[str, str]]:
+        """(head SHA, job) pairs whose attempts disagreed: the matrix's flaky badges."""
+        return {(sha, s.job_name) for s in self.flaky for sha in s.flaky_shas}
 
 
 def repo_page(key: str, query: Query, store: RecordStore | None = None) -> RepoPage | None:
@@ -337,9 +462,21 @@ def repo_page(key: str, query: Query, store: RecordStore | None = None) -> RepoP
         per_page=settings.HUD_PAGE_SIZE,
     )
     columns = shard_columns(matrix.columns, collapse=not query.shards)
-    about = _titles(matrix.rows) if query.kind == Kind.PR else {}
+    # A PR's row is named by the PR; a push's or a nightly's by its upstream commit.
+    about: dict[int | str, tuple[str, str]] = dict(_titles(matrix.rows).items())
+    about |= _commit_titles(matrix.rows).items()
+    probe = key == probe_key()
+    # The probe's jobs are red by design (xfail, xtimeout): its flaky and failing ranking,
+    # which counts red conclusions, would misread them, so its page has none.
+    jobs = None if probe else JobBoard.of(store.job_stats(key, window, query.kind))
+    flipped = jobs.flipped() if jobs is not None else frozenset()
+    on_main = _red_on_main(store, key, matrix.rows) if query.kind == Kind.PR and not probe else {}
     rows = tuple(
-        ShownRow(row, tuple(_shown(row, c) for c in columns), *about.get(row.pr_number, ("", "")))
+        ShownRow(
+            row,
+            tuple(_shown(row, c, flipped, on_main, probe=probe) for c in columns),
+            *about.get(row.pr_number or row.head_sha, ("", "")),
+        )
         for row in matrix.rows
     )
     level = entry.level.value if entry else (summary.level if summary else "")
@@ -347,7 +484,15 @@ def repo_page(key: str, query: Query, store: RecordStore | None = None) -> RepoP
     if level in ("L2", "L3", "L4"):
         promote, demote = measured
         ready = readiness(entry.repo if entry else key, promote, demote, window.end, Level(level))
+        if skipped := automation_skips(entry, key):
+            ready = replace(ready, criteria=(), verdict=Verdict.NOT_APPLICABLE, summary=skipped)
     repo = entry.repo if entry else (summary.repo if summary else matrix.repo)
+    if summary is not None:
+        summary = replace(summary, repo=repo)
+        if key == probe_key():  # its expected failures pass the probe (hud/reports.py)
+            counts, daily = judged(store.outcomes(key, window, query.kind))
+            summary = replace(summary, counts=counts, daily=daily)
+    matrix = replace(matrix, repo=repo)
     return RepoPage(
         key,
         repo,
@@ -361,6 +506,9 @@ def repo_page(key: str, query: Query, store: RecordStore | None = None) -> RepoP
         ready,
         repo_levels(key, entry),
         store.newest(),
+        jobs=jobs,
+        unanswered=of_repo(key, window.start, store, window.end),
+        probe=probe,
     )
 
 
@@ -440,12 +588,43 @@ def shard_columns(jobs: tuple[str, ...], *, collapse: bool) -> tuple[Column, ...
     return tuple(columns)
 
 
-def _shown(row: MatrixRow, column: Column) -> ShownCell | None:
+def _shown(
+    row: MatrixRow,
+    column: Column,
+    flipped: AbstractSet[tuple[str, str]] = frozenset(),
+    on_main: Mapping[str, str] | None = None,
+    *,
+    probe: bool = False,
+) -> ShownCell | None:
     cells = [row.cells[job] for job in column.jobs if job in row.cells]
     if not cells:
         return None
+    flaky = any((row.head_sha, c.job_name) in flipped for c in cells)
+    if probe:  # a cell is as good as its job's expectation says (hud/reports.py probe_judged)
+
+        def as_judged(cell: Cell) -> str:
+            done = cell.status == "completed"
+            return probe_judged(cell.job_name, cell.conclusion) if done else cell.outcome
+
+        worst = min(cells, key=lambda c: _badness(as_judged(c)))
+        passed = sum(as_judged(c) == "success" for c in cells)
+        expected = PROBE_EXPECTATIONS.get(worst.job_name, "success")
+        return ShownCell(worst, passed, len(cells), flaky, expected=expected)
     worst = min(cells, key=lambda c: _badness(c.outcome))
-    return ShownCell(worst, sum(c.outcome == "success" for c in cells), len(cells))
+    red = row.pr_number and worst.outcome in RED
+    since = (on_main or {}).get(worst.job_name, "") if red else ""
+    passed = sum(c.outcome == "success" for c in cells)
+    return ShownCell(worst, passed, len(cells), flaky, since)
+
+
+def _red_on_main(store: RecordStore, key: str, rows: Sequence[MatrixRow]) -> dict[str, str]:
+    """Job → the main SHA since which it is red there, for the jobs red on the PR rows shown."""
+    red = {job for row in rows if row.pr_number for job, c in row.cells.items() if c.outcome in RED}
+    if not red:
+        return {}
+    now = timezone.now()
+    shas = baseline.main_shas(settings.CRCR_UPSTREAM_REPO, now=now)
+    return baseline.failing_on_main(store, key, red, shas, now=now)
 
 
 def _badness(outcome: str) -> int:
@@ -458,10 +637,23 @@ ABOUT = ("number", "title", "author")
 def _titles(rows: tuple[MatrixRow, ...]) -> dict[int, tuple[str, str]]:
     """PR number → (title, author), as the newest webhook of each PR said (UpstreamPull)."""
     numbers = {row.pr_number for row in rows if row.pr_number}
+    if not numbers:
+        return {}
     pulls = UpstreamPull.objects.filter(number__in=numbers)
     return {
         n: (title, author) for n, title, author in pulls.values_list("number", "title", "author")
     }
+
+
+def _commit_titles(rows: tuple[MatrixRow, ...]) -> dict[str, tuple[str, str]]:
+    """Head SHA → (title, author) of that upstream commit, as its push's webhook said."""
+    shas = {row.head_sha for row in rows if row.head_sha and not row.pr_number}
+    if not shas:
+        return {}
+    commits = UpstreamCommit.objects.filter(sha__in=shas).order_by("on_default_branch")
+    # (Pushed to several branches: the default branch's push is read last, so it names it.)
+    named = commits.values_list("sha", "title", "author")
+    return {sha: (title, author) for sha, title, author in named}
 
 
 def readiness_windows(now: datetime) -> list[Window]:
@@ -489,13 +681,77 @@ def readiness(
         .first()
     )
     days_at_level = (now - since) // timedelta(days=1) if since else None
+    criteria = tuple(_criteria(promote, demote, level, days_at_level))
+    verdict, summary = judge(level, criteria, settings.HUD_READY_DEMOTION_DAYS)
+    higher = level.step(+1)
     return Readiness(
         settings.HUD_READY_PROMOTION_DAYS,
         settings.HUD_READY_DEMOTION_DAYS,
         level.value,
         days_at_level,
-        tuple(_criteria(promote, demote, level, days_at_level)),
+        criteria,
+        higher.value if higher else "",
+        verdict,
+        summary,
     )
+
+
+def figure(value: float | None, unit: str) -> str:
+    """A criterion's figure as the HUD reads it."""
+    if value is None:
+        return "no data"
+    if unit == "rate":
+        return percent(value)
+    return f"{value:.0f}" if unit == "days" else duration(value)
+
+
+def _said(criterion: Criterion, *, promotion: bool, days: int | None = None) -> str:
+    value = criterion.promotion if promotion else criterion.demotion
+    over = f" over {days} days" if days and criterion.unit != "days" else ""
+    return f"{criterion.name} {figure(value, criterion.unit)} (needs {criterion.threshold}){over}"
+
+
+def judge(level: Level, criteria: tuple[Criterion, ...], demotion_days: int) -> tuple[Verdict, str]:
+    """What the criteria say at `level`, and why, in one line: the same reading level
+    automation (hud/levels.py `decide`) proposes from. A failing demotion criterion (nothing
+    measured is failing) puts an L3 or L4 repo at risk of demotion and holds any promotion
+    back; every criterion met over the promotion window makes it ready for the next level."""
+    lower, higher = level.step(-1), level.step(+1)
+    failing = [c for c in criteria if c.demotes and not c.demotion_met]
+    if failing:
+        why = "; ".join(_said(c, promotion=False, days=demotion_days) for c in failing)
+        if lower is not None and lower.rank >= 2:
+            return Verdict.AT_RISK, f"At risk of demotion to {lower.value}: {why}"
+        if all(c.demotion is None for c in failing):
+            return Verdict.NO_DATA, f"Not enough data: {why}"
+        next_up = higher.value if higher else "a promotion"
+        return Verdict.MEETS, f"Meets {level.value}; not ready for {next_up}: {why}"
+    if higher is None:
+        return Verdict.MEETS, f"Meets {level.value} (the highest level)"
+    unmet = [c for c in criteria if not c.promotion_met]
+    if not unmet:
+        return Verdict.READY, f"Ready for {higher.value}: every criterion met"
+    why = "; ".join(_said(c, promotion=True, days=settings.HUD_READY_PROMOTION_DAYS) for c in unmet)
+    if all(c.promotion is None for c in unmet):
+        return Verdict.NO_DATA, f"Not enough data for {higher.value}: {why}"
+    return Verdict.MEETS, f"Meets {level.value}; not yet ready for {higher.value}: {why}"
+
+
+def automation_skips(entry: Entry | None, key: str) -> str:
+    """Why level automation leaves a repo out ("" when it measures it): it measures the PR
+    and push results of allowlisted L2+ repos, the probe left out."""
+    if key == probe_key():
+        return "Not applicable: the probe tests the relay itself; level automation leaves it out"
+    if entry is None:
+        return "Not applicable: not on the allowlist, so level automation leaves it out"
+    if entry.level.rank < 2:
+        return f"Not applicable: {entry.level.value} repos are not measured"
+    if not entry.takes_part_in("pull_request"):
+        return (
+            "Not applicable: level automation measures PR and push results, and this repo "
+            "takes part in nightly runs only"
+        )
+    return ""
 
 
 def _criteria(
@@ -557,6 +813,7 @@ class Series:
     repo: str
     key: str
     points: tuple[DailyPoint, ...]
+    times: tuple[DailyTimes, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -566,14 +823,26 @@ class MetricsPage:
     series: tuple[Series, ...]
     as_of: datetime | None
 
+    @property
+    def peak(self) -> int:
+        """The busiest day of any repo: the volume charts' shared scale."""
+        return max((p.counts.total for s in self.series for p in s.points), default=0)
+
 
 def metrics_page(query: Query, store: RecordStore | None = None) -> MetricsPage:
-    """Per repo, day by day: pass rate, failures and volume (the probe left out)."""
+    """Per repo, day by day: pass rate, failures, volume and times (the probe left out)."""
     store = store or get_store()
     window = query.window()
-    summaries = store.summary(window, query.kind, exclude=[settings.CRCR_PROBE_REPO.casefold()])
+    exclude = [probe_key()]
+    summaries = store.summary(window, query.kind, exclude=exclude)
+    times = store.daily_times(window, query.kind, exclude=exclude)
+    listed = _listed()
     series = sorted(
-        (Series(s.repo, s.key, s.daily) for s in summaries), key=lambda s: s.repo.casefold()
+        (
+            Series(allowlisted(s.key, s.repo, listed), s.key, s.daily, times.get(s.key, ()))
+            for s in summaries
+        ),
+        key=lambda s: s.repo.casefold(),
     )
     return MetricsPage(query, window, tuple(series), store.newest())
 
@@ -588,18 +857,43 @@ class PrPage:
     author: str
     upstream_repo: str
     red: int = field(default=0)
+    # repo key → its failing jobs that are red on main too → since which main SHA
+    on_main: dict[str, dict[str, str]] = field(default_factory=dict)
+    unanswered: tuple[Unanswered, ...] = ()
 
 
 def pr_page(number: int, store: RecordStore | None = None) -> PrPage:
     store = store or get_store()
     if 0 < number < 2**31:  # what a PR number can be (and what every backend can bind)
-        view = store.pr(number, exclude=[settings.CRCR_PROBE_REPO.casefold()])
+        view = store.pr(number, exclude=[probe_key()])
     else:
         view = PrView(number=number, repos=())
+    if view.repos:
+        listed = _listed()
+        named = [replace(r, repo=allowlisted(r.key, r.repo, listed)) for r in view.repos]
+        named.sort(key=lambda r: (not r.latest.red, r.repo.casefold()))  # as PrView.of orders
+        view = replace(view, repos=tuple(named))
     pull = (
         UpstreamPull.objects.filter(number=number)
         .values_list("title", "author", "upstream_repo")
         .first()
     )
     title, author, upstream = pull or ("", "", settings.CRCR_UPSTREAM_REPO)
-    return PrPage(view, title, author, upstream, sum(r.latest.red for r in view.repos))
+    on_main: dict[str, dict[str, str]] = {}
+    red = [r for r in view.repos if r.latest.red and r.failing]
+    if red:
+        now = timezone.now()
+        shas = baseline.main_shas(upstream, now=now)
+        for r in red:
+            jobs = {cell.job_name for cell in r.failing}
+            if since := baseline.failing_on_main(store, r.key, jobs, shas, now=now):
+                on_main[r.key] = since
+    return PrPage(
+        view,
+        title,
+        author,
+        upstream,
+        sum(r.latest.red for r in view.repos),
+        on_main,
+        of_pr(number, store, timezone.now()),
+    )

@@ -23,7 +23,9 @@ hold each backend to them):
   `startup_failure`, `timed_out` or `cancelled`: what GitHub's "re-run failed jobs" re-runs.
 - The probe repo (CRCR_PROBE_REPO) feeds the relay-health card and is left out of the level
   tables; its jobs named `xfail`, `xcancel` and `xtimeout` are expected to end `failure`,
-  `cancelled` and `timed_out`, every other job `success`.
+  `cancelled` and `timed_out`, every other job `success`. Wherever the probe's figures are
+  shown, a job that ended as expected counts as a success, one expected to fail that passed
+  as a failure, any other its conclusion (`probe_judged`).
 """
 
 import math
@@ -91,7 +93,14 @@ class Counts:
 
     @property
     def total(self) -> int:
+        """Every job: completed and in progress."""
         return self.completed + self.in_progress
+
+    @property
+    def other(self) -> int:
+        """Completed with a conclusion none of the other counts has (skipped, neutral, …):
+        successes + failures + timed_out + cancelled + other = completed."""
+        return self.completed - self.successes - self.failures - self.timed_out - self.cancelled
 
     @property
     def pass_rate(self) -> float | None:
@@ -114,6 +123,65 @@ class Measured:
         for name, value in vars(self).items():
             if isinstance(value, float) and not math.isfinite(value):
                 object.__setattr__(self, name, None)
+
+
+@dataclass(frozen=True)
+class JobStats:
+    """One job of a repo over a window, counted per head it ran on (PR and SHA, or SHA):
+    on how many heads a completed attempt was red, and on how many its attempts disagreed (a
+    red one and a passing one: failed, then passed on a re-run, or the other way round)."""
+
+    job_name: str
+    heads: int
+    failed_heads: int
+    flaky_heads: int
+    flaky_shas: tuple[str, ...] = ()  # the heads it flipped on
+
+    @property
+    def flaky_rate(self) -> float:
+        return self.flaky_heads / self.heads if self.heads else 0.0
+
+    @property
+    def failure_rate(self) -> float:
+        return self.failed_heads / self.heads if self.heads else 0.0
+
+
+def job_stats_of(heads: Iterable[tuple[str, str, bool, bool]]) -> list[JobStats]:
+    """JobStats per job (by name) from one row per (job, head): (job, sha, red, green)."""
+    found: dict[str, list[Any]] = {}
+    for job, sha, red, green in heads:
+        stats = found.setdefault(job, [0, 0, 0, []])
+        stats[0] += 1
+        stats[1] += bool(red)
+        if red and green:
+            stats[2] += 1
+            stats[3].append(sha)
+    return [
+        JobStats(job, n, failed, flaky, tuple(sorted(shas)))
+        for job, (n, failed, flaky, shas) in sorted(found.items())
+    ]
+
+
+def nearest_ranks(values: Sequence[float], *fractions: float) -> list[float | None]:
+    """The nearest-rank percentile of `values` at each fraction: the value at rank ⌈n·p⌉ in
+    ascending order (None when there are none), as every backend's SQL computes it."""
+    ordered = sorted(values)
+    return [
+        ordered[max(math.ceil(len(ordered) * fraction - 1e-9), 1) - 1] if ordered else None
+        for fraction in fractions
+    ]
+
+
+@dataclass(frozen=True)
+class DailyTimes(Measured):
+    """One day of a repo's times, nearest-rank like the summary's: queue over first attempts
+    that measured one, execution over completed jobs that measured one; None when none did."""
+
+    day: date
+    p50_queue: float | None
+    p90_queue: float | None
+    p50_execution: float | None
+    p90_execution: float | None
 
 
 @dataclass(frozen=True)
@@ -336,19 +404,121 @@ class ReadinessMetrics(Measured):
     avg_queue: float | None
 
 
-@dataclass(frozen=True)
-class ProbeHealth:
-    """The relay-health card: how the probe repo's jobs ended against what they expect."""
+def probe_judged(job_name: str, conclusion: str) -> str:
+    """A probe job's conclusion as the probe judges it: `success` when it ended as its job
+    expects, `failure` when a job expected to fail passed, else its own conclusion."""
+    expected = PROBE_EXPECTATIONS.get(job_name, "success")
+    if conclusion == expected:
+        return "success"
+    return "failure" if conclusion == "success" else conclusion
 
-    repo: str
-    runs: int
-    as_expected: int
-    in_progress: int
-    last_run: datetime | None
+
+def judged(
+    outcomes: Mapping[tuple[date, str, str, str], int],
+) -> tuple[Counts, tuple[DailyPoint, ...]]:
+    """The Counts, over all and per day (oldest first), of (day, job name, status, conclusion)
+    → records, each conclusion judged as the probe judges it (probe_judged)."""
+    days: dict[date, dict[tuple[str, str, str], int]] = {}
+    every: dict[tuple[str, str, str], int] = {}
+    for (day, job, status, conclusion), n in outcomes.items():
+        key = (job, status, conclusion)
+        days.setdefault(day, {})[key] = n
+        every[key] = every.get(key, 0) + n
+    daily = tuple(DailyPoint(day, _judged(days[day])) for day in sorted(days))
+    return _judged(every), daily
+
+
+def _judged(outcomes: Mapping[tuple[str, str, str], int]) -> Counts:
+    tally = dict.fromkeys(("successes", "failures", "timed_out", "cancelled", "completed"), 0)
+    running = 0
+    for (job, status, conclusion), n in outcomes.items():
+        if status != "completed":
+            running += n
+            continue
+        tally["completed"] += n
+        judged = probe_judged(job, conclusion)
+        name = {"success": "successes", "timed_out": "timed_out", "cancelled": "cancelled"}.get(
+            judged, "failures" if judged in FAILURES else ""
+        )
+        if name:
+            tally[name] += n
+    return Counts(**tally, in_progress=running)
+
+
+@dataclass(frozen=True)
+class ProbeRun:
+    """One probe run (a PR head, or a nightly SHA): its jobs' latest attempts, judged."""
+
+    pr_number: int
+    head_sha: str
+    last_at: datetime
+    jobs: int
+    as_expected: int  # completed as the job expects
+    running: int
 
     @property
-    def healthy(self) -> bool | None:
-        return None if not self.runs else self.as_expected == self.runs
+    def state(self) -> str:
+        """as_expected, unexpected, or running (nothing unexpected yet, not finished)."""
+        if self.as_expected + self.running < self.jobs:
+            return "unexpected"
+        return "running" if self.running else "as_expected"
+
+
+class Health(StrEnum):
+    HEALTHY = "healthy"
+    DEGRADED = "degraded"
+    NO_DATA = "no_data"
+
+
+@dataclass(frozen=True)
+class ProbeLine:
+    """The newest probe runs of one tab, newest first, and what they say."""
+
+    kind: Kind
+    runs: tuple[ProbeRun, ...]
+    judged: int  # runs that finished, of `runs`
+    as_expected: int  # of `judged`
+    running: int  # runs not finished, with nothing unexpected yet: not judged
+    health: Health
+
+    @classmethod
+    def of(cls, kind: Kind, runs: Sequence[ProbeRun]) -> "ProbeLine":
+        done = [run for run in runs if run.state != "running"]
+        good = sum(run.state == "as_expected" for run in done)
+        health = (
+            Health.NO_DATA if not done else Health.HEALTHY if good == len(done) else Health.DEGRADED
+        )
+        return cls(kind, tuple(runs), len(done), good, len(runs) - len(done), health)
+
+
+@dataclass(frozen=True)
+class ProbeHealth:
+    """The relay-health card: the probe's newest PR runs and nightlies against what its jobs
+    expect (Degraded when one of them did not end so), and whether it is overdue."""
+
+    repo: str  # as the allowlist spells it
+    key: str
+    lines: tuple[ProbeLine, ...]  # PR / push, then nightly
+    health: Health  # degraded if a line is; healthy if one is; else no data
+    last_run: datetime | None
+    overdue: bool  # results, but none for longer than overdue_after
+    overdue_after: int  # seconds
+
+    @classmethod
+    def of(
+        cls, repo: str, key: str, lines: Sequence[ProbeLine], *, now: datetime, overdue_after: int
+    ) -> "ProbeHealth":
+        states = {line.health for line in lines}
+        health = (
+            Health.DEGRADED
+            if Health.DEGRADED in states
+            else Health.HEALTHY
+            if Health.HEALTHY in states
+            else Health.NO_DATA
+        )
+        last = max((run.last_at for line in lines for run in line.runs), default=None)
+        overdue = last is not None and (now - last).total_seconds() > overdue_after
+        return cls(repo, key, tuple(lines), health, last, overdue, overdue_after)
 
 
 @dataclass(frozen=True)
@@ -385,3 +555,61 @@ def head_runs(records: Iterable[Sequence[Any]]) -> list[HeadRun]:
         elif attempt == seen:
             latest[run_id] = (attempt, was_failed or failed)
     return [HeadRun(run_id, failed) for run_id, (_, failed) in sorted(latest.items())]
+
+
+@dataclass(frozen=True)
+class PrActivity:
+    """An upstream PR in the recent-PRs list: when a record of it was last received."""
+
+    number: int
+    last_at: datetime
+
+
+class Mark(StrEnum):
+    """One repo's result on a PR's latest head, as the PR list's strip shows it."""
+
+    RED = "red"  # a job failed or timed out
+    PENDING = "pending"  # none failed, one is still running
+    GREEN = "green"  # every job passed
+    NEUTRAL = "neutral"  # none failed or runs, not all passed (cancelled)
+
+
+@dataclass(frozen=True)
+class RepoMark:
+    """A downstream repo's jobs (latest attempts) on a PR's latest head."""
+
+    key: str
+    repo: str  # as its newest record on the head spells it
+    counts: Counts
+
+    @property
+    def mark(self) -> Mark:
+        if self.counts.failures or self.counts.timed_out:
+            return Mark.RED
+        if self.counts.in_progress:
+            return Mark.PENDING
+        if self.counts.successes == self.counts.completed:
+            return Mark.GREEN
+        return Mark.NEUTRAL
+
+
+@dataclass(frozen=True)
+class PrHead:
+    """A PR's latest head (the head SHA of its newest PR/push record) and the repos that
+    reported on it, by name."""
+
+    number: int
+    head_sha: str
+    marks: tuple[RepoMark, ...]
+
+
+def pr_heads_of(rows: Iterable[Sequence[Any]]) -> dict[int, PrHead]:
+    """PrHeads from (PR number, head SHA, repo key, repo name, *the six counts) rows."""
+    found: dict[int, tuple[str, list[RepoMark]]] = {}
+    for number, sha, key, repo, *counts in rows:
+        head = found.setdefault(int(number), (sha, []))
+        head[1].append(RepoMark(key, repo, Counts(*(int(c or 0) for c in counts))))
+    return {
+        number: PrHead(number, sha, tuple(sorted(marks, key=lambda m: m.repo.casefold())))
+        for number, (sha, marks) in found.items()
+    }

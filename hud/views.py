@@ -20,10 +20,11 @@ from crcr_site.errors import (
     json_methods,
     read_limited,
 )
-from hud import levels, pages
+from hud import levels, pages, pr_list
 from hud.ingest import ingest
 from hud.models import LevelProposal
 from hud.pages import BadQuery, Query
+from hud.pr_list import PrListQuery
 from hud.records import BadRecord, parse_envelope
 from hud.reports import DAYS, OUTCOMES
 from hud.storage import StoreUnavailable
@@ -114,6 +115,17 @@ def metrics(request: HttpRequest, query: Query) -> HttpResponse:
 def pr(request: HttpRequest, query: Query, number: int) -> HttpResponse:
     """/crcr/pr/{number}: one upstream PR across every downstream repo."""
     return render(request, "hud/pr.html", {"page": pages.pr_page(number)})
+
+
+@with_query
+def prs(request: HttpRequest, query: Query) -> HttpResponse:
+    """/crcr/prs: recent upstream PRs with a per-repo strip, searchable. The pages' parameters
+    are checked as on every page, then the list's own (its search, its pages)."""
+    try:
+        listed = PrListQuery.parse(request.GET)
+    except BadQuery as bad:
+        return error_page(request, 400, f"Bad query parameter {bad}.")
+    return render(request, "hud/prs.html", {"page": pr_list.pr_list(listed), "days": DAYS})
 
 
 @with_query

@@ -33,7 +33,7 @@ from redis.exceptions import RedisError
 from allowlist import lookup
 from allowlist.entry import Entry
 from crcr_site.redis_connection import get_redis
-from hud.models import UpstreamPull
+from hud.models import UpstreamCommit, UpstreamPull
 from relay import sending, tasks
 from relay.models import CheckRun, Delivery, Dispatch
 from relay.upstream_pr import check_runs, labels
@@ -115,12 +115,27 @@ def record(event: UpstreamEvent) -> Delivery:
                 author=event.author,
                 at=now,
             )
+        if event.event == "push" and event.ref.startswith("refs/heads/") and _pushed(event):
+            UpstreamCommit.note(
+                upstream_repo=event.repo,
+                sha=event.head_sha,
+                ref=event.ref,
+                default_branch=event.default_branch,
+                title=event.title,
+                author=event.author,
+                at=now,
+            )
         if delivery.times_received > 1:
             # A redelivery repairs a partial failure: what failed is tried again.
             delivery.dispatches.filter(status=Status.FAILED).update(
                 status=Status.PENDING, next_attempt_at=now, attempts=0, pending_since=now
             )
     return delivery
+
+
+def _pushed(event: UpstreamEvent) -> bool:
+    """A push that leaves a commit at its ref (not a branch's deletion)."""
+    return bool(event.head_sha.strip("0")) and not event.payload.get("deleted")
 
 
 def _prep(model: type[models.Model], name: str, value: Any) -> Any:

@@ -5,7 +5,9 @@ hour (relay/periodic.py) or by `manage.py prune` from cron.
 - the callback audit, after CRCR_AUDIT_RETENTION_DAYS (0 keeps it for ever);
 - envelopes forwarded to a remote HUD, a week after they were sent; the ones given up on, with
   the audit;
-- finished task results, after two weeks (django-tasks-db's own command).
+- finished task results, after two weeks (django-tasks-db's own command);
+- the HUD's note of each accepted dispatch (hud.models.Dispatched), after 90 days: no HUD
+  window reaches further back.
 
 Deletes go in batches of BATCH rows, oldest first by primary key, so a large backlog never
 holds one long lock. Deliveries and dispatches are kept: a re-run days later still needs
@@ -19,12 +21,14 @@ from django.core.management import call_command
 from django.db import models
 from django.utils import timezone
 
+from hud.models import Dispatched
 from relay.models import CallbackAudit, HudForward, ReplayKey
 
 BATCH = 5000
 REPLAY_KEYS_KEPT = timedelta(days=1)
 FORWARDED_KEPT = timedelta(days=7)
 TASK_RESULTS_KEPT_DAYS = 14
+DISPATCHED_KEPT = timedelta(days=90)
 
 
 def prune(now: datetime | None = None) -> dict[str, int]:
@@ -37,6 +41,7 @@ def prune(now: datetime | None = None) -> dict[str, int]:
                 status=HudForward.Status.SENT, sent_at__lt=now - FORWARDED_KEPT
             )
         ),
+        "dispatched": _delete(Dispatched.objects.filter(dispatched_at__lt=now - DISPATCHED_KEPT)),
     }
     days = settings.CRCR_AUDIT_RETENTION_DAYS
     if days:

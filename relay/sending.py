@@ -21,7 +21,7 @@ import time
 import uuid
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -31,6 +31,7 @@ from django.utils import timezone
 from redis.exceptions import RedisError
 
 from crcr_site.redis_connection import get_redis
+from hud.models import Dispatched
 from relay import dispatch_payload, dispatch_token, redis_keys, state
 from relay.github import GitHubError, RateLimited, get_app
 from relay.models import Delivery, Dispatch
@@ -93,6 +94,7 @@ def record_outcomes(results: list[tuple[Dispatch, Outcome]]) -> None:
         ]
         if sent:
             Dispatch.objects.filter(pk__in=sent).mark_sent(now=now, truncated=truncated)
+    _tell_the_hud([row for row, outcome in results if outcome.status == Status.SENT], now)
     for row, outcome in results:
         if outcome.status == Status.FAILED:
             row.fail(outcome.error, truncated=outcome.truncated)
@@ -112,6 +114,31 @@ def record_outcomes(results: list[tuple[Dispatch, Outcome]]) -> None:
             outcome.status,
             outcome.error,
         )
+
+
+# A closed PR is dispatched so downstream can stop its runs; no run answers it.
+NO_ANSWER_EXPECTED = {("pull_request", "closed")}
+
+
+def _tell_the_hud(sent: list[Dispatch], now: datetime) -> None:
+    """The HUD's own row for each accepted dispatch that a run should answer (one INSERT), so
+    that a downstream that never calls back shows as silent (hud.models.Dispatched)."""
+    rows = [
+        Dispatched(
+            repo=row.repo,
+            repo_key=row.repo_key,
+            upstream_repo=row.delivery.upstream_repo,
+            event_type=row.delivery.event,
+            pr_number=row.delivery.pr_number or 0,
+            head_sha=row.delivery.head_sha[:100],
+            delivery_id=row.delivery.delivery_id,
+            dispatched_at=now,
+        )
+        for row in sent
+        if (row.delivery.event, row.delivery.action) not in NO_ANSWER_EXPECTED
+    ]
+    if rows:
+        Dispatched.objects.bulk_create(rows, ignore_conflicts=True)
 
 
 def prepare(delivery: Delivery, payload: dict[str, Any]) -> "dispatch_payload.Prepared | str":

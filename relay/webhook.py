@@ -73,6 +73,7 @@ class UpstreamEvent:
     author: str
     body: str  # the raw webhook body, verbatim
     payload: dict[str, Any]
+    default_branch: str = ""  # the upstream's, as the webhook's repository names it
 
 
 def _text(value: object) -> str:
@@ -87,8 +88,13 @@ def _event(delivery_id: str, event: str, text: str, payload: dict[str, Any]) -> 
     pr = _obj(payload.get("pull_request"))
     head, user = _obj(pr.get("head")), _obj(pr.get("user"))
     number = pr.get("number", payload.get("number", 0))
+    title, author = _text(pr.get("title")), _text(user.get("login"))
     if event == "push":  # a ciflow tag push names its PR: refs/tags/ciflow/<name>/<N>
         number = ciflow_pr_number(payload.get("ref"))
+        commit = _obj(payload.get("head_commit"))
+        committer = _obj(commit.get("author"))
+        title = _text(commit.get("message")).split("\n", 1)[0]  # the pushed head's title
+        author = _text(committer.get("username")) or _text(committer.get("name"))
     return UpstreamEvent(
         delivery_id=delivery_id,
         event=event,
@@ -97,10 +103,11 @@ def _event(delivery_id: str, event: str, text: str, payload: dict[str, Any]) -> 
         pr_number=number if isinstance(number, int) and 0 < number < 2**31 else 0,
         head_sha=stored_text((_text(head.get("sha")) or _text(payload.get("after")))[:64]),
         ref=stored_text((_text(payload.get("ref")) or _text(head.get("ref")))[:255]),
-        title=stored_text(_text(pr.get("title"))[:1024]),
-        author=stored_text(_text(user.get("login"))[:100]),
+        title=stored_text(title[:1024]),
+        author=stored_text(author[:100]),
         body=text,
         payload=payload,
+        default_branch=stored_text(_text(_obj(payload.get("repository")).get("default_branch"))),
     )
 
 

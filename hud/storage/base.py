@@ -16,7 +16,7 @@ is the same rule in SQL):
 
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, fields
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from django.conf import settings
@@ -27,10 +27,13 @@ from hud.models import JobRecord
 from hud.records import Workflow
 from hud.reports import (
     DailyPoint,
+    DailyTimes,
     HeadRun,
+    JobStats,
     Kind,
     MatrixPage,
-    ProbeHealth,
+    PrActivity,
+    PrHead,
     PrView,
     ReadinessMetrics,
     RepoSummary,
@@ -219,6 +222,18 @@ class RecordStore:
         """Per repo key, the counts of each day of the window that has records, oldest first."""
         raise NotImplementedError
 
+    def daily_times(
+        self, window: Window, kind: Kind, *, exclude: Sequence[str] = ()
+    ) -> dict[str, tuple[DailyTimes, ...]]:
+        """Per repo key, p50 and p90 of queue and execution time on each day of the window that
+        has records, oldest first (the metrics page's time charts)."""
+        raise NotImplementedError
+
+    def job_stats(self, repo_key: str, window: Window, kind: Kind) -> list[JobStats]:
+        """Each job of the repo over the window: heads run, failed and flaky (reports.JobStats),
+        by job name."""
+        raise NotImplementedError
+
     def matrix(
         self,
         repo_key: str,
@@ -257,8 +272,11 @@ class RecordStore:
         """The relay's jobs still in progress and unchanged since `cutoff`, oldest first."""
         raise NotImplementedError
 
-    def probe(self, repo_key: str, window: Window) -> ProbeHealth:
-        """The probe repo's jobs against their expected outcomes."""
+    def outcomes(
+        self, repo_key: str, window: Window, kind: Kind
+    ) -> dict[tuple[date, str, str, str], int]:
+        """A repo's records over the window by (UTC day received, job name, status,
+        conclusion): what the probe's figures are judged from (hud/reports.py judged)."""
         raise NotImplementedError
 
     def newest(self) -> datetime | None:
@@ -272,6 +290,34 @@ class RecordStore:
     def runs_on_head(self, repo_key: str, head_sha: str, *, since: datetime) -> list[HeadRun]:
         """A repo's downstream runs on a head SHA among the records received since `since`,
         each failed or not (hud/reports.py), by run id."""
+        raise NotImplementedError
+
+    def recent_prs(
+        self,
+        window: Window,
+        *,
+        limit: int,
+        numbers: Sequence[int] | None = None,
+        sha: str | None = None,
+        exclude: Sequence[str] = (),
+    ) -> list[PrActivity]:
+        """The `limit` upstream PRs (number > 0) whose newest PR/push record was received
+        latest in the window, newest first (then the higher number); given `numbers` or `sha`,
+        only the PRs among `numbers` or with a record whose head SHA starts with `sha`."""
+        raise NotImplementedError
+
+    def pr_heads(self, numbers: Sequence[int], *, exclude: Sequence[str] = ()) -> dict[int, PrHead]:
+        """Each PR's latest head (the head SHA of its newest PR/push record, all time) with
+        the counts of each repo's jobs there (latest attempts), for the PRs with records."""
+        raise NotImplementedError
+
+    def heard_from(self, pairs: Iterable[tuple[str, str]]) -> set[tuple[str, str]]:
+        """Of the (repo key, delivery id) pairs, those with at least one stored record."""
+        raise NotImplementedError
+
+    def last_heard(self, repo_keys: Sequence[str], *, since: datetime) -> dict[str, datetime]:
+        """Per repo key among `repo_keys`, when its newest record was received, for the repos
+        with one received since `since`."""
         raise NotImplementedError
 
 

@@ -10,7 +10,7 @@ import itertools
 import json
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import fields as dataclass_fields
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from django.db import DEFAULT_DB_ALIAS, IntegrityError, connections, models, transaction
@@ -35,16 +35,18 @@ from hud.reports import (
     CELL_SOURCE,
     COUNT_CONDITIONS,
     FAILURES,
-    PROBE_EXPECTATIONS,
     RED,
     Cell,
     Counts,
     DailyPoint,
+    DailyTimes,
     HeadRun,
+    JobStats,
     Kind,
     MatrixPage,
     MatrixRow,
-    ProbeHealth,
+    PrActivity,
+    PrHead,
     PrView,
     ReadinessMetrics,
     RepoSummary,
@@ -52,6 +54,9 @@ from hud.reports import (
     StaleJob,
     Window,
     head_runs,
+    job_stats_of,
+    nearest_ranks,
+    pr_heads_of,
     red_heads,
     worst_first,
 )
@@ -69,6 +74,10 @@ from hud.storage.base import (
 )
 
 COMPLETED = Q(status="completed")
+# What the times are measured over: completed jobs that measured their execution, and first
+# attempts that measured their queue (a re-run's wait is not the queue's).
+COMPLETED_TIME = COMPLETED & Q(execution_time__isnull=False)
+FIRST_QUEUE = Q(run_attempt=1, queue_time__isnull=False)
 # COUNT(status) (never null), not COUNT(id): the covering indexes carry no id (hud/models.py).
 COUNTS = {
     "successes": Count("status", filter=COMPLETED & Q(conclusion="success")),
@@ -187,8 +196,7 @@ class OrmRecordStore(RecordStore):
         only: str | None = None,
     ) -> list[RepoSummary]:
         records = self._in(window, kind, exclude=exclude, only=only)
-        completed_time = COMPLETED & Q(execution_time__isnull=False)
-        first_queue = Q(run_attempt=1, queue_time__isnull=False)
+        completed_time, first_queue = COMPLETED_TIME, FIRST_QUEUE
         aggregates: dict[str, Any] = {
             **COUNTS,
             "last_run": Max("received_at"),
@@ -287,6 +295,60 @@ class OrmRecordStore(RecordStore):
             **{name: Sum(name) for name in COUNTS}
         )
         return _series([*_per_day(cut), *summed])
+
+    def daily_times(
+        self, window: Window, kind: Kind, *, exclude: Sequence[str] = ()
+    ) -> dict[str, tuple[DailyTimes, ...]]:
+        records = self._in(window, kind, exclude=exclude).annotate(day=TruncDate("received_at"))
+        execution = Case(When(COMPLETED_TIME, then=F("execution_time")))
+        queue = Case(When(FIRST_QUEUE, then=F("queue_time")))
+        if connections[self.using].vendor == "postgresql":
+            grouped = (
+                records.values("downstream_repo", "day")
+                .annotate(
+                    q50=NearestRank(queue, 0.5),
+                    q90=NearestRank(queue, 0.9),
+                    e50=NearestRank(execution, 0.5),
+                    e90=NearestRank(execution, 0.9),
+                )
+                .order_by("downstream_repo", "day")
+            )
+            rows = [
+                (r["downstream_repo"], r["day"], r["q50"], r["q90"], r["e50"], r["e90"])
+                for r in grouped
+            ]
+        else:  # no ordered-set aggregates: the day's values, ranked here
+            values: dict[tuple[str, date], tuple[list[float], list[float]]] = {}
+            for repo, day, q, e in records.values_list("downstream_repo", "day", queue, execution):
+                queues, executions = values.setdefault((repo, day), ([], []))
+                if q is not None:
+                    queues.append(q)
+                if e is not None:
+                    executions.append(e)
+            rows = []
+            for (repo, day), (qs, es) in sorted(values.items()):
+                q50, q90 = nearest_ranks(qs, 0.5, 0.9)
+                e50, e90 = nearest_ranks(es, 0.5, 0.9)
+                rows.append((repo, day, q50, q90, e50, e90))
+        series: dict[str, list[DailyTimes]] = {}
+        for repo, day, *times in rows:
+            series.setdefault(repo, []).append(DailyTimes(day, *times))
+        return {repo: tuple(days) for repo, days in series.items()}
+
+    def job_stats(self, repo_key: str, window: Window, kind: Kind) -> list[JobStats]:
+        records = self._in(window, kind, only=repo_key).filter(COMPLETED)
+        per_head = (
+            records.values("job_name", "pr_number", "head_sha")
+            .annotate(
+                red=Max(Case(When(conclusion__in=RED, then=1), default=0)),
+                green=Max(Case(When(conclusion="success", then=1), default=0)),
+            )
+            .order_by()
+        )
+        return job_stats_of(
+            (row["job_name"], row["head_sha"], row["red"] == 1, row["green"] == 1)
+            for row in per_head
+        )
 
     def matrix(
         self,
@@ -436,28 +498,14 @@ class OrmRecordStore(RecordStore):
             avg_queue=row["avg_queue"],
         )
 
-    def probe(self, repo_key: str, window: Window) -> ProbeHealth:
-        expected = ~Q(job_name__in=PROBE_EXPECTATIONS) & Q(conclusion="success")
-        for job, conclusion in PROBE_EXPECTATIONS.items():
-            expected |= Q(job_name=job, conclusion=conclusion)
-        row = (
-            JobRecord.objects.using(self.using)
-            .filter(downstream_repo=repo_key, received_at__gte=window.start)
-            .filter(received_at__lt=window.end)
-            .aggregate(
-                runs=Count("id", filter=COMPLETED),
-                as_expected=Count("id", filter=COMPLETED & expected),
-                in_progress=Count("id", filter=~COMPLETED),
-                last_run=Max("received_at"),
-            )
-        )
-        return ProbeHealth(
-            repo=repo_key,
-            runs=row["runs"],
-            as_expected=row["as_expected"],
-            in_progress=row["in_progress"],
-            last_run=row["last_run"],
-        )
+    def outcomes(
+        self, repo_key: str, window: Window, kind: Kind
+    ) -> dict[tuple[date, str, str, str], int]:
+        records = self._in(window, kind, only=repo_key).annotate(day=TruncDate("received_at"))
+        grouped = records.values("day", "job_name", "status", "conclusion")
+        found = grouped.annotate(n=Count("status")).order_by()
+        named = found.values_list("day", "job_name", "status", "conclusion", "n")
+        return {(day, job, status, end): n for day, job, status, end, n in named}
 
     def in_progress_since(self, cutoff: datetime, limit: int) -> list[StaleJob]:
         stale = JobRecord.objects.using(self.using).filter(
@@ -482,6 +530,70 @@ class OrmRecordStore(RecordStore):
         )
         fields = ("run_id", "run_attempt", "status", "conclusion")
         return head_runs(records.exclude(run_id="").values_list(*fields))
+
+    def recent_prs(
+        self,
+        window: Window,
+        *,
+        limit: int,
+        numbers: Sequence[int] | None = None,
+        sha: str | None = None,
+        exclude: Sequence[str] = (),
+    ) -> list[PrActivity]:
+        records = self._in(window, Kind.PR, exclude=exclude).filter(pr_number__gt=0)
+        if numbers is not None or sha is not None:
+            matching = Q(pr_number__in=list(numbers or ()))
+            if sha:  # the PR's newest record need not be on that head: a subquery
+                heads = records.filter(head_sha__startswith=sha).values("pr_number")
+                matching |= Q(pr_number__in=heads)
+            records = records.filter(matching)
+        newest = records.values("pr_number").annotate(last=Max("received_at"))
+        found = newest.order_by("-last", "-pr_number").values_list("pr_number", "last")[:limit]
+        return [PrActivity(number, last) for number, last in found]
+
+    def pr_heads(self, numbers: Sequence[int], *, exclude: Sequence[str] = ()) -> dict[int, PrHead]:
+        if not numbers:
+            return {}
+        scope = f"pr_number IN ({_placeholders(len(numbers))}) "
+        scope += f"AND event_type IN ({_placeholders(len(Kind.PR.events))})"
+        params: list[Any] = [*numbers, *Kind.PR.events]
+        if exclude:
+            scope += f" AND downstream_repo NOT IN ({_placeholders(len(exclude))})"
+            params += list(exclude)
+        with connections[self.using].cursor() as cursor:
+            cursor.execute(_pr_heads_sql(scope), params)
+            return pr_heads_of(cursor.fetchall())
+
+    def heard_from(self, pairs: Iterable[tuple[str, str]]) -> set[tuple[str, str]]:
+        heard: set[tuple[str, str]] = set()
+        for batch in itertools.batched(set(pairs), 500):
+            by_repo: dict[str, list[str]] = {}
+            for repo, delivery in batch:
+                by_repo.setdefault(repo, []).append(delivery)
+            asked = Q()
+            for repo, deliveries in by_repo.items():
+                asked |= Q(downstream_repo=repo, delivery_id__in=deliveries)
+            found = JobRecord.objects.using(self.using).filter(asked).order_by()
+            heard |= set(found.values_list("downstream_repo", "delivery_id").distinct())
+        return heard
+
+    def last_heard(self, repo_keys: Sequence[str], *, since: datetime) -> dict[str, datetime]:
+        if not repo_keys:
+            return {}
+        # One MAX per repo, each a backward step on the (repo, received_at) index; a GROUP BY
+        # over the window would read every record in it.
+        at = JobRecord._meta.get_field("received_at").get_db_prep_value(
+            since, connections[self.using]
+        )
+        statement = (
+            f"SELECT v.column1, (SELECT MAX(received_at) FROM {JobRecord._meta.db_table} "  # noqa: S608
+            "WHERE downstream_repo = v.column1 AND received_at >= %s) "
+            f"FROM (VALUES {', '.join(['(%s)'] * len(repo_keys))}) AS v"
+        )
+        with connections[self.using].cursor() as cursor:
+            cursor.execute(statement, [at, *repo_keys])
+            found = cursor.fetchall()
+        return {key: _aware(newest) for key, newest in found if newest is not None}
 
 
 @functools.cache
@@ -550,6 +662,27 @@ def _pr_sql(scope: str) -> str:
         "latest "
         "WHERE k = 1 GROUP BY downstream_repo, head_sha "
         "ORDER BY downstream_repo, MIN(received_at), head_sha"
+    )
+
+
+def _pr_heads_sql(scope: str) -> str:
+    """Per PR among `scope`'s records, its latest head (of its newest record) and each repo's
+    tally there over its jobs' latest attempts, with the repo's name from its newest record."""
+    table = JobRecord._meta.db_table
+    newest = "ORDER BY s.received_at DESC, s.id DESC"
+    return (
+        f"WITH scoped AS (SELECT * FROM {table} WHERE {scope}), "  # noqa: S608
+        "heads AS (SELECT pr_number, head_sha FROM (SELECT pr_number, head_sha, "
+        "ROW_NUMBER() OVER (PARTITION BY pr_number ORDER BY received_at DESC, id DESC) AS r "
+        "FROM scoped) ranked WHERE r = 1) "
+        f"SELECT pr_number, head_sha, downstream_repo, MIN(shown), {_SUMS} FROM ("
+        "SELECT s.pr_number, s.head_sha, s.downstream_repo, s.status, s.conclusion, "
+        "ROW_NUMBER() OVER (PARTITION BY s.pr_number, s.downstream_repo, s.job_name "
+        "ORDER BY s.run_attempt DESC, s.received_at DESC, s.id DESC) AS k, "
+        f"FIRST_VALUE(s.repo_display) OVER (PARTITION BY s.pr_number, s.downstream_repo {newest}) "
+        "AS shown FROM scoped s JOIN heads h ON s.pr_number = h.pr_number "
+        "AND s.head_sha = h.head_sha) latest "
+        "WHERE k = 1 GROUP BY pr_number, head_sha, downstream_repo"
     )
 
 

@@ -11,6 +11,7 @@ from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString, mark_safe
 
+from hud import charts
 from hud.records import safe_url
 from hud.reports import DailyPoint, Window
 
@@ -118,6 +119,14 @@ def upstream_pr(number: int) -> str:
 
 
 @register.filter
+def upstream_commit(sha: str) -> str:
+    """The upstream commit's page on GitHub ("" for what cannot be a SHA)."""
+    if not isinstance(sha, str) or not re.fullmatch(r"[0-9a-fA-F]{7,64}", sha):
+        return ""
+    return f"{settings.GITHUB_WEB_URL}/{settings.CRCR_UPSTREAM_REPO}/commit/{sha}"
+
+
+@register.filter
 def short_sha(sha: str) -> str:
     return sha[:10]
 
@@ -155,43 +164,6 @@ def sparkline(points: tuple[DailyPoint, ...], window: Window) -> SafeString:
 
 
 @register.simple_tag
-def daily_chart(points: tuple[DailyPoint, ...], window: Window) -> SafeString:
-    """Volume (bars, failures in red) and pass rate (line, 0-100 %) per day, as inline SVG."""
-    width, height, days = 600, 120, max(window.days, 1)
-    first = window.start.date()
-    slot = width / (days + 1)  # a window of N days that starts mid-day touches N + 1 dates
-    peak = max((p.counts.total for p in points), default=0) or 1
-    bars, fails, line = [], [], []
-    for point in points:
-        x = round((point.day - first).days * slot, 1)
-        total_h = round(point.counts.total / peak * (height - 10), 1)
-        fail_h = round((point.counts.failures + point.counts.timed_out) / peak * (height - 10), 1)
-        bars.append((x, round(height - total_h, 1), round(slot * 0.8, 1), total_h))
-        fails.append((x, round(height - fail_h, 1), round(slot * 0.8, 1), fail_h))
-        if point.counts.pass_rate is not None:
-            line.append(
-                f"{x + slot * 0.4:.1f},{(1 - point.counts.pass_rate) * (height - 10) + 5:.1f}"
-            )
-    label = "; ".join(
-        f"{p.day:%b %d}: {p.counts.total} jobs, {p.counts.failures} failed"
-        + (f", {p.counts.pass_rate:.0%} passed" if p.counts.pass_rate is not None else "")
-        for p in points
-    )
-    rect = '<rect x="{}" y="{}" width="{}" height="{}"></rect>'
-    return format_html(
-        '<svg class="chart" viewBox="0 0 {} {}" role="img" aria-label="{}">'
-        '<g class="volume">{}</g><g class="failures">{}</g>'
-        '<polyline class="passrate" points="{}"></polyline></svg>',
-        width,
-        height,
-        label or "no results",
-        format_html_join("", rect, bars),
-        format_html_join("", rect, fails),
-        " ".join(line),
-    )
-
-
-@register.simple_tag
 def matrix_cell(shown: Any) -> SafeString:
     """One matrix cell (a ShownCell): its outcome as the summary, its details inside.
 
@@ -204,15 +176,28 @@ def matrix_cell(shown: Any) -> SafeString:
         f'<span class="icon" aria-hidden="true">{_escape(outcome_icon(cell.outcome))}</span> '
         f'<span class="words">{_escape(outcome_words(cell.outcome))}</span>'
     )
+    if shown.expected and cell.status == "completed":
+        # The probe's page: whether the job ended as it should (hud/reports.py probe_judged).
+        said = "as expected" if cell.conclusion == shown.expected else "unexpected"
+        head += f' <span class="expect">({said})</span>'
     if shown.of > 1:
         head += f' <span class="shards">{shown.passed}/{shown.of}</span>'
     if cell.run_attempt > 1:
         attempt = int(cell.run_attempt)
         head += f' <span class="attempt" title="attempt {attempt}">#{attempt}</span>'
+    if getattr(shown, "on_main_since", ""):
+        head += " " + _on_main(shown.on_main_since)
+    if getattr(shown, "flaky", False):
+        head += (
+            ' <span class="badge flaky" title="its attempts on this head disagreed: '
+            'failed and passed">flaky</span>'
+        )
     rows: list[tuple[str, str]] = []  # (term, escaped HTML)
     if shown.of > 1:
         worst = _escape(cell.job_name)
         rows.append(("Shards", f"{shown.passed} of {shown.of} passed; worst: {worst}"))
+    if shown.expected:
+        rows.append(("Expected", _escape(outcome_words(shown.expected))))
     rows += [
         ("Job", _escape(f"{cell.workflow_name} / {cell.job_name}")),
         ("Attempt", str(int(cell.run_attempt))),
@@ -240,8 +225,17 @@ def matrix_cell(shown: Any) -> SafeString:
     return mark_safe(html)  # noqa: S308 (built above from escaped values only)
 
 
+def _on_main(since: str) -> str:
+    """The badge of a red job that is red on the upstream's main too (hud/baseline.py)."""
+    sha = _escape(short_sha(since))
+    return (
+        f'<span class="badge on-main" title="also failing on main since {sha}: '
+        f"not this PR's doing\">on main since {sha}</span>"
+    )
+
+
 @register.simple_tag
-def pr_row(repo: Any, number: int) -> SafeString:
+def pr_row(repo: Any, number: int, on_main: Any = None) -> SafeString:
     """One downstream repo's row on a PR page (a PrRepo), as matrix_cell builds a cell: escaped
     f-strings, every value from a record through _escape()."""
     latest = repo.latest
@@ -265,6 +259,9 @@ def pr_row(repo: Any, number: int) -> SafeString:
             name = f'<a href="{_escape(log)}" rel="noopener noreferrer">{name}</a>'
         words = _escape(outcome_words(cell.outcome))
         failing.append(f'{name} <span class="muted">({words})</span>')
+        since = (on_main or {}).get(repo.key, {}).get(cell.job_name)
+        if since:
+            failing[-1] += " " + _on_main(since)
     since = repo.red_since
     link = f"{repo_url(repo.repo)}?pr={int(number)}"
     html = (
@@ -291,3 +288,25 @@ def live_every() -> int:
 def hud_notice() -> str:
     """The operator's line for every page (CRCR_HUD_NOTICE), or nothing."""
     return str(settings.CRCR_HUD_NOTICE)
+
+
+@register.simple_tag
+def volume_chart(points: tuple[DailyPoint, ...], window: Window, peak: int) -> SafeString:
+    return charts.volume_chart(points, window, peak)
+
+
+@register.simple_tag
+def passrate_chart(series: Any, window: Window) -> SafeString:
+    """Every series' (pages.Series) daily pass rate on one chart."""
+    return charts.passrate_chart([(s.repo, s.points) for s in series], window)
+
+
+@register.simple_tag
+def times_chart(times: Any, window: Window) -> SafeString:
+    return charts.times_chart(times, window, duration)
+
+
+@register.filter
+def series_class(index: int) -> str:
+    """The class of the n-th (from 1, forloop.counter) series: its colour in every chart."""
+    return f"s{(int(index) - 1) % charts.SERIES_CLASSES}"

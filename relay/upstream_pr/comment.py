@@ -13,9 +13,9 @@
   searched for MARKER at the start of a bot's comment, and only if none is there is one
   created.
 - **New, or already failing on main.** A failing job whose latest result on the upstream's
-  default branch (a push to it, or a nightly or periodic run, over the last MAIN_DAYS) is red
-  too is listed apart, with the main SHA since which it has been failing there. The default
-  branch is the one the PR's newest webhook names (`repository.default_branch`), else "main".
+  default branch is red too (hud/baseline.py, as the HUD's pages tell it) is listed apart,
+  with the main SHA since which it has been failing there. The default branch is the one the
+  PR's newest webhook names (`repository.default_branch`), else "main".
 - **Oncalls once.** A repo's oncalls (allowlist) are @-mentioned in the first body that shows
   it red on this PR and only named, in code, afterwards; a suspended repo is listed but not
   mentioned.
@@ -46,9 +46,10 @@ from django.utils import timezone
 from allowlist import lookup
 from allowlist.entry import Entry, Level, repo_key
 from crcr_site import sql
+from hud import baseline
 from hud.records import safe_url
-from hud.reports import RED, Cell, Kind, MatrixRow, Window
-from hud.storage import RecordStore, StoreUnavailable, get_store
+from hud.reports import Cell
+from hud.storage import StoreUnavailable, get_store
 from relay.callbacks.body import Callback
 from relay.callbacks.on_record import DispatchOnRecord
 from relay.github import GitHubApp, GitHubError, NotFound, RateLimited, get_app
@@ -59,11 +60,8 @@ logger = logging.getLogger(__name__)
 
 MARKER = "<!-- crcr:pr-comment -->"
 BATCH = 20
-MAIN_DAYS = 14  # how far back main's results are read
-MAIN_ROWS = 100  # main's newest SHAs read per repo and kind
 JOBS_SHOWN = 10  # failing jobs listed per repo; the HUD has the rest
 MAX_BODY = 60000  # characters; GitHub refuses a comment over 65,536
-NO_INFORMATION = ("cancelled", "skipped", "neutral")  # main results that say nothing either way
 HANDLE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})(?:/[A-Za-z0-9._-]{1,100})?")
 
 
@@ -197,12 +195,12 @@ def state_of(row: PullComment, *, now: datetime) -> PrState | None:
         running += result.latest.counts.in_progress
         if result.latest.red:
             red.append((entry, result.failing))
-    main_shas = _main_shas(row.upstream_repo, branch, since=now - timedelta(days=MAIN_DAYS))
+    main_shas = baseline.main_shas(row.upstream_repo, now=now, branch=branch)
     already = set(row.mentioned)
     repos = []
     for entry, cells in sorted(red, key=lambda r: (-r[0].level.rank, r[0].key)):
         jobs = {cell.job_name for cell in cells}
-        since = _failing_on_main(store, entry.key, jobs, main_shas, now=now)
+        since = baseline.failing_on_main(store, entry.key, jobs, main_shas, now=now)
         mention = entry.key not in already and not entry.suspended and bool(_handles(entry.oncalls))
         failing = tuple(Failing(cell, since.get(cell.job_name)) for cell in cells)
         repos.append(RedRepo(entry, failing, mention))
@@ -239,38 +237,6 @@ def _counted(upstream_repo: str, pr_number: int) -> dict[str, Entry]:
         if entry.level.value in levels
         and (entry.level != Level.L3 or entry.device.casefold() in devices)
     }
-
-
-def _main_shas(upstream_repo: str, branch: str, *, since: datetime) -> set[str]:
-    pushes = Delivery.objects.filter(
-        event="push",
-        ref=f"refs/heads/{branch}",
-        upstream_repo__iexact=upstream_repo,
-        received_at__gte=since,
-    )
-    return set(pushes.values_list("head_sha", flat=True))
-
-
-def _failing_on_main(
-    store: RecordStore, key: str, jobs: set[str], main_shas: set[str], *, now: datetime
-) -> dict[str, str]:
-    """Job name → the main SHA since which it fails there, for the jobs whose latest main
-    result (a push to the default branch, a nightly or periodic run) is red."""
-    window = Window(MAIN_DAYS, now)
-    pushes = store.matrix(key, window, Kind.PR, pr=0, per_page=MAIN_ROWS).rows
-    rows: list[MatrixRow] = [row for row in pushes if row.head_sha in main_shas]
-    rows += store.matrix(key, window, Kind.NIGHTLY, per_page=MAIN_ROWS).rows
-    rows.sort(key=lambda row: row.last_at, reverse=True)
-    since: dict[str, str] = {}
-    for job in jobs:
-        for row in rows:  # newest first: the run of red results that ends at the latest
-            cell = row.cells.get(job)
-            if cell is None or cell.status != "completed" or cell.conclusion in NO_INFORMATION:
-                continue
-            if cell.conclusion not in RED:
-                break
-            since[job] = row.head_sha
-    return since
 
 
 # --- the text ------------------------------------------------------------------------------

@@ -1,7 +1,8 @@
 """The HUD in real headless Chromium (Debian's /usr/bin/chromium, driven by Playwright), against
 the app under gunicorn in a subprocess, on this test's database.
 
-Screenshots of /crcr, a repo page and a PR page are written to var/screenshots/ for review.
+Screenshots of /crcr, a repo page, the PR list and a PR page are written to var/screenshots/
+for review.
 """
 
 import os
@@ -11,7 +12,7 @@ import pytest
 from django.contrib.auth.hashers import make_password
 from django.utils import timezone
 
-from hud.models import JobRecord
+from hud.models import JobRecord, UpstreamPull
 from tests.paths import ROOT
 from tests.servers import Gunicorn
 
@@ -90,7 +91,9 @@ def test_crcr_lists_each_repo_in_its_section_worst_first(page, server, seeded):
     alpha = page.locator("#section-L2 table.summary tbody tr", has=page.locator("text=org/alpha"))
     assert alpha.locator("td").first.inner_text() == "! 71.4%"
     assert alpha.locator("svg.spark").count() == 1
-    assert "3 of 4 jobs ended as expected" in page.locator(".health").inner_text()
+    health = page.locator("section.health").inner_text()
+    assert "Relay health: ✗ Degraded" in health  # the probe's xtimeout passed
+    assert "0 of the last 1 run as expected" in health
     assert page.console_errors == []  # no CSP violations, no missing files
     _screenshot(page, "crcr")
 
@@ -117,7 +120,7 @@ def test_a_repo_page_shows_a_known_cell_and_its_details(page, server, seeded):
     assert "Attempt\n1" in details
     shards = page.locator("table.matrix tbody tr", has=page.locator("th >> text=#10"))
     family = shards.locator("td").nth(columns.index("test-[1-3]") - 1)
-    assert family.locator("summary").inner_text() == "✓ passed 3/3 #2"
+    assert family.locator("summary").inner_text() == "✓ passed 3/3 #2 flaky"  # test-1 flipped
     assert page.console_errors == []
     _screenshot(page, "repo")
 
@@ -127,7 +130,7 @@ def test_a_repo_page_shows_a_known_cell_and_its_details(page, server, seeded):
     assert columns[1:] == ["build", "test-1", "test-2", "test-3"]
     rerun = page.locator("table.matrix tbody tr", has=page.locator("th >> text=#10"))
     test_1 = rerun.locator("td").nth(columns.index("test-1") - 1)
-    assert test_1.locator("summary").inner_text() == "✓ passed #2"
+    assert test_1.locator("summary").inner_text() == "✓ passed #2 flaky"  # failed, then passed
 
 
 def test_the_time_range_and_the_conclusion_filter_give_the_expected_rows(page, server, seeded):
@@ -159,6 +162,42 @@ def test_the_pr_page_shows_which_backends_are_red_since_which_sha(page, server, 
     _screenshot(page, "pr")
 
 
+def _prs_shown(page):
+    return page.locator("table.prs tbody th").all_inner_texts()
+
+
+@pytest.mark.parametrize("javascript", [True, False], ids=["javascript", "no javascript"])
+def test_the_pr_list_is_reached_from_the_navigation_and_searched(
+    browser, server, seeded, javascript
+):
+    UpstreamPull.objects.create(number=10, upstream_repo="pytorch/pytorch", title="Fix views",
+                                author="alice", updated_at=timezone.now())  # fmt: skip
+    context, page = _page(browser, javascript=javascript)
+    page.goto(f"{server.url}/crcr")
+    page.click("header nav >> text=Upstream PRs")
+    assert _prs_shown(page) == ["#10", "#11"]
+    if javascript:
+        _screenshot(page, "prs")
+
+    page.fill("input[name=q]", "alice")
+    page.click("button:text('Search')")
+
+    assert "q=alice" in page.url
+    assert _prs_shown(page) == ["#10"]
+    marks = page.locator("table.prs tbody tr").first.locator(".strip a")
+    assert [m.get_attribute("class") for m in marks.all()] == ["mark green"] * 2 + ["mark neutral"]
+    assert marks.first.get_attribute("title").startswith("org/alpha: all passed")
+    page.fill("input[name=q]", "bbb")  # a head SHA's prefix
+    page.click("button:text('Search')")
+    assert _prs_shown(page) == ["#11"]
+    assert page.locator("table.prs .strip a.mark.red").count() == 1
+    page.fill("input[name=q]", "nobody at all")
+    page.click("button:text('Search')")
+    assert page.locator("text=No upstream PR matches").is_visible()
+    assert page.console_errors == []
+    context.close()
+
+
 def test_the_api_docs_render_from_our_own_files_under_the_csp(page, server):
     requests_made = []
     page.on("request", lambda r: requests_made.append(r.url))
@@ -185,8 +224,10 @@ def test_the_pages_fit_a_phone(browser, server, seeded):
 def test_the_metrics_page_draws_a_chart_per_repo(page, server, seeded):
     page.goto(f"{server.url}/crcr/metrics?days=30")
 
-    assert page.locator("svg.chart").count() == 3
-    assert page.locator("section.metric h2").all_inner_texts() == [
+    assert page.locator("svg.passrate-chart").count() == 1  # every repo on one scale
+    assert page.locator("svg.volume-chart").count() == 3
+    assert page.locator("svg.times-chart").count() == 3
+    assert page.locator("section.metric h2 a").all_inner_texts() == [
         "org/alpha",
         "org/beta",
         "Org/Gamma",
@@ -289,11 +330,11 @@ def test_an_open_detail_and_a_sorted_column_survive_a_refresh(page, refreshing_s
 def test_tables_sort_by_a_column_as_numbers_and_back(page, server, seeded):
     page.goto(f"{server.url}/crcr")
     summary = page.locator("#section-L2 table.summary")
-    header = summary.locator("thead th", has_text="Total")
+    header = summary.locator("thead th", has_text="Total")  # after Cancelled (no Other here)
 
     header.locator("button.sort").click()
     totals = summary.locator("tbody tr").evaluate_all(
-        "rows => rows.map(r => Number(r.cells[5].innerText.replace(/,/g, '')))"
+        "rows => rows.map(r => Number(r.cells[6].innerText.replace(/,/g, '')))"
     )
     assert len(totals) == 2
     assert totals == sorted(totals)
@@ -301,7 +342,7 @@ def test_tables_sort_by_a_column_as_numbers_and_back(page, server, seeded):
 
     header.locator("button.sort").click()
     assert summary.locator("tbody tr").evaluate_all(
-        "rows => rows.map(r => Number(r.cells[5].innerText.replace(/,/g, '')))"
+        "rows => rows.map(r => Number(r.cells[6].innerText.replace(/,/g, '')))"
     ) == sorted(totals, reverse=True)
     assert header.get_attribute("aria-sort") == "descending"
     assert page.console_errors == []
@@ -322,4 +363,27 @@ def test_a_table_downloads_as_csv_in_the_order_shown(page, server, seeded):
     shown = table.locator("tbody th").all_inner_texts()
     assert [line.split(",")[0] for line in lines[1:]] == shown
     assert shown == sorted(shown, key=str.lower)
+    assert page.console_errors == []
+
+
+def test_the_charts_have_axes_and_show_a_days_values_on_hover(page, server, seeded):
+    page.goto(f"{server.url}/crcr/metrics?days=30")
+    alpha = page.locator("section.metric", has=page.locator("h2 >> text=org/alpha"))
+    volume = alpha.locator("svg.volume-chart")
+    ticks = volume.locator("text.tick").all_text_contents()
+    assert "0" in ticks  # the jobs axis starts at 0, the pass-rate one ends at 100 %
+    assert "100%" in ticks
+    assert any(t[:3] in ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct",
+                         "Nov", "Dec") for t in ticks)  # dates along the bottom  # fmt: skip
+
+    busiest = volume.locator("g.day").nth(-1)  # the latest day: 5 jobs, one failed
+    busiest.hover()
+
+    tip = page.locator(".chart-tip")
+    assert tip.is_visible()
+    assert tip.inner_text().endswith(": 5 jobs, 1 failed, 0 timed out, 80% passed")
+
+    point = alpha.locator("svg.times-chart g.times.exec.p50 circle").nth(-1)
+    point.hover()
+    assert tip.inner_text().endswith(": execution p50 4m 10s")
     assert page.console_errors == []

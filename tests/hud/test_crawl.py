@@ -24,7 +24,7 @@ from django.utils import timezone
 
 from allowlist.models import DownstreamRepo
 from hud import levels
-from hud.models import JobRecord
+from hud.models import Dispatched, JobRecord
 from hud.reports import DAYS, OUTCOMES
 from sandbox import history
 
@@ -64,6 +64,25 @@ def _ours(url: str) -> bool:
 def _registered() -> None:
     for repo, level, device, events in REGISTERED:
         DownstreamRepo.objects.create(repo=repo, level=level, device=device, events=events)
+    _dispatched()
+
+
+def _dispatched() -> None:
+    """Dispatches to every repo, some answered by the datasets' records (delivery d-N), most
+    not: long silent, just sent, a push without a PR, and values no webhook gives."""
+    now = timezone.now()
+    rows = [
+        (repo, f"d-{n}", 100 + n % 5, f"{n:040x}", now - timedelta(hours=n * 4))
+        for n, repo in enumerate([*(r[0] for r in REGISTERED), "Not/Listed"])
+    ]
+    rows += [("org/one", "push-1", 0, "", now), ("Org/Two", "big", 2**31 - 1, "x" * 100, now)]
+    rows += [("org/four", "future", 101, "f" * 40, now + timedelta(days=1))]
+    Dispatched.objects.bulk_create(
+        Dispatched(repo=repo, repo_key=repo.casefold(), upstream_repo="pytorch/pytorch",
+                   event_type="push" if not pr else "pull_request", pr_number=pr, head_sha=sha,
+                   delivery_id=delivery, dispatched_at=at)
+        for repo, delivery, pr, sha, at in rows
+    )  # fmt: skip
 
 
 def _record(repo: str, n: int, **values) -> JobRecord:
@@ -128,6 +147,10 @@ def _seeds() -> list[str]:
     seeds = ["/crcr", "/crcr/metrics", "/api/crcr/summary", "/api/crcr/metrics"]
     seeds += ["/crcr/pr/0", "/crcr/pr/100", "/crcr/pr/2147483647", "/crcr/pr/99999999999"]
     seeds += ["/api/crcr/prs/100", "/api/crcr/prs/99999999999", "/api/crcr/schema"]
+    searches = ["q=%23100", "q=100", "q=job", "q=0000", "q=%25", "q=%3Cscript%3E", "page=2"]
+    searches += ["page=400", "q=%23" + "9" * 10, "days=90&q=a"]
+    for base in ("/crcr/prs", "/api/crcr/prs"):
+        seeds += [base, *(f"{base}?{q}" for q in searches), *(f"{base}?days={d}" for d in DAYS)]
     queries = [f"days={d}&tab={t}" for d in DAYS for t in ("pr", "nightly")]
     filters = [f"conclusion={c}" for c in OUTCOMES] + ["page=2", "page=999", "shards=all"]
     filters += ["pr=100", "pr=2147483647"]
@@ -142,7 +165,7 @@ def _seeds() -> list[str]:
 # What answers an error: a bad query on every page and endpoint, unknown repos, PRs, proposals
 # and paths; pages answer them as HTML pages, the API as JSON.
 ERRORS = [
-    *(f"{base}?{q}" for base in ("/crcr", "/crcr/metrics", "/crcr/pr/100", "/crcr/org/one",
+    *(f"{base}?{q}" for base in ("/crcr", "/crcr/metrics", "/crcr/pr/100", "/crcr/prs", "/crcr/org/one",
                                  "/crcr/proposals/1/allowlist.diff", "/api/crcr/summary",
                                  "/api/crcr/repos/org/one")
       for q in ("days=3", "days=5", "tab=x", "page=0", "conclusion=meh", "shards=1", "pr=-1")),
@@ -204,6 +227,7 @@ def test_every_page_and_api_answer_on_every_kind_of_data_is_never_a_5xx(client, 
     seen = _crawl(client)
 
     assert seen["/crcr"] == 200
+    assert seen["/crcr/prs"] == seen["/api/crcr/prs"] == 200
     for repo, *_ in REGISTERED:  # every registered repo has its page, results or not
         assert seen[f"/crcr/{repo}?days=14&tab=pr"] == 200, repo
     assert any(url.startswith("/crcr/pr/1") and code == 200 for url, code in seen.items())

@@ -10,6 +10,7 @@ PAGES = [
     "/crcr/metrics",
     "/crcr/org/alpha",
     "/crcr/pr/10",
+    "/crcr/prs",
     "/crcr/proposals/1/allowlist.diff",
 ]
 
@@ -91,3 +92,9 @@ def test_a_job_log_link_opens_the_job_where_github_knows_its_id(client, seeded):
         in page
     )
     assert 'href="https://github.com/org/beta/actions/runs/11/job/11"' in pr  # beta's red build
+
+
+def test_the_pr_list_checks_its_own_parameters_as_a_page(client, seeded):
+    text = _error_page(client.get("/crcr/prs?q=%01"), 400)
+
+    assert "Bad query parameter q: must hold no control characters." in text

@@ -420,3 +420,100 @@ def test_the_admin_dismisses_from_the_proposals_page_and_downloads_its_diff(admi
     assert "Dismissed: org/beta L3 → L2." in response.content.decode()
     assert LevelProposal.objects.get().state == "dismissed"
     assert LevelProposal.objects.get().closed_by == "admin"
+
+
+# -- the readiness panel's verdict is the proposal's (issue 16) ----------------------------------
+
+
+def _verdict(client, repo: str) -> str:
+    page = client.get(f"/crcr/{repo}").content.decode()
+    start = page.index('<p class="verdict')
+    return page[start : page.index("</p>", start) + 4]
+
+
+def test_a_repo_meeting_every_criterion_is_ready_and_proposed(client, ready):
+    verdict = _verdict(client, "org/ready")
+    levels.evaluate()
+
+    assert (
+        verdict
+        == '<p class="verdict ready"><strong>Ready for L3: every criterion met.</strong></p>'
+    )
+    assert [(p.direction, p.to_level) for p in _open("org/ready")] == [("promote", "L3")]
+    api = client.get("/api/crcr/repos/org/ready").json()["readiness"]
+    assert (api["verdict"], api["target"], api["level"], api["days_at_level"]) == (
+        "ready",
+        "L3",
+        "L2",
+        40,
+    )
+
+
+def test_a_repo_failing_a_demotion_criterion_is_at_risk_and_proposed_for_demotion(client, synced):
+    verdict = _verdict(client, "org/beta")
+    levels.evaluate()
+
+    (proposal,) = _open("org/beta")
+    assert "At risk of demotion to L2: Pass rate 66.7% (needs ≥ 90%) over 7 days." in verdict
+    assert proposal.reason == "Pass rate 66.7% (needs ≥ 90%) over 7 days"  # the same figures
+    page = " ".join(client.get("/crcr/org/beta").content.decode().split())
+    assert "At L3 for 0 days · target L4: every criterion met over 14 days" in page
+    assert "7 days (to stay at L3)" in page
+
+
+def test_an_l2_repo_failing_meets_l2_and_is_not_proposed(client, synced):
+    verdict = _verdict(client, "org/alpha")
+    levels.evaluate()
+
+    assert "Meets L2; not ready for L3: Pass rate 66.7% (needs ≥ 90%) over 7 days" in verdict
+    assert _open("org/alpha") == []
+
+
+def test_an_l4_repo_has_no_target_and_shows_its_days_at_l4_and_the_demotion_criteria(client):
+    DownstreamRepo.objects.create(repo="org/top", level="L4")
+    _at_level_since("org/top", 12)
+    steady("org/top", "L4", now=timezone.now())
+
+    page = " ".join(client.get("/crcr/org/top").content.decode().split())
+    levels.evaluate()
+
+    assert "Meets L4 (the highest level)." in _verdict(client, "org/top")
+    assert "At L4 for 12 days · L4 is the highest level: the demotion criteria apply" in page
+    assert "Days at" not in page
+    assert "14 days (for" not in page
+    assert "7 days (to stay at L4)" in page
+    assert _open("org/top") == []
+
+
+def test_a_nightly_only_repo_is_not_applicable_not_no_data(client):
+    DownstreamRepo.objects.create(repo="org/nightly", level="L2", events=["nightly"])
+    steady("org/nightly", "L2", now=timezone.now())
+
+    page = client.get("/crcr/org/nightly").content.decode()
+    levels.evaluate()
+
+    assert "takes part in nightly runs only" in _verdict(client, "org/nightly")
+    assert "No level change proposed: level automation leaves org/nightly out." in page
+    assert "no data" not in page
+    assert '<table class="readiness">' not in page
+    assert _open("org/nightly") == []
+
+
+def test_an_l2_repo_with_nothing_measured_has_not_enough_data(client):
+    DownstreamRepo.objects.create(repo="org/quiet", level="L2")
+
+    levels.evaluate()
+
+    assert "Not enough data: Pass rate no data (needs ≥ 90%) over 7 days" in _verdict(
+        client, "org/quiet"
+    )
+    assert _open("org/quiet") == []
+
+
+def test_an_l3_repo_with_nothing_measured_is_at_risk_as_automation_proposes(client):
+    DownstreamRepo.objects.create(repo="org/gone", level="L3", device="npu")
+
+    levels.evaluate()
+
+    assert "At risk of demotion to L2: Pass rate no data" in _verdict(client, "org/gone")
+    assert [(p.direction, p.to_level) for p in _open("org/gone")] == [("demote", "L2")]

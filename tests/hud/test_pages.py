@@ -1,5 +1,7 @@
 """The HUD pages and their JSON twins, server-side (the browser tests drive them in Chromium)."""
 
+from datetime import timedelta
+
 import pytest
 
 from tests.hud.dataset import recent_noon
@@ -14,7 +16,7 @@ def test_the_overview_lists_repos_under_their_levels(client, seeded):
     text = response.content.decode()
     assert text.index("org/beta") < text.index("org/alpha")  # L3 before L2
     assert "not on allowlist" in text  # Org/Gamma, under the L2 it reported
-    assert "pytorch/crcr-test</code>: 3 of 4 jobs ended as expected" in text
+    assert 'Relay health</a>: <span class="state degraded">' in text  # xtimeout passed
     assert "'unsafe-inline'" not in response.headers["Content-Security-Policy"]
 
 
@@ -69,10 +71,16 @@ def test_the_metrics_page_charts_each_repo_and_its_json_twin(client, seeded):
     page = client.get("/crcr/metrics?days=30").content.decode()
     api = client.get("/api/crcr/metrics?days=30").json()
 
-    assert page.count('<svg class="chart"') == 3  # alpha, beta, gamma; not the probe
-    assert ": 5 jobs, 1 failed, 80% passed" in page  # the day of alpha's PR 10
+    assert page.count('<svg class="chart volume-chart"') == 3  # alpha, beta, gamma; no probe
+    assert page.count('<svg class="chart times-chart"') == 3
+    assert page.count('<svg class="chart passrate-chart"') == 1
+    assert ": 5 jobs, 1 failed, 0 timed out, 80% passed" in page  # the day of alpha's PR 10
+    assert ": 2 jobs (1 running), 0 failed, 1 timed out, 0% passed" in page  # its PR 11
+    assert ": execution p50 4m 10s" in page  # that day's p50 of 100, 200, 250, 300, 400 s
+    assert "org/alpha · " in page  # its line on the chart of every repo
     alpha = next(s for s in api["series"] if s["repo"] == "org/alpha")
     assert [p["counts"]["completed"] for p in alpha["points"]] == [1, 1, 1, 5]
+    assert [t["p90_execution"] for t in alpha["times"]] == [70, 50, 600, 400]
 
 
 def test_untrusted_text_is_escaped_and_only_plain_http_urls_are_links(client, seeded):
@@ -166,3 +174,295 @@ def test_every_page_shows_the_operators_notice(client, seeded, settings):
 
 def test_no_notice_is_shown_unless_one_is_set(client, seeded):
     assert 'class="notice"' not in client.get("/crcr").content.decode()
+
+
+def test_a_repo_page_ranks_its_flaky_and_failing_jobs_and_badges_a_flaky_cell(client, seeded):
+    page = client.get("/crcr/org/alpha").content.decode()
+    api = client.get("/api/crcr/repos/org/alpha").json()
+
+    flaky = page[page.index('<table class="flaky">') : page.index('<table class="failing-jobs">')]
+    assert '<code>test-1</code></th><td class="num">1</td><td class="num">1</td>' in flaky
+    assert "build" not in flaky  # timed out on PR 11, never passed there: failing, not flaky
+    failing = page[page.index('<table class="failing-jobs">') :]
+    assert failing.index("<code>test-1</code>") < failing.index("<code>build</code>")  # 100 % first
+    # PR 10's collapsed test family holds test-1's flip; PR 11's cells hold none.
+    assert page.count('<span class="badge flaky"') == 1
+    assert [j["job_name"] for j in api["jobs"]["flaky"]] == ["test-1"]
+    assert [(j["job_name"], j["failed_heads"], j["heads"]) for j in api["jobs"]["failing"]] == [
+        ("test-1", 1, 1),
+        ("build", 1, 3),
+    ]
+
+
+def test_a_job_also_red_on_main_says_so_on_the_pr_page_and_in_the_matrix(client, seeded):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from hud.models import JobRecord, UpstreamCommit
+
+    now = timezone.now()
+    for sha, ref, conclusion, hours in (
+        ("main0000aa", "refs/heads/main", "success", 5),
+        ("main1111bb", "refs/heads/main", "failure", 4),
+        ("main2222cc", "refs/heads/main", "failure", 3),
+        ("dev3333dd", "refs/heads/dev", "success", 2),  # not main: says nothing
+    ):
+        at = now - timedelta(hours=hours)
+        UpstreamCommit.note(
+            upstream_repo="pytorch/pytorch", sha=sha, ref=ref, default_branch="main",
+            title=f"commit {sha}", author="dev", at=at,
+        )  # fmt: skip
+        JobRecord.objects.create(
+            downstream_repo="org/beta", delivery_id=f"push-{sha}", workflow_name="CI",
+            job_name="build", check_run_id=sha, repo_display="org/beta",
+            upstream_repo="pytorch/pytorch", event_type="push", level="L3", pr_number=0,
+            head_sha=sha, status="completed", conclusion=conclusion, received_at=at,
+            updated_at=at,
+        )  # fmt: skip
+
+    pr = client.get("/crcr/pr/10").content.decode()
+    api = client.get("/api/crcr/prs/10").json()
+    repo = client.get("/crcr/org/beta").content.decode()
+
+    # beta's build failed on PR 10's head eee, and main has failed it since main1111bb.
+    assert '<span class="badge on-main"' in pr
+    assert "on main since main1111bb" in pr
+    assert api["on_main"] == {"org/beta": {"build": "main1111bb"}}
+    assert repo.count('<span class="badge on-main"') == 1  # PR 10's red build; push rows not
+    assert "on main since main1111bb" in repo
+
+
+def test_nightly_rows_are_named_by_their_commit_and_link_to_it(client, seeded, settings):
+    from django.utils import timezone
+
+    from hud.models import JobRecord, UpstreamCommit
+
+    UpstreamCommit.note(
+        upstream_repo="pytorch/pytorch", sha="nnn", ref="refs/heads/dev", default_branch="main",
+        title="Try the build on dev", author="someone", at=timezone.now(),
+    )  # fmt: skip
+    UpstreamCommit.note(
+        upstream_repo="pytorch/pytorch", sha="nnn", ref="refs/heads/main", default_branch="main",
+        title="Fix the build", author="dev", at=timezone.now(),
+    )  # fmt: skip
+
+    sha = "0123456789abcdef0123456789abcdef01234567"
+    JobRecord.objects.create(
+        downstream_repo="org/alpha", delivery_id="nightly-2", workflow_name="CI",
+        job_name="build", check_run_id="n2", repo_display="org/alpha",
+        upstream_repo="pytorch/pytorch", event_type="nightly", level="L2", pr_number=0,
+        head_sha=sha, status="completed", conclusion="success", received_at=timezone.now(),
+        updated_at=timezone.now(),
+    )  # fmt: skip
+
+    page = client.get("/crcr/org/alpha?tab=nightly&days=30").content.decode()
+
+    assert '<div class="title">Fix the build <span class="muted">by dev</span></div>' in page
+    assert "Try the build" not in page  # the default branch's push names the commit
+    assert f'href="{settings.GITHUB_WEB_URL}/pytorch/pytorch/commit/{sha}"' in page
+    assert page.count("/pytorch/pytorch/commit/") == 1  # "nnn" and "mmm" cannot be SHAs
+
+
+# -- relay health and the probe (issue 16) -------------------------------------------------------
+
+
+def _probe_run(n, when, conclusions, *, event="pull_request"):
+    """One probe run of the jobs `conclusions` names (None: still in progress)."""
+    from hud.models import JobRecord
+
+    for job, conclusion in conclusions.items():
+        JobRecord.objects.create(
+            downstream_repo="pytorch/crcr-test", repo_display="pytorch/crcr-test",
+            delivery_id=f"probe-{n}", workflow_name="CI", job_name=job, check_run_id=f"{n}-{job}",
+            event_type=event, level="L3", pr_number=0 if event == "nightly" else 500 + n,
+            head_sha=f"{n:040x}", run_id=str(n), run_attempt=1,
+            status="in_progress" if conclusion is None else "completed",
+            conclusion=conclusion or "", received_at=when, updated_at=when,
+        )  # fmt: skip
+
+
+AS_EXPECTED = {"ok": "success", "xfail": "failure", "xcancel": "cancelled", "xtimeout": "timed_out"}
+
+
+def _health(client, query=""):
+    html = client.get(f"/crcr{query}").content.decode()
+    section = html[html.index('<section class="card health"') :]
+    return section[: section.index("</section>")]
+
+
+def test_relay_health_is_the_probes_newest_runs_so_one_blip_passes(client, seeded):
+    from django.utils import timezone
+
+    assert "Degraded" in _health(client)  # the seeded run: xtimeout passed
+    now = timezone.now()
+    for n in range(3):
+        _probe_run(n, now - timedelta(minutes=10 * (n + 1)), AS_EXPECTED)
+    _probe_run(3, now - timedelta(minutes=5), AS_EXPECTED | {"ok": None})  # still running
+
+    card = _health(client)
+    api = client.get("/api/crcr/summary").json()["probe"]
+
+    assert "Healthy" in card  # the blip is still in the window, not among the last 3 runs
+    assert "3 of the last 3 runs as expected, 1 running" in card
+    assert "overdue" not in card
+    assert (api["health"], api["overdue"]) == ("healthy", False)
+    assert [(line["kind"], line["health"]) for line in api["lines"]] == [
+        ("pr", "healthy"), ("nightly", "no_data"),
+    ]  # fmt: skip
+
+
+def test_a_nightly_the_probe_got_wrong_degrades_relay_health(client, seeded):
+    from django.utils import timezone
+
+    for n in range(3):
+        _probe_run(n, timezone.now() - timedelta(hours=n + 1), AS_EXPECTED)
+    _probe_run(9, timezone.now(), {"ok": "failure"}, event="nightly")
+
+    card = _health(client, "?tab=nightly")
+
+    assert "Degraded" in card
+    assert '<li aria-current="true"><strong>Nightlies</strong>:\n      0 of the last 1 run' in card
+
+
+def test_relay_health_is_overdue_when_the_last_probe_result_is_older_than_the_setting(
+    client, seeded, settings
+):
+    from django.utils import timezone
+
+    for n in range(3):
+        _probe_run(n, timezone.now() - timedelta(hours=2, minutes=n), AS_EXPECTED)
+    settings.CRCR_PROBE_OVERDUE = 3600
+
+    card = _health(client)
+
+    assert 'Healthy</span> <span class="state overdue">' in card
+    assert "overdue, nothing for more than 1h 00m" in card
+    settings.CRCR_PROBE_OVERDUE = 3 * 3600
+    assert "overdue" not in _health(client)
+
+
+def test_relay_health_without_probe_results_is_no_data(client, db):
+    card = _health(client)
+
+    assert "No data" in card
+    assert "overdue" not in card
+    assert "No probe results in the last 90 days." in card
+
+
+def test_the_health_card_links_the_probes_page_for_the_tab_shown(client, seeded):
+    card = _health(client, "?days=7&tab=nightly")
+
+    assert '<a href="/crcr/pytorch/crcr-test?days=7&amp;tab=nightly">Relay health</a>' in card
+
+
+def test_the_probes_page_counts_its_expected_outcomes_as_passing(client, seeded):
+    page = client.get("/crcr/pytorch/crcr-test").content.decode()
+    api = client.get("/api/crcr/repos/pytorch/crcr-test").json()
+
+    assert "75.0%" in page  # xfail, xcancel, ok as expected; xtimeout passed, which it must not
+    assert "3 of 4 completed, as expected" in page
+    counts = api["summary"]["counts"]
+    assert (counts["successes"], counts["failures"], counts["completed"]) == (3, 1, 4)
+    (day,) = api["summary"]["daily"]  # its days are judged alike
+    assert (day["counts"]["successes"], day["counts"]["failures"]) == (3, 1)
+    assert api["readiness"]["verdict"] == "not_applicable"
+    assert '<span class="words">failed</span> <span class="expect">(as expected)</span>' in page
+    assert '<span class="words">passed</span> <span class="expect">(unexpected)</span>' in page
+    assert "Flaky and failing jobs" not in page  # xfail failing is no failing job
+    assert api["jobs"] is None
+
+
+# -- names and counts (issue 16) -------------------------------------------------------------------
+
+
+def test_a_repo_is_named_as_the_allowlist_spells_it_on_every_page(client, seeded):
+    from allowlist.models import DownstreamRepo
+
+    DownstreamRepo.objects.create(repo="ORG/gamma", level="L2")  # it reports as Org/Gamma
+
+    pages = [client.get(url).content.decode() for url in ("/crcr", "/crcr/org/gamma",
+             "/crcr/pr/10", "/crcr/metrics")]  # fmt: skip
+    summary = client.get("/api/crcr/summary").json()
+    repo = client.get("/api/crcr/repos/org/gamma").json()
+    pr = client.get("/api/crcr/prs/10").json()
+    metrics = client.get("/api/crcr/metrics").json()
+
+    for html in pages:
+        assert "ORG/gamma<" in html
+        assert "Org/Gamma<" not in html  # (its log links keep the URL it reported)
+    assert "<h1>ORG/gamma <span" in pages[1]
+    names = [line["summary"]["repo"] for block in summary["blocks"] for line in block["lines"]]
+    assert "ORG/gamma" in names
+    assert (repo["repo"], repo["summary"]["repo"], repo["matrix"]["repo"]) == ("ORG/gamma",) * 3
+    assert "ORG/gamma" in [r["repo"] for r in pr["view"]["repos"]]
+    assert "ORG/gamma" in [s["repo"] for s in metrics["series"]]
+
+
+def _row(html, repo):
+    """The overview's table row of `repo`: its cells' text."""
+    import re
+
+    start = html.index(f'?">{repo}</a>')  # the results table's link, not the registered list
+    row = html[start : html.index("</tr>", start)]
+    return [re.sub(r"<[^>]+>|\s+", " ", cell).strip() for cell in row.split("<td")[1:]]
+
+
+def test_every_total_is_the_sum_of_the_columns_beside_it_and_running_is_apart(client, seeded):
+    html = client.get("/crcr").content.decode()
+
+    # pass rate, successes, failures, timed out, cancelled, total, running (no other here)
+    assert [c.split(">")[-1].strip() for c in _row(html, "org/alpha")[:7]][1:] == [
+        "5", "1", "1", "0", "7", "1",
+    ]  # fmt: skip
+    assert [c.split(">")[-1].strip() for c in _row(html, "Org/Gamma")[:7]][1:] == [
+        "0", "0", "0", "1", "1", "0",
+    ]  # fmt: skip
+    assert ">Other</th>" not in html
+    gamma = client.get("/api/crcr/repos/org/gamma").json()["summary"]["counts"]
+    assert (gamma["cancelled"], gamma["other"], gamma["completed"]) == (1, 0, 1)
+    page = client.get("/crcr/org/alpha").content.decode()
+    assert '<h2>Jobs completed</h2><p class="big">7</p>' in page
+    assert "5 passed + 1 failed + 1 timed out + 0 cancelled</p>" in page
+    assert '<h2>Running</h2><p class="big">1</p>' in page
+    assert 'cancelled</p></div>\n  <div class="card"><h2>Timeout' not in page  # not under Failures
+    assert '<h2>Failures</h2><p class="big">1</p><p class="muted">of 7 completed</p>' in page
+
+
+def test_jobs_of_another_conclusion_have_a_column_so_the_total_still_adds_up(client, seeded):
+    from hud.models import JobRecord
+
+    JobRecord.objects.filter(downstream_repo="org/alpha", job_name="test-3").update(
+        conclusion="skipped"
+    )
+
+    html = client.get("/crcr").content.decode()
+
+    assert ">Other</th>" in html
+    # pass rate, successes, failures, timed out, cancelled, other, total, running
+    assert [c.split(">")[-1].strip() for c in _row(html, "org/alpha")[:8]][1:] == [
+        "4", "1", "1", "0", "1", "7", "1",
+    ]  # fmt: skip
+    assert "4 passed + 1 failed + 1 timed out + 0 cancelled + 1 other</p>" in (
+        client.get("/crcr/org/alpha").content.decode()
+    )
+
+
+def test_a_run_still_going_is_unexpected_once_a_job_ended_otherwise(client, seeded):
+    from django.utils import timezone
+
+    for n in range(3):
+        _probe_run(n, timezone.now() - timedelta(hours=n + 1), AS_EXPECTED)
+    _probe_run(7, timezone.now(), AS_EXPECTED | {"ok": "failure", "xfail": None})
+
+    card = _health(client)
+
+    assert "Degraded" in card
+    assert "2 of the last 3 runs as expected" in card  # the running one is judged: unexpected
+
+
+def test_an_unlisted_repos_readiness_is_not_applicable(client, seeded):
+    page = client.get("/crcr/org/gamma").content.decode()
+
+    assert "Not applicable: not on the allowlist, so level automation leaves it out." in page
+    assert '<table class="readiness">' not in page

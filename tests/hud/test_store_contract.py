@@ -7,7 +7,8 @@ import pytest
 from django.db import connections
 
 from crcr_site import sql
-from hud.reports import Counts, Kind, Window
+from hud.pages import probe_health
+from hud.reports import Counts, Kind, Mark, PrActivity, Window, judged
 from hud.storage import HudRecord, RecordExists, RecordKey
 from hud.storage.clickhouse.drivers import ChdbDriver, ServerDriver
 from hud.storage.clickhouse.store import ClickHouseRecordStore
@@ -92,6 +93,36 @@ def test_summary_has_a_daily_series(store):
         (date(2026, 11, 17), Counts(timed_out=1, completed=1, in_progress=1)),
         (date(2026, 11, 20), Counts(successes=4, failures=1, completed=5)),
     ]
+
+
+def test_daily_times_are_each_days_nearest_rank_queue_and_execution(store):
+    times = store.daily_times(D14, Kind.PR, exclude=[PROBE])
+
+    assert sorted(times) == ["org/alpha", "org/beta", "org/gamma"]
+    assert [
+        (t.day, t.p50_queue, t.p90_queue, t.p50_execution, t.p90_execution)
+        for t in times["org/alpha"]
+    ] == [
+        (date(2026, 11, 10), 1, 1, 50, 50),
+        (date(2026, 11, 17), 5, 60, 600, 600),  # the running job's queue counts, not its time
+        (date(2026, 11, 20), 20, 40, 250, 400),  # the re-run's 500 s queue left out
+    ]
+    assert [(t.day, t.p50_execution, t.p90_execution) for t in times["org/beta"]] == [
+        (date(2026, 11, 18), 1000, 2000),
+        (date(2026, 11, 19), 1500, 1500),
+    ]
+
+
+def test_job_stats_count_heads_failed_and_flaky_per_job(store):
+    stats = store.job_stats("org/alpha", D14, Kind.PR)
+
+    assert [(j.job_name, j.heads, j.failed_heads, j.flaky_heads, j.flaky_shas) for j in stats] == [
+        ("build", 3, 1, 0, ()),  # PR 10, PR 11 (timed out) and the push; PR 12 is older
+        ("test-1", 1, 1, 1, ("aaa",)),  # failed, then passed on attempt 2; the running one
+        ("test-2", 1, 0, 0, ()),  # on PR 11 is not counted until it completes
+        ("test-3", 1, 0, 0, ()),
+    ]
+    assert store.job_stats("org/nobody", D14, Kind.PR) == []
 
 
 def test_a_window_counts_what_was_received_in_it_start_included(store):
@@ -200,12 +231,38 @@ def test_readiness_metrics_over_14_and_7_days(store):
     assert (narrow.pass_rate, narrow.timeout_rate) == pytest.approx((4 / 6, 1 / 6))
 
 
-def test_the_probe_counts_expected_outcomes(store):
-    health = store.probe(PROBE, D14)
+def test_outcomes_count_a_repos_records_by_job_and_conclusion(store):
+    found = store.outcomes(PROBE, D14, Kind.PR)
+    alpha = store.outcomes("org/alpha", D14, Kind.PR)
 
-    assert (health.runs, health.as_expected, health.in_progress) == (4, 3, 1)
-    assert health.last_run == at(20, 7)
-    assert health.healthy is False
+    day = date(2026, 11, 20)
+    assert found == {
+        (day, "xfail", "completed", "failure"): 1,
+        (day, "xcancel", "completed", "cancelled"): 1,
+        (day, "xtimeout", "completed", "success"): 1,
+        (day, "ok", "completed", "success"): 1,
+        (day, "slow", "in_progress", ""): 1,
+    }
+    assert store.outcomes(PROBE, D14, Kind.NIGHTLY) == {}
+    assert alpha[(day, "test-1", "completed", "failure")] == 1
+    assert alpha[(day, "test-1", "completed", "success")] == 1
+    assert sum(alpha.values()) == 8
+    # The probe's figures: xtimeout passing is the one job not as expected.
+    counts, daily = judged(found)
+    assert counts == Counts(successes=3, failures=1, completed=4, in_progress=1)
+    assert [(point.day, point.counts) for point in daily] == [(day, counts)]
+
+
+def test_the_probe_health_is_its_newest_runs_against_what_they_expect(store):
+    health = probe_health(store, NOW)
+
+    pr, nightly = health.lines
+    (run,) = pr.runs
+    assert (run.pr_number, run.head_sha, run.jobs, run.as_expected, run.running) == (
+        10, "aaa", 5, 3, 1,
+    )  # fmt: skip
+    assert (run.state, pr.health, nightly.health) == ("unexpected", "degraded", "no_data")
+    assert (health.health, health.last_run, health.overdue) == ("degraded", at(20, 7), False)
 
 
 def test_newest_and_first_seen(store):
@@ -391,3 +448,68 @@ def test_runs_on_a_head_are_failed_by_their_latest_attempt(store):
 
     assert [(r.run_id, r.failed) for r in runs] == [("77", False), ("78", True), ("79", False)]
     assert store.runs_on_head("org/delta", "hhh", since=at(10)) == []
+
+
+def test_recent_prs_newest_activity_first_within_the_window(store):
+    assert store.recent_prs(D14, limit=10, exclude=[PROBE]) == [
+        PrActivity(10, at(20, 9)),
+        PrActivity(11, at(17)),
+    ]  # PR 12 is older than 14 days; the push without a PR is no PR
+    assert [p.number for p in store.recent_prs(Window(30, NOW), limit=10)] == [10, 11, 12]
+    assert store.recent_prs(D14, limit=1) == [PrActivity(10, at(20, 9))]
+
+
+def test_recent_prs_narrowed_to_numbers_or_a_head_sha_prefix(store):
+    month = Window(30, NOW)
+
+    assert store.recent_prs(month, limit=10, numbers=[11, 99]) == [PrActivity(11, at(17))]
+    assert store.recent_prs(month, limit=10, numbers=[]) == []
+    # PR 10 matches by an older head (eee) and is still dated by its newest record.
+    assert store.recent_prs(month, limit=10, numbers=[12], sha="ee") == [
+        PrActivity(10, at(20, 9)),
+        PrActivity(12, at(20, 9).replace(month=10, day=31, hour=12)),
+    ]
+    assert store.recent_prs(month, limit=10, sha="ccc") == []  # a push, not a PR
+
+
+def test_a_prs_latest_head_with_one_mark_per_repo_that_reported_there(store):
+    key = RecordKey("org/delta", "d-13", "CI", "build", "cr-13")
+    running = HudRecord(key, "org/delta", event_type="pull_request", pr_number=13,
+                        head_sha="hhh", status="in_progress", run_id="1")  # fmt: skip
+    store.upsert(running, now=at(20, 10))
+
+    heads = store.pr_heads([10, 11, 12, 13, 99], exclude=[PROBE])
+
+    assert sorted(heads) == [10, 11, 12, 13]
+    assert heads[10].head_sha == "aaa"  # its newest record's head (alpha's re-run)
+    assert [(m.repo, m.mark, m.counts.completed) for m in heads[10].marks] == [
+        ("org/alpha", Mark.GREEN, 4),  # test-1 failed, then passed on attempt 2
+        ("org/beta", Mark.GREEN, 2),  # red on eee, a head older than aaa's newest record
+        ("Org/Gamma", Mark.NEUTRAL, 1),  # cancelled
+    ]
+    assert [(m.key, m.mark) for m in heads[11].marks] == [("org/alpha", Mark.RED)]
+    assert (heads[12].head_sha, heads[12].marks[0].mark) == ("ddd", Mark.RED)
+    assert [(m.key, m.mark) for m in heads[13].marks] == [("org/delta", Mark.PENDING)]
+    assert store.recent_prs(D14, limit=1) == [PrActivity(13, at(20, 10))]
+    assert store.pr_heads([]) == {}
+
+
+def test_which_dispatches_were_heard_from_and_when_each_repo_last_was(store):
+    asked = [
+        ("org/alpha", "pull_request-10-aaa"),
+        ("org/alpha", "never-answered"),
+        ("org/beta", "pull_request-10-eee"),
+        ("org/beta", "pull_request-10-aaa"),
+        ("nobody/here", "pull_request-10-aaa"),
+    ]
+
+    assert store.heard_from(asked) == {asked[0], asked[2], asked[3]}
+    assert store.heard_from([]) == set()
+    repos = ["org/alpha", "org/beta", "org/gamma", PROBE, "nobody/here"]
+    assert store.last_heard(repos, since=at(18)) == {
+        "org/alpha": at(20, 9),  # its re-run
+        "org/beta": at(19),
+        PROBE: at(20, 7),
+    }  # org/gamma's one record is older
+    assert store.last_heard(["org/alpha"], since=at(20, 10)) == {}
+    assert store.last_heard([], since=at(18)) == {}

@@ -15,6 +15,7 @@ from django.db import connection
 from django.db.models import Q
 from django.utils import timezone
 
+from hud.models import UpstreamCommit
 from relay import dispatch_payload, dispatch_token, fanout, redis_keys, sending, tasks
 from relay.github import GitHubApp
 from relay.models import Delivery, Dispatch
@@ -122,6 +123,30 @@ def test_a_push_is_dispatched_and_the_ref_filter_applies(client, github, downstr
         client, "push", push | {"ref": "refs/tags/ciflow/crcr/123"}, delivery="p-3"
     )
     assert len(tagged.json()["dispatched"]) == 4
+
+
+def test_a_push_to_a_branch_tells_the_hud_its_commit_once(client, github, downstream):
+    """The HUD's baseline (hud/baseline.py) and its nightly rows name commits from here."""
+    push = webhook_payload("push.with-new-branch")  # to master, the repo's default branch
+    post_webhook(client, "push", push, delivery="p-1")
+    post_webhook(client, "push", push, delivery="p-1")  # a redelivery
+    post_webhook(client, "push", push | {"ref": "refs/heads/dev"}, delivery="p-2")
+    deleted = push | {"ref": "refs/heads/gone", "after": "0" * 40, "deleted": True}
+    post_webhook(client, "push", deleted, delivery="p-3")
+    post_webhook(client, "push", push | {"ref": "refs/tags/v1"}, delivery="p-4")
+
+    commits = UpstreamCommit.objects.order_by("ref")
+    assert [(c.ref, c.on_default_branch) for c in commits] == [
+        ("refs/heads/dev", False),
+        ("refs/heads/master", True),
+    ]
+    master = commits.get(ref="refs/heads/master")
+    assert (master.sha, master.title, master.author) == (
+        push["after"],
+        "Initial commit",
+        "Codertocat",
+    )
+    assert Delivery.objects.get(delivery_id="p-1").title == "Initial commit"
 
 
 def test_shadow_mode_records_everything_and_sends_nothing(client, github, downstream, settings):

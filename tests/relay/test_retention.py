@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from django.core.management import call_command
 
+from hud.models import Dispatched
 from relay import retention
 from relay.models import CallbackAudit, HudForward, ReplayKey
 
@@ -28,6 +29,14 @@ def _forward(status: str, created_age: timedelta, sent_age: timedelta | None = N
     return row.pk
 
 
+def _dispatched(age: timedelta, delivery: str) -> None:
+    Dispatched.objects.create(
+        repo="Org/Repo", repo_key="org/repo", upstream_repo="pytorch/pytorch",
+        event_type="pull_request", pr_number=1, head_sha="a" * 40, delivery_id=delivery,
+        dispatched_at=NOW - age,
+    )  # fmt: skip
+
+
 def test_each_table_is_pruned_at_its_own_age(settings, monkeypatch):
     settings.CRCR_AUDIT_RETENTION_DAYS = 30
     monkeypatch.setattr(retention, "BATCH", 2)  # three old audit rows: two batches
@@ -38,6 +47,8 @@ def test_each_table_is_pruned_at_its_own_age(settings, monkeypatch):
     for n in range(2):
         _audit(timedelta(days=29, minutes=-n), f"kept-{n}")
     _forward("sent", timedelta(days=9), timedelta(days=8))
+    _dispatched(timedelta(days=91), "old")
+    _dispatched(timedelta(days=89), "kept")
     sent_lately = _forward("sent", timedelta(days=7), timedelta(days=6))
     _forward("failed", timedelta(days=31))
     given_up_lately = _forward("failed", timedelta(days=29))
@@ -45,7 +56,14 @@ def test_each_table_is_pruned_at_its_own_age(settings, monkeypatch):
 
     deleted = retention.prune(NOW)
 
-    assert deleted == {"replay_keys": 1, "forwarded": 1, "audit": 3, "forwards_given_up": 1}
+    assert deleted == {
+        "replay_keys": 1,
+        "forwarded": 1,
+        "dispatched": 1,
+        "audit": 3,
+        "forwards_given_up": 1,
+    }
+    assert list(Dispatched.objects.values_list("delivery_id", flat=True)) == ["kept"]
     assert list(ReplayKey.objects.values_list("key", flat=True)) == ["used-today"]
     assert sorted(CallbackAudit.objects.values_list("reason", flat=True)) == ["kept-0", "kept-1"]
     remaining = set(HudForward.objects.values_list("pk", flat=True))

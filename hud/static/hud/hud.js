@@ -9,6 +9,7 @@
 // - Sort: a table's column headers become buttons (aria-sort says the order); numbers sort
 //   as numbers ("12 %", "1.5 s", "2,000"), a cell's data-sort overrides its text.
 // - CSV: each table gets a "CSV" button that downloads what it shows, in its current order.
+// - Charts: a day's or a point's figures show beside the pointer as it moves over them.
 "use strict";
 
 (() => {
@@ -139,11 +140,45 @@
     table.before(tools);
   }
 
+  // -- chart values on hover -------------------------------------------------------------------
+
+  // A chart's day or point carries its figures in an SVG <title> (the browser's own tooltip
+  // without JavaScript); here they move to data-tip and show at once, beside the pointer.
+  const tip = document.createElement("div");
+  tip.className = "chart-tip";
+  tip.setAttribute("role", "status");
+  tip.hidden = true;
+  document.body.append(tip);
+
+  function enhanceCharts(root) {
+    root.querySelectorAll("svg.chart title").forEach((title) => {
+      title.parentElement.dataset.tip = title.textContent;
+      title.remove();
+    });
+  }
+
+  function showTip(event) {
+    const target = event.target.closest && event.target.closest("svg.chart [data-tip]");
+    if (!target) {
+      tip.hidden = true;
+      return;
+    }
+    tip.textContent = target.dataset.tip;
+    tip.hidden = false;
+    const x = Math.min(event.clientX + 12, window.innerWidth - tip.offsetWidth - 4);
+    tip.style.left = `${Math.max(x, 4)}px`;
+    tip.style.top = `${Math.max(event.clientY - tip.offsetHeight - 8, 4)}px`;
+  }
+
+  main.addEventListener("pointermove", showTip);
+  main.addEventListener("pointerleave", () => (tip.hidden = true));
+
   function enhance(root) {
     tables(root).forEach((table, index) => {
       enhanceSorting(table, tableKey(table, index));
       enhanceCsv(table, index);
     });
+    enhanceCharts(root);
   }
 
   // -- live -------------------------------------------------------------------------------------

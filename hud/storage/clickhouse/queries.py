@@ -8,7 +8,7 @@ each key (exact, whatever the background merges have done so far).
 from collections.abc import Sequence
 from typing import Any
 
-from hud.reports import COUNT_CONDITIONS, PROBE_EXPECTATIONS
+from hud.reports import COUNT_CONDITIONS
 from hud.storage.base import KEY_FIELDS
 
 TABLE = "hud_job"
@@ -104,11 +104,3 @@ def in_list(name: str, values: Sequence[str], params: dict[str, Any]) -> str:
 
 
 WINDOW = "received_at >= {start:DateTime64(6, 'UTC')} AND received_at < {end:DateTime64(6, 'UTC')}"
-
-PROBE_EXPECTED = " OR ".join(
-    [
-        f"(job_name = '{job}' AND conclusion = '{conclusion}')"
-        for job, conclusion in PROBE_EXPECTATIONS.items()
-    ]
-    + [f"(job_name NOT IN ({', '.join(map(repr, PROBE_EXPECTATIONS))}) AND conclusion = 'success')"]
-)

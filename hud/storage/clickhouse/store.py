@@ -4,6 +4,7 @@ Reads are here, every statement in hud/storage/clickhouse/queries.py; writes (th
 drain) are in hud/storage/clickhouse/writes.py.
 """
 
+import itertools
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import fields as dataclass_fields
 from datetime import date, datetime
@@ -20,11 +21,14 @@ from hud.reports import (
     Cell,
     Counts,
     DailyPoint,
+    DailyTimes,
     HeadRun,
+    JobStats,
     Kind,
     MatrixPage,
     MatrixRow,
-    ProbeHealth,
+    PrActivity,
+    PrHead,
     PrView,
     ReadinessMetrics,
     RepoSummary,
@@ -32,6 +36,8 @@ from hud.reports import (
     StaleJob,
     Window,
     head_runs,
+    job_stats_of,
+    pr_heads_of,
     red_heads,
     worst_first,
 )
@@ -231,6 +237,36 @@ class ClickHouseRecordStore(RecordStore):
             series.setdefault(row[0], []).append(DailyPoint(row[1], Counts(*row[2:8])))
         return {repo: tuple(points) for repo, points in series.items()}
 
+    def daily_times(
+        self, window: Window, kind: Kind, *, exclude: Sequence[str] = ()
+    ) -> dict[str, tuple[DailyTimes, ...]]:
+        params: dict[str, Any] = {}
+        where = self._where(window, kind, params, exclude=exclude)
+        queue = q.percentiles("queue_time", "run_attempt = 1", 0.5, 0.9)
+        execution = q.percentiles("execution_time", "status = 'completed'", 0.5, 0.9)
+        statement = (
+            f"SELECT downstream_repo, toDate(received_at) AS day, {', '.join(queue + execution)} "
+            f"FROM {q.TABLE} FINAL WHERE {where} GROUP BY downstream_repo, day "
+            "ORDER BY downstream_repo, day"
+        )
+        series: dict[str, list[DailyTimes]] = {}
+        for row in self._select(statement, params):
+            series.setdefault(row[0], []).append(DailyTimes(row[1], *row[2:6]))
+        return {repo: tuple(days) for repo, days in series.items()}
+
+    def job_stats(self, repo_key: str, window: Window, kind: Kind) -> list[JobStats]:
+        params: dict[str, Any] = {}
+        where = self._where(window, kind, params, only=repo_key)
+        red = ", ".join(repr(c) for c in RED)
+        statement = (
+            f"SELECT job_name, head_sha, max(conclusion IN ({red})), "
+            f"max(conclusion = 'success') FROM {q.TABLE} FINAL "
+            f"WHERE {where} AND status = 'completed' GROUP BY job_name, pr_number, head_sha"
+        )
+        return job_stats_of(
+            (job, sha, bool(r), bool(g)) for job, sha, r, g in self._select(statement, params)
+        )
+
     def matrix(
         self,
         repo_key: str,
@@ -406,17 +442,17 @@ class ClickHouseRecordStore(RecordStore):
         )
         return [StaleJob(*row) for row in rows]
 
-    def probe(self, repo_key: str, window: Window) -> ProbeHealth:
-        params: dict[str, Any] = {"repo": repo_key}
-        where = self._where(window, None, params) + " AND downstream_repo = {repo:String}"
+    def outcomes(
+        self, repo_key: str, window: Window, kind: Kind
+    ) -> dict[tuple[date, str, str, str], int]:
+        params: dict[str, Any] = {}
+        where = self._where(window, kind, params, only=repo_key)
         statement = (
-            "SELECT countIf(status = 'completed'), "
-            f"countIf(status = 'completed' AND ({q.PROBE_EXPECTED})), "
-            f"countIf(status != 'completed'), if(count() = 0, NULL, max(received_at)) "
-            f"FROM {q.TABLE} FINAL WHERE {where}"
+            "SELECT toDate(received_at) AS day, job_name, status, conclusion, count() "
+            f"FROM {q.TABLE} FINAL WHERE {where} GROUP BY day, job_name, status, conclusion"
         )
-        runs, as_expected, in_progress, last = self._select(statement, params)[0]
-        return ProbeHealth(repo_key, runs, as_expected, in_progress, last)
+        found = self._select(statement, params)
+        return {(day, job, status, end): n for day, job, status, end, n in found}
 
     # received_at is the same in every version of a record: no FINAL needed for these two.
 
@@ -440,6 +476,91 @@ class ClickHouseRecordStore(RecordStore):
             {"repo": repo_key, "sha": head_sha, "since": since},
         )
         return head_runs(rows)
+
+    # The PR list's reads need no FINAL for what they select by: a record's repo, delivery,
+    # PR number, head SHA, event and receive time are the same in every version of it.
+
+    def recent_prs(
+        self,
+        window: Window,
+        *,
+        limit: int,
+        numbers: Sequence[int] | None = None,
+        sha: str | None = None,
+        exclude: Sequence[str] = (),
+    ) -> list[PrActivity]:
+        params: dict[str, Any] = {"limit": limit}
+        where = self._where(window, Kind.PR, params, exclude=exclude) + " AND pr_number > 0"
+        if numbers is not None or sha is not None:
+            matching = [f"pr_number IN {_numbers(numbers or (), params)}"]
+            if sha:  # the PR's newest record need not be on that head: a subquery
+                matching.append(
+                    f"pr_number IN (SELECT pr_number FROM {q.TABLE} WHERE {where} "
+                    "AND startsWith(head_sha, {sha:String}))"
+                )
+                params["sha"] = sha
+            where += f" AND ({' OR '.join(matching)})"
+        rows = self._select(
+            f"SELECT pr_number, max(received_at) AS last FROM {q.TABLE} WHERE {where} "
+            "GROUP BY pr_number ORDER BY last DESC, pr_number DESC LIMIT {limit:UInt32}",
+            params,
+        )
+        return [PrActivity(number, last) for number, last in rows]
+
+    def pr_heads(self, numbers: Sequence[int], *, exclude: Sequence[str] = ()) -> dict[int, PrHead]:
+        if not numbers:
+            return {}
+        params: dict[str, Any] = {}
+        where = self._where(None, Kind.PR, params, exclude=exclude)
+        where += f" AND pr_number IN {_numbers(numbers, params)}"
+        statement = (
+            f"SELECT pr_number, head_sha, downstream_repo, argMax(repo_display, received_at), "
+            f"{q.COUNTS} FROM (SELECT pr_number, head_sha, downstream_repo, repo_display, "
+            f"job_name, status, conclusion, received_at FROM {q.TABLE} FINAL WHERE {where} "
+            f"AND (pr_number, head_sha) IN (SELECT pr_number, argMax(head_sha, received_at) "
+            f"FROM {q.TABLE} WHERE {where} GROUP BY pr_number) {q.LATEST} "
+            "LIMIT 1 BY pr_number, downstream_repo, job_name) "
+            "GROUP BY pr_number, head_sha, downstream_repo"
+        )
+        return pr_heads_of(self._select(statement, params))
+
+    def heard_from(self, pairs: Iterable[tuple[str, str]]) -> set[tuple[str, str]]:
+        heard: set[tuple[str, str]] = set()
+        for batch in itertools.batched(sorted(set(pairs)), 500):
+            params: dict[str, Any] = {}
+            tuples = []
+            for n, (repo, delivery) in enumerate(batch):
+                tuples.append(f"({{hr{n}:String}}, {{hd{n}:String}})")
+                params |= {f"hr{n}": repo, f"hd{n}": delivery}
+            rows = self._select(
+                f"SELECT DISTINCT downstream_repo, delivery_id FROM {q.TABLE} "
+                f"WHERE (downstream_repo, delivery_id) IN ({', '.join(tuples)})",
+                params,
+            )
+            heard |= {(repo, delivery) for repo, delivery in rows}
+        return heard
+
+    def last_heard(self, repo_keys: Sequence[str], *, since: datetime) -> dict[str, datetime]:
+        if not repo_keys:
+            return {}
+        params: dict[str, Any] = {"since": since}
+        rows = self._select(
+            f"SELECT downstream_repo, max(received_at) FROM {q.TABLE} "
+            f"WHERE downstream_repo IN {q.in_list('lh', repo_keys, params)} "
+            "AND received_at >= {since:DateTime64(6, 'UTC')} GROUP BY downstream_repo",
+            params,
+        )
+        return {repo: at for repo, at in rows}
+
+
+def _numbers(numbers: Sequence[int], params: dict[str, Any]) -> str:
+    """`({pn0:UInt32}, ...)` for PR numbers, adding them to params (`(0)` when empty: no PR
+    is number 0 in the list)."""
+    placeholders = []
+    for n, number in enumerate(numbers):
+        params[f"pn{n}"] = number
+        placeholders.append(f"{{pn{n}:UInt32}}")
+    return f"({', '.join(placeholders) or '0'})"
 
 
 def _summary_columns(where: str) -> list[str]:
