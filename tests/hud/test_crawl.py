@@ -165,9 +165,9 @@ def _seeds() -> list[str]:
 # What answers an error: a bad query on every page and endpoint, unknown repos, PRs, proposals
 # and paths; pages answer them as HTML pages, the API as JSON.
 ERRORS = [
-    *(f"{base}?{q}" for base in ("/crcr", "/crcr/metrics", "/crcr/pr/100", "/crcr/prs", "/crcr/org/one",
-                                 "/crcr/proposals/1/allowlist.diff", "/api/crcr/summary",
-                                 "/api/crcr/repos/org/one")
+    *(f"{base}?{q}" for base in ("/crcr", "/crcr/metrics", "/crcr/pr/100", "/crcr/prs",
+                                 "/crcr/org/one", "/crcr/proposals/1/allowlist.diff",
+                                 "/api/crcr/summary", "/api/crcr/repos/org/one")
       for q in ("days=3", "days=5", "tab=x", "page=0", "conclusion=meh", "shards=1", "pr=-1")),
     "/crcr/nobody/there", "/api/crcr/repos/nobody/there", "/crcr/proposals/0/allowlist.diff",
     "/crcr/proposals/99999999999999999999/allowlist.diff", "/crcr/no/such/page", "/api/crcr/nope",
