@@ -200,6 +200,7 @@ class RepoSummary(Measured):
     p90_queue: float | None
     last_run: datetime | None
     daily: tuple[DailyPoint, ...] = ()
+    last_sha: str = ""  # the upstream SHA of its newest record (a nightly: the latest tested)
 
     @property
     def timeout_rate(self) -> float | None:

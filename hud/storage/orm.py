@@ -231,6 +231,7 @@ class OrmRecordStore(RecordStore):
                 repo=newest[row["downstream_repo"]][0],
                 key=row["downstream_repo"],
                 level=newest[row["downstream_repo"]][1],
+                last_sha=newest[row["downstream_repo"]][2],
                 counts=_counts(row),
                 prs=row["prs"],
                 avg_execution=row["avg_execution"],
@@ -247,9 +248,9 @@ class OrmRecordStore(RecordStore):
 
     def _newest_rows(
         self, records: QuerySet[JobRecord], newest: dict[str, datetime]
-    ) -> dict[str, tuple[str, str]]:
-        """repo key → (display name, level) of its newest record: one indexed lookup per repo,
-        instead of carrying wide text columns through the aggregate."""
+    ) -> dict[str, tuple[str, str, str]]:
+        """repo key → (display name, level, head SHA) of its newest record: one indexed lookup
+        per repo, instead of carrying wide text columns through the aggregate."""
         if not newest:
             return {}
         # Two IN lists (cheap to build for dozens of repos) and the exact pairs kept here.
@@ -257,9 +258,9 @@ class OrmRecordStore(RecordStore):
             downstream_repo__in=newest, received_at__in=set(newest.values())
         ).order_by("id")
         return {
-            key: (name, level)
-            for key, name, level, at in rows.values_list(
-                "downstream_repo", "repo_display", "level", "received_at"
+            key: (name, level, sha)
+            for key, name, level, sha, at in rows.values_list(
+                "downstream_repo", "repo_display", "level", "head_sha", "received_at"
             )
             if newest[key] == at
         }

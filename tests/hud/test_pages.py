@@ -466,3 +466,29 @@ def test_an_unlisted_repos_readiness_is_not_applicable(client, seeded):
 
     assert "Not applicable: not on the allowlist, so level automation leaves it out." in page
     assert '<table class="readiness">' not in page
+
+
+def test_the_nightly_tab_names_each_repos_latest_tested_commit(client, seeded):
+    from django.utils import timezone
+
+    from hud.models import JobRecord
+
+    sha = "fedcba9876543210fedcba9876543210fedcba98"
+    JobRecord.objects.create(
+        downstream_repo="org/beta", delivery_id="nightly-b", workflow_name="CI",
+        job_name="build", check_run_id="nb", repo_display="org/beta",
+        upstream_repo="pytorch/pytorch", event_type="nightly", level="L3", pr_number=0,
+        head_sha=sha, status="completed", conclusion="success", received_at=timezone.now(),
+        updated_at=timezone.now(),
+    )  # fmt: skip
+
+    nightly = client.get("/crcr?tab=nightly").content.decode()
+    pr_tab = client.get("/crcr").content.decode()
+
+    assert "Latest tested" in nightly
+    assert (
+        f'/pytorch/pytorch/commit/{sha}" rel="noopener noreferrer"><code>{sha[:10]}</code>'
+        in nightly
+    )
+    assert "<code>nnn</code>" in nightly  # alpha's, shown though it cannot be linked
+    assert "Latest tested" not in pr_tab

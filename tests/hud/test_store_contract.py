@@ -95,6 +95,14 @@ def test_summary_has_a_daily_series(store):
     ]
 
 
+def test_a_summary_names_the_sha_of_its_newest_record(store):
+    pr = {s.key: s.last_sha for s in store.summary(D14, Kind.PR, exclude=[PROBE])}
+    nightly = {s.key: s.last_sha for s in store.summary(D14, Kind.NIGHTLY)}
+
+    assert pr == {"org/alpha": "aaa", "org/beta": "eee", "org/gamma": "aaa"}
+    assert nightly == {"org/alpha": "nnn"}  # the latest tested upstream commit
+
+
 def test_daily_times_are_each_days_nearest_rank_queue_and_execution(store):
     times = store.daily_times(D14, Kind.PR, exclude=[PROBE])
 

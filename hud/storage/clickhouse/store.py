@@ -579,6 +579,7 @@ def _summary_columns(where: str) -> list[str]:
         *q.percentiles("queue_time", f"{where} AND run_attempt = 1", 0.9),
         f"maxIf(received_at, {where})",
         q.daily_counts(where),
+        f"argMaxIf(head_sha, received_at, {where})",
     ]
 
 
@@ -599,6 +600,7 @@ def _summary(key: str, row: Sequence[Any]) -> RepoSummary:
         p90_queue=row[13],
         last_run=row[14],
         daily=_days(row[15]),
+        last_sha=row[16] or "",
     )
 
 
@@ -640,6 +642,7 @@ FLAGGED_SOURCE = (
     "execution_time",
     "queue_time",
     "run_attempt",
+    "head_sha",
 )
 
 
