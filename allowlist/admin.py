@@ -14,14 +14,14 @@ from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 
 from allowlist import levels
-from allowlist.audit import acting_as
+from allowlist.audit import acting_as, described
 from allowlist.entry import Event
 from allowlist.models import Change, DownstreamRepo, SyncedFile
 from allowlist.sync import compare, drift, last_synced, revert_to_file
-from crcr_site.admin import ReadOnlyAdmin
+from crcr_site.admin import ReadOnlyAdmin, clip, clipped
 
 EDITABLE = ("repo", "level", "device", "oncalls", "events", "enabled")
 
@@ -83,9 +83,9 @@ class ActorMixin:
 class DownstreamRepoAdmin(ActorMixin, admin.ModelAdmin):
     form = DownstreamRepoForm
     list_display = (
-        "repo",
+        clipped("repo", 40),
         "level_code",
-        "device",
+        clipped("device", 20),
         "oncall_list",
         "event_list",
         "enabled",
@@ -105,11 +105,11 @@ class DownstreamRepoAdmin(ActorMixin, admin.ModelAdmin):
 
     @admin.display(description="oncalls")
     def oncall_list(self, obj: DownstreamRepo) -> str:
-        return ", ".join(obj.oncalls)
+        return clip(", ".join(obj.oncalls), 40)
 
     @admin.display(description="events")
     def event_list(self, obj: DownstreamRepo) -> str:
-        return ", ".join(obj.events)
+        return clip(", ".join(obj.events), 40)
 
     @admin.display(description="temporarily demoted", boolean=True)
     def temporarily_demoted(self, obj: DownstreamRepo) -> bool:
@@ -227,12 +227,36 @@ class DownstreamRepoAdmin(ActorMixin, admin.ModelAdmin):
 
 @admin.register(Change)
 class ChangeAdmin(ReadOnlyAdmin):
-    list_display = ("at", "repo", "action", "old_level", "new_level", "actor", "fields")
+    list_display = (
+        "at",
+        clipped("repo", 40),
+        "action",
+        "old_level",
+        "new_level",
+        clipped("actor", 24),
+        "changes",
+    )
     list_filter = ("action", "new_level", "actor")
     search_fields = ("repo", "actor")
     date_hierarchy = "at"
+    fields = ("at", "repo", "action", "old_level", "new_level", "actor", "changes")
+    readonly_fields = fields
+
+    @admin.display(description="what changed")
+    def changes(self, obj: Change) -> str:
+        """One line a field, "level L2 → L3", each at most a line long (all of it on hover)."""
+        items = format_html_join(
+            "", "<li>{}</li>", ((clip(line, 80),) for line in described(obj.fields))
+        )
+        return format_html('<ul class="changes">{}</ul>', items)
 
 
 @admin.register(SyncedFile)
 class SyncedFileAdmin(ReadOnlyAdmin):
-    list_display = ("location", "sha256", "etag", "fetched_at", "applied_at")
+    list_display = (
+        clipped("location", 60),
+        clipped("sha256", 12, description="sha256"),
+        clipped("etag", 24),
+        "fetched_at",
+        "applied_at",
+    )

@@ -80,3 +80,34 @@ def _log_save(sender: type, instance: DownstreamRepo, **kwargs: Any) -> None:
 @receiver(post_delete, sender=DownstreamRepo)
 def _log_delete(sender: type, instance: DownstreamRepo, **kwargs: Any) -> None:
     _record(instance.repo, Change.Action.REMOVED, _values(instance), None)
+
+
+def _shown(value: Any) -> str:
+    if value is None or value == "" or value == []:
+        return "—"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, list):
+        return ", ".join(map(str, value))
+    return str(value)
+
+
+def described(fields: Any) -> list[str]:
+    """A change's fields (name → [old, new]) as people read them: "level L2 → L3"; a field an
+    addition set, "level L3"; one a removal cleared, "level was L3". Whatever else a row holds
+    (it is JSON) is shown as it is."""
+    if not isinstance(fields, dict):
+        return [str(fields)]
+    lines = []
+    for name, values in fields.items():
+        if not (isinstance(values, list) and len(values) == 2):
+            lines.append(f"{name} {_shown(values)}")
+            continue
+        old, new = values
+        if old is None:
+            lines.append(f"{name} {_shown(new)}")
+        elif new is None:
+            lines.append(f"{name} was {_shown(old)}")
+        else:
+            lines.append(f"{name} {_shown(old)} → {_shown(new)}")
+    return lines

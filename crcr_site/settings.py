@@ -222,7 +222,8 @@ WSGI_APPLICATION = "crcr_site.wsgi.application"
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [],
+        # Before the apps' own: crcr_site/templates/admin/base_site.html adds our admin CSS.
+        "DIRS": [BASE_DIR / "crcr_site" / "templates"],
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [
@@ -414,6 +415,8 @@ CRCR_PROBE_OVERDUE = envint("CRCR_PROBE_OVERDUE", 24 * 3600, minimum=60)
 HUD_PAGE_SIZE = envint("HUD_PAGE_SIZE", 25, minimum=5)
 # Seconds between an open HUD page's refreshes of itself (hud/static/hud/hud.js; 0: never).
 CRCR_HUD_REFRESH = envint("CRCR_HUD_REFRESH", 15, minimum=0)
+# A line every HUD page shows under its header (a maintenance notice; the demo's time scale).
+CRCR_HUD_NOTICE = envstr("CRCR_HUD_NOTICE")
 # A repo dispatched to that has answered nothing for this long is listed as silent on /crcr.
 CRCR_SILENT_AFTER = envint("CRCR_SILENT_AFTER", 6 * 3600, minimum=60)
 # Level readiness (shown on an L2+ repo's page): thresholds and windows.

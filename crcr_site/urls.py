@@ -22,3 +22,4 @@ handler500 = "crcr_site.errors.server_error"
 admin.site.site_header = "CRCR administration"
 admin.site.site_title = "CRCR admin"
 admin.site.index_title = "Cross-Repository CI Relay"
+admin.site.site_url = "/crcr"  # "View site": the HUD (the site has no page at /)

@@ -11,7 +11,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_GET, require_POST
 
-from crcr_site.admin import ReadOnlyAdmin
+from crcr_site.admin import ReadOnlyAdmin, clipped
 from hud import levels
 from hud.models import JobRecord, LevelProposal
 
@@ -20,11 +20,11 @@ from hud.models import JobRecord, LevelProposal
 class JobRecordAdmin(ReadOnlyAdmin):
     list_display = (
         "received_at",
-        "repo_display",
+        clipped("repo_display", 40, description="repo"),
         "level",
         "pr_number",
-        "workflow_name",
-        "job_name",
+        clipped("workflow_name", 24, description="workflow"),
+        clipped("job_name", 32, description="job"),
         "run_attempt",
         "status",
         "conclusion",
@@ -42,10 +42,10 @@ class LevelProposalAdmin(ReadOnlyAdmin):
     """Read-only but for the two decisions, which go through hud/levels.py."""
 
     list_display = (
-        "repo",
+        clipped("repo", 40),
         "change",
         "state",
-        "reason",
+        clipped("reason", 60),
         "opened_at",
         "evaluated_at",
         "suspended_at",

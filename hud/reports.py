@@ -29,6 +29,7 @@ hold each backend to them):
 """
 
 import math
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -253,7 +254,7 @@ class Cell(Measured):
     tests_total: int | None
     failed_tests: tuple[str, ...]  # the first few names
     triage_verdict: dict[str, Any] | None
-    log_url: str  # the run's URL, as reported (the page links it only when safe)
+    log_url: str  # the job's log on GitHub Actions, else the run's URL (job_log_url)
     received_at: datetime
 
     @property
@@ -282,7 +283,7 @@ class Cell(Measured):
             tests_total=row["tests_total"],
             failed_tests=failed,
             triage_verdict=verdict if isinstance(verdict, dict) else None,
-            log_url=row["workflow_run_url"],
+            log_url=job_log_url(row["workflow_run_url"], row["check_run_id"]),
             received_at=row["received_at"],
         )
 
@@ -302,8 +303,25 @@ CELL_SOURCE = (
     "failed_tests_detail",
     "triage_verdict",
     "workflow_run_url",
+    "check_run_id",
     "received_at",
 )
+
+# A GitHub Actions run as its reporter names it (an attempt's URL too), and a job id: GitHub
+# opens a job's log at {run}/job/{job id}, where the id is the job's check run id.
+_ACTIONS_RUN = re.compile(
+    r"(https://github\.com/[^/?#]+/[^/?#]+/actions/runs/[0-9]+)(/attempts/[0-9]+)?/?"
+)
+_JOB_ID = re.compile(r"[0-9]{1,20}")
+
+
+def job_log_url(run_url: str | None, check_run_id: str | None) -> str:
+    """The job's log where the run is a github.com Actions run and the job id is GitHub's
+    (numeric); else the run's URL as reported (the pages link it only when safe)."""
+    run = _ACTIONS_RUN.fullmatch(run_url or "")
+    if run is None or not _JOB_ID.fullmatch(check_run_id or ""):
+        return run_url or ""
+    return f"{run.group(1)}/job/{check_run_id}"
 
 
 @dataclass(frozen=True)

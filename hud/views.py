@@ -2,14 +2,14 @@ import functools
 import hmac
 import logging
 from collections.abc import Callable
+from http import HTTPStatus
 
 import orjson
 from django.conf import settings
 from django.db import DatabaseError
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.views.decorators.csrf import csrf_exempt
-from django.views.decorators.http import require_GET
 
 from crcr_site.errors import (
     RETRY_AFTER,
@@ -32,30 +32,50 @@ from hud.storage import StoreUnavailable
 logger = logging.getLogger(__name__)
 
 
-def hud_page(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
-    """GET only; a results store that cannot answer (ClickHouse or the database down) is a
-    503, never a 500."""
+def error_page(
+    request: HttpRequest, status: int, message: str, *, retry_after: int | None = None
+) -> HttpResponse:
+    """An HTML page's error: its status, why, and the way back to /crcr (the JSON API answers
+    its errors as JSON, crcr_site/errors.py)."""
+    context = {
+        "status": status,
+        "reason": HTTPStatus(status).phrase,
+        "message": message,
+        "retry_after": retry_after,
+    }
+    response = render(request, "hud/error.html", context, status=status)
+    if retry_after:
+        response["Retry-After"] = str(retry_after)
+    return response
 
-    @require_GET
+
+def hud_page(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """GET (and HEAD) only; every error is an HTML page: a 404 (Http404), a results store that
+    cannot answer (ClickHouse or the database down) a 503, never a 500."""
+
     @functools.wraps(view)
     def wrapped(request: HttpRequest, *args: object, **kwargs: object) -> HttpResponse:
+        if request.method not in ("GET", "HEAD"):
+            response = error_page(request, 405, "This page only answers GET.")
+            response["Allow"] = "GET, HEAD"
+            return response
         try:
             return view(request, *args, **kwargs)
+        except Http404 as missing:
+            return error_page(request, 404, str(missing) or "No such page.")
         except (StoreUnavailable, DatabaseError) as exc:
             logger.warning("HUD store unavailable: %s", exc)
-            response = HttpResponse(
-                "The results store is unavailable; try again shortly.",
-                status=503,
-                content_type="text/plain",
+            message = "The results store is unavailable; try again shortly."
+            return error_page(
+                request, 503, message, retry_after=RETRY_AFTER[Dependency.RESULTS_STORE]
             )
-            response["Retry-After"] = str(RETRY_AFTER[Dependency.RESULTS_STORE])
-            return response
 
     return wrapped
 
 
 def with_query(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
-    """A hud_page whose view gets the parsed Query; a bad query string is a 400."""
+    """A hud_page whose view gets the parsed Query: every page validates every parameter it
+    is given the same way, and a bad one is a 400, whether or not the page uses it."""
 
     @hud_page
     @functools.wraps(view)
@@ -63,7 +83,7 @@ def with_query(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]
         try:
             query = Query.parse(request.GET)
         except BadQuery as bad:
-            return HttpResponseBadRequest(f"Bad query parameter {bad}", content_type="text/plain")
+            return error_page(request, 400, f"Bad query parameter {bad}.")
         return view(request, query, *args, **kwargs)
 
     return wrapped
@@ -80,7 +100,7 @@ def repo(request: HttpRequest, query: Query, org: str, name: str) -> HttpRespons
     """/crcr/{org}/{repo}: summary cards, readiness and the PR x job matrix."""
     page = pages.repo_page(f"{org}/{name}", query)
     if page is None:
-        raise Http404("no such downstream repo")
+        raise Http404(f"No downstream repository {org}/{name} is allowlisted or has reported.")
     context = {"page": page, "days": DAYS, "outcomes": OUTCOMES}
     return render(request, "hud/repo.html", context)
 
@@ -91,32 +111,33 @@ def metrics(request: HttpRequest, query: Query) -> HttpResponse:
     return render(request, "hud/metrics.html", {"page": pages.metrics_page(query), "days": DAYS})
 
 
-@hud_page
-def pr(request: HttpRequest, number: int) -> HttpResponse:
+@with_query
+def pr(request: HttpRequest, query: Query, number: int) -> HttpResponse:
     """/crcr/pr/{number}: one upstream PR across every downstream repo."""
     return render(request, "hud/pr.html", {"page": pages.pr_page(number)})
 
 
-@hud_page
-def prs(request: HttpRequest) -> HttpResponse:
-    """/crcr/prs: recent upstream PRs with a per-repo strip, searchable; a bad query is a 400."""
+@with_query
+def prs(request: HttpRequest, query: Query) -> HttpResponse:
+    """/crcr/prs: recent upstream PRs with a per-repo strip, searchable. The pages' parameters
+    are checked as on every page, then the list's own (its search, its pages)."""
     try:
-        query = PrListQuery.parse(request.GET)
+        listed = PrListQuery.parse(request.GET)
     except BadQuery as bad:
-        return HttpResponseBadRequest(f"Bad query parameter {bad}", content_type="text/plain")
-    return render(request, "hud/prs.html", {"page": pr_list.pr_list(query), "days": DAYS})
+        return error_page(request, 400, f"Bad query parameter {bad}.")
+    return render(request, "hud/prs.html", {"page": pr_list.pr_list(listed), "days": DAYS})
 
 
-@hud_page
-def proposal_diff(request: HttpRequest, pk: int) -> HttpResponse:
+@with_query
+def proposal_diff(request: HttpRequest, query: Query, pk: int) -> HttpResponse:
     """/crcr/proposals/{id}/allowlist.diff: the allowlist export's diff for the upstream PR."""
     proposal = LevelProposal.objects.filter(pk=pk).first() if 0 < pk < 2**63 else None
     if proposal is None:
-        raise Http404("no such proposal")
+        raise Http404(f"No level proposal {pk}.")
     try:
         text = levels.export_diff(proposal)
     except levels.ProposalRefused as refused:
-        return HttpResponse(f"No diff: {refused}.", status=409, content_type="text/plain")
+        return error_page(request, 409, f"No diff: {refused}.")
     response = HttpResponse(text, content_type="text/x-diff; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="{levels.diff_name(proposal)}"'
     return response

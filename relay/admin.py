@@ -7,7 +7,7 @@ from django.db.models import Q, QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
 
-from crcr_site.admin import ReadOnlyAdmin
+from crcr_site.admin import ReadOnlyAdmin, clipped
 from relay import tasks
 from relay.models import (
     CallbackAudit,
@@ -39,10 +39,10 @@ class DeliveryAdmin(ReadOnlyAdmin):
         "event",
         "action",
         "pr_number",
-        "head_sha",
-        "title",
+        clipped("head_sha", 12, description="head SHA"),
+        clipped("title", 60),
         "times_received",
-        "delivery_id",
+        clipped("delivery_id", 40, description="delivery id"),
     )
     list_filter = ("event", "action")
     search_fields = ("delivery_id", "head_sha", "title", "author", "=pr_number")
@@ -68,23 +68,19 @@ class DeliveryAdmin(ReadOnlyAdmin):
 class DispatchAdmin(ReadOnlyAdmin):
     list_display = (
         "created_at",
-        "repo",
+        clipped("repo", 40),
         "level",
         "status",
         "attempts",
         "sent_at",
         "next_attempt_at",
-        "short_error",
-        "delivery",
+        clipped("last_error", 60),
+        clipped("delivery", 40),
     )
     list_filter = ("status", "level", "repo_key", "truncated")
     search_fields = ("repo", "delivery__delivery_id", "=delivery__pr_number")
     list_select_related = ("delivery",)
     actions = ("retry_now",)
-
-    @admin.display(description="last error")
-    def short_error(self, obj: Dispatch) -> str:
-        return obj.last_error[:120]
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         # Read-only pages, but the retry action needs the change permission.
@@ -107,7 +103,7 @@ class DispatchAdmin(ReadOnlyAdmin):
 
 @admin.register(PeriodicJob)
 class PeriodicJobAdmin(ReadOnlyAdmin):
-    list_display = ("name", "last_started_at", "last_finished_at", "last_error")
+    list_display = ("name", "last_started_at", "last_finished_at", clipped("last_error", 80))
 
 
 @admin.register(CallbackAudit)
@@ -116,13 +112,13 @@ class CallbackAuditAdmin(ReadOnlyAdmin):
         "at",
         "decision",
         "status",
-        "reason",
-        "repo",
+        clipped("reason", 40),
+        clipped("repo", 40),
         "verified",
         "callback_status",
-        "job",
+        clipped("job", 48),
         "provenance",
-        "delivery_id",
+        clipped("delivery_id", 40, description="delivery id"),
     )
     list_filter = ("decision", "verified", "status", "reason", "provenance", "event_type")
     search_fields = ("repo", "delivery_id", "replay_key", "job", "remote_addr")
@@ -131,7 +127,14 @@ class CallbackAuditAdmin(ReadOnlyAdmin):
 
 @admin.register(HudForward)
 class HudForwardAdmin(ReadOnlyAdmin):
-    list_display = ("created_at", "status", "attempts", "next_attempt_at", "sent_at", "last_error")
+    list_display = (
+        "created_at",
+        "status",
+        "attempts",
+        "next_attempt_at",
+        "sent_at",
+        clipped("last_error", 80),
+    )
     list_filter = ("status",)
 
 
@@ -140,14 +143,14 @@ class RerunAdmin(ReadOnlyAdmin):
     list_display = (
         "created_at",
         "kind",
-        "repo",
+        clipped("repo", 40),
         "run_id",
         "status",
-        "outcome",
+        clipped("outcome", 40),
         "attempts",
         "next_attempt_at",
-        "last_error",
-        "delivery_id",
+        clipped("last_error", 60),
+        clipped("delivery_id", 40, description="delivery id"),
     )
     list_filter = ("status", "kind", "repo_key")
     search_fields = ("repo", "delivery_id", "=run_id", "head_sha")
@@ -156,7 +159,7 @@ class RerunAdmin(ReadOnlyAdmin):
 @admin.register(PullComment)
 class PullCommentAdmin(ReadOnlyAdmin):
     list_display = (
-        "upstream_repo",
+        clipped("upstream_repo", 40),
         "pr_number",
         "status",
         "comment_id",
@@ -164,7 +167,7 @@ class PullCommentAdmin(ReadOnlyAdmin):
         "attempts",
         "next_attempt_at",
         "sent_at",
-        "last_error",
+        clipped("last_error", 60),
     )
     list_filter = ("status",)
     search_fields = ("=pr_number", "upstream_repo")

@@ -1,8 +1,10 @@
 """Simulated downstream CI for `make demo`: runners that answer dispatches with callbacks.
 
-For every dispatch the simulated GitHub accepts, a runner starts a few jobs: each reports
-`in_progress` after a queueing delay and `completed` after it "ran", with a token from the
-simulated GitHub Actions issuer, in the body PyTorch's callback reporter sends.
+For every dispatch the simulated GitHub accepts, a runner starts the repo's jobs: each reports
+`in_progress` after it queued and `completed` after it "ran", with a token from the simulated
+GitHub Actions issuer, in the body PyTorch's callback reporter sends. How long they queue and
+run and how they end follow the repo's profile, as the loaded history does
+(sandbox/workload.py), on the demo's clock.
 """
 
 import json
@@ -13,13 +15,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 import requests
+from django.conf import settings
 
+from allowlist import lookup
+from sandbox import workload
 from sandbox.github import SimulatedGitHub
 from sandbox.oidc import SimulatedIssuer
 
 logger = logging.getLogger(__name__)
-
-JOBS = ("build", "test (default, 1, 2)", "test (default, 2, 2)")
 
 
 def reporter_body(
@@ -60,7 +63,9 @@ def _run_job(
     repo: str,
     client_payload: dict[str, Any],
     job: str,
+    job_id: str,
     run_id: str,
+    ran: workload.Attempt,
     stop: threading.Event,
 ) -> None:
     def report(status: str, conclusion: str | None = None) -> None:
@@ -69,7 +74,7 @@ def _run_job(
             status,
             job=job,
             run_id=run_id,
-            check_run_id=f"{run_id}-{JOBS.index(job)}",
+            check_run_id=job_id,
             conclusion=conclusion,
             url=f"https://github.com/{repo}/actions/runs/{run_id}",
         )
@@ -84,25 +89,36 @@ def _run_job(
         except requests.RequestException as exc:
             logger.warning("simulated runner of %s: %s", repo, exc)
 
-    if stop.wait(random.uniform(1, 6)):  # noqa: S311 (made-up data)
+    if stop.wait(ran.queue):
         return
     report("in_progress")
-    if stop.wait(random.uniform(3, 20)):  # noqa: S311
+    if stop.wait(ran.execution):
         return
-    report("completed", random.choices(["success", "failure", "cancelled"], [85, 12, 3])[0])  # noqa: S311
+    report("completed", ran.conclusion)
 
 
 def runners(
-    github: SimulatedGitHub, issuer: SimulatedIssuer, callback_url: str, stop: threading.Event
+    github: SimulatedGitHub,
+    issuer: SimulatedIssuer,
+    callback_url: str,
+    stop: threading.Event,
+    *,
+    time_scale: float = 1.0,
 ) -> None:
-    """Answer every new dispatch with a few jobs' callbacks, until `stop` is set."""
+    """Answer every new dispatch with its repo's jobs' callbacks, until `stop` is set; the jobs
+    queue and run `time_scale` times faster than the repo's real CI would."""
+    rng = random.Random()  # noqa: S311 (made-up data)
+    probe = settings.CRCR_PROBE_REPO.casefold()
     seen = 0
     while not stop.wait(1.0):
         dispatches = github.dispatches()
         for call in dispatches[seen:]:
-            run_id = str(random.randint(10**9, 10**10))  # noqa: S311
+            run = rng.randint(10**9, 10**10)
             client_payload = call.body["client_payload"]
-            for job in JOBS[: random.randint(1, len(JOBS))]:  # noqa: S311
+            entry = lookup.snapshot().get(call.repo.casefold())
+            profile = workload.profile(call.repo, entry.level if entry else "L2")
+            for n, job in enumerate(workload.jobs(probe=call.repo.casefold() == probe)):
+                ran = workload.attempt(rng, profile, job, time_scale=time_scale)
                 threading.Thread(
                     target=_run_job,
                     daemon=True,
@@ -112,7 +128,9 @@ def runners(
                         repo=call.repo,
                         client_payload=client_payload,
                         job=job,
-                        run_id=run_id,
+                        job_id=str(run * 10 + n),  # numeric, as GitHub's job ids are
+                        run_id=str(run),
+                        ran=ran,
                         stop=stop,
                     ),
                 ).start()

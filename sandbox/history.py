@@ -16,9 +16,8 @@ from allowlist.lookup import snapshot
 from hud.models import JobRecord, UpstreamPull
 from hud.reports import PROBE_EXPECTATIONS
 from relay.models import Delivery
+from sandbox import workload
 
-JOBS = ("build", "lint", "test-1", "test-2", "test-3", "test-4")
-PROBE_JOBS = ("ok", "xfail", "xcancel", "xtimeout")
 TITLES = (
     "Fix aliasing in torch.compile for views",
     "Add bf16 support to scaled_dot_product_attention",
@@ -29,8 +28,10 @@ TITLES = (
 )
 
 
-def load(days: int = 14, prs: int = 24, seed: int = 7) -> int:
-    """Write the history unless the HUD has records already; how many records were written."""
+def load(days: int = 14, prs: int = 24, seed: int = 7, *, time_scale: float = 1.0) -> int:
+    """Write the history unless the HUD has records already; how many records were written.
+    Its jobs' durations are on the demo's clock, `time_scale` times faster than real CI
+    (sandbox/workload.py)."""
     if JobRecord.objects.exists():
         return 0
     rng = random.Random(seed)  # noqa: S311 (demo data, not secrets)
@@ -58,9 +59,7 @@ def load(days: int = 14, prs: int = 24, seed: int = 7) -> int:
             for entry in repos:
                 if "pull_request" not in entry.sorted_events():
                     continue
-                jobs = PROBE_JOBS if entry.key == probe else JOBS
-                flaky = 0.02 if entry.level == Level.L4 else 0.08
-                for job in jobs:
+                for job in workload.jobs(probe=entry.key == probe):
                     records += _attempts(
                         rng,
                         repo=entry.repo,
@@ -70,7 +69,7 @@ def load(days: int = 14, prs: int = 24, seed: int = 7) -> int:
                         sha=sha,
                         job=job,
                         at=at,
-                        flaky=flaky,
+                        time_scale=time_scale,
                     )
     for day in range(days):
         at = now - timedelta(days=day, hours=3)
@@ -86,6 +85,7 @@ def load(days: int = 14, prs: int = 24, seed: int = 7) -> int:
                     sha=sha,
                     job="build",
                     at=at,
+                    time_scale=time_scale,
                     flaky=0.1,
                     event="nightly",
                 )
@@ -123,18 +123,17 @@ def _attempts(
     sha: str,
     job: str,
     at: datetime,
-    flaky: float,
+    time_scale: float,
+    flaky: float | None = None,
     event: str = "pull_request",
 ) -> list[JobRecord]:
     """One job's attempts: a failure is re-run once, half the time."""
     expected = PROBE_EXPECTATIONS
+    profile = workload.profile(repo, level)
     attempts = []
     for attempt in (1, 2):
-        roll = rng.random()
-        conclusion = expected.get(job) or (
-            "timed_out" if roll < flaky / 8 else "failure" if roll < flaky else "success"
-        )
-        execution = rng.uniform(300, 3600) if conclusion != "timed_out" else 3 * 3600.0
+        ran = workload.attempt(rng, profile, job, time_scale=time_scale, flaky=flaky)
+        conclusion = ran.conclusion
         started = at + timedelta(minutes=attempt * 70)
         run = rng.randint(10**9, 10**10)
         attempts.append(
@@ -143,7 +142,7 @@ def _attempts(
                 delivery_id=delivery,
                 workflow_name="CI",
                 job_name=job,
-                check_run_id=f"{delivery}-{job}-{attempt}",
+                check_run_id=str(run * 10 + attempt),  # numeric, as GitHub's job ids are
                 repo_display=repo,
                 upstream_repo=settings.CRCR_UPSTREAM_REPO,
                 event_type=event,
@@ -155,8 +154,8 @@ def _attempts(
                 run_attempt=attempt,
                 status="completed",
                 conclusion=conclusion,
-                queue_time=rng.uniform(5, 900),
-                execution_time=round(execution, 1),
+                queue_time=round(ran.queue, 1),
+                execution_time=round(ran.execution, 1),
                 tests_passed=980 if conclusion == "failure" else 1000,
                 tests_total=1000,
                 failed_tests_detail=[

@@ -16,6 +16,7 @@ from hud.records import safe_url
 from hud.reports import DailyPoint, Window
 
 register = template.Library()
+JOB_LOG = re.compile(r"/actions/runs/[0-9]+/job/[0-9]+$")  # hud/reports.py job_log_url
 
 
 def _escape(value: object) -> str:
@@ -217,7 +218,8 @@ def matrix_cell(shown: Any) -> SafeString:
         rows.append(("Triage", _escape(text)))
     log = link_or_none(cell.log_url)
     if log:
-        rows.append(("Log", f'<a href="{_escape(log)}" rel="noopener noreferrer">workflow run</a>'))
+        words = "job log" if JOB_LOG.search(log) else "workflow run"
+        rows.append(("Log", f'<a href="{_escape(log)}" rel="noopener noreferrer">{words}</a>'))
     details = "".join(f"<dt>{term}</dt><dd>{value}</dd>" for term, value in rows)
     html = f'<details class="cell {outcome}"><summary>{head}</summary><dl>{details}</dl></details>'
     return mark_safe(html)  # noqa: S308 (built above from escaped values only)
@@ -280,6 +282,12 @@ def pr_row(repo: Any, number: int, on_main: Any = None) -> SafeString:
 def live_every() -> int:
     """Seconds between a page's refreshes of itself (hud/static/hud/hud.js); 0: never."""
     return max(0, int(settings.CRCR_HUD_REFRESH))
+
+
+@register.simple_tag
+def hud_notice() -> str:
+    """The operator's line for every page (CRCR_HUD_NOTICE), or nothing."""
+    return str(settings.CRCR_HUD_NOTICE)
 
 
 @register.simple_tag

@@ -229,6 +229,27 @@ def test_the_change_log_is_read_only(admin_client):
 
 
 @pytest.mark.django_db
+def test_the_change_log_says_what_changed_in_words_not_json(admin_client):
+    row = DownstreamRepo.objects.create(repo="a/b", level="L1", oncalls=["alice"])
+    row.level, row.oncalls, row.enabled = "L2", ["alice", "bob"], False
+    row.save()
+    row.delete()
+    changed = Change.objects.get(action="changed")
+
+    listed = admin_client.get(reverse("admin:allowlist_change_changelist")).content.decode()
+    shown = admin_client.get(reverse("admin:allowlist_change_change", args=[changed.pk]))
+
+    for page in (listed, shown.content.decode()):
+        assert "<li>level L1 → L2</li>" in page
+        assert "<li>oncalls alice → alice, bob</li>" in page
+        assert "<li>enabled yes → no</li>" in page
+        assert "[&quot;L1&quot;, &quot;L2&quot;]" not in page
+        assert '["L1", "L2"]' not in page
+    assert "<li>level L1</li>" in listed  # the addition
+    assert "<li>level was L2</li>" in listed  # the removal
+
+
+@pytest.mark.django_db
 def test_a_rows_page_shows_what_the_file_says_and_links_its_history(admin_client, synced):
     row = DownstreamRepo.objects.get(repo="file/owned")
     row.override, row.level = True, "L2"

@@ -114,7 +114,11 @@ def _in_progress_only() -> None:
 
 
 def _demo() -> None:
+    """The demo's history, in which the L3 repo's failures were timeouts: the level
+    automation has a demotion to propose whatever the history's dice said."""
     assert history.load() > 0
+    failed = JobRecord.objects.filter(downstream_repo="org/three", conclusion="failure")
+    assert failed.update(conclusion="timed_out") > 0
 
 
 def _poisoned() -> None:
@@ -155,7 +159,19 @@ def _seeds() -> list[str]:
             seeds += [f"{base}?{q}" for q in [*queries, *filters]]
     for base in ("/crcr", "/crcr/metrics", "/api/crcr/summary", "/api/crcr/metrics"):
         seeds += [f"{base}?{q}" for q in queries]
-    return seeds
+    return seeds + ERRORS
+
+
+# What answers an error: a bad query on every page and endpoint, unknown repos, PRs, proposals
+# and paths; pages answer them as HTML pages, the API as JSON.
+ERRORS = [
+    *(f"{base}?{q}" for base in ("/crcr", "/crcr/metrics", "/crcr/pr/100", "/crcr/prs",
+                                 "/crcr/org/one", "/crcr/proposals/1/allowlist.diff",
+                                 "/api/crcr/summary", "/api/crcr/repos/org/one")
+      for q in ("days=3", "days=5", "tab=x", "page=0", "conclusion=meh", "shards=1", "pr=-1")),
+    "/crcr/nobody/there", "/api/crcr/repos/nobody/there", "/crcr/proposals/0/allowlist.diff",
+    "/crcr/proposals/99999999999999999999/allowlist.diff", "/crcr/no/such/page", "/api/crcr/nope",
+]  # fmt: skip
 
 
 def _shape(url: str) -> tuple[str, tuple[str, ...]]:
@@ -181,6 +197,11 @@ def _crawl(client) -> dict[str, int]:
             assert kind.startswith(("application/json", "application/vnd.oai.openapi")), url
             if kind.startswith("application/json"):
                 json.loads(response.content)  # JSON, not a page; no NaN either
+        elif response.status_code >= 400:  # a page's error is a page, with the way back
+            assert kind == "text/html; charset=utf-8", (url, kind)
+            text = response.content.decode()
+            assert f'<span class="status">{response.status_code}</span>' in text, url
+            assert 'href="/crcr">Back to the overview' in text, url
         elif kind.startswith("text/html") and response.status_code == 200:
             parser = _Links()
             parser.feed(response.content.decode())
@@ -211,3 +232,4 @@ def test_every_page_and_api_answer_on_every_kind_of_data_is_never_a_5xx(client, 
         assert seen[f"/crcr/{repo}?days=14&tab=pr"] == 200, repo
     assert any(url.startswith("/crcr/pr/1") and code == 200 for url, code in seen.items())
     assert any(url.startswith("/crcr/proposals/") and code == 200 for url, code in seen.items())
+    assert {seen[url] for url in ERRORS} == {400, 404}

@@ -378,7 +378,8 @@ def test_the_hud_has_no_diff_for_a_dismissed_or_unknown_proposal(client, synced)
     unknown = client.get("/crcr/proposals/99999999999999999999/allowlist.diff")
 
     assert (dismissed.status_code, unknown.status_code) == (409, 404)
-    assert dismissed.content == b"No diff: it is dismissed: it changes nothing."
+    assert dismissed["Content-Type"] == unknown["Content-Type"] == "text/html; charset=utf-8"
+    assert "No diff: it is dismissed: it changes nothing." in dismissed.content.decode()
     assert "Demote L3 → L2: dismissed by admin" in client.get("/crcr/org/beta").content.decode()
 
 

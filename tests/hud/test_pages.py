@@ -163,6 +163,19 @@ def test_the_newest_pull_request_webhook_the_relay_recorded_names_its_pr(client,
     assert UpstreamPull.objects.count() == 1
 
 
+def test_every_page_shows_the_operators_notice(client, seeded, settings):
+    settings.CRCR_HUD_NOTICE = "Demo: simulated CI runs 60 times faster <than> real CI."
+
+    for path in ("/crcr", "/crcr/org/alpha", "/crcr/pr/10", "/crcr/metrics", "/crcr?days=3"):
+        page = client.get(path).content.decode()
+        notice = '<p class="notice" role="note">Demo: simulated CI runs 60 times faster &lt;than'
+        assert notice in page, path
+
+
+def test_no_notice_is_shown_unless_one_is_set(client, seeded):
+    assert 'class="notice"' not in client.get("/crcr").content.decode()
+
+
 def test_a_repo_page_ranks_its_flaky_and_failing_jobs_and_badges_a_flaky_cell(client, seeded):
     page = client.get("/crcr/org/alpha").content.decode()
     api = client.get("/api/crcr/repos/org/alpha").json()

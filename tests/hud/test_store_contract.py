@@ -211,7 +211,7 @@ def test_matrix_cell_details(store):
     cell = page.rows[-1].cells["build"]
     assert (cell.outcome, cell.tests_passed, cell.tests_total) == ("failure", 9, 10)
     assert cell.failed_tests == ("test_0", "test_1", "test_2")
-    assert cell.log_url == "https://github.com/org/alpha/actions/runs/8"
+    assert cell.log_url == "https://github.com/org/alpha/actions/runs/8/job/8"  # its job's log
 
 
 def test_nightly_matrix_rows_are_per_sha(store):

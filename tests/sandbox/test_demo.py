@@ -6,6 +6,7 @@ from pathlib import Path
 
 import requests
 
+from sandbox import workload
 from tests.crcr_site.support import bare_env
 from tests.paths import PYTHON, ROOT
 from tests.servers import free_port
@@ -50,6 +51,7 @@ def test_the_demo_serves_the_allowlist_admin_and_simulated_traffic_both_ways(tmp
     try:
         crcr = wait_for(f"http://127.0.0.1:{port}/crcr")
         assert crcr.status_code == 200
+        assert "Demo: simulated CI runs 60 times faster than real CI" in crcr.text  # its time scale
         assert "pytorch/crcr-test" in crcr.text
         assert "example-org/gating-backend" in crcr.text
         assert requests.get(f"http://127.0.0.1:{port}/healthz", timeout=5).json()["redis"] == "ok"
@@ -74,8 +76,11 @@ def test_the_demo_serves_the_allowlist_admin_and_simulated_traffic_both_ways(tmp
             at_least=1,
             seconds=45,
         )
-        # The L4 repo's check runs reach the simulated upstream PR, which the HUD links to.
+        # A live job ran as long as its repo's history says, on the demo's clock.
         database = tmp_path / "crcr.sqlite3"
+        wait_for_rows(database, f"SELECT count(*) {LIVE} AND status = 'completed'", 1, 60)
+        _ran_as_its_history_says(database)
+        # The L4 repo's check runs reach the simulated upstream PR, which the HUD links to.
         sent = "FROM relay_checkrun WHERE status = 'sent' AND repo = 'example-org/gating-backend'"
         wait_for_rows(database, f"SELECT count(*) {sent} AND kind = 'job'", 1, seconds=45)
         number = rows(database, f"SELECT max(pr_number) {sent} AND kind = 'job'")
@@ -94,6 +99,21 @@ def test_the_demo_serves_the_allowlist_admin_and_simulated_traffic_both_ways(tmp
     assert "Loaded a two-week history of" in output
     # The web server did not outlive the demo.
     wait_until(lambda: not up(f"http://127.0.0.1:{port}/crcr"), timeout=2)
+
+
+LIVE = "FROM hud_jobrecord WHERE delivery_id NOT LIKE 'demo-%' AND delivery_id NOT LIKE 'nightly-%'"
+
+
+def _ran_as_its_history_says(database: Path) -> None:
+    with sqlite3.connect(database) as db:
+        found = db.execute(
+            f"SELECT downstream_repo, level, conclusion, execution_time {LIVE} "
+            "AND status = 'completed' AND conclusion != 'timed_out'"
+        ).fetchall()
+    for repo, level, conclusion, execution in found:
+        shortest, longest = (t / 60 for t in workload.profile(repo, level).execution)
+        # measured by the relay between two callbacks: a little later, never earlier
+        assert shortest - 0.5 <= execution <= longest + 5, (repo, conclusion, execution)
 
 
 def test_the_demo_can_keep_the_hud_in_clickhouse(tmp_path):

@@ -17,7 +17,7 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 from fakeredis import TcpFakeServer
 
 from sandbox import demo, downstream, history
@@ -45,6 +45,14 @@ class Command(BaseCommand):
             default=10.0,
             help="seconds between simulated upstream webhooks (0: none)",
         )
+        parser.add_argument(
+            "--time-scale",
+            type=float,
+            default=60.0,
+            help="how many times faster than real CI the simulated jobs queue and run, the "
+            "history's included (1: real time; the HUD says so otherwise); it applies to a "
+            "history loaded now, not to one already there",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         env = dict(os.environ)
@@ -58,7 +66,16 @@ class Command(BaseCommand):
         call_command("migrate", verbosity=0)
         call_command("collectstatic", interactive=False, verbosity=0)
         call_command("allowlist_sync", settings.CRCR_ALLOWLIST, stdout=self.stdout)
-        loaded = history.load()
+        scale = options["time_scale"]
+        if scale <= 0:
+            raise CommandError("--time-scale must be above 0")
+        if scale != 1:
+            env["CRCR_HUD_NOTICE"] = (
+                f"Demo: simulated CI runs {scale:g} times faster than real CI, so every "
+                f"duration here is {scale:g} times shorter than real CI's (a job shown as "
+                f"30s stands for {30 * scale / 60:g} minutes)."
+            )
+        loaded = history.load(time_scale=scale)
         if loaded:
             self.stdout.write(f"Loaded a two-week history of {loaded} job results for the HUD.")
         if options["clickhouse"]:
@@ -94,6 +111,7 @@ class Command(BaseCommand):
             threading.Thread(
                 target=downstream.runners,
                 args=(github, issuer, f"{url}/github/callback", stop),
+                kwargs={"time_scale": scale},
                 daemon=True,
             ).start()
         signal.signal(signal.SIGTERM, _stop)  # stopped by a supervisor: take the children along
