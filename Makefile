@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 # Chromium); `make test PROVISION=true` skips it (e.g. with TEST_DATABASE_URL elsewhere).
 PROVISION ?= scripts/provision
 
-.PHONY: demo test test-fast lint venv clean
+.PHONY: demo test test-fast lint venv clean screenshots
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	@python=$$(scripts/find-python) || exit 1; \
@@ -31,6 +31,12 @@ test: venv
 
 test-fast: venv
 	DATABASE_URL=$(TEST_DATABASE_URL) $(PY) -m pytest -m "not browser" $(PYTEST_ARGS)
+
+# The README's screenshots: the demo in Chromium (tests/sandbox/test_demo.py), copied where
+# the README shows them from.
+screenshots: venv
+	DATABASE_URL=$(TEST_DATABASE_URL) $(PY) -m pytest -q tests/sandbox/test_demo.py -k readme
+	mkdir -p docs/screenshots && cp var/screenshots/demo-*.png docs/screenshots/
 
 lint: venv
 	$(VENV)/bin/ruff check .

@@ -211,10 +211,26 @@ def test_the_api_docs_render_from_our_own_files_under_the_csp(page, server):
     assert page.console_errors == []
 
 
-def test_the_pages_fit_a_phone(browser, server, seeded):
-    context = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True)
+EVERY_PAGE = (
+    "/crcr",
+    "/crcr?tab=nightly",
+    "/crcr/org/alpha",
+    "/crcr/org/alpha?tab=nightly",
+    "/crcr/pytorch/crcr-test",
+    "/crcr/pr/10",
+    "/crcr/prs",
+    "/crcr/metrics?days=30",
+    "/crcr?days=3",  # an error page
+)
+
+
+@pytest.mark.parametrize(
+    ("width", "mobile"), [(390, True), (1024, False), (1440, False)], ids=["phone", "1024", "1440"]
+)
+def test_every_page_fits_its_width(browser, server, seeded, width, mobile):
+    context = browser.new_context(viewport={"width": width, "height": 900}, is_mobile=mobile)
     page = context.new_page()
-    for path in ("/crcr", "/crcr/org/alpha", "/crcr/pr/10", "/crcr/metrics"):
+    for path in EVERY_PAGE:
         page.goto(f"{server.url}{path}")
         # Wide tables scroll inside their own box; the page itself never scrolls sideways.
         assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth"), path

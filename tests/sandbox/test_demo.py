@@ -4,6 +4,7 @@ import sqlite3
 import subprocess
 from pathlib import Path
 
+import pytest
 import requests
 
 from sandbox import workload
@@ -151,3 +152,51 @@ def test_the_demo_can_keep_the_hud_in_clickhouse(tmp_path):
 def _jobs(port: int) -> int:
     summary = requests.get(f"http://127.0.0.1:{port}/api/crcr/summary?days=1", timeout=10).json()
     return sum(line["summary"]["counts"]["total"] for b in summary["blocks"] for line in b["lines"])
+
+
+SHOTS = ROOT / "var" / "screenshots"
+# What the README shows, as a maintainer opening the demo sees it: (file, path, what it holds).
+DEMO_PAGES = (
+    ("demo-crcr", "/crcr", "table.summary"),
+    ("demo-repo", "/crcr/Ascend/pytorch", "table.matrix"),
+    ("demo-prs", "/crcr/prs", ".strip"),
+    ("demo-pr", None, "table.pr"),  # the newest PR the live traffic reached
+)
+
+
+@pytest.mark.browser
+def test_the_demo_in_chromium_for_the_readme(tmp_path):
+    """The README's screenshots (`make screenshots` copies them to docs/screenshots/): the demo
+    with live traffic, each page whole and without a script or CSP error."""
+    from tests.chromium import launched
+
+    port = free_port()
+    demo = subprocess.Popen(
+        [PYTHON, "manage.py", "demo", "--port", str(port), "--traffic-every", "1"],
+        cwd=ROOT, env=bare_env(tmp_path), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        base = f"http://127.0.0.1:{port}"
+        wait_for(f"{base}/crcr")
+        database = tmp_path / "crcr.sqlite3"
+        live = (
+            "FROM hud_jobrecord WHERE delivery_id NOT LIKE 'demo-%' AND event_type = 'pull_request'"
+        )
+        wait_for_rows(database, f"SELECT count(*) {live}", at_least=1, seconds=60)
+        newest = rows(database, f"SELECT max(pr_number) {live}")
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        with launched() as browser:
+            context = browser.new_context(viewport={"width": 1280, "height": 860})
+            page = context.new_page()
+            errors: list[str] = []
+            page.on("console", lambda m: m.type == "error" and errors.append(m.text))
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            for name, path, holds in DEMO_PAGES:
+                page.goto(f"{base}{path or f'/crcr/pr/{newest}'}")
+                assert page.locator(holds).count() >= 1, name
+                page.screenshot(path=str(SHOTS / f"{name}.png"))
+            context.close()
+        assert errors == []
+    finally:
+        demo.send_signal(signal.SIGTERM)
+        demo.wait(timeout=30)
