@@ -3,6 +3,7 @@ import signal
 import sqlite3
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -189,7 +190,12 @@ def test_the_demo_in_chromium_for_the_readme(tmp_path):
             context = browser.new_context(viewport={"width": 1280, "height": 860})
             page = context.new_page()
             errors: list[str] = []
-            page.on("console", lambda m: m.type == "error" and errors.append(m.text))
+
+            def console(message: Any) -> None:
+                if message.type == "error":
+                    errors.append(message.text)
+
+            page.on("console", console)
             page.on("pageerror", lambda e: errors.append(str(e)))
             for name, path, holds in DEMO_PAGES:
                 page.goto(f"{base}{path or f'/crcr/pr/{newest}'}")
