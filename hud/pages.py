@@ -31,6 +31,7 @@ from hud.reports import (
     Kind,
     MatrixPage,
     MatrixRow,
+    PrJob,
     ProbeHealth,
     ProbeLine,
     ProbeRun,
@@ -860,6 +861,8 @@ class PrPage:
     # repo key → its failing jobs that are red on main too → since which main SHA
     on_main: dict[str, dict[str, str]] = field(default_factory=dict)
     unanswered: tuple[Unanswered, ...] = ()
+    # repo key → head SHA → every job's latest attempt there (store.pr_jobs)
+    jobs: dict[str, dict[str, tuple[PrJob, ...]]] = field(default_factory=dict)
 
 
 def pr_page(number: int, store: RecordStore | None = None) -> PrPage:
@@ -893,4 +896,5 @@ def pr_page(number: int, store: RecordStore | None = None) -> PrPage:
         sum(r.latest.red for r in view.repos),
         on_main,
         of_pr(number, store, timezone.now()),
+        store.pr_jobs(number, exclude=[probe_key()]) if view.repos else {},
     )

@@ -126,6 +126,54 @@ class Measured:
 
 
 @dataclass(frozen=True)
+class PrJob(Measured):
+    """A job's latest attempt on one head of a PR (the PR page's list of every job)."""
+
+    job_name: str
+    workflow_name: str
+    status: str
+    conclusion: str
+    run_attempt: int
+    execution_time: float | None
+    run_url: str  # the downstream run (workflow_run_url)
+    log_url: str  # the job's log where GitHub Actions names it, else the run (job_log_url)
+    artifact_url: str
+
+    @property
+    def outcome(self) -> str:
+        return self.conclusion if self.status == "completed" else "in_progress"
+
+    @classmethod
+    def of(cls, row: Mapping[str, Any]) -> "PrJob":
+        run = row["workflow_run_url"] or ""
+        return cls(
+            job_name=row["job_name"],
+            workflow_name=row["workflow_name"],
+            status=row["status"],
+            conclusion=row["conclusion"] or "",
+            run_attempt=row["run_attempt"] or 1,
+            execution_time=row["execution_time"],
+            run_url=run,
+            log_url=job_log_url(run, row["check_run_id"]),
+            artifact_url=row["artifact_url"] or "",
+        )
+
+
+# The stored fields PrJob.of reads.
+PR_JOB_SOURCE = (
+    "job_name",
+    "workflow_name",
+    "status",
+    "conclusion",
+    "run_attempt",
+    "execution_time",
+    "workflow_run_url",
+    "check_run_id",
+    "artifact_url",
+)
+
+
+@dataclass(frozen=True)
 class MainResult:
     """A job's result on the upstream's main (a push of a main SHA, a nightly or periodic
     run): its latest attempt on that SHA."""

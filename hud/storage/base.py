@@ -35,6 +35,7 @@ from hud.reports import (
     MatrixPage,
     PrActivity,
     PrHead,
+    PrJob,
     PrView,
     ReadinessMetrics,
     RepoSummary,
@@ -228,6 +229,13 @@ class RecordStore:
     ) -> dict[str, tuple[DailyTimes, ...]]:
         """Per repo key, p50 and p90 of queue and execution time on each day of the window that
         has records, oldest first (the metrics page's time charts)."""
+        raise NotImplementedError
+
+    def pr_jobs(
+        self, number: int, *, exclude: Sequence[str] = ()
+    ) -> dict[str, dict[str, tuple[PrJob, ...]]]:
+        """Repo key → head SHA → the latest attempt of each of its jobs on that head of PR
+        `number` (by workflow, then job): every job, not only the failing ones."""
         raise NotImplementedError
 
     def main_results(

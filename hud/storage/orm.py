@@ -35,6 +35,7 @@ from hud.reports import (
     CELL_SOURCE,
     COUNT_CONDITIONS,
     FAILURES,
+    PR_JOB_SOURCE,
     RED,
     Cell,
     Counts,
@@ -48,6 +49,7 @@ from hud.reports import (
     MatrixRow,
     PrActivity,
     PrHead,
+    PrJob,
     PrView,
     ReadinessMetrics,
     RepoSummary,
@@ -337,6 +339,27 @@ class OrmRecordStore(RecordStore):
         for repo, day, *times in rows:
             series.setdefault(repo, []).append(DailyTimes(day, *times))
         return {repo: tuple(days) for repo, days in series.items()}
+
+    def pr_jobs(
+        self, number: int, *, exclude: Sequence[str] = ()
+    ) -> dict[str, dict[str, tuple[PrJob, ...]]]:
+        if not 0 < number < 2**31:
+            return {}
+        scope, params = _pr_scope(number, exclude)
+        statement = (
+            f"SELECT downstream_repo, head_sha, {', '.join(PR_JOB_SOURCE)} "  # noqa: S608
+            f"FROM (SELECT *, {LATEST_JOB} AS k FROM {JobRecord._meta.db_table} "
+            f"WHERE {scope}) latest WHERE k = 1 "
+            "ORDER BY downstream_repo, head_sha, workflow_name, job_name"
+        )
+        with connections[self.using].cursor() as cursor:
+            cursor.execute(statement, params)
+            found = cursor.fetchall()
+        jobs: dict[str, dict[str, list[PrJob]]] = {}
+        for repo, sha, *values in found:
+            job = PrJob.of(dict(zip(PR_JOB_SOURCE, values, strict=True)))
+            jobs.setdefault(repo, {}).setdefault(sha, []).append(job)
+        return {r: {sha: tuple(js) for sha, js in shas.items()} for r, shas in jobs.items()}
 
     def main_results(
         self, repo_keys: Sequence[str], jobs: Sequence[str], shas: Sequence[str], window: Window

@@ -310,3 +310,47 @@ def times_chart(times: Any, window: Window) -> SafeString:
 def series_class(index: int) -> str:
     """The class of the n-th (from 1, forloop.counter) series: its colour in every chart."""
     return f"s{(int(index) - 1) % charts.SERIES_CLASSES}"
+
+
+@register.simple_tag
+def pr_jobs(repo: Any, jobs: Any) -> SafeString:
+    """Every job of one downstream repo on a PR (a PrRepo and its store.pr_jobs entry): its
+    heads newest first, each head's jobs by run, each job's outcome linked to its log, with the
+    run's and the job's artifacts' links. Escaped f-strings, as pr_row."""
+    heads = (jobs or {}).get(repo.key, {})
+    parts = []
+    for n, sha_result in enumerate(reversed(repo.shas)):
+        on_head = heads.get(sha_result.head_sha, ())
+        if not on_head:
+            continue
+        runs: dict[str, list[Any]] = {}
+        for job in on_head:
+            runs.setdefault(job.run_url, []).append(job)
+        latest = ' <span class="muted">(latest)</span>' if n == 0 else ""
+        sha = _escape(short_sha(sha_result.head_sha))
+        parts.append(f"<h4><code>{sha}</code>{latest}</h4>")
+        for run_url, run_jobs in runs.items():
+            run = link_or_none(run_url)
+            run_link = (
+                f'<a href="{_escape(run)}" rel="noopener noreferrer">Run</a>' if run else "no run"
+            )
+            items = []
+            for job in run_jobs:
+                name = _escape(f"{job.workflow_name} / {job.job_name}")
+                log = link_or_none(job.log_url)
+                if log:
+                    name = f'<a href="{_escape(log)}" rel="noopener noreferrer">{name}</a>'
+                extra = [duration(job.execution_time)] if job.execution_time is not None else []
+                if job.run_attempt > 1:
+                    extra.append(f"attempt {int(job.run_attempt)}")
+                artifacts = link_or_none(job.artifact_url)
+                if artifacts:
+                    extra.append(
+                        f'<a href="{_escape(artifacts)}" rel="noopener noreferrer">Artifacts</a>'
+                    )
+                items.append(
+                    f'<li class="{_escape(job.outcome)}">{outcome(job.outcome)} {name}'
+                    f' <span class="muted">{" · ".join(extra)}</span></li>'
+                )
+            parts.append(f'<p class="run">{run_link}</p><ul class="jobs">{"".join(items)}</ul>')
+    return mark_safe("".join(parts) or '<p class="muted">No jobs.</p>')  # noqa: S308

@@ -492,3 +492,34 @@ def test_the_nightly_tab_names_each_repos_latest_tested_commit(client, seeded):
     )
     assert "<code>nnn</code>" in nightly  # alpha's, shown though it cannot be linked
     assert "Latest tested" not in pr_tab
+
+
+def test_the_pr_page_lists_every_job_by_repo_and_head_with_its_links(client, seeded):
+    from hud.models import JobRecord
+
+    JobRecord.objects.filter(downstream_repo="org/alpha", job_name="test-2").update(
+        artifact_url="https://github.com/org/alpha/actions/runs/7/artifacts/9",
+        workflow_run_url="https://github.com/org/alpha/actions/runs/7",
+        check_run_id="4242",
+    )
+
+    page = client.get("/crcr/pr/10").content.decode()
+    api = client.get("/api/crcr/prs/10").json()
+
+    jobs = page[page.index('id="jobs-h"') :]
+    assert jobs.count('<details class="pr-jobs"') == 3  # alpha, beta, gamma; not the probe
+    assert "CI / test-3" in jobs  # passing jobs too
+    assert '<a href="https://github.com/org/alpha/actions/runs/7/job/4242"' in jobs  # its log
+    assert (
+        '<a href="https://github.com/org/alpha/actions/runs/7" rel="noopener noreferrer">Run'
+        in jobs
+    )
+    assert 'runs/7/artifacts/9" rel="noopener noreferrer">Artifacts</a>' in jobs
+    beta = jobs[jobs.index("<strong>org/beta</strong>") : jobs.index("<strong>org/alpha</strong>")]
+    assert beta.index("<code>eee</code>") < beta.index("<code>aaa</code>")  # newest head first
+    assert [j["job_name"] for j in api["jobs"]["org/alpha"]["aaa"]] == [
+        "build",
+        "test-1",
+        "test-2",
+        "test-3",
+    ]

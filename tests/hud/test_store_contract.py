@@ -121,6 +121,32 @@ def test_daily_times_are_each_days_nearest_rank_queue_and_execution(store):
     ]
 
 
+def test_pr_jobs_are_every_jobs_latest_attempt_per_repo_and_head(store):
+    jobs = store.pr_jobs(10, exclude=[PROBE])
+
+    shown = {
+        repo: {
+            sha: [(j.job_name, j.outcome, j.run_attempt) for j in js] for sha, js in shas.items()
+        }
+        for repo, shas in jobs.items()
+    }
+    assert shown == {
+        "org/alpha": {
+            "aaa": [
+                ("build", "success", 1),
+                ("test-1", "success", 2),  # the re-run, not the failed first attempt
+                ("test-2", "success", 1),
+                ("test-3", "success", 1),
+            ]
+        },
+        "org/beta": {"aaa": [("build", "success", 1), ("test", "success", 1)],
+                     "eee": [("build", "failure", 1)]},
+        "org/gamma": {"aaa": [("build", "cancelled", 1)]},
+    }  # fmt: skip
+    assert store.pr_jobs(999) == {}
+    assert store.pr_jobs(0) == {}
+
+
 def test_main_results_are_pushes_of_main_shas_and_nightlies_newest_first(store):
     results = store.main_results(["org/alpha", "org/beta"], ["build"], ["ccc"], D14)
 

@@ -17,6 +17,7 @@ from hud.models import JobRecord
 from hud.reports import (
     CELL_SOURCE,
     COUNT_CONDITIONS,
+    PR_JOB_SOURCE,
     RED,
     Cell,
     Counts,
@@ -30,6 +31,7 @@ from hud.reports import (
     MatrixRow,
     PrActivity,
     PrHead,
+    PrJob,
     PrView,
     ReadinessMetrics,
     RepoSummary,
@@ -255,6 +257,39 @@ class ClickHouseRecordStore(RecordStore):
         for row in self._select(statement, params):
             series.setdefault(row[0], []).append(DailyTimes(row[1], *row[2:6]))
         return {repo: tuple(days) for repo, days in series.items()}
+
+    def pr_jobs(
+        self, number: int, *, exclude: Sequence[str] = ()
+    ) -> dict[str, dict[str, tuple[PrJob, ...]]]:
+        if not 0 < number < 2**31:
+            return {}
+        params: dict[str, Any] = {"number": number}
+        where = (
+            self._where(None, Kind.PR, params, exclude=exclude) + " AND pr_number = {number:UInt32}"
+        )
+        spans = self._select(  # where the PR's records lie, as pr() finds them
+            f"SELECT downstream_repo, min(received_at), max(received_at) FROM {q.TABLE} "
+            f"WHERE {where} GROUP BY downstream_repo",
+            params,
+        )
+        if not spans:
+            return {}
+        statement = (
+            f"SELECT downstream_repo, head_sha, {', '.join(PR_JOB_SOURCE)} FROM {q.TABLE} FINAL "
+            f"WHERE {where} AND {_ranges(spans, params)} {q.LATEST} "
+            "LIMIT 1 BY downstream_repo, head_sha, job_name"
+        )
+        jobs: dict[str, dict[str, list[PrJob]]] = {}
+        for repo, sha, *values in self._select(statement, params):
+            job = PrJob.of(dict(zip(PR_JOB_SOURCE, values, strict=True)))
+            jobs.setdefault(repo, {}).setdefault(sha, []).append(job)
+        return {
+            repo: {
+                sha: tuple(sorted(js, key=lambda j: (j.workflow_name, j.job_name)))
+                for sha, js in shas.items()
+            }
+            for repo, shas in jobs.items()
+        }
 
     def main_results(
         self, repo_keys: Sequence[str], jobs: Sequence[str], shas: Sequence[str], window: Window
