@@ -1,5 +1,6 @@
-"""Django admin for the HUD: job records (read-only) and level proposals, which an admin
-accepts or dismisses here (hud/levels.py; every allowlist change names the admin)."""
+"""Django admin for the HUD: job records, dispatches and upstream commits (read-only), and
+level proposals, which an admin accepts or dismisses here (hud/levels.py; every allowlist
+change names the admin)."""
 
 from typing import Any
 
@@ -13,7 +14,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from crcr_site.admin import ReadOnlyAdmin, clipped
 from hud import levels
-from hud.models import JobRecord, LevelProposal
+from hud.models import Dispatched, JobRecord, LevelProposal, UpstreamCommit
 
 
 @admin.register(JobRecord)
@@ -35,6 +36,40 @@ class JobRecordAdmin(ReadOnlyAdmin):
     list_filter = ("status", "conclusion", "level", "event_type", "source")
     search_fields = ("downstream_repo", "delivery_id", "job_name", "head_sha", "=pr_number")
     date_hierarchy = "received_at"
+
+
+@admin.register(Dispatched)
+class DispatchedAdmin(ReadOnlyAdmin):
+    """What the relay told the HUD it dispatched: where a silent downstream is seen."""
+
+    list_display = (
+        "dispatched_at",
+        clipped("repo", 40),
+        "event_type",
+        "pr_number",
+        clipped("head_sha", 12, description="head"),
+        clipped("delivery_id", 36, description="delivery"),
+    )
+    list_filter = ("event_type",)
+    search_fields = ("repo_key", "delivery_id", "head_sha", "=pr_number")
+    date_hierarchy = "dispatched_at"
+
+
+@admin.register(UpstreamCommit)
+class UpstreamCommitAdmin(ReadOnlyAdmin):
+    """The upstream's pushes as the HUD names them: the baseline of "already failing on main"."""
+
+    list_display = (
+        "pushed_at",
+        clipped("sha", 12),
+        clipped("ref", 32),
+        "on_default_branch",
+        clipped("title", 60),
+        clipped("author", 24),
+    )
+    list_filter = ("on_default_branch",)
+    search_fields = ("sha", "ref", "title", "author")
+    date_hierarchy = "pushed_at"
 
 
 @admin.register(LevelProposal)
