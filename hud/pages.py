@@ -69,15 +69,8 @@ class Query:
         """The query of `params`; an empty value is the default (as the pages' GET form sends
         what is not chosen), or, `strict` (the JSON API, as its schema says), a BadQuery."""
         if strict:
-            for name in QUERY_NAMES:
-                if params.get(name, None) == "":
-                    raise BadQuery(name, "must not be empty (leave it out for the default)")
-                getlist = getattr(params, "getlist", None)
-                if getlist is not None and len(getlist(name)) > 1:
-                    raise BadQuery(name, "must be given once")
-        days = _int(params, "days", DEFAULT_DAYS)
-        if days not in DAYS:
-            raise BadQuery("days", f"must be one of {', '.join(map(str, DAYS))}")
+            given_once(params, QUERY_NAMES)
+        days = window_days(params)
         kind = params.get("tab") or Kind.PR.value
         if kind not in {k.value for k in Kind}:
             raise BadQuery("tab", "must be pr or nightly")
@@ -100,6 +93,24 @@ class Query:
 QUERY_NAMES = ("days", "tab", "conclusion", "pr", "page", "shards")
 # The largest number a query parameter takes (nine digits; the API's schema says so too).
 INT_PARAM_MAX = 999_999_999
+
+
+def given_once(params: Mapping[str, str], names: Sequence[str]) -> None:
+    """The JSON API's rule (its schema says so): each parameter not empty, and given once."""
+    for name in names:
+        if params.get(name, None) == "":
+            raise BadQuery(name, "must not be empty (leave it out for the default)")
+        getlist = getattr(params, "getlist", None)
+        if getlist is not None and len(getlist(name)) > 1:
+            raise BadQuery(name, "must be given once")
+
+
+def window_days(params: Mapping[str, str]) -> int:
+    """`days`, one of the windows (DAYS)."""
+    days = _int(params, "days", DEFAULT_DAYS)
+    if days not in DAYS:
+        raise BadQuery("days", f"must be one of {', '.join(map(str, DAYS))}")
+    return days
 
 
 def _int(params: Mapping[str, str], name: str, default: int) -> int:

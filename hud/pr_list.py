@@ -19,8 +19,8 @@ from django.utils import timezone
 
 from allowlist import lookup
 from hud.models import UpstreamPull
-from hud.pages import BadQuery, _int
-from hud.reports import DAYS, DEFAULT_DAYS, RepoMark, Window
+from hud.pages import BadQuery, _int, given_once, window_days
+from hud.reports import DEFAULT_DAYS, RepoMark, Window
 from hud.storage import RecordStore, get_store
 
 PR_LIST_NAMES = ("days", "q", "page")
@@ -46,15 +46,8 @@ class PrListQuery:
     def parse(cls, params: Mapping[str, str], *, strict: bool = False) -> "PrListQuery":
         """As hud.pages.Query.parse: an empty value is the default, or, `strict`, a BadQuery."""
         if strict:
-            for name in PR_LIST_NAMES:
-                if params.get(name, None) == "":
-                    raise BadQuery(name, "must not be empty (leave it out for the default)")
-                getlist = getattr(params, "getlist", None)
-                if getlist is not None and len(getlist(name)) > 1:
-                    raise BadQuery(name, "must be given once")
-        days = _int(params, "days", DEFAULT_DAYS)
-        if days not in DAYS:
-            raise BadQuery("days", f"must be one of {', '.join(map(str, DAYS))}")
+            given_once(params, PR_LIST_NAMES)
+        days = window_days(params)
         q = str(params.get("q") or "").strip()
         if len(q) > SEARCH_MAX:
             raise BadQuery("q", f"must be at most {SEARCH_MAX} characters")

@@ -1,5 +1,5 @@
 """Headless Chromium as the browser tests drive it (Debian's /usr/bin/chromium, Playwright),
-for test modules outside tests/hud/test_browser.py, which keeps its own."""
+for every browser test (tests/hud/test_browser.py takes its path and flags)."""
 
 import os
 from collections.abc import Iterator

@@ -13,21 +13,12 @@ from django.contrib.auth.hashers import make_password
 from django.utils import timezone
 
 from hud.models import JobRecord, UpstreamPull
+from tests.chromium import CHROMIUM, FLAGS
 from tests.paths import ROOT
 from tests.servers import Gunicorn
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
-CHROMIUM = "/usr/bin/chromium"
-FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 SCREENSHOTS = ROOT / "var" / "screenshots"
 
 
