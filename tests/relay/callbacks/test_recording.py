@@ -204,7 +204,13 @@ def test_used_replay_keys_are_pruned_after_a_day(client, actions, dispatched):
     ReplayKey.objects.update(used_at=timezone.now() - timedelta(days=2))
 
     prune = next(job for job in JOBS if job.name == "prune")
-    assert prune.run() == {"replay_keys": 1, "forwarded": 0, "audit": 0, "forwards_given_up": 0}
+    assert prune.run() == {
+        "replay_keys": 1,
+        "forwarded": 0,
+        "audit": 0,
+        "forwards_given_up": 0,
+        "dispatched": 0,
+    }
     assert ReplayKey.objects.count() == 0
 
 
