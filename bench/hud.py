@@ -10,7 +10,7 @@ process has served other variants of the pages (so modules are imported and temp
 compiled, as on any running server) and the allowlist snapshot is dropped; "warm" is the
 median of five more renders.
 
-    .venv/bin/python bench/hud.py [--rows 1000000] [--keep]
+    .venv/bin/python bench/hud.py [--rows 1000000] [--reuse]
 
 Targets: every page <= 200 ms on PostgreSQL and <= 100 ms on ClickHouse; page / SQL <= 1.5.
 """
