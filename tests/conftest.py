@@ -107,3 +107,22 @@ def on_chdb(settings, tmp_path):
     call_command("hud_clickhouse_migrate", verbosity=0)
     yield clickhouse_store.ClickHouseRecordStore(url)
     clickhouse_store._drivers.pop(url).close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Headless Chromium (tests/chromium.py), one per browser-test module."""
+    from tests.chromium import launched
+
+    with launched() as chromium:
+        yield chromium
+
+
+@pytest.fixture
+def server(child_env):
+    """The app under gunicorn on this test's database, for the browser tests."""
+    from tests.servers import Gunicorn
+
+    gunicorn = Gunicorn(child_env | {"DJANGO_ALLOWED_HOSTS": "127.0.0.1"}).wait_ready()
+    yield gunicorn
+    gunicorn.stop()

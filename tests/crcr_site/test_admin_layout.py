@@ -15,9 +15,7 @@ from django.db import models
 from django.urls import reverse
 from django.utils import timezone
 
-from tests.chromium import launched
 from tests.paths import ROOT
-from tests.servers import Gunicorn
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -92,19 +90,6 @@ def every_model_filled():
     for model in admin.site._registry:
         if model._meta.label != "auth.User":  # the admin below is one of them
             _rows(model, ROWS)
-
-
-@pytest.fixture
-def browser():
-    with launched() as browser:
-        yield browser
-
-
-@pytest.fixture
-def server(child_env):
-    gunicorn = Gunicorn(child_env | {"DJANGO_ALLOWED_HOSTS": "127.0.0.1"}).wait_ready()
-    yield gunicorn
-    gunicorn.stop()
 
 
 def _log_in(browser, server, admin_user, width: int):

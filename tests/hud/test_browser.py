@@ -5,7 +5,6 @@ Screenshots of /crcr, a repo page, the PR list and a PR page are written to var/
 for review.
 """
 
-import os
 from pathlib import Path
 
 import pytest
@@ -13,36 +12,12 @@ from django.contrib.auth.hashers import make_password
 from django.utils import timezone
 
 from hud.models import JobRecord, UpstreamPull
-from tests.chromium import CHROMIUM, FLAGS
 from tests.paths import ROOT
 from tests.servers import Gunicorn
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 SCREENSHOTS = ROOT / "var" / "screenshots"
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: apt-get install chromium (or run -m 'not browser')")
-    from playwright.sync_api import sync_playwright
-
-    # Playwright's sync API runs an event loop in this thread; the ORM calls the tests make
-    # around it are still synchronous.
-    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        yield browser
-        browser.close()
-    del os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"]
-
-
-@pytest.fixture
-def server(child_env):
-    gunicorn = Gunicorn(child_env | {"DJANGO_ALLOWED_HOSTS": "127.0.0.1"}).wait_ready()
-    yield gunicorn
-    gunicorn.stop()
 
 
 def _page(browser, *, javascript: bool = True):

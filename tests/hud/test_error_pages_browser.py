@@ -3,23 +3,7 @@ back to /crcr."""
 
 import pytest
 
-from tests.chromium import launched
-from tests.servers import Gunicorn
-
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
-
-
-@pytest.fixture
-def browser():
-    with launched() as browser:
-        yield browser
-
-
-@pytest.fixture
-def server(child_env):
-    gunicorn = Gunicorn(child_env | {"DJANGO_ALLOWED_HOSTS": "127.0.0.1"}).wait_ready()
-    yield gunicorn
-    gunicorn.stop()
 
 
 @pytest.mark.parametrize(
