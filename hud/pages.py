@@ -846,7 +846,7 @@ def metrics_page(query: Query, store: RecordStore | None = None) -> MetricsPage:
     store = store or get_store()
     window = query.window()
     exclude = [probe_key()]
-    summaries = store.summary(window, query.kind, exclude=exclude)
+    summaries = store.summary(window, query.kind, exclude=exclude, measured=False)
     times = store.daily_times(window, query.kind, exclude=exclude)
     listed = _listed()
     series = sorted(

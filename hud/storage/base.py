@@ -209,8 +209,11 @@ class RecordStore:
         *,
         exclude: Sequence[str] = (),
         only: str | None = None,
+        measured: bool = True,
     ) -> list[RepoSummary]:
-        """Per repo (or `only` one) over the window, with its daily series; worst first."""
+        """Per repo (or `only` one) over the window, with its daily series; worst first.
+        `measured=False` leaves the times and the PR count out (None and 0: not read), for a
+        page that shows none of them."""
         raise NotImplementedError
 
     def daily(

@@ -198,38 +198,18 @@ class OrmRecordStore(RecordStore):
         *,
         exclude: Sequence[str] = (),
         only: str | None = None,
+        measured: bool = True,
     ) -> list[RepoSummary]:
+        daily = self.daily(window, kind, exclude=exclude, only=only)
+        if connections[self.using].vendor == "postgresql":
+            rows = self._measures(window, kind, daily, measured=measured)
+        else:
+            records = self._in(window, kind, exclude=exclude, only=only)
+            rows = self._grouped_measures(records, measured=measured)
         records = self._in(window, kind, exclude=exclude, only=only)
-        completed_time, first_queue = COMPLETED_TIME, FIRST_QUEUE
-        aggregates: dict[str, Any] = {
-            **COUNTS,
-            "last_run": Max("received_at"),
-            "prs": Count("pr_number", distinct=True, filter=Q(pr_number__gt=0)),
-            "avg_execution": Avg("execution_time", filter=COMPLETED),
-            "avg_queue": Avg("queue_time", filter=Q(run_attempt=1)),
-        }
-        ordered_set = connections[self.using].vendor == "postgresql"
-        if ordered_set:  # one pass: PostgreSQL's percentile_disc is the nearest rank
-            execution = Case(When(completed_time, then=F("execution_time")))
-            queue = Case(When(first_queue, then=F("queue_time")))
-            aggregates |= {
-                "p50": NearestRank(execution, 0.5),
-                "p90": NearestRank(execution, 0.9),
-                "q90": NearestRank(queue, 0.9),
-            }
-        grouped = records.values("downstream_repo").annotate(**aggregates).order_by()
-        rows: list[dict[str, Any]] = [dict(row) for row in grouped]
-        if not ordered_set:  # elsewhere: ROW_NUMBER windows, one query per measure
-            times = _percentiles(records.filter(completed_time), F("execution_time"))
-            queues = _percentiles(records.filter(first_queue), F("queue_time"))
-            for row in rows:
-                measured = times.get(row["downstream_repo"], {})
-                row |= {"p50": measured.get(50), "p90": measured.get(90)}
-                row["q90"] = queues.get(row["downstream_repo"], {}).get(90)
         newest = self._newest_rows(
             records, {row["downstream_repo"]: row["last_run"] for row in rows}
         )
-        daily = self.daily(window, kind, exclude=exclude, only=only)
         summaries = [
             RepoSummary(
                 repo=newest[row["downstream_repo"]][0],
@@ -249,6 +229,74 @@ class OrmRecordStore(RecordStore):
             for row in rows
         ]
         return sorted(summaries, key=worst_first)
+
+    def _measures(
+        self,
+        window: Window,
+        kind: Kind,
+        daily: Mapping[str, tuple[DailyPoint, ...]],
+        *,
+        measured: bool,
+    ) -> list[dict[str, Any]]:
+        """PostgreSQL: each repo's counts summed from its daily series (exact: the series
+        covers the window), its times and PRs from one aggregate per repo over the (repo,
+        received_at) index, which yields each repo's rows in place: no sort of the window's
+        records by repo, and no count that the daily series already holds."""
+        if not daily:
+            return []
+        keys = sorted(daily)
+        with connections[self.using].cursor() as cursor:
+            cursor.execute(
+                _per_repo_sql(
+                    MEASURES_SQL if measured else LAST_RUN_SQL, len(keys), len(kind.events)
+                ),
+                [*keys, window.start, window.end, *kind.events],
+            )
+            found = cursor.fetchall()
+        rows = []
+        for key, last_run, prs, avg_execution, avg_queue, execution, q90 in found:
+            if last_run is None:
+                continue
+            totals = {name: sum(getattr(p.counts, name) for p in daily[key]) for name in COUNTS}
+            p50, p90 = execution or (None, None)
+            rows.append(
+                {
+                    "downstream_repo": key,
+                    **totals,
+                    "last_run": last_run,
+                    "prs": prs,
+                    "avg_execution": avg_execution,
+                    "avg_queue": avg_queue,
+                    "p50": p50,
+                    "p90": p90,
+                    "q90": q90,
+                }
+            )
+        return rows
+
+    def _grouped_measures(
+        self, records: QuerySet[JobRecord], *, measured: bool
+    ) -> list[dict[str, Any]]:
+        """SQLite: counts and averages in one GROUP BY, percentiles by ROW_NUMBER windows,
+        one query per measure (no ordered-set aggregates)."""
+        aggregates: dict[str, Any] = {**COUNTS, "last_run": Max("received_at")}
+        if measured:
+            aggregates |= {
+                "prs": Count("pr_number", distinct=True, filter=Q(pr_number__gt=0)),
+                "avg_execution": Avg("execution_time", filter=COMPLETED),
+                "avg_queue": Avg("queue_time", filter=Q(run_attempt=1)),
+            }
+        grouped = records.values("downstream_repo").annotate(**aggregates).order_by()
+        rows: list[dict[str, Any]] = [dict(row) for row in grouped]
+        if not measured:
+            return [row | dict.fromkeys(UNMEASURED) | {"prs": 0} for row in rows]
+        times = _percentiles(records.filter(COMPLETED_TIME), F("execution_time"))
+        queues = _percentiles(records.filter(FIRST_QUEUE), F("queue_time"))
+        for row in rows:
+            measured = times.get(row["downstream_repo"], {})
+            row |= {"p50": measured.get(50), "p90": measured.get(90)}
+            row["q90"] = queues.get(row["downstream_repo"], {}).get(90)
+        return rows
 
     def _newest_rows(
         self, records: QuerySet[JobRecord], newest: dict[str, datetime]
@@ -285,10 +333,13 @@ class OrmRecordStore(RecordStore):
         first_whole = window.start.astimezone(UTC).date() + timedelta(days=1)
         last_cut = window.end.astimezone(UTC).date()
         midnight = datetime.combine(first_whole, time(), UTC)
-        cut = records.filter(
-            Q(received_at__lt=midnight)
-            | Q(received_at__gte=datetime.combine(last_cut, time(), UTC))
-        )
+        last_midnight = max(midnight, datetime.combine(last_cut, time(), UTC))
+        # Each cut day its own range of the time index (an OR of the two would be read as one
+        # filter over the whole window).
+        cut = [
+            *_per_day(records.filter(received_at__lt=midnight)),
+            *_per_day(records.filter(received_at__gte=last_midnight)),
+        ]
         whole = DailyCounts.objects.using(self.using).filter(
             day__gte=first_whole, day__lt=last_cut, event_type__in=kind.events
         )
@@ -299,30 +350,32 @@ class OrmRecordStore(RecordStore):
         summed = whole.values("downstream_repo", "day").annotate(
             **{name: Sum(name) for name in COUNTS}
         )
-        return _series([*_per_day(cut), *summed])
+        return _series([*cut, *summed])
 
     def daily_times(
         self, window: Window, kind: Kind, *, exclude: Sequence[str] = ()
     ) -> dict[str, tuple[DailyTimes, ...]]:
-        records = self._in(window, kind, exclude=exclude).annotate(day=TruncDate("received_at"))
-        execution = Case(When(COMPLETED_TIME, then=F("execution_time")))
-        queue = Case(When(FIRST_QUEUE, then=F("queue_time")))
+        rows: list[tuple[Any, ...]]
         if connections[self.using].vendor == "postgresql":
-            grouped = (
-                records.values("downstream_repo", "day")
-                .annotate(
-                    q50=NearestRank(queue, 0.5),
-                    q90=NearestRank(queue, 0.9),
-                    e50=NearestRank(execution, 0.5),
-                    e90=NearestRank(execution, 0.9),
-                )
-                .order_by("downstream_repo", "day")
-            )
+            # Per repo over the (repo, received_at) index, as the summary's measures: the
+            # repos are those the daily counts hold for the window's days (a superset).
+            keys = self._counted_repos(window, kind, exclude)
+            found = []
+            if keys:
+                with connections[self.using].cursor() as cursor:
+                    cursor.execute(
+                        _per_repo_sql(DAILY_TIMES_SQL, len(keys), len(kind.events)),
+                        [*keys, window.start, window.end, *kind.events],
+                    )
+                    found = cursor.fetchall()
             rows = [
-                (r["downstream_repo"], r["day"], r["q50"], r["q90"], r["e50"], r["e90"])
-                for r in grouped
+                (repo, day, *(queue or (None, None)), *(execution or (None, None)))
+                for repo, day, queue, execution in found
             ]
         else:  # no ordered-set aggregates: the day's values, ranked here
+            records = self._in(window, kind, exclude=exclude).annotate(day=TruncDate("received_at"))
+            execution = Case(When(COMPLETED_TIME, then=F("execution_time")))
+            queue = Case(When(FIRST_QUEUE, then=F("queue_time")))
             values: dict[tuple[str, date], tuple[list[float], list[float]]] = {}
             for repo, day, q, e in records.values_list("downstream_repo", "day", queue, execution):
                 queues, executions = values.setdefault((repo, day), ([], []))
@@ -336,9 +389,20 @@ class OrmRecordStore(RecordStore):
                 e50, e90 = nearest_ranks(es, 0.5, 0.9)
                 rows.append((repo, day, q50, q90, e50, e90))
         series: dict[str, list[DailyTimes]] = {}
-        for repo, day, *times in rows:
+        for repo, day, *times in sorted(rows, key=lambda row: (row[0], row[1])):
             series.setdefault(repo, []).append(DailyTimes(day, *times))
         return {repo: tuple(days) for repo, days in series.items()}
+
+    def _counted_repos(self, window: Window, kind: Kind, exclude: Sequence[str]) -> list[str]:
+        """The repos the daily counts hold for the window's days (PostgreSQL)."""
+        counted = DailyCounts.objects.using(self.using).filter(
+            day__gte=window.start.astimezone(UTC).date(),
+            day__lte=window.end.astimezone(UTC).date(),
+            event_type__in=kind.events,
+        )
+        if exclude:
+            counted = counted.exclude(downstream_repo__in=exclude)
+        return sorted(set(counted.values_list("downstream_repo", flat=True)))
 
     def pr_jobs(
         self, number: int, *, exclude: Sequence[str] = ()
@@ -603,14 +667,15 @@ class OrmRecordStore(RecordStore):
     def pr_heads(self, numbers: Sequence[int], *, exclude: Sequence[str] = ()) -> dict[int, PrHead]:
         if not numbers:
             return {}
-        scope = f"pr_number IN ({_placeholders(len(numbers))}) "
-        scope += f"AND event_type IN ({_placeholders(len(Kind.PR.events))})"
-        params: list[Any] = [*numbers, *Kind.PR.events]
+        scope = f"event_type IN ({_placeholders(len(Kind.PR.events))})"
+        scoped: list[Any] = list(Kind.PR.events)
         if exclude:
             scope += f" AND downstream_repo NOT IN ({_placeholders(len(exclude))})"
-            params += list(exclude)
+            scoped += list(exclude)
+        numbers = list(numbers)
+        params = [*scoped, *numbers, *numbers, *scoped]
         with connections[self.using].cursor() as cursor:
-            cursor.execute(_pr_heads_sql(scope), params)
+            cursor.execute(_pr_heads_sql(scope, len(numbers)), params)
             return pr_heads_of(cursor.fetchall())
 
     def heard_from(self, pairs: Iterable[tuple[str, str]]) -> set[tuple[str, str]]:
@@ -689,6 +754,46 @@ def _pr_scope(number: int, exclude: Sequence[str]) -> tuple[str, list[Any]]:
     return scope, [number, *Kind.PR.events, *exclude]
 
 
+def _per_repo_sql(measures: str, repos: int, events: int) -> str:
+    """`measures` (a SELECT list and any GROUP BY over one repo's records, `r.key` the repo)
+    once per repo, each over the (downstream_repo, received_at) index: parameters are the
+    repo keys, the window's start and end, then the event types."""
+    each = measures.format(table=JobRecord._meta.db_table, events=_placeholders(events))
+    return (
+        f"SELECT r.key, m.* FROM (VALUES {', '.join(['(%s)'] * repos)}) AS r(key) "  # noqa: S608
+        f"CROSS JOIN LATERAL (SELECT {each}) m"
+    )
+
+
+# The summary's times and PRs (nearest-rank percentiles: percentile_disc skips the NULLs, so
+# a FILTER keeps what the summary measures: completed jobs' execution, first attempts' queue).
+_REPO_WINDOW = (
+    "FROM {table} WHERE downstream_repo = r.key AND received_at >= %s AND received_at < %s "
+    "AND event_type IN ({events})"
+)
+MEASURES_SQL = (
+    "MAX(received_at), COUNT(DISTINCT pr_number) FILTER (WHERE pr_number > 0), "
+    "AVG(execution_time) FILTER (WHERE status = 'completed'), "
+    "AVG(queue_time) FILTER (WHERE run_attempt = 1), "
+    "percentile_disc(ARRAY[0.5, 0.9]) WITHIN GROUP (ORDER BY execution_time) "
+    "FILTER (WHERE status = 'completed'), "
+    "percentile_disc(0.9) WITHIN GROUP (ORDER BY queue_time) FILTER (WHERE run_attempt = 1) "
+    f"{_REPO_WINDOW}"
+)
+LAST_RUN_SQL = (
+    f"MAX(received_at), 0, NULL::float, NULL::float, NULL::float[], NULL::float {_REPO_WINDOW}"
+)
+UNMEASURED = ("avg_execution", "avg_queue", "p50", "p90", "q90")
+DAILY_TIMES_SQL = (
+    "(received_at AT TIME ZONE 'UTC')::date AS day, "
+    "percentile_disc(ARRAY[0.5, 0.9]) WITHIN GROUP (ORDER BY queue_time) "
+    "FILTER (WHERE run_attempt = 1), "
+    "percentile_disc(ARRAY[0.5, 0.9]) WITHIN GROUP (ORDER BY execution_time) "
+    "FILTER (WHERE status = 'completed') "
+    f"{_REPO_WINDOW} GROUP BY 1"
+)
+
+
 # 1 for the latest attempt of each job of a repo's head (highest attempt, then newest).
 LATEST_JOB = (
     "ROW_NUMBER() OVER (PARTITION BY downstream_repo, head_sha, job_name "
@@ -714,24 +819,30 @@ def _pr_sql(scope: str) -> str:
     )
 
 
-def _pr_heads_sql(scope: str) -> str:
+def _pr_heads_sql(scope: str, prs: int) -> str:
     """Per PR among `scope`'s records, its latest head (of its newest record) and each repo's
-    tally there over its jobs' latest attempts, with the repo's name from its newest record."""
+    tally there over its jobs' latest attempts, with the repo's name from its newest record.
+    Parameters: `scope`'s, the PR numbers twice, then `scope`'s again.
+
+    Each PR's head is one backward step on the (pr_number, received_at) index, found once
+    (MATERIALIZED: inlined, PostgreSQL would run the step again for every record); only the
+    records of those heads are ranked, and only the columns the tally reads."""
     table = JobRecord._meta.db_table
-    newest = "ORDER BY s.received_at DESC, s.id DESC"
+    newest = "ORDER BY received_at DESC, id DESC"
     return (
-        f"WITH scoped AS (SELECT * FROM {table} WHERE {scope}), "  # noqa: S608
-        "heads AS (SELECT pr_number, head_sha FROM (SELECT pr_number, head_sha, "
-        "ROW_NUMBER() OVER (PARTITION BY pr_number ORDER BY received_at DESC, id DESC) AS r "
-        "FROM scoped) ranked WHERE r = 1) "
+        "WITH heads AS MATERIALIZED (SELECT v.column1 AS pr_number, "  # noqa: S608
+        f"(SELECT head_sha FROM {table} WHERE pr_number = v.column1 AND {scope} {newest} "
+        f"LIMIT 1) AS head_sha FROM (VALUES {', '.join(['(%s)'] * prs)}) AS v) "
         f"SELECT pr_number, head_sha, downstream_repo, MIN(shown), {_SUMS} FROM ("
         "SELECT s.pr_number, s.head_sha, s.downstream_repo, s.status, s.conclusion, "
         "ROW_NUMBER() OVER (PARTITION BY s.pr_number, s.downstream_repo, s.job_name "
         "ORDER BY s.run_attempt DESC, s.received_at DESC, s.id DESC) AS k, "
-        f"FIRST_VALUE(s.repo_display) OVER (PARTITION BY s.pr_number, s.downstream_repo {newest}) "
-        "AS shown FROM scoped s JOIN heads h ON s.pr_number = h.pr_number "
-        "AND s.head_sha = h.head_sha) latest "
-        "WHERE k = 1 GROUP BY pr_number, head_sha, downstream_repo"
+        "FIRST_VALUE(s.repo_display) OVER (PARTITION BY s.pr_number, s.downstream_repo "
+        "ORDER BY s.received_at DESC, s.id DESC) AS shown "
+        f"FROM {table} s JOIN heads h ON s.pr_number = h.pr_number "
+        f"AND s.head_sha = h.head_sha WHERE s.pr_number IN ({_placeholders(prs)}) "
+        f"AND {scope}"  # its columns are the records' alone: heads has no such names
+        ") latest WHERE k = 1 GROUP BY pr_number, head_sha, downstream_repo"
     )
 
 

@@ -1,5 +1,6 @@
 """Formatting for the HUD's templates: durations, rates, outcomes, safe links, sparklines."""
 
+import functools
 import math
 import re
 from html import escape as html_escape
@@ -87,6 +88,7 @@ def outcome_words(outcome: str) -> str:
 
 
 @register.simple_tag
+@functools.lru_cache(maxsize=64)  # a handful of outcomes, each rendered thousands of times
 def outcome(name: str) -> SafeString:
     """An outcome as icon and words, coloured by its class (the icon is decoration)."""
     icon, words = OUTCOMES.get(name, ("?", name or "unknown"))

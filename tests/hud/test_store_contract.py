@@ -1,7 +1,8 @@
 """The storage contract (hud/storage/base.py, semantics in hud/reports.py), held to hand-computed
 figures on tests/hud/dataset.py — the same assertions for every backend and database."""
 
-from datetime import date
+from dataclasses import replace
+from datetime import date, timedelta
 
 import pytest
 from django.db import connections
@@ -58,6 +59,31 @@ def store(request):
     assert connections[using].vendor == request.param
     seed(using)
     return OrmRecordStore(using=using)
+
+
+def test_a_window_without_records_reads_as_empty(store):
+    # A year before the dataset: every window read answers empty, never an error.
+    empty = Window(14, NOW - timedelta(days=365))
+    for kind in Kind:
+        assert store.summary(empty, kind) == []
+        assert store.summary(empty, kind, measured=False) == []
+        assert store.daily(empty, kind) == {}
+        assert store.daily_times(empty, kind) == {}
+    assert store.recent_prs(empty, limit=5) == []
+
+
+def test_an_unmeasured_summary_is_the_summary_without_times_or_prs(store):
+    # What the metrics page reads: names, counts, daily series and last runs as the summary's,
+    # the times and the PR count left out.
+    blank = dict.fromkeys(
+        ("avg_execution", "p50_execution", "p90_execution", "avg_queue", "p90_queue")
+    )
+    for kind in Kind:
+        full = store.summary(D14, kind, exclude=[PROBE])
+        assert full
+        assert store.summary(D14, kind, exclude=[PROBE], measured=False) == [
+            replace(s, prs=0, **blank) for s in full
+        ]
 
 
 def test_summary_counts_rates_and_percentiles_worst_first(store):

@@ -183,11 +183,12 @@ class ClickHouseRecordStore(RecordStore):
         *,
         exclude: Sequence[str] = (),
         only: str | None = None,
+        measured: bool = True,
     ) -> list[RepoSummary]:
         params: dict[str, Any] = {}
         where = self._where(window, kind, params, exclude=exclude, only=only)
         statement = (
-            f"SELECT downstream_repo, {', '.join(_summary_columns('1'))} "
+            f"SELECT downstream_repo, {', '.join(_summary_columns('1', measured=measured))} "
             f"FROM {q.TABLE} FINAL WHERE {where} GROUP BY downstream_repo"
         )
         summaries = [_summary(row[0], row[1:]) for row in self._select(statement, params)]
@@ -621,20 +622,24 @@ def _numbers(numbers: Sequence[int], params: dict[str, Any]) -> str:
     return f"({', '.join(placeholders) or '0'})"
 
 
-def _summary_columns(where: str) -> list[str]:
-    """A RepoSummary's figures over the rows matching `where`, in _summary's order."""
+def _summary_columns(where: str, *, measured: bool = True) -> list[str]:
+    """A RepoSummary's figures over the rows matching `where`, in _summary's order; without
+    the times and the PR count (0 and NULLs) unless `measured`."""
     completed = f"{where} AND status = 'completed'"
     timed = f"{completed} AND execution_time IS NOT NULL"
     first = f"{where} AND run_attempt = 1 AND queue_time IS NOT NULL"
-    return [
-        f"argMaxIf(repo_display, received_at, {where})",
-        f"argMaxIf(level, received_at, {where})",
-        *(f"countIf({where} AND {condition})" for condition in COUNT_CONDITIONS),
+    measures = [
         f"uniqExactIf(pr_number, {where} AND pr_number > 0)",
         f"if(countIf({timed}) = 0, NULL, avgIf(execution_time, {timed}))",
         *q.percentiles("execution_time", completed, 0.5, 0.9),
         f"if(countIf({first}) = 0, NULL, avgIf(queue_time, {first}))",
         *q.percentiles("queue_time", f"{where} AND run_attempt = 1", 0.9),
+    ]
+    return [
+        f"argMaxIf(repo_display, received_at, {where})",
+        f"argMaxIf(level, received_at, {where})",
+        *(f"countIf({where} AND {condition})" for condition in COUNT_CONDITIONS),
+        *(measures if measured else ["0", *["NULL"] * (len(measures) - 1)]),
         f"maxIf(received_at, {where})",
         q.daily_counts(where),
         f"argMaxIf(head_sha, received_at, {where})",
