@@ -86,8 +86,10 @@ class JobRecord(models.Model):
         indexes: ClassVar = [
             models.Index(
                 fields=["downstream_repo", "received_at"],
-                name="hud_job_repo_time",
-                include=[*AGGREGATED[1:], "head_sha", "job_name"],
+                name="hud_job_repo_time_id",
+                # id: the latest-attempt ranking's last tie-break, so a repo's matrix is an
+                # index-only scan too (else the planner walks the whole window's time index)
+                include=[*AGGREGATED[1:], "head_sha", "job_name", "id"],
             ),
             models.Index(fields=["received_at"], name="hud_job_time", include=AGGREGATED),
             models.Index(fields=["pr_number", "received_at"], name="hud_job_pr_time"),

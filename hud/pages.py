@@ -878,10 +878,9 @@ class PrPage:
 
 def pr_page(number: int, store: RecordStore | None = None) -> PrPage:
     store = store or get_store()
-    if 0 < number < 2**31:  # what a PR number can be (and what every backend can bind)
-        view = store.pr(number, exclude=[probe_key()])
-    else:
-        view = PrView(number=number, repos=())
+    # One read: the PR's view and every job (0 < number < 2**31, else nothing: what a PR
+    # number can be and what every backend can bind).
+    view, jobs = store.pr_with_jobs(number, exclude=[probe_key()])
     if view.repos:
         listed = _listed()
         named = [replace(r, repo=allowlisted(r.key, r.repo, listed)) for r in view.repos]
@@ -907,5 +906,5 @@ def pr_page(number: int, store: RecordStore | None = None) -> PrPage:
         sum(r.latest.red for r in view.repos),
         on_main,
         of_pr(number, store, timezone.now()),
-        store.pr_jobs(number, exclude=[probe_key()]) if view.repos else {},
+        jobs,
     )

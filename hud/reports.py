@@ -107,6 +107,24 @@ class Counts:
         """successes ÷ completed, None when nothing completed."""
         return self.successes / self.completed if self.completed else None
 
+    @classmethod
+    def of(cls, jobs: Iterable[tuple[str, str]]) -> "Counts":
+        """The counts of (status, conclusion) pairs, as COUNT_CONDITIONS count them in SQL."""
+        tally = dict.fromkeys(("successes", "failures", "timed_out", "cancelled"), 0)
+        completed = in_progress = 0
+        for status, conclusion in jobs:
+            if status != "completed":
+                in_progress += 1
+                continue
+            completed += 1
+            if conclusion == "success":
+                tally["successes"] += 1
+            elif conclusion in FAILURES:
+                tally["failures"] += 1
+            elif conclusion in ("timed_out", "cancelled"):
+                tally[conclusion] += 1
+        return cls(**tally, completed=completed, in_progress=in_progress)
+
 
 @dataclass(frozen=True)
 class DailyPoint:
@@ -459,6 +477,56 @@ class PrView:
         ]
         repos.sort(key=lambda r: (not r.latest.red, r.repo.casefold()))
         return cls(number=number, repos=tuple(repos))
+
+
+# What a backend reads of each latest attempt of a PR's jobs for pr_of_latest: the cell's
+# and the job list's fields, with the repo, head and what the repo is shown as.
+PR_LATEST_SOURCE = tuple(
+    dict.fromkeys(
+        ("downstream_repo", "head_sha", "repo_display", "level", *CELL_SOURCE, *PR_JOB_SOURCE)
+    )
+)
+
+PrJobs = dict[str, dict[str, tuple[PrJob, ...]]]  # repo key → head SHA → its jobs
+
+
+def pr_of_latest(number: int, rows: Iterable[Mapping[str, Any]]) -> tuple[PrView, PrJobs]:
+    """A PR's view and its every job (store.pr, store.pr_jobs) from the latest attempt of each
+    job of each repo's heads (PR_LATEST_SOURCE): one read answers the whole PR page.
+
+    A head's first_at is its earliest latest attempt; a repo is shown by the name and level of
+    its newest one; its failing jobs are its latest head's red ones, by job name."""
+    by_head: dict[str, dict[str, list[Mapping[str, Any]]]] = {}
+    newest: dict[str, Mapping[str, Any]] = {}
+    for row in rows:
+        key = row["downstream_repo"]
+        by_head.setdefault(key, {}).setdefault(row["head_sha"], []).append(row)
+        if key not in newest or row["received_at"] > newest[key]["received_at"]:
+            newest[key] = row
+    shas: dict[str, list[ShaResult]] = {}
+    failing: dict[str, tuple[Cell, ...]] = {}
+    jobs: PrJobs = {}
+    for key, heads in by_head.items():
+        results = [
+            ShaResult(
+                sha,
+                min(job["received_at"] for job in on_head),
+                Counts.of((job["status"], job["conclusion"]) for job in on_head),
+            )
+            for sha, on_head in heads.items()
+        ]
+        shas[key] = sorted(results, key=lambda result: (result.first_at, result.head_sha))
+        latest = shas[key][-1]
+        if latest.red:
+            cells = (Cell.of(job) for job in heads[latest.head_sha])
+            red = [cell for cell in cells if cell.outcome in RED]
+            failing[key] = tuple(sorted(red, key=lambda cell: cell.job_name))
+        jobs[key] = {
+            sha: tuple(sorted(map(PrJob.of, on_head), key=lambda j: (j.workflow_name, j.job_name)))
+            for sha, on_head in heads.items()
+        }
+    shown = {key: (row["repo_display"], row["level"]) for key, row in newest.items()}
+    return PrView.of(number, shas, shown, failing), jobs
 
 
 def red_heads(shas: Mapping[str, Sequence[ShaResult]]) -> dict[str, str]:

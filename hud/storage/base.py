@@ -239,7 +239,7 @@ class RecordStore:
     ) -> dict[str, dict[str, tuple[PrJob, ...]]]:
         """Repo key → head SHA → the latest attempt of each of its jobs on that head of PR
         `number` (by workflow, then job): every job, not only the failing ones."""
-        raise NotImplementedError
+        return self.pr_with_jobs(number, exclude=exclude)[1]
 
     def main_results(
         self, repo_keys: Sequence[str], jobs: Sequence[str], shas: Sequence[str], window: Window
@@ -270,6 +270,13 @@ class RecordStore:
 
     def pr(self, number: int, *, exclude: Sequence[str] = ()) -> PrView:
         """One upstream PR across every downstream repo, all time; red repos first."""
+        return self.pr_with_jobs(number, exclude=exclude)[0]
+
+    def pr_with_jobs(
+        self, number: int, *, exclude: Sequence[str] = ()
+    ) -> tuple[PrView, dict[str, dict[str, tuple[PrJob, ...]]]]:
+        """`pr` and `pr_jobs` together, from one read of the PR's jobs' latest attempts
+        (hud/reports.py pr_of_latest): the PR page's one read."""
         raise NotImplementedError
 
     def readiness(self, repo_key: str, window: Window) -> ReadinessMetrics:

@@ -35,7 +35,7 @@ from hud.reports import (
     CELL_SOURCE,
     COUNT_CONDITIONS,
     FAILURES,
-    PR_JOB_SOURCE,
+    PR_LATEST_SOURCE,
     RED,
     Cell,
     Counts,
@@ -49,11 +49,10 @@ from hud.reports import (
     MatrixRow,
     PrActivity,
     PrHead,
-    PrJob,
+    PrJobs,
     PrView,
     ReadinessMetrics,
     RepoSummary,
-    ShaResult,
     StaleJob,
     Window,
     head_runs,
@@ -61,7 +60,7 @@ from hud.reports import (
     latest_attempts,
     nearest_ranks,
     pr_heads_of,
-    red_heads,
+    pr_of_latest,
     worst_first,
 )
 from hud.storage.base import (
@@ -82,7 +81,7 @@ COMPLETED = Q(status="completed")
 # attempts that measured their queue (a re-run's wait is not the queue's).
 COMPLETED_TIME = COMPLETED & Q(execution_time__isnull=False)
 FIRST_QUEUE = Q(run_attempt=1, queue_time__isnull=False)
-# COUNT(status) (never null), not COUNT(id): the covering indexes carry no id (hud/models.py).
+# COUNT(status) (never null), not COUNT(id): the time index carries no id (hud/models.py).
 COUNTS = {
     "successes": Count("status", filter=COMPLETED & Q(conclusion="success")),
     "failures": Count("status", filter=COMPLETED & Q(conclusion__in=FAILURES)),
@@ -293,8 +292,8 @@ class OrmRecordStore(RecordStore):
         times = _percentiles(records.filter(COMPLETED_TIME), F("execution_time"))
         queues = _percentiles(records.filter(FIRST_QUEUE), F("queue_time"))
         for row in rows:
-            measured = times.get(row["downstream_repo"], {})
-            row |= {"p50": measured.get(50), "p90": measured.get(90)}
+            timed = times.get(row["downstream_repo"], {})
+            row |= {"p50": timed.get(50), "p90": timed.get(90)}
             row["q90"] = queues.get(row["downstream_repo"], {}).get(90)
         return rows
 
@@ -403,27 +402,6 @@ class OrmRecordStore(RecordStore):
         if exclude:
             counted = counted.exclude(downstream_repo__in=exclude)
         return sorted(set(counted.values_list("downstream_repo", flat=True)))
-
-    def pr_jobs(
-        self, number: int, *, exclude: Sequence[str] = ()
-    ) -> dict[str, dict[str, tuple[PrJob, ...]]]:
-        if not 0 < number < 2**31:
-            return {}
-        scope, params = _pr_scope(number, exclude)
-        statement = (
-            f"SELECT downstream_repo, head_sha, {', '.join(PR_JOB_SOURCE)} "  # noqa: S608
-            f"FROM (SELECT *, {LATEST_JOB} AS k FROM {JobRecord._meta.db_table} "
-            f"WHERE {scope}) latest WHERE k = 1 "
-            "ORDER BY downstream_repo, head_sha, workflow_name, job_name"
-        )
-        with connections[self.using].cursor() as cursor:
-            cursor.execute(statement, params)
-            found = cursor.fetchall()
-        jobs: dict[str, dict[str, list[PrJob]]] = {}
-        for repo, sha, *values in found:
-            job = PrJob.of(dict(zip(PR_JOB_SOURCE, values, strict=True)))
-            jobs.setdefault(repo, {}).setdefault(sha, []).append(job)
-        return {r: {sha: tuple(js) for sha, js in shas.items()} for r, shas in jobs.items()}
 
     def main_results(
         self, repo_keys: Sequence[str], jobs: Sequence[str], shas: Sequence[str], window: Window
@@ -550,40 +528,22 @@ class OrmRecordStore(RecordStore):
                 name = name_shown
         return cells, name
 
-    def pr(self, number: int, *, exclude: Sequence[str] = ()) -> PrView:
-        # Plain SQL, two statements: a PR page's queries are cheap (its records are a few
-        # thousand rows found through the pr_number index), so compiling them through the ORM
-        # and reading them as model values cost more than running them.
+    def pr_with_jobs(self, number: int, *, exclude: Sequence[str] = ()) -> tuple[PrView, PrJobs]:
+        if not 0 < number < 2**31:
+            return PrView(number=number, repos=()), {}
+        # Plain SQL, one statement: a PR's records are a few thousand rows found through the
+        # pr_number index; compiling the read through the ORM and reading model values would
+        # cost more than running it.
         scope, params = _pr_scope(number, exclude)
+        statement = (
+            f"SELECT {', '.join(PR_LATEST_SOURCE)} "  # noqa: S608
+            f"FROM (SELECT *, {LATEST_JOB} AS k FROM {JobRecord._meta.db_table} "
+            f"WHERE {scope}) latest WHERE k = 1"
+        )
         with connections[self.using].cursor() as cursor:
-            cursor.execute(_pr_sql(scope), params)
+            cursor.execute(statement, params)
             found = cursor.fetchall()
-        shas: dict[str, list[ShaResult]] = {}
-        shown: dict[str, tuple[str, str]] = {}
-        for row in found:
-            counts = Counts(*(int(value or 0) for value in row[5:]))
-            shas.setdefault(row[0], []).append(ShaResult(row[1], _aware(row[4]), counts))
-            shown[row[0]] = (row[2], row[3])
-        red = red_heads(shas)
-        return PrView.of(number, shas, shown, self._failing(scope, params, red))
-
-    def _failing(
-        self, scope: str, params: list[Any], red: dict[str, str]
-    ) -> dict[str, tuple[Cell, ...]]:
-        """repo → its failed or timed-out jobs (latest attempts) on its latest head, for the
-        repos that are red there: one query for all of them, which returns only those jobs."""
-        if not red:
-            return {}
-        heads = sorted(set(red.values()))
-        statement = _failing_sql(scope, len(red), len(heads))
-        with connections[self.using].cursor() as cursor:
-            cursor.execute(statement, [*params, *red, *heads, *RED])
-            found = cursor.fetchall()
-        found_cells: dict[str, list[Cell]] = {}
-        for repo, head, *values in found:
-            if red[repo] == head:
-                found_cells.setdefault(repo, []).append(_cell(values))
-        return {repo: tuple(cells) for repo, cells in found_cells.items()}
+        return pr_of_latest(number, map(_latest_row, found))
 
     def readiness(self, repo_key: str, window: Window) -> ReadinessMetrics:
         records = self._in(window, Kind.PR, only=repo_key)
@@ -802,23 +762,6 @@ LATEST_JOB = (
 _SUMS = ", ".join(f"SUM(CASE WHEN {condition} THEN 1 ELSE 0 END)" for condition in COUNT_CONDITIONS)
 
 
-def _pr_sql(scope: str) -> str:
-    """Each (repo, head) of a PR tallied over its jobs' latest attempts, with the repo's display
-    name and level from its newest record. Names from the model, values bound, `scope` from
-    _pr_scope."""
-    return (
-        "SELECT downstream_repo, head_sha, MIN(shown_repo), MIN(shown_level), MIN(received_at), "  # noqa: S608
-        f"{_SUMS} FROM (SELECT downstream_repo, head_sha, status, conclusion, received_at, "
-        f"{LATEST_JOB} AS k, FIRST_VALUE(repo_display) OVER newest AS shown_repo, "
-        "FIRST_VALUE(level) OVER newest AS shown_level "
-        f"FROM {JobRecord._meta.db_table} WHERE {scope} "
-        "WINDOW newest AS (PARTITION BY downstream_repo ORDER BY received_at DESC, id DESC)) "
-        "latest "
-        "WHERE k = 1 GROUP BY downstream_repo, head_sha "
-        "ORDER BY downstream_repo, MIN(received_at), head_sha"
-    )
-
-
 def _pr_heads_sql(scope: str, prs: int) -> str:
     """Per PR among `scope`'s records, its latest head (of its newest record) and each repo's
     tally there over its jobs' latest attempts, with the repo's name from its newest record.
@@ -846,19 +789,6 @@ def _pr_heads_sql(scope: str, prs: int) -> str:
     )
 
 
-def _failing_sql(scope: str, repos: int, heads: int) -> str:
-    """The failed or timed-out latest attempts on `heads` given heads of `repos` given repos
-    of a PR (in that order after `scope`'s parameters, then RED)."""
-    return (
-        f"SELECT downstream_repo, head_sha, {', '.join(CELL_SOURCE)} "  # noqa: S608
-        f"FROM (SELECT *, {LATEST_JOB} AS k FROM {JobRecord._meta.db_table} "
-        f"WHERE {scope} AND downstream_repo IN ({_placeholders(repos)}) "
-        f"AND head_sha IN ({_placeholders(heads)})) latest "
-        f"WHERE k = 1 AND status = 'completed' AND conclusion IN ({_placeholders(len(RED))}) "
-        "ORDER BY downstream_repo, job_name"
-    )
-
-
 JSON_CELL_FIELDS = tuple(  # plain SQL reads them as text on either database
     name for name in CELL_SOURCE if isinstance(JobRecord._meta.get_field(name), models.JSONField)
 )
@@ -866,11 +796,20 @@ JSON_CELL_FIELDS = tuple(  # plain SQL reads them as text on either database
 
 def _cell(values: Sequence[Any]) -> Cell:
     """A Cell from plain SQL's values of CELL_SOURCE, in that order (JSON comes as text)."""
-    row = dict(zip(CELL_SOURCE, values, strict=True))
+    return Cell.of(_decoded(dict(zip(CELL_SOURCE, values, strict=True))))
+
+
+def _latest_row(values: Sequence[Any]) -> dict[str, Any]:
+    """A row of PR_LATEST_SOURCE from plain SQL's values, in that order."""
+    return _decoded(dict(zip(PR_LATEST_SOURCE, values, strict=True)))
+
+
+def _decoded(row: dict[str, Any]) -> dict[str, Any]:
+    """Plain SQL's row with its JSON decoded (it comes as text) and its time aware."""
     for name in JSON_CELL_FIELDS:
         row[name] = json.loads(row[name]) if isinstance(row[name], str | bytes) else row[name]
     row["received_at"] = _aware(row["received_at"])
-    return Cell.of(row)
+    return row
 
 
 # What a cell is, in SQL: its conclusion, or in_progress while it runs.
