@@ -419,6 +419,12 @@ CRCR_HUD_REFRESH = envint("CRCR_HUD_REFRESH", 15, minimum=0)
 CRCR_HUD_NOTICE = envstr("CRCR_HUD_NOTICE")
 # A repo dispatched to that has answered nothing for this long is listed as silent on /crcr.
 CRCR_SILENT_AFTER = envint("CRCR_SILENT_AFTER", 6 * 3600, minimum=60)
+# /readyz: a periodic job is overdue when it has not succeeded for its interval plus this; a
+# worker whose heartbeat (written every CRCR_HEARTBEAT_EVERY seconds) is older than
+# CRCR_WORKER_STALE is reported stale.
+CRCR_PERIODIC_GRACE = envint("CRCR_PERIODIC_GRACE", 120, minimum=10)
+CRCR_HEARTBEAT_EVERY = envint("CRCR_HEARTBEAT_EVERY", 10, minimum=1)
+CRCR_WORKER_STALE = envint("CRCR_WORKER_STALE", 60, minimum=5)
 # Level readiness (shown on an L2+ repo's page): thresholds and windows.
 HUD_READY_PASS_RATE = envfloat("HUD_READY_PASS_RATE", 0.90, minimum=0.0)
 HUD_READY_MAX_TIMEOUT_RATE = envfloat("HUD_READY_MAX_TIMEOUT_RATE", 0.01, minimum=0.0)

@@ -4,11 +4,13 @@ from django.urls import include, path
 from django.views.generic.base import RedirectView
 
 from crcr_site.health import healthz, livez
+from crcr_site.readiness import readyz
 
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("healthz", healthz, name="healthz"),
     path("livez", livez, name="livez"),
+    path("readyz", readyz, name="readyz"),
     path("favicon.ico", RedirectView.as_view(url=static("hud/favicon.svg"), permanent=True)),
     path("", include("relay.urls")),
     path("", include("hud.urls")),

@@ -17,6 +17,7 @@ from relay.models import (
     PeriodicJob,
     PullComment,
     Rerun,
+    WorkerHeartbeat,
 )
 
 
@@ -103,7 +104,18 @@ class DispatchAdmin(ReadOnlyAdmin):
 
 @admin.register(PeriodicJob)
 class PeriodicJobAdmin(ReadOnlyAdmin):
-    list_display = ("name", "last_started_at", "last_finished_at", clipped("last_error", 80))
+    list_display = (
+        "name",
+        "last_started_at",
+        "last_finished_at",
+        "last_succeeded_at",
+        clipped("last_error", 80),
+    )
+
+
+@admin.register(WorkerHeartbeat)
+class WorkerHeartbeatAdmin(ReadOnlyAdmin):
+    list_display = ("worker_id", clipped("host", 40), "pid", "started_at", "seen_at")
 
 
 @admin.register(CallbackAudit)

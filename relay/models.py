@@ -93,10 +93,27 @@ class PeriodicJob(models.Model):
     name = models.CharField(max_length=50, unique=True)
     last_started_at = models.DateTimeField(null=True, blank=True)
     last_finished_at = models.DateTimeField(null=True, blank=True)
+    last_succeeded_at = models.DateTimeField(
+        null=True, blank=True, help_text="the last run that raised nothing (/readyz)"
+    )
     last_error = models.TextField(blank=True)
 
     def __str__(self) -> str:
         return self.name
+
+
+class WorkerHeartbeat(models.Model):
+    """A running `manage.py worker`: written when it starts and every CRCR_HEARTBEAT_EVERY
+    seconds after, deleted when it stops (a killed worker's row goes stale: /readyz)."""
+
+    worker_id = models.CharField(max_length=40, unique=True)
+    host = models.CharField(max_length=255)
+    pid = models.PositiveIntegerField()
+    started_at = models.DateTimeField()
+    seen_at = models.DateTimeField(db_index=True)
+
+    def __str__(self) -> str:
+        return f"{self.worker_id} on {self.host}"
 
 
 class ReplayKey(models.Model):

@@ -164,6 +164,9 @@ def run_due_jobs() -> None:
         except Exception as exc:  # one job's failure must not stop the others or the worker
             logger.exception("periodic job %s failed", job.name)
             error = f"{type(exc).__name__}: {exc}"
+        finished = timezone.now()
         PeriodicJob.objects.filter(name=job.name).update(
-            last_finished_at=timezone.now(), last_error=error
+            last_finished_at=finished,
+            last_error=error,
+            **({} if error else {"last_succeeded_at": finished}),
         )

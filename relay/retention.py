@@ -22,13 +22,14 @@ from django.db import models
 from django.utils import timezone
 
 from hud.models import Dispatched
-from relay.models import CallbackAudit, HudForward, ReplayKey
+from relay.models import CallbackAudit, HudForward, ReplayKey, WorkerHeartbeat
 
 BATCH = 5000
 REPLAY_KEYS_KEPT = timedelta(days=1)
 FORWARDED_KEPT = timedelta(days=7)
 TASK_RESULTS_KEPT_DAYS = 14
 DISPATCHED_KEPT = timedelta(days=90)
+HEARTBEATS_KEPT = timedelta(days=1)
 
 
 def prune(now: datetime | None = None) -> dict[str, int]:
@@ -42,6 +43,9 @@ def prune(now: datetime | None = None) -> dict[str, int]:
             )
         ),
         "dispatched": _delete(Dispatched.objects.filter(dispatched_at__lt=now - DISPATCHED_KEPT)),
+        # a worker that stopped without removing its heartbeat (killed): a day is long enough
+        # for /readyz to have shown it stale
+        "heartbeats": _delete(WorkerHeartbeat.objects.filter(seen_at__lt=now - HEARTBEATS_KEPT)),
     }
     days = settings.CRCR_AUDIT_RETENTION_DAYS
     if days:

@@ -8,7 +8,7 @@ from django.core.management import call_command
 
 from hud.models import Dispatched
 from relay import retention
-from relay.models import CallbackAudit, HudForward, ReplayKey
+from relay.models import CallbackAudit, HudForward, ReplayKey, WorkerHeartbeat
 
 pytestmark = pytest.mark.django_db
 
@@ -53,6 +53,10 @@ def test_each_table_is_pruned_at_its_own_age(settings, monkeypatch):
     _forward("failed", timedelta(days=31))
     given_up_lately = _forward("failed", timedelta(days=29))
     still_trying = _forward("pending", timedelta(days=40))
+    for worker, age in (("killed", timedelta(days=1, minutes=1)), ("alive", timedelta(0))):
+        WorkerHeartbeat.objects.create(
+            worker_id=worker, host="h", pid=1, started_at=NOW - age, seen_at=NOW - age
+        )
 
     deleted = retention.prune(NOW)
 
@@ -62,7 +66,9 @@ def test_each_table_is_pruned_at_its_own_age(settings, monkeypatch):
         "dispatched": 1,
         "audit": 3,
         "forwards_given_up": 1,
+        "heartbeats": 1,
     }
+    assert list(WorkerHeartbeat.objects.values_list("worker_id", flat=True)) == ["alive"]
     assert list(Dispatched.objects.values_list("delivery_id", flat=True)) == ["kept"]
     assert list(ReplayKey.objects.values_list("key", flat=True)) == ["used-today"]
     assert sorted(CallbackAudit.objects.values_list("reason", flat=True)) == ["kept-0", "kept-1"]
