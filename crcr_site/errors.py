@@ -13,7 +13,7 @@ from enum import StrEnum
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views import defaults
 
-MACHINE_PREFIXES = ("/github/", "/api/", "/healthz", "/livez")
+MACHINE_PREFIXES = ("/github/", "/api/", "/healthz", "/livez", "/readyz", "/metrics")
 
 
 def json_error(status: int, error: str, detail: str) -> JsonResponse:

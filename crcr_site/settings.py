@@ -183,6 +183,7 @@ if CRCR_SANDBOX:
     INSTALLED_APPS.append("sandbox")
 
 MIDDLEWARE = [
+    "crcr_site.log_context.RequestContext",  # first: every later line knows its request
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -276,11 +277,30 @@ X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 
+# LOG_FORMAT=json: one JSON object a line, with the request id, delivery id, repo and job of
+# whatever the line is about (crcr_site/log_context.py); plain text otherwise (`make demo`).
+LOG_FORMAT = envstr("LOG_FORMAT", "plain")
+if LOG_FORMAT not in ("plain", "json"):
+    raise ImproperlyConfigured(f"LOG_FORMAT must be plain or json, not {LOG_FORMAT!r}")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"context": {"()": "crcr_site.log_context.ContextFilter"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {
+            "()": "pythonjsonlogger.json.JsonFormatter",
+            "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s",
+            "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
+        },
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": LOG_FORMAT,
+            "filters": ["context"],
+        }
+    },
     "root": {"handlers": ["console"], "level": envstr("LOG_LEVEL", "INFO").upper()},
     # The task worker announces every poll at INFO; the worker loop polls twice a second.
     "loggers": {"django_tasks_db": {"level": "WARNING"}},
@@ -419,6 +439,10 @@ CRCR_HUD_REFRESH = envint("CRCR_HUD_REFRESH", 15, minimum=0)
 CRCR_HUD_NOTICE = envstr("CRCR_HUD_NOTICE")
 # A repo dispatched to that has answered nothing for this long is listed as silent on /crcr.
 CRCR_SILENT_AFTER = envint("CRCR_SILENT_AFTER", 6 * 3600, minimum=60)
+# Prometheus /metrics (crcr_site/metrics.py): counting on or off; who may read it (with a
+# token, a request bearing it; without, loopback peers only).
+CRCR_METRICS = envbool("CRCR_METRICS", True)
+CRCR_METRICS_TOKEN = envsecret("CRCR_METRICS_TOKEN")
 # /readyz: a periodic job is overdue when it has not succeeded for its interval plus this; a
 # worker whose heartbeat (written every CRCR_HEARTBEAT_EVERY seconds) is older than
 # CRCR_WORKER_STALE is reported stale.

@@ -4,6 +4,7 @@ from django.urls import include, path
 from django.views.generic.base import RedirectView
 
 from crcr_site.health import healthz, livez
+from crcr_site.metrics import metrics_view
 from crcr_site.readiness import readyz
 
 urlpatterns = [
@@ -11,6 +12,7 @@ urlpatterns = [
     path("healthz", healthz, name="healthz"),
     path("livez", livez, name="livez"),
     path("readyz", readyz, name="readyz"),
+    path("metrics", metrics_view, name="metrics"),
     path("favicon.ico", RedirectView.as_view(url=static("hud/favicon.svg"), permanent=True)),
     path("", include("relay.urls")),
     path("", include("hud.urls")),

@@ -11,6 +11,7 @@ from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.views.decorators.csrf import csrf_exempt
 
+from crcr_site import metrics as counted
 from crcr_site.errors import (
     RETRY_AFTER,
     BodyRefused,
@@ -60,7 +61,8 @@ def hud_page(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
             response["Allow"] = "GET, HEAD"
             return response
         try:
-            return view(request, *args, **kwargs)
+            with counted.timed(counted.HUD_PAGES, page=view.__name__):
+                return view(request, *args, **kwargs)
         except Http404 as missing:
             return error_page(request, 404, str(missing) or "No such page.")
         except (StoreUnavailable, DatabaseError) as exc:

@@ -33,8 +33,9 @@ from django.conf import settings
 from redis.exceptions import RedisError
 
 from allowlist.entry import repo_key
+from crcr_site import metrics
 from crcr_site.redis_connection import get_redis
-from relay import redis_keys
+from relay import budget, redis_keys
 
 logger = logging.getLogger(__name__)
 
@@ -280,9 +281,17 @@ class GitHubApp:
         return self._send(method, path, auth=auth, body=body, params=params).json()
 
     def _send(
-        self, method: str, path: str, *, auth: str, body: object = None, params: Any = None
+        self,
+        method: str,
+        path: str,
+        *,
+        auth: str,
+        body: object = None,
+        params: Any = None,
+        installation: int | None = None,
     ) -> Answer:
-        """One request; `auth` is "app" (the App JWT) or an installation token.
+        """One request; `auth` is "app" (the App JWT) or an installation token (of
+        `installation`, for the budget's accounting).
 
         `body` is JSON-encoded, unless it is a str: then it is sent as the JSON text it is.
         """
@@ -298,11 +307,15 @@ class GitHubApp:
         try:
             raw = self.http.request(method, url, body=data, headers=headers)
         except urllib3.exceptions.TimeoutError as exc:
+            metrics.github_answered(method, path, "timeout", None, installation)
             raise GitHubUnavailable(f"{method} {path}: timed out ({exc})") from None
         except urllib3.exceptions.HTTPError as exc:
+            metrics.github_answered(method, path, "error", None, installation)
             raise GitHubUnavailable(f"{method} {path}: {exc}") from None
         response = Answer(raw.status, raw.headers, raw.data)
         remaining = response.headers.get("X-RateLimit-Remaining")
+        metrics.github_answered(method, path, raw.status, remaining, installation)
+        budget.note(installation, response.headers)
         if remaining is not None and remaining.isdigit():
             self.rate_remaining = int(remaining)
             limit = response.headers.get("X-RateLimit-Limit", "")
@@ -336,7 +349,9 @@ class GitHubApp:
         installation = self.installation_id(repo)
         token = self.installation_token(installation)
         try:
-            return self._send(method, path, auth=token, body=body, params=params)
+            return self._send(
+                method, path, auth=token, body=body, params=params, installation=installation
+            )
         except Rejected as exc:
             if exc.status != 401:
                 raise
@@ -347,7 +362,9 @@ class GitHubApp:
                 raise
         installation = self.installation_id(repo)
         token = self.installation_token(installation)
-        return self._send(method, path, auth=token, body=body, params=params)
+        return self._send(
+            method, path, auth=token, body=body, params=params, installation=installation
+        )
 
     def _forget_installation(self, repo: str) -> None:
         key = repo_key(repo)

@@ -22,6 +22,10 @@ lands in one Redis Cluster slot and a Lua script may touch them together.
   client (forgotten on a 404, in case the App was reinstalled).
 - `crcr:gh:token:<installation id>` — string, JSON `[token, usable_until]`; TTL until 5 minutes
   before GitHub's expiry; GitHub client.
+- `crcr:gh:budget` — hash, installation id (or `app`) → JSON `{"remaining", "limit", "reset",
+  "at"}` from GitHub's `X-RateLimit-*` headers; TTL 2 hours, renewed by each write; written
+  by the GitHub client at most every 10 s per process and installation (relay/budget.py),
+  read by /crcr/ops.
 - `crcr:redelivery:<guid>` — string "1"; TTL the wait before that delivery may be asked for
   again (1 minute, doubling with each ask to 1 hour); the lost-webhook job.
 - `crcr:redelivery:asks:<guid>` — integer, how often that delivery was asked for; TTL 3 days
@@ -75,3 +79,6 @@ def oidc_jwks(issuer: str) -> str:
 
 def oidc_refresh(issuer: str) -> str:
     return f"crcr:oidc:refresh:{issuer}"
+
+
+GITHUB_BUDGET = "crcr:gh:budget"

@@ -30,6 +30,7 @@ from django.db.models import Q
 from django.utils import timezone
 from redis.exceptions import RedisError
 
+from crcr_site import log_context, metrics
 from crcr_site.redis_connection import get_redis
 from hud.models import Dispatched
 from relay import dispatch_payload, dispatch_token, redis_keys, state
@@ -105,6 +106,7 @@ def record_outcomes(results: list[tuple[Dispatch, Outcome]]) -> None:
                 retry_after=outcome.retry_after,
                 truncated=outcome.truncated,
             )
+        _counted(row, outcome, now)
         level = logging.INFO if outcome.status == Status.SENT else logging.WARNING
         logger.log(
             level,
@@ -113,7 +115,19 @@ def record_outcomes(results: list[tuple[Dispatch, Outcome]]) -> None:
             row.repo,
             outcome.status,
             outcome.error,
+            extra={"delivery_id": row.delivery.delivery_id, "repo": row.repo},
         )
+
+
+def _counted(row: Dispatch, outcome: Outcome, now: datetime) -> None:
+    """crcr_dispatches_total by outcome and attempt (4+ together), and for a sent one the time
+    from its delivery's arrival."""
+    attempt = str(row.attempts) if row.attempts < 4 else "4+"
+    names: dict[str, str] = {Status.SENT: "sent", Status.PENDING: "retry", Status.FAILED: "failed"}
+    metrics.count(metrics.DISPATCHES, outcome=names.get(outcome.status, "other"), attempt=attempt)
+    if outcome.status == Status.SENT:
+        lag = (now - row.delivery.received_at).total_seconds()
+        metrics.observe(metrics.DISPATCH_LAG, max(lag, 0.0))
 
 
 # A closed PR is dispatched so downstream can stop its runs; no run answers it.
@@ -153,6 +167,7 @@ def prepare(delivery: Delivery, payload: dict[str, Any]) -> "dispatch_payload.Pr
 
 def post(row: Dispatch, prepared: "dispatch_payload.Prepared | str") -> Outcome:
     """POST one dispatch to GitHub (runs in a pool thread: HTTP only, no database)."""
+    log_context.bind(delivery_id=row.delivery.delivery_id, repo=row.repo)
     try:
         if isinstance(prepared, str):
             return Outcome(Status.FAILED, prepared)
@@ -286,7 +301,8 @@ def _launch(
             record_outcomes([(row, Outcome(Status.PENDING, problem)) for row in rows])
             return Launched(len(rows), {row.pk: Status.PENDING for row in rows})
         for row in rows:
-            in_flight[pool().submit(post, row, prepared.for_row(row))] = row
+            sent = log_context.carried(post)  # the pool thread logs this context's fields
+            in_flight[pool().submit(sent, row, prepared.for_row(row))] = row
             handed += 1  # post() gives this slot back
         return Launched(len(rows), {})
     finally:

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from relay import views
+from relay import ops, views
 
 # Both with and without the trailing slash: a POST cannot be redirected.
 urlpatterns = [
@@ -8,4 +8,5 @@ urlpatterns = [
     path("github/webhook/", views.webhook),
     path("github/callback", views.callback, name="github-callback"),
     path("github/callback/", views.callback),
+    path("crcr/ops", ops.ops_view, name="crcr-ops"),
 ]

@@ -15,6 +15,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.utils import timezone
 
+from crcr_site import metrics
 from hud.storage import HudRecord, RecordKey, get_store
 from relay import redis_keys, state
 from relay.upstream_pr import check_runs
@@ -37,6 +38,7 @@ def sweep() -> int:
         now, tx = time.time(), uuid.uuid4().hex
         result = state.time_out(job_key, now=now, tx=tx)
         if result.result not in ("ok", "gone"):
+            metrics.count(metrics.ZOMBIES, result="completed_meanwhile")
             continue  # it completed meanwhile
         started = result.since or job.updated_at.timestamp()
         key = RecordKey(
@@ -56,6 +58,7 @@ def sweep() -> int:
                 state.compensate(job_key, tx)
             raise
         timed_out += 1
+        metrics.count(metrics.ZOMBIES, result="timed_out")
         finished.append(
             (
                 job.downstream_repo,

@@ -126,9 +126,17 @@ class Gunicorn:
     """The relay as production runs it: gunicorn, one sync worker, on a free loopback port."""
 
     def __init__(
-        self, env: dict[str, str], *, workers: int = 1, threads: int = 1, port: int = 0
+        self,
+        env: dict[str, str],
+        *,
+        workers: int = 1,
+        threads: int = 1,
+        port: int = 0,
+        log: Path | None = None,
     ) -> None:
+        """`log`: where the server's output goes (else this process's)."""
         self.env, self.workers, self.threads = env, workers, threads
+        self.log = open(log, "ab") if log else None  # noqa: SIM115 (closed in stop)
         self.port = port or free_port()
         self.process = subprocess.Popen(
             [
@@ -150,6 +158,8 @@ class Gunicorn:
             cwd=ROOT,
             env=env,
             start_new_session=True,
+            stdout=self.log,
+            stderr=self.log,
         )
 
     @property
@@ -174,6 +184,8 @@ class Gunicorn:
     def stop(self) -> None:
         self.process.terminate()
         self.process.wait(timeout=30)
+        if self.log:
+            self.log.close()
 
 
 def _postgres_bin(name: str) -> str:

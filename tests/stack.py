@@ -150,6 +150,7 @@ def relay_stack(
     workers: int = 1,
     threads: int = 1,
     extra_env: dict[str, str] | None = None,
+    server_log: Path | None = None,
 ) -> Iterator[Stack]:
     key = generate_app_key()
     github = SimulatedGitHub(app_id=APP_ID, private_key=key, latency=latency).start()
@@ -184,7 +185,7 @@ def relay_stack(
         subprocess.run(
             [sys.executable, "manage.py", "migrate", "-v0"], env=env, cwd=ROOT, check=True
         )
-        server = Gunicorn(env, workers=workers, threads=threads).wait_ready()
+        server = Gunicorn(env, workers=workers, threads=threads, log=server_log).wait_ready()
         assert redis_server.process is not None
         stack = Stack(github, env, server, redis_server.process.pid, name, redis_server)
         yield stack

@@ -26,7 +26,7 @@ from typing import Any
 
 from allowlist import lookup
 from allowlist.entry import Entry
-from crcr_site import sql
+from crcr_site import log_context, sql
 from crcr_site.errors import Refused, Unavailable
 from relay.callbacks import body, policy
 from relay.callbacks.audit import Audit, Decision
@@ -49,6 +49,7 @@ IGNORED = {"ok": True, "status": "ignored"}
 def handle(identity: Identity, raw: bytes, remote_addr: str | None = None) -> dict[str, Any]:
     """Parse, decide and record one callback from a verified caller; returns the answer, or
     raises Refused (Unavailable: nothing was kept). Every decision leaves an audit row."""
+    log_context.bind(repo=identity.repo)
     try:
         callback = body.parse(raw)
     except Refused as refused:
@@ -56,6 +57,7 @@ def handle(identity: Identity, raw: bytes, remote_addr: str | None = None) -> di
             Decision.REFUSED, refused.status, refused.error, refused.detail
         )
         raise
+    log_context.bind(delivery_id=callback.delivery_id, job=callback.job_name)
     audit = Audit(identity, callback, remote_addr)
     try:
         return _decide(identity, callback, audit)
