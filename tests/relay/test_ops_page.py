@@ -68,3 +68,32 @@ def test_an_empty_relay_shows_an_empty_page(staff):
     assert response.status_code == 200
     assert "No deliveries yet." in response.content.decode()
     assert "Not ready:" in response.content.decode()  # no job has run yet
+
+
+@pytest.mark.browser
+@pytest.mark.django_db(transaction=True)  # the served relay reads what the test wrote
+@pytest.mark.parametrize("width", [1024, 1440])
+def test_the_page_fits_its_width_with_long_errors(browser, server, settings, width):
+    from django.contrib.auth.hashers import make_password
+
+    # The server runs production's hashers; the tests' fast one is not among them.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.PBKDF2PasswordHasher"]
+    User.objects.create(username="ops", is_staff=True,
+                        password=make_password("password", hasher="pbkdf2_sha256"))  # fmt: skip
+    delivery = Delivery.objects.create(delivery_id="d-" + "x" * 60, event="pull_request",
+                                       pr_number=7, upstream_repo="pytorch/pytorch",
+                                       body="{}")  # fmt: skip
+    Dispatch.objects.create(delivery=delivery, repo="Org/" + "Long" * 20, repo_key="org/long",
+                            level="L2", status="failed", attempts=5,
+                            last_error="HTTP 422 " + "unprocessable-entity " * 40)  # fmt: skip
+    context = browser.new_context(viewport={"width": width, "height": 900})
+    page = context.new_page()
+    page.goto(f"{server.url}/admin/login/?next=/crcr/ops")
+    page.fill("#id_username", "ops")
+    page.fill("#id_password", "password")
+    page.click("input[type=submit]")
+    page.wait_for_url(f"{server.url}/crcr/ops")
+
+    assert "HTTP 422" in page.content()
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    context.close()
