@@ -336,6 +336,8 @@ class ClickHouseRecordStore(RecordStore):
             ).total_rows
         if found and outcome is None:
             columns = tuple(sorted(found[0][6]))
+        elif outcome is None and page == 1:
+            columns = ()  # no row group at all: the window holds none of its jobs
         else:
             columns = tuple(
                 r[0]
