@@ -238,6 +238,12 @@ TEMPLATES = [
 
 DATABASE_URL = envstr("DATABASE_URL") or f"sqlite:///{BASE_DIR / 'crcr.sqlite3'}"
 DATABASES = {"default": database_config(DATABASE_URL)}
+# The HUD's covering indexes (hud/models.py, `include=`) are for PostgreSQL's index-only scans;
+# SQLite builds them on their key columns alone, which is all it can use, and Django warns so
+# (models.W040) once per index from every process. Expected on SQLite, so not printed there.
+SILENCED_SYSTEM_CHECKS = (
+    ["models.W040"] if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3" else []
+)
 # After a failed connection attempt, fail at once for this long (crcr_site/postgresql/base.py).
 DATABASE_FAIL_FAST = envfloat("DATABASE_FAIL_FAST", 1.0)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
@@ -260,8 +266,11 @@ STATIC_ROOT = BASE_DIR / "staticfiles"
 # a production image runs collectstatic and WhiteNoise serves STATIC_ROOT.
 WHITENOISE_USE_FINDERS = True
 # ...so in embedded mode a missing STATIC_ROOT is expected, not worth a warning in every
-# worker's output (`make demo`, the benchmarks); the finders serve the files.
-warnings.filterwarnings("ignore", message="No directory at: ", module="whitenoise.base")
+# process's output (the benchmarks, a bare runserver); the finders serve the files. Anywhere
+# else it means collectstatic did not run, and WhiteNoise says so. WhiteNoise warns on behalf
+# of its caller (Django's handler loading the middleware), so the filter goes by the message.
+if SECRET_KEY == EMBEDDED_SECRET_KEY:
+    warnings.filterwarnings("ignore", message="No directory at: ", category=UserWarning)
 
 # Django's own Content-Security-Policy: no inline script or style anywhere on our pages.
 SECURE_CSP = {

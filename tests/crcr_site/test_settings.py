@@ -1,4 +1,5 @@
 import sqlite3
+import subprocess
 
 import pytest
 from django.core.checks import run_checks
@@ -12,6 +13,7 @@ from crcr_site.settings import (
     envsecret,
 )
 from tests.crcr_site.support import bare_env, manage, run_on_sqlite
+from tests.paths import PYTHON, ROOT
 
 
 @pytest.mark.parametrize(
@@ -122,6 +124,46 @@ def test_a_fresh_machine_migrates_and_syncs_the_sample_on_embedded_sqlite(tmp_pa
     with sqlite3.connect(tmp_path / "crcr.sqlite3") as db:
         assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
         assert db.execute("SELECT count(*) FROM allowlist_downstreamrepo").fetchone() == (12,)
+
+
+def test_the_checks_say_nothing_of_what_sqlite_cannot_index(tmp_path):
+    result = manage("check", env=bare_env(tmp_path))
+
+    # The HUD's covering indexes lose their extra columns on SQLite: expected, not warned of.
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    assert result.stdout.startswith("System check identified no issues")
+
+
+LOAD_MIDDLEWARE = """
+import django
+django.setup()
+from django.core.handlers.wsgi import WSGIHandler
+from django.test import override_settings
+with override_settings(STATIC_ROOT={root!r}):
+    WSGIHandler()  # loads the middleware as a server's first request does
+"""
+
+
+@pytest.mark.parametrize(
+    ("extra", "warned"),
+    [({}, False), ({"DJANGO_SECRET_KEY": "a-production-key-" + "x" * 40}, True)],
+    ids=["embedded", "production"],
+)
+def test_a_missing_static_root_is_warned_of_only_outside_the_embedded_mode(tmp_path, extra, warned):
+    script = LOAD_MIDDLEWARE.format(root=str(tmp_path / "not-collected"))
+    result = subprocess.run(
+        [PYTHON, "-c", script],
+        cwd=ROOT,
+        env=bare_env(tmp_path, DJANGO_SETTINGS_MODULE="crcr_site.settings", **extra),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert ("No directory at: " in result.stderr) is warned, result.stderr
 
 
 def test_check_deploy_reports_each_production_misconfiguration(tmp_path):
