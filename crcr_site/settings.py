@@ -236,7 +236,8 @@ TEMPLATES = [
     },
 ]
 
-DATABASE_URL = envstr("DATABASE_URL") or f"sqlite:///{BASE_DIR / 'crcr.sqlite3'}"
+# The three service URLs may carry a password, so each may come from a file (NAME_FILE) too.
+DATABASE_URL = envsecret("DATABASE_URL") or f"sqlite:///{BASE_DIR / 'crcr.sqlite3'}"
 DATABASES = {"default": database_config(DATABASE_URL)}
 # The HUD's covering indexes (hud/models.py, `include=`) are for PostgreSQL's index-only scans;
 # SQLite builds them on their key columns alone, which is all it can use, and Django warns so
@@ -302,7 +303,7 @@ TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend", "QUEUES": ["d
 
 # Unset: embedded mode. A process uses an in-process fakeredis; `make demo` serves one fakeredis
 # on a loopback port and hands its URL to every process it starts.
-REDIS_URL = envstr("REDIS_URL") or None
+REDIS_URL = envsecret("REDIS_URL") or None
 
 GITHUB_API_URL = envstr("GITHUB_API_URL", "https://api.github.com").rstrip("/")
 # Where GitHub's pages are (GHES, or the demo's simulated GitHub): the HUD links PRs there.
@@ -357,7 +358,8 @@ CRCR_CHECK_SETTLE = envfloat("CRCR_CHECK_SETTLE", 300.0, minimum=0.0)
 CRCR_TIMED_OUT_BLOCKS = envbool("CRCR_TIMED_OUT_BLOCKS", False)
 # A job transition in Redis this old that the database does not reflect was left by a process
 # that died between the two (relay/callbacks/moves.py): it is undone when its job calls back
-# again. Must exceed the longest a request can live (gunicorn's --timeout, 30 s by default).
+# again. Must exceed the longest a request can live (gunicorn's timeout, 30 s in
+# deploy/gunicorn.conf.py).
 CRCR_ORPHAN_AFTER = envint("CRCR_ORPHAN_AFTER", 60, minimum=1)
 CRCR_RATE_LIMIT_PER_MIN = envint("CRCR_RATE_LIMIT_PER_MIN", 100, minimum=1)
 # Audit rows for callbacks refused before identity was proven, across the relay (0: none).
@@ -405,7 +407,7 @@ HUD_STORE = {
     "orm": "hud.storage.orm.OrmRecordStore",
     "clickhouse": "hud.storage.clickhouse.store.ClickHouseRecordStore",
 }[HUD_BACKEND]
-HUD_CLICKHOUSE_URL = envstr("HUD_CLICKHOUSE_URL") or None
+HUD_CLICKHOUSE_URL = envsecret("HUD_CLICKHOUSE_URL") or None
 if HUD_BACKEND == "clickhouse" and not (
     HUD_CLICKHOUSE_URL and HUD_CLICKHOUSE_URL.startswith(("http://", "https://", "chdb://"))
 ):

@@ -53,6 +53,34 @@ def test_a_secret_given_twice_or_unreadable_is_refused(tmp_path):
         envsecret("S", environ={"S_FILE": str(tmp_path / "missing")})
 
 
+def test_the_service_urls_which_carry_passwords_can_come_from_files(tmp_path):
+    files = {
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'from-a-file.sqlite3'}",
+        "REDIS_URL": "redis://:pw@cache.internal:6379/0",
+        "HUD_CLICKHOUSE_URL": "https://crcr:pw@clickhouse.internal:8443/crcr",
+    }
+    env = bare_env(tmp_path, DJANGO_SETTINGS_MODULE="crcr_site.settings", HUD_BACKEND="clickhouse")
+    del env["DATABASE_URL"]
+    for name, value in files.items():
+        (tmp_path / name).write_text(value + "\n")
+        env[f"{name}_FILE"] = str(tmp_path / name)
+    script = (
+        "from django.conf import settings as s; "
+        "print(s.DATABASES['default']['NAME'], s.REDIS_URL, s.HUD_CLICKHOUSE_URL)"
+    )
+
+    result = subprocess.run(
+        [PYTHON, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True, check=False
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == [
+        str(tmp_path / "from-a-file.sqlite3"),
+        files["REDIS_URL"],
+        files["HUD_CLICKHOUSE_URL"],
+    ]
+
+
 def test_sqlite_gets_wal_a_busy_timeout_and_immediate_transactions():
     config = database_config("sqlite:////tmp/x.sqlite3")
 
