@@ -147,6 +147,10 @@ def database_config(url: str) -> dict[str, object]:
 # The embedded default is public on purpose; check --deploy reports it (crcr.E002).
 EMBEDDED_SECRET_KEY = "django-insecure-crcr-embedded-mode-only"  # noqa: S105
 SECRET_KEY = envsecret("DJANGO_SECRET_KEY") or EMBEDDED_SECRET_KEY
+# Earlier keys, separated by whitespace (a file: one a line), still accepted when checking
+# signatures: the dispatch tokens downstream echoes for CRCR_DISPATCH_TTL, sessions. Rotating
+# the key without them refuses every callback of a dispatch signed before (403).
+SECRET_KEY_FALLBACKS = envsecret("DJANGO_SECRET_KEY_FALLBACKS").split()
 DEBUG = envbool("DJANGO_DEBUG", False)
 ALLOWED_HOSTS = envlist("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost")
 CSRF_TRUSTED_ORIGINS = envlist("DJANGO_CSRF_TRUSTED_ORIGINS", "")

@@ -81,6 +81,42 @@ def test_the_service_urls_which_carry_passwords_can_come_from_files(tmp_path):
     ]
 
 
+def _in_a_fresh_process(tmp_path, script: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [PYTHON, "-c", "import django; django.setup()\n" + script],
+        cwd=ROOT,
+        env=bare_env(tmp_path, DJANGO_SETTINGS_MODULE="crcr_site.settings", **env),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_a_rotated_key_keeps_the_dispatch_tokens_signed_with_the_old_one_valid(tmp_path):
+    old, new = "the-old-key-" + "x" * 40, "the-new-key-" + "y" * 40
+    (tmp_path / "old-keys").write_text(f"an-older-key\n{old}\n")
+    signed = _in_a_fresh_process(
+        tmp_path,
+        "from relay.dispatch_token import DispatchClaims, sign\n"
+        "print(sign(DispatchClaims('d-1', 'org/repo', 7, 'abc')))",
+        DJANGO_SECRET_KEY=old,
+    ).stdout.strip()
+    check = f"from relay.dispatch_token import verify\nprint(verify({signed!r}).pr_number)"
+
+    rotated = _in_a_fresh_process(
+        tmp_path,
+        check,
+        DJANGO_SECRET_KEY=new,
+        DJANGO_SECRET_KEY_FALLBACKS_FILE=str(tmp_path / "old-keys"),
+    )
+    forgotten = _in_a_fresh_process(tmp_path, check, DJANGO_SECRET_KEY=new)
+
+    assert rotated.returncode == 0, rotated.stderr
+    assert rotated.stdout.strip() == "7"
+    assert "BadToken" in forgotten.stderr  # without the fallback, every echoed token is refused
+
+
 def test_sqlite_gets_wal_a_busy_timeout_and_immediate_transactions():
     config = database_config("sqlite:////tmp/x.sqlite3")
 
