@@ -202,7 +202,7 @@ MIDDLEWARE = [
 # Failed admin logins (django-axes): after CRCR_LOGIN_FAILURES failures from one address, or
 # for one user name, further attempts are refused for CRCR_LOGIN_COOLOFF minutes *before* any
 # password is hashed. Hashing is what let a few clients guessing passwords starve the relay's
-# workers (the admin shares them unless it runs on its own: README, Deploying at scale).
+# workers (the admin shares them unless it runs on its own: docs/operations.md).
 # django-axes rather than the relay's Redis limiter: attempts and lock-outs are kept in the
 # database, listed in the admin and cleared with `manage.py axes_reset`; it works the same
 # with Redis down. A lock-out answers 429.

@@ -181,7 +181,7 @@ def test_the_files_the_image_copies_are_all_the_product_needs(tmp_path):
 def test_nothing_local_or_secret_reaches_the_build_context():
     ignored = set((ROOT / ".dockerignore").read_text().split())
 
-    for local in (".git", ".venv", "crcr.sqlite3*", "crcr-chdb", "var", "deploy/secrets"):
+    for local in (".git", ".venv", ".env", "crcr.sqlite3*", "crcr-chdb", "var", "deploy/secrets"):
         assert local in ignored
 
 
