@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 # Chromium); `make test PROVISION=true` skips it (e.g. with TEST_DATABASE_URL elsewhere).
 PROVISION ?= scripts/provision
 
-.PHONY: demo test test-fast lint venv clean screenshots
+.PHONY: demo demo-reset test test-fast lint venv clean screenshots
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	@python=$$(scripts/find-python) || exit 1; \
@@ -23,6 +23,13 @@ venv: $(VENV)/.installed
 
 demo: venv
 	$(PY) manage.py demo --port $(PORT) $(DEMO_ARGS)
+
+# What the demo keeps between starts: the embedded SQLite database (allowlist, deliveries, the
+# loaded history, the admin user), the HUD's chdb files with --clickhouse, collected static
+# files. Its Redis is a fakeredis in memory, gone when the demo stops. The next `make demo`
+# starts afresh (and loads a new history).
+demo-reset:
+	rm -rf crcr.sqlite3 crcr.sqlite3-wal crcr.sqlite3-shm crcr-chdb var/demo-chdb staticfiles
 
 test: venv
 	@$(PROVISION)
@@ -42,6 +49,9 @@ lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy .
+	$(VENV)/bin/hadolint --failure-threshold info Dockerfile
+	$(VENV)/bin/check-jsonschema --builtin-schema vendor.compose-spec compose.yaml
 
-clean:
-	rm -rf $(VENV) staticfiles .pytest_cache .mypy_cache .ruff_cache
+# demo-reset, and the venv and tools' caches too.
+clean: demo-reset
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

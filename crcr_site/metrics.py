@@ -19,6 +19,7 @@ import hmac
 import os
 import re
 import time
+from collections.abc import Iterator
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
@@ -31,7 +32,9 @@ from prometheus_client import (
     Histogram,
     generate_latest,
     multiprocess,
+    start_http_server,
 )
+from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
 from crcr_site.errors import json_error, json_methods
@@ -124,25 +127,42 @@ class timed:
 
 
 # Collectors read at scrape time, registered by the apps that own what they read (the
-# relay's outboxes: relay/ops.py), in this process's registry and in the multiprocess one.
+# relay's outboxes: relay/ops.py; the HUD's silent downstreams: hud/watch.py). Only the web's
+# /metrics runs them: a worker's own endpoint (serve_worker_metrics) leaves them out, so that
+# each figure has one source.
 SCRAPED: list[Collector] = []
 
 
 def register(collector: Collector) -> None:
     SCRAPED.append(collector)
-    REGISTRY.register(collector)
 
 
-def registry() -> CollectorRegistry:
+class _Together(Collector):
+    def __init__(self, *collectors: Collector) -> None:
+        self.collectors = collectors
+
+    def collect(self) -> Iterator[Metric]:
+        for collector in self.collectors:
+            yield from collector.collect()
+
+
+def registry() -> Collector:
     """What /metrics answers with: every process's values (multiprocess mode) or this one's,
     and the SCRAPED collectors'."""
     if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        return REGISTRY
+        return _Together(REGISTRY, *SCRAPED)
     collected = CollectorRegistry()
     multiprocess.MultiProcessCollector(collected)
-    for collector in SCRAPED:
-        collected.register(collector)
-    return collected
+    return _Together(collected, *SCRAPED)
+
+
+def serve_worker_metrics() -> None:
+    """A `manage.py worker`'s own /metrics (its retries, sweeps, check runs and GitHub calls),
+    on CRCR_WORKER_METRICS_PORT when set and the worker is not counting into a shared
+    PROMETHEUS_MULTIPROC_DIR (then the web's /metrics sums it already)."""
+    port = settings.CRCR_WORKER_METRICS_PORT
+    if enabled() and port and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        start_http_server(port, addr=settings.CRCR_WORKER_METRICS_ADDR, registry=REGISTRY)
 
 
 def _allowed(request: HttpRequest) -> bool:

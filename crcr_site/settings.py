@@ -147,6 +147,10 @@ def database_config(url: str) -> dict[str, object]:
 # The embedded default is public on purpose; check --deploy reports it (crcr.E002).
 EMBEDDED_SECRET_KEY = "django-insecure-crcr-embedded-mode-only"  # noqa: S105
 SECRET_KEY = envsecret("DJANGO_SECRET_KEY") or EMBEDDED_SECRET_KEY
+# Earlier keys, separated by whitespace (a file: one a line), still accepted when checking
+# signatures: the dispatch tokens downstream echoes for CRCR_DISPATCH_TTL, sessions. Rotating
+# the key without them refuses every callback of a dispatch signed before (403).
+SECRET_KEY_FALLBACKS = envsecret("DJANGO_SECRET_KEY_FALLBACKS").split()
 DEBUG = envbool("DJANGO_DEBUG", False)
 ALLOWED_HOSTS = envlist("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost")
 CSRF_TRUSTED_ORIGINS = envlist("DJANGO_CSRF_TRUSTED_ORIGINS", "")
@@ -199,7 +203,7 @@ MIDDLEWARE = [
 # Failed admin logins (django-axes): after CRCR_LOGIN_FAILURES failures from one address, or
 # for one user name, further attempts are refused for CRCR_LOGIN_COOLOFF minutes *before* any
 # password is hashed. Hashing is what let a few clients guessing passwords starve the relay's
-# workers (the admin shares them unless it runs on its own: README, Deploying at scale).
+# workers (the admin shares them unless it runs on its own: docs/operations.md).
 # django-axes rather than the relay's Redis limiter: attempts and lock-outs are kept in the
 # database, listed in the admin and cleared with `manage.py axes_reset`; it works the same
 # with Redis down. A lock-out answers 429.
@@ -237,8 +241,15 @@ TEMPLATES = [
     },
 ]
 
-DATABASE_URL = envstr("DATABASE_URL") or f"sqlite:///{BASE_DIR / 'crcr.sqlite3'}"
+# The three service URLs may carry a password, so each may come from a file (NAME_FILE) too.
+DATABASE_URL = envsecret("DATABASE_URL") or f"sqlite:///{BASE_DIR / 'crcr.sqlite3'}"
 DATABASES = {"default": database_config(DATABASE_URL)}
+# The HUD's covering indexes (hud/models.py, `include=`) are for PostgreSQL's index-only scans;
+# SQLite builds them on their key columns alone, which is all it can use, and Django warns so
+# (models.W040) once per index from every process. Expected on SQLite, so not printed there.
+SILENCED_SYSTEM_CHECKS = (
+    ["models.W040"] if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3" else []
+)
 # After a failed connection attempt, fail at once for this long (crcr_site/postgresql/base.py).
 DATABASE_FAIL_FAST = envfloat("DATABASE_FAIL_FAST", 1.0)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
@@ -261,8 +272,11 @@ STATIC_ROOT = BASE_DIR / "staticfiles"
 # a production image runs collectstatic and WhiteNoise serves STATIC_ROOT.
 WHITENOISE_USE_FINDERS = True
 # ...so in embedded mode a missing STATIC_ROOT is expected, not worth a warning in every
-# worker's output (`make demo`, the benchmarks); the finders serve the files.
-warnings.filterwarnings("ignore", message="No directory at: ", module="whitenoise.base")
+# process's output (the benchmarks, a bare runserver); the finders serve the files. Anywhere
+# else it means collectstatic did not run, and WhiteNoise says so. WhiteNoise warns on behalf
+# of its caller (Django's handler loading the middleware), so the filter goes by the message.
+if SECRET_KEY == EMBEDDED_SECRET_KEY:
+    warnings.filterwarnings("ignore", message="No directory at: ", category=UserWarning)
 
 # Django's own Content-Security-Policy: no inline script or style anywhere on our pages.
 SECURE_CSP = {
@@ -313,7 +327,7 @@ TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend", "QUEUES": ["d
 
 # Unset: embedded mode. A process uses an in-process fakeredis; `make demo` serves one fakeredis
 # on a loopback port and hands its URL to every process it starts.
-REDIS_URL = envstr("REDIS_URL") or None
+REDIS_URL = envsecret("REDIS_URL") or None
 
 GITHUB_API_URL = envstr("GITHUB_API_URL", "https://api.github.com").rstrip("/")
 # Where GitHub's pages are (GHES, or the demo's simulated GitHub): the HUD links PRs there.
@@ -368,7 +382,8 @@ CRCR_CHECK_SETTLE = envfloat("CRCR_CHECK_SETTLE", 300.0, minimum=0.0)
 CRCR_TIMED_OUT_BLOCKS = envbool("CRCR_TIMED_OUT_BLOCKS", False)
 # A job transition in Redis this old that the database does not reflect was left by a process
 # that died between the two (relay/callbacks/moves.py): it is undone when its job calls back
-# again. Must exceed the longest a request can live (gunicorn's --timeout, 30 s by default).
+# again. Must exceed the longest a request can live (gunicorn's timeout, 30 s in
+# deploy/gunicorn.conf.py).
 CRCR_ORPHAN_AFTER = envint("CRCR_ORPHAN_AFTER", 60, minimum=1)
 CRCR_RATE_LIMIT_PER_MIN = envint("CRCR_RATE_LIMIT_PER_MIN", 100, minimum=1)
 # Audit rows for callbacks refused before identity was proven, across the relay (0: none).
@@ -416,7 +431,7 @@ HUD_STORE = {
     "orm": "hud.storage.orm.OrmRecordStore",
     "clickhouse": "hud.storage.clickhouse.store.ClickHouseRecordStore",
 }[HUD_BACKEND]
-HUD_CLICKHOUSE_URL = envstr("HUD_CLICKHOUSE_URL") or None
+HUD_CLICKHOUSE_URL = envsecret("HUD_CLICKHOUSE_URL") or None
 if HUD_BACKEND == "clickhouse" and not (
     HUD_CLICKHOUSE_URL and HUD_CLICKHOUSE_URL.startswith(("http://", "https://", "chdb://"))
 ):
@@ -443,6 +458,10 @@ CRCR_SILENT_AFTER = envint("CRCR_SILENT_AFTER", 6 * 3600, minimum=60)
 # token, a request bearing it; without, loopback peers only).
 CRCR_METRICS = envbool("CRCR_METRICS", True)
 CRCR_METRICS_TOKEN = envsecret("CRCR_METRICS_TOKEN")
+# A `manage.py worker`'s own /metrics (0: none), for workers not sharing the web's
+# PROMETHEUS_MULTIPROC_DIR (another container or machine), and the address it listens on.
+CRCR_WORKER_METRICS_PORT = envint("CRCR_WORKER_METRICS_PORT", 0, minimum=0)
+CRCR_WORKER_METRICS_ADDR = envstr("CRCR_WORKER_METRICS_ADDR", "127.0.0.1")
 # /readyz: a periodic job is overdue when it has not succeeded for its interval plus this; a
 # worker whose heartbeat (written every CRCR_HEARTBEAT_EVERY seconds) is older than
 # CRCR_WORKER_STALE is reported stale.

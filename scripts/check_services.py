@@ -1,11 +1,17 @@
-"""Before the tests: do PostgreSQL and redis-server answer? Say exactly what is missing."""
+"""Before the tests: do PostgreSQL and redis-server answer, are curl and Chromium there? Say
+exactly what is missing, once, instead of a run that ends in errors (scripts/provision installs
+all of them where it may; `make test PROVISION=true` skips it and comes straight here)."""
 
 import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import psycopg
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from tests.chromium import CHROMIUM  # the one path the browser tests drive
 
 
 def main() -> int:
@@ -27,6 +33,13 @@ def main() -> int:
         problems.append("redis-server is not installed (apt-get install redis-server)")
     else:
         subprocess.run([server, "--version"], check=True, capture_output=True)
+    if shutil.which("curl") is None:
+        problems.append("curl is not installed (apt-get install curl): the downstream reporter")
+    if not Path(CHROMIUM).is_file():
+        problems.append(
+            f"{CHROMIUM} is missing (apt-get install chromium): the browser tests drive it; "
+            "`make test-fast` runs everything else"
+        )
     for problem in problems:
         print(f"make test: {problem}", file=sys.stderr)
     return 1 if problems else 0

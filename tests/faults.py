@@ -190,7 +190,7 @@ def fault_stack(
     cluster = PostgresServer(directory / "postgres").start()
     issuer = SimulatedIssuer("github").start()
     extra = trusting(issuer) | {
-        "CRCR_ORPHAN_AFTER": "5",  # (gunicorn's --timeout here is 60 s; nothing lives 5 s)
+        "CRCR_ORPHAN_AFTER": "5",  # under gunicorn's 30 s timeout, but nothing here lives 5 s
     }
     try:
         with relay_stack(database=cluster.url, workers=workers, extra_env=extra) as stack:

@@ -18,6 +18,7 @@ import redis
 import requests
 
 ROOT = Path(__file__).resolve().parent.parent
+GUNICORN_CONFIG = ROOT / "deploy" / "gunicorn.conf.py"
 
 
 # A test run takes minutes and a benchmark well under an hour: a scratch database older than this
@@ -123,7 +124,8 @@ class RedisServer:
 
 
 class Gunicorn:
-    """The relay as production runs it: gunicorn, one sync worker, on a free loopback port."""
+    """The relay as production runs it: gunicorn with the deployment's configuration
+    (deploy/gunicorn.conf.py), one sync worker unless asked, on a free loopback port."""
 
     def __init__(
         self,
@@ -143,15 +145,14 @@ class Gunicorn:
                 sys.executable,
                 "-m",
                 "gunicorn",
-                "crcr_site.wsgi",
+                "--config",
+                str(GUNICORN_CONFIG),
                 "-b",
                 f"127.0.0.1:{self.port}",
                 "--workers",
                 str(workers),
                 "--threads",
                 str(threads),
-                "--timeout",
-                "60",
                 "--log-level",
                 "warning",
             ],

@@ -132,3 +132,35 @@ def test_only_loopback_or_the_token_may_read(settings, client):
     assert client.get("/metrics").status_code == 200  # the test client is 127.0.0.1
     settings.CRCR_METRICS = False
     assert client.get("/metrics").status_code == 404
+
+
+@pytest.mark.django_db(transaction=True)  # the worker commits its rows: flushed after
+def test_a_worker_serves_its_own_metrics_without_the_web_s(child_env):
+    import signal
+    import subprocess
+    import sys
+
+    from tests.paths import ROOT
+    from tests.servers import free_port
+    from tests.waiting import wait_until
+
+    port = free_port()
+    env = {k: v for k, v in child_env.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
+    env |= {"CRCR_WORKER_METRICS_PORT": str(port)}
+    worker = subprocess.Popen([sys.executable, "manage.py", "worker", "--interval", "0.2"],
+                              cwd=ROOT, env=env)  # fmt: skip
+    try:
+
+        def scraped() -> str | None:
+            try:
+                return requests.get(f"http://127.0.0.1:{port}/metrics", timeout=2).text
+            except requests.RequestException:
+                return None
+
+        text = wait_until(scraped, timeout=30)
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(timeout=30)
+    assert "# TYPE crcr_dispatches_total counter" in text
+    assert "crcr_zombie_sweep_jobs_total" in text
+    assert "crcr_outbox_depth" not in text  # the web's, read from the database once

@@ -1,4 +1,5 @@
 import sqlite3
+import subprocess
 
 import pytest
 from django.core.checks import run_checks
@@ -12,6 +13,7 @@ from crcr_site.settings import (
     envsecret,
 )
 from tests.crcr_site.support import bare_env, manage, run_on_sqlite
+from tests.paths import PYTHON, ROOT
 
 
 @pytest.mark.parametrize(
@@ -49,6 +51,70 @@ def test_a_secret_given_twice_or_unreadable_is_refused(tmp_path):
         envsecret("S", environ={"S": "a", "S_FILE": "/x"})
     with pytest.raises(ImproperlyConfigured, match="cannot be read"):
         envsecret("S", environ={"S_FILE": str(tmp_path / "missing")})
+
+
+def test_the_service_urls_which_carry_passwords_can_come_from_files(tmp_path):
+    files = {
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'from-a-file.sqlite3'}",
+        "REDIS_URL": "redis://:pw@cache.internal:6379/0",
+        "HUD_CLICKHOUSE_URL": "https://crcr:pw@clickhouse.internal:8443/crcr",
+    }
+    env = bare_env(tmp_path, DJANGO_SETTINGS_MODULE="crcr_site.settings", HUD_BACKEND="clickhouse")
+    del env["DATABASE_URL"]
+    for name, value in files.items():
+        (tmp_path / name).write_text(value + "\n")
+        env[f"{name}_FILE"] = str(tmp_path / name)
+    script = (
+        "from django.conf import settings as s; "
+        "print(s.DATABASES['default']['NAME'], s.REDIS_URL, s.HUD_CLICKHOUSE_URL)"
+    )
+
+    result = subprocess.run(
+        [PYTHON, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True, check=False
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == [
+        str(tmp_path / "from-a-file.sqlite3"),
+        files["REDIS_URL"],
+        files["HUD_CLICKHOUSE_URL"],
+    ]
+
+
+def _in_a_fresh_process(tmp_path, script: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [PYTHON, "-c", "import django; django.setup()\n" + script],
+        cwd=ROOT,
+        env=bare_env(tmp_path, DJANGO_SETTINGS_MODULE="crcr_site.settings", **env),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_a_rotated_key_keeps_the_dispatch_tokens_signed_with_the_old_one_valid(tmp_path):
+    old, new = "the-old-key-" + "x" * 40, "the-new-key-" + "y" * 40
+    (tmp_path / "old-keys").write_text(f"an-older-key\n{old}\n")
+    signed = _in_a_fresh_process(
+        tmp_path,
+        "from relay.dispatch_token import DispatchClaims, sign\n"
+        "print(sign(DispatchClaims('d-1', 'org/repo', 7, 'abc')))",
+        DJANGO_SECRET_KEY=old,
+    ).stdout.strip()
+    check = f"from relay.dispatch_token import verify\nprint(verify({signed!r}).pr_number)"
+
+    rotated = _in_a_fresh_process(
+        tmp_path,
+        check,
+        DJANGO_SECRET_KEY=new,
+        DJANGO_SECRET_KEY_FALLBACKS_FILE=str(tmp_path / "old-keys"),
+    )
+    forgotten = _in_a_fresh_process(tmp_path, check, DJANGO_SECRET_KEY=new)
+
+    assert rotated.returncode == 0, rotated.stderr
+    assert rotated.stdout.strip() == "7"
+    assert "BadToken" in forgotten.stderr  # without the fallback, every echoed token is refused
 
 
 def test_sqlite_gets_wal_a_busy_timeout_and_immediate_transactions():
@@ -122,6 +188,46 @@ def test_a_fresh_machine_migrates_and_syncs_the_sample_on_embedded_sqlite(tmp_pa
     with sqlite3.connect(tmp_path / "crcr.sqlite3") as db:
         assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
         assert db.execute("SELECT count(*) FROM allowlist_downstreamrepo").fetchone() == (12,)
+
+
+def test_the_checks_say_nothing_of_what_sqlite_cannot_index(tmp_path):
+    result = manage("check", env=bare_env(tmp_path))
+
+    # The HUD's covering indexes lose their extra columns on SQLite: expected, not warned of.
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    assert result.stdout.startswith("System check identified no issues")
+
+
+LOAD_MIDDLEWARE = """
+import django
+django.setup()
+from django.core.handlers.wsgi import WSGIHandler
+from django.test import override_settings
+with override_settings(STATIC_ROOT={root!r}):
+    WSGIHandler()  # loads the middleware as a server's first request does
+"""
+
+
+@pytest.mark.parametrize(
+    ("extra", "warned"),
+    [({}, False), ({"DJANGO_SECRET_KEY": "a-production-key-" + "x" * 40}, True)],
+    ids=["embedded", "production"],
+)
+def test_a_missing_static_root_is_warned_of_only_outside_the_embedded_mode(tmp_path, extra, warned):
+    script = LOAD_MIDDLEWARE.format(root=str(tmp_path / "not-collected"))
+    result = subprocess.run(
+        [PYTHON, "-c", script],
+        cwd=ROOT,
+        env=bare_env(tmp_path, DJANGO_SETTINGS_MODULE="crcr_site.settings", **extra),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert ("No directory at: " in result.stderr) is warned, result.stderr
 
 
 def test_check_deploy_reports_each_production_misconfiguration(tmp_path):

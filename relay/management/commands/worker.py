@@ -18,6 +18,7 @@ from django.db import DatabaseError, close_old_connections
 from django.utils import timezone
 from django_tasks_db.management.commands.db_worker import Worker
 
+from crcr_site import metrics
 from relay.models import WorkerHeartbeat
 from relay.periodic import run_due_jobs
 
@@ -39,6 +40,7 @@ class Command(BaseCommand):
         self.worker_id = f"crcr-{uuid.uuid4().hex[:12]}"
         self.started_at = timezone.now()
         self.beat_at = 0.0
+        metrics.serve_worker_metrics()
         logger.info("worker started")
         while self.running:
             close_old_connections()

@@ -92,6 +92,9 @@ class Command(BaseCommand):
             env.setdefault("CRCR_CHECK_SETTLE", "20")  # L4 aggregates conclude while you watch
             self.stdout.write(f"simulated GitHub serving {github.url}, OIDC issuer {issuer.url}")
         self.stdout.write(self.style.SUCCESS(f"\nCRCR: {url}/crcr   admin: {url}/admin/"))
+        # Said here once instead of by runserver on every start: production runs gunicorn.
+        self.stdout.write("Served by Django's runserver; production: docs/operations.md")
+        env["DJANGO_RUNSERVER_HIDE_WARNING"] = "true"
         manage = [sys.executable, "manage.py"]
         children = [
             subprocess.Popen(
