@@ -157,7 +157,7 @@ def test_a_worker_serves_its_own_metrics_without_the_web_s(child_env):
             except requests.RequestException:
                 return None
 
-        text = wait_until(scraped, timeout=30)
+        text = wait_until(scraped, timeout=30) or ""
     finally:
         worker.send_signal(signal.SIGTERM)
         worker.wait(timeout=30)
