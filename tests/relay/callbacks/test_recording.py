@@ -210,6 +210,7 @@ def test_used_replay_keys_are_pruned_after_a_day(client, actions, dispatched):
         "audit": 0,
         "forwards_given_up": 0,
         "dispatched": 0,
+        "heartbeats": 0,
     }
     assert ReplayKey.objects.count() == 0
 
