@@ -4,9 +4,9 @@ from django.conf import settings
 from django.db import DatabaseError
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
-from redis.exceptions import RedisError
 
 from crcr_site.errors import Dependency, Refused, Unavailable, json_methods, read_limited
+from crcr_site.redis_connection import REDIS_ERRORS
 from relay import callbacks, fanout, oidc
 from relay.upstream_pr import check_runs, reruns
 from relay.webhook import Route, parse
@@ -65,13 +65,13 @@ def callback(request: HttpRequest) -> JsonResponse:
             remote_addr=peer,
         )
         return refused.answer()
-    except RedisError:
+    except REDIS_ERRORS:
         return _unavailable(Dependency.REDIS, "RedisError")
     try:
         return JsonResponse(callbacks.handle(identity, body, peer))
     except Refused as refused:
         return refused.answer()
-    except RedisError:
+    except REDIS_ERRORS:
         return _unavailable(Dependency.REDIS, "RedisError")
     except DatabaseError:
         return _unavailable(Dependency.DATABASE, "DatabaseError")
