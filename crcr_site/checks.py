@@ -49,7 +49,8 @@ def check_production_settings(
         messages.append(
             Error(
                 "REDIS_URL is not set: each process would keep its own in-process Redis.",
-                hint="Point REDIS_URL at the shared Redis (redis:// or rediss://).",
+                hint="Point REDIS_URL at the shared Redis (redis:// or rediss://; a Redis Cluster: "
+                "one of its nodes, with REDIS_CLUSTER=true).",
                 id="crcr.E005",
             )
         )

@@ -2,10 +2,9 @@
 
 from django.db import DatabaseError, connection
 from django.http import HttpRequest, JsonResponse
-from redis.exceptions import RedisError
 
+from crcr_site import redis_connection
 from crcr_site.errors import json_methods
-from crcr_site.redis_connection import get_redis
 
 
 def _database_ok() -> bool:
@@ -19,9 +18,10 @@ def _database_ok() -> bool:
 
 def _redis_ok() -> bool:
     try:
-        return bool(get_redis().ping())
-    except RedisError:
+        redis_connection.ping()
+    except redis_connection.REDIS_ERRORS:
         return False
+    return True
 
 
 @json_methods("GET", "HEAD")

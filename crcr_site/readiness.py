@@ -20,10 +20,9 @@ from django.conf import settings
 from django.db import DatabaseError, connection, transaction
 from django.http import HttpRequest, JsonResponse
 from django.utils import timezone
-from redis.exceptions import RedisError
 
+from crcr_site import redis_connection
 from crcr_site.errors import json_methods
-from crcr_site.redis_connection import get_redis
 
 
 def _database() -> None:
@@ -32,7 +31,7 @@ def _database() -> None:
 
 
 def _redis() -> None:
-    get_redis().ping()
+    redis_connection.ping()
 
 
 def _tasks() -> None:
@@ -65,7 +64,7 @@ def dependencies() -> dict[str, str]:
             with transaction.atomic():  # a failed statement must not spoil the next check's
                 check()
             found[name] = "ok"
-        except (DatabaseError, RedisError, StoreUnavailable, OSError) as exc:
+        except (DatabaseError, *redis_connection.REDIS_ERRORS, StoreUnavailable, OSError) as exc:
             found[name] = f"unavailable: {type(exc).__name__}"
     return found
 

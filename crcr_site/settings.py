@@ -15,6 +15,7 @@ import warnings
 from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
@@ -328,6 +329,35 @@ TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend", "QUEUES": ["d
 # Unset: embedded mode. A process uses an in-process fakeredis; `make demo` serves one fakeredis
 # on a loopback port and hands its URL to every process it starts.
 REDIS_URL = envsecret("REDIS_URL") or None
+
+
+def redis_cluster(
+    url: str | None, environ: Mapping[str, str] = os.environ
+) -> tuple[bool, tuple[str, ...]]:
+    """REDIS_CLUSTER and REDIS_CLUSTER_NODES: whether REDIS_URL names a node of a Redis Cluster
+    (whose client finds the other nodes), and more nodes (`host:port`) to start from when that
+    one does not answer; its scheme, credentials and TLS options hold for every node."""
+    cluster = envbool("REDIS_CLUSTER", False, environ)
+    nodes = tuple(envlist("REDIS_CLUSTER_NODES", "", environ))
+    if not cluster:
+        if nodes:
+            raise ImproperlyConfigured("REDIS_CLUSTER_NODES is set, but REDIS_CLUSTER is not true")
+        return False, ()
+    if url is None:
+        raise ImproperlyConfigured("REDIS_CLUSTER=true needs REDIS_URL (a node of the cluster)")
+    parts = urlsplit(url)
+    if parts.scheme not in ("redis", "rediss"):
+        raise ImproperlyConfigured("REDIS_CLUSTER=true: REDIS_URL must be redis:// or rediss://")
+    if parts.path.strip("/") not in ("", "0"):
+        raise ImproperlyConfigured("REDIS_CLUSTER=true: a Redis Cluster has database 0 only")
+    for node in nodes:
+        host, _, port = node.rpartition(":")
+        if not host or not port.isdigit():
+            raise ImproperlyConfigured(f"REDIS_CLUSTER_NODES: {node!r} is not host:port")
+    return True, nodes
+
+
+REDIS_CLUSTER, REDIS_CLUSTER_NODES = redis_cluster(REDIS_URL)
 
 GITHUB_API_URL = envstr("GITHUB_API_URL", "https://api.github.com").rstrip("/")
 # Where GitHub's pages are (GHES, or the demo's simulated GitHub): the HUD links PRs there.

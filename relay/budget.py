@@ -15,9 +15,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from redis.exceptions import RedisError
-
-from crcr_site.redis_connection import get_redis
+from crcr_site.redis_connection import REDIS_ERRORS, get_redis
 from relay import redis_keys
 
 WRITE_EVERY = 10.0
@@ -56,7 +54,7 @@ def note(installation: int | None, headers: Mapping[str, str]) -> None:
         _written[who] = now
     value = json.dumps({"remaining": budget.remaining, "limit": budget.limit,
                         "reset": budget.reset, "at": budget.at})  # fmt: skip
-    with contextlib.suppress(RedisError):  # open: the budget is for watching, the call goes on
+    with contextlib.suppress(*REDIS_ERRORS):  # open: the budget is for watching, the call goes on
         pipe = get_redis().pipeline(transaction=False)
         pipe.hset(redis_keys.GITHUB_BUDGET, who, value)
         pipe.expire(redis_keys.GITHUB_BUDGET, KEPT)  # a relay that stops calling leaves nothing
@@ -67,7 +65,7 @@ def read() -> list[Budget]:
     """Each installation's newest budget, lowest remaining share first."""
     try:
         found = get_redis().hgetall(redis_keys.GITHUB_BUDGET)
-    except RedisError:
+    except REDIS_ERRORS:
         return []
     budgets = []
     for who, value in found.items():

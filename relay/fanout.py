@@ -28,11 +28,10 @@ from django.conf import settings
 from django.db import connection, models, transaction
 from django.db.models import Q
 from django.utils import timezone
-from redis.exceptions import RedisError
 
 from allowlist import lookup
 from allowlist.entry import Entry
-from crcr_site.redis_connection import get_redis
+from crcr_site import redis_connection
 from hud.models import UpstreamCommit, UpstreamPull
 from relay import sending, tasks
 from relay.models import CheckRun, Delivery, Dispatch
@@ -186,9 +185,10 @@ def _dispatch_insert(
 
 def redis_answers() -> bool:
     try:
-        return bool(get_redis().ping())
-    except RedisError:
+        redis_connection.ping()
+    except redis_connection.REDIS_ERRORS:
         return False
+    return True
 
 
 def fan_out(event: UpstreamEvent) -> Summary:

@@ -30,11 +30,10 @@ from urllib.request import getproxies, proxy_bypass
 import jwt
 import urllib3
 from django.conf import settings
-from redis.exceptions import RedisError
 
 from allowlist.entry import repo_key
 from crcr_site import metrics
-from crcr_site.redis_connection import get_redis
+from crcr_site.redis_connection import REDIS_ERRORS, get_redis
 from relay import budget, redis_keys
 
 logger = logging.getLogger(__name__)
@@ -495,7 +494,7 @@ class GitHubApp:
 def _redis_get(key: str) -> str | None:
     try:
         value = get_redis().get(key)
-    except RedisError as exc:
+    except REDIS_ERRORS as exc:
         logger.warning("GitHub cache: Redis unavailable (%s); going to GitHub", exc)
         return None
     return str(value) if value is not None else None
@@ -504,14 +503,14 @@ def _redis_get(key: str) -> str | None:
 def _redis_set(key: str, value: str, ttl: int) -> None:
     try:
         get_redis().set(key, value, ex=ttl)
-    except RedisError as exc:
+    except REDIS_ERRORS as exc:
         logger.warning("GitHub cache: Redis unavailable (%s); not cached", exc)
 
 
 def _redis_delete(key: str) -> None:
     try:
         get_redis().delete(key)
-    except RedisError:
+    except REDIS_ERRORS:
         logger.warning("GitHub cache: Redis unavailable; %s not deleted", key)
 
 

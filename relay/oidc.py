@@ -209,7 +209,8 @@ def claimed(authorization: str) -> tuple[str, str]:
 def verify(authorization: str) -> Identity:
     """The caller's identity from `Authorization: Bearer <token>`, or OIDCRefused.
 
-    Raises RedisError when the key cache cannot be reached (the caller answers 503).
+    Raises one of REDIS_ERRORS (crcr_site/redis_connection.py) when the key cache cannot be
+    reached (the caller answers 503).
     """
     token = bearer(authorization)
     header, unverified = _peek(token)

@@ -19,9 +19,8 @@ import logging
 from datetime import UTC, datetime, timedelta
 
 from django.utils import timezone
-from redis.exceptions import RedisError
 
-from crcr_site.redis_connection import get_redis
+from crcr_site.redis_connection import REDIS_ERRORS, get_redis
 from relay import redis_keys
 from relay.github import HookDelivery, get_app
 from relay.models import Delivery
@@ -96,6 +95,6 @@ def redeliver_missed() -> list[str]:
         get_redis().set(
             redis_keys.REDELIVERY_CHECKED, started.timestamp(), ex=int(WINDOW.total_seconds())
         )
-    except RedisError as exc:
+    except REDIS_ERRORS as exc:
         logger.warning("lost-webhook check stopped: Redis unavailable (%s)", exc)
     return asked

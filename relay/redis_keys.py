@@ -1,7 +1,10 @@
 """Every Redis key the relay uses, in one place: name, type, TTL and who writes it.
 
 Per-dispatch keys carry a hash tag `{<delivery_id>:<repo>}` so that every key of one dispatch
-lands in one Redis Cluster slot and a Lua script may touch them together.
+lands in one Redis Cluster slot and a Lua script may touch them together (a delivery id or repo
+with a `}` in it, which GitHub never sends, would end the tag early, or empty it so that each
+key hashed whole: the tag is then a hash of the two). No other command or script touches more
+than one key, save the fan-out's pipeline of SETs, which the cluster client splits by node.
 
 - `crcr:{<delivery>:<repo>}:dispatched` — string, JSON `{"state": "DISPATCHED", "timestamp":
   <epoch seconds>, "dispatch": {"pr_number", "head_sha", "upstream_repo", "event"}}` of the
@@ -34,9 +37,14 @@ lands in one Redis Cluster slot and a Lua script may touch them together.
 `<repo>` is always the casefolded `owner/name`.
 """
 
+import hashlib
+
 
 def dispatch_tag(delivery_id: str, repo: str) -> str:
-    return "{" + f"{delivery_id}:{repo}" + "}"
+    inner = f"{delivery_id}:{repo}"
+    if "}" in inner:
+        inner = hashlib.sha256(inner.encode()).hexdigest()
+    return "{" + inner + "}"
 
 
 def dispatched(delivery_id: str, repo: str) -> str:

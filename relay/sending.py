@@ -28,10 +28,9 @@ from django.conf import settings
 from django.db import connection
 from django.db.models import Q
 from django.utils import timezone
-from redis.exceptions import RedisError
 
 from crcr_site import log_context, metrics
-from crcr_site.redis_connection import get_redis
+from crcr_site.redis_connection import REDIS_ERRORS, get_redis
 from hud.models import Dispatched
 from relay import dispatch_payload, dispatch_token, redis_keys, state
 from relay.github import GitHubError, RateLimited, get_app
@@ -208,7 +207,7 @@ def mark_dispatched(rows: list[Dispatch]) -> str:
                     ex=settings.CRCR_DISPATCH_TTL,
                 )
             pipe.execute()
-    except RedisError as exc:
+    except REDIS_ERRORS as exc:
         return f"deferred, Redis unavailable: {exc}"
     return ""
 

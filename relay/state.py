@@ -6,22 +6,24 @@
 Each transition records its id (`tx`) so that a transition whose database commit failed can
 be undone by `compensate`, only while the state still carries that id. A job timed out by the
 zombie sweep is COMPLETED with `timed_out`; a genuine `completed` may still replace it. Keys
-are listed in relay/redis_keys.py; both keys of a transition share one hash tag. A callback's
-transition is charged to its repo's rate limit in the same round trip (`RateLimit`).
+are listed in relay/redis_keys.py; both keys of a transition share one hash tag, so that in a
+Redis Cluster they are on one node. A callback's transition is charged to its repo's rate limit
+in the same round trip (`RateLimit`); in a cluster, one after the other (`_charged`).
+
+Scripts are sent whole (EVAL), never by their SHA alone: a replica that a failover made master
+has no script cache (Redis replicates none), and reloading a script on every master would fail
+while any one of them is down.
 """
 
-import functools
 import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import redis
 from django.conf import settings
-from redis.commands.core import Script
 
-from crcr_site.redis_connection import get_redis
+from crcr_site.redis_connection import REDIS_ERRORS, get_redis, is_cluster
 
 logger = logging.getLogger(__name__)
 
@@ -112,14 +114,8 @@ class RateLimit:
     window: int = 60
 
 
-@functools.cache
-def _script(client: redis.Redis, source: str) -> Script:
-    return client.register_script(source)
-
-
-def _run(script: str, keys: list[str], args: list[str | int | float]) -> list[bytes | str]:
-    result: list[bytes | str] = _script(get_redis(), script)(keys=keys, args=args)
-    return result
+def _run(script: str, keys: list[str], args: list[str | int | float]) -> Any:
+    return get_redis().eval(script, len(keys), *keys, *args)
 
 
 def _decode(value: bytes | str) -> str:
@@ -137,36 +133,72 @@ def _moved(
     since: Callable[[list[Any], dict[str, Any]], float],
     consulted: bool,
 ) -> Transition:
-    """Run a job transition, charged to `rate` in the same round trip; `since` reads the time
-    it counts from out of the script's reply and the DISPATCHED state (the reply's last item).
-
-    The rate key lives in another hash slot than the job's, so this is a pipeline of two
-    scripts, not one (EVAL, so that no SCRIPT EXISTS precedes it). A transition that turns
-    out to be over the limit is compensated, as one whose record could not be stored is: only
-    callers within their limit change the state."""
+    """Run a job transition, charged to `rate` in the same round trip (`_charged`); `since`
+    reads the time it counts from out of the script's reply and the DISPATCHED state (the
+    reply's last item). A transition that turns out to be over the limit is compensated, as
+    one whose record could not be stored is: only callers within their limit change the
+    state."""
     keys = [dispatched_key, job_key]
     args: list[str | int | float] = [repr(now), tx, _ttl(), "1" if consulted else "0"]
     try:
-        if rate is None:
-            wait, reply = 0, _run(script, keys, args)
-        else:
-            pipe = get_redis().pipeline(transaction=False)
-            pipe.eval(_RATE, 1, rate.key, rate.limit, rate.window)
-            pipe.eval(script, len(keys), *keys, *args)
-            wait, reply = pipe.execute()
-    except redis.RedisError:
+        wait, reply = (
+            (0, _run(script, keys, args)) if rate is None else _charged(rate, script, keys, args)
+        )
+    except REDIS_ERRORS:
         # The script may have run before the error reached us (its reply lost, or the other
         # script of the pipeline failing): the caller answers 503, so it must not stay.
         try_compensate(job_key, tx)
         raise
+    if reply is None:  # over the limit, and never tried
+        return Transition("rate_limited", retry_after=wait)
     result = _decode(reply[0])
     if wait and (result != "ok" or try_compensate(job_key, tx)):
-        return Transition("rate_limited", retry_after=int(wait))
+        return Transition("rate_limited", retry_after=wait)
     # (Over the limit but not undone, Redis failing meanwhile: kept and recorded, not lost.)
     if result != "ok":
         return Transition(result)
     dispatched = json.loads(reply[-1])
     return Transition("ok", since(reply, dispatched), dispatched=dispatched)
+
+
+def _charged(
+    rate: RateLimit, script: str, keys: list[str], args: list[str | int | float]
+) -> tuple[int, Any]:
+    """What charging `rate` said (0 within the limit, else the seconds to wait) and the
+    transition's reply (None: not tried). A transition that fails gives its charge back.
+
+    The rate key lives in another hash slot than the job's, so on one Redis this is a pipeline
+    of the two scripts. In a Redis Cluster they are on different nodes, and the cluster
+    client's pipeline sends a command again, alone, when its reply was lost: a script run
+    twice answers "duplicate" to its own caller. So there they go one after the other, each
+    sent once, and a caller over its limit makes no transition."""
+    client = get_redis()
+    if is_cluster(client):
+        wait = int(_run(_RATE, [rate.key], [rate.limit, rate.window]))
+        if wait:
+            return wait, None
+        try:
+            return 0, _run(script, keys, args)
+        except REDIS_ERRORS:
+            _give_back(rate)
+            raise
+    pipe = client.pipeline(transaction=False)
+    pipe.eval(_RATE, 1, rate.key, rate.limit, rate.window)
+    pipe.eval(script, len(keys), *keys, *args)
+    charge, reply = pipe.execute(raise_on_error=False)
+    if isinstance(charge, Exception):
+        raise charge
+    if isinstance(reply, Exception):
+        _give_back(rate)
+        raise reply
+    return int(charge), reply
+
+
+def _give_back(rate: RateLimit) -> None:
+    try:
+        refund(rate)
+    except REDIS_ERRORS as exc:
+        logger.warning("rate limit charge on %s not refunded: %s", rate.key, exc)
 
 
 def start(
@@ -231,7 +263,7 @@ def try_compensate(job_key: str, tx: str) -> bool:
     try:
         compensate(job_key, tx)
         return True
-    except redis.RedisError as exc:
+    except REDIS_ERRORS as exc:
         logger.warning("transition %s on %s could not be undone: %s", tx, job_key, exc)
         return False
 
@@ -287,12 +319,12 @@ def peek(job_key: str) -> dict[str, Any] | None:
 def rate_limited(rate: RateLimit) -> int:
     """Charge one call to `rate`: 0 when it is within the limit, else the seconds until the
     window resets."""
-    return int(_script(get_redis(), _RATE)(keys=[rate.key], args=[rate.limit, rate.window]))
+    return int(_run(_RATE, [rate.key], [rate.limit, rate.window]))
 
 
 def refund(rate: RateLimit) -> None:
     """Take back one charge to `rate` (none once its window has passed)."""
-    _script(get_redis(), _REFUND)(keys=[rate.key])
+    _run(_REFUND, [rate.key], [])
 
 
 def _ttl() -> int:

@@ -4,10 +4,10 @@ from django.conf import settings
 from django.db import DatabaseError
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
-from redis.exceptions import RedisError
 
 from crcr_site import metrics
 from crcr_site.errors import Dependency, Refused, Unavailable, json_methods, read_limited
+from crcr_site.redis_connection import REDIS_ERRORS
 from relay import callbacks, fanout, oidc
 from relay.upstream_pr import check_runs, reruns
 from relay.webhook import ROUTES, Route, parse
@@ -89,13 +89,13 @@ def _callback(request: HttpRequest) -> tuple[JsonResponse, str, str]:
         if isinstance(refused, oidc.OIDCRefused):
             metrics.count(metrics.OIDC_FAILURES, reason=refused.error)
         return refused.answer(), "refused", refused.error
-    except RedisError:
+    except REDIS_ERRORS:
         return _unavailable(Dependency.REDIS, "RedisError"), "unavailable", "redis"
     try:
         answer = callbacks.handle(identity, body, peer)
     except Refused as refused:
         return refused.answer(), "refused", refused.error
-    except RedisError:
+    except REDIS_ERRORS:
         return _unavailable(Dependency.REDIS, "RedisError"), "unavailable", "redis"
     except DatabaseError:
         return _unavailable(Dependency.DATABASE, "DatabaseError"), "unavailable", "database"

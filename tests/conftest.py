@@ -1,4 +1,5 @@
-"""Test run setup: real PostgreSQL (a database of this run's own) and a redis-server of its own.
+"""Test run setup: real PostgreSQL (a database of this run's own) and a redis-server of its own;
+for the tests marked `redis_cluster`, also a Redis Cluster of its own (three masters).
 
 Several runs share the machine, so nothing here touches the shared Redis or a fixed database
 name. Fakes stand only at the network edge (tests/fakes/), as real HTTP servers.
@@ -10,10 +11,12 @@ from collections.abc import Iterator
 
 import psycopg
 import pytest
-import redis
 
 from tests.paths import FIXTURES, ROOT
-from tests.servers import RedisServer, drop_stale_databases, scratch_database
+from tests.servers import RedisCluster, RedisServer, drop_stale_databases, scratch_database
+
+# What `redis_server` is for a test: its own redis-server, or the three-master Redis Cluster.
+REDIS_KINDS = ("redis", "cluster")
 
 
 @pytest.fixture(scope="session")
@@ -44,25 +47,55 @@ def django_db_modify_db_settings() -> None:
     connections.configure_settings(connections.settings)
 
 
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """A test marked `redis_cluster` runs twice: on one Redis, and on the Redis Cluster."""
+    if metafunc.definition.get_closest_marker("redis_cluster") is not None:
+        metafunc.parametrize("redis_server", REDIS_KINDS, indirect=True)
+
+
 @pytest.fixture(scope="session")
-def redis_server() -> Iterator[RedisServer]:
+def redis_single() -> Iterator[RedisServer]:
     server = RedisServer().start()
     yield server
     server.stop()
 
 
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory) -> Iterator[RedisCluster]:
+    """Three masters on loopback, started the first time a test asks for them."""
+    cluster = RedisCluster(tmp_path_factory.mktemp("redis-cluster")).start()
+    yield cluster
+    cluster.destroy()
+
+
+@pytest.fixture
+def redis_server(request) -> RedisServer | RedisCluster:
+    """The Redis this test runs on: the run's own redis-server, or (the `cluster` run of a test
+    marked `redis_cluster`) its Redis Cluster."""
+    kind = getattr(request, "param", "redis")
+    return request.getfixturevalue("redis_cluster" if kind == "cluster" else "redis_single")
+
+
+@pytest.fixture
+def own_redis(redis_server, tmp_path) -> Iterator[RedisServer | RedisCluster]:
+    """A Redis of the kind `redis_server` is, of this test's own: stopping it disturbs nobody."""
+    own = RedisCluster(tmp_path / "own-cluster") if redis_server.cluster else RedisServer()
+    yield own.start()
+    own.stop()
+
+
 @pytest.fixture(autouse=True)
-def _test_settings(redis_server: RedisServer, settings) -> None:
-    settings.REDIS_URL = redis_server.url
+def _test_settings(redis_server: RedisServer | RedisCluster, settings) -> None:
+    redis_server.configure(settings)
     # Production hashing costs about a second per login; tests log in a lot.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
 @pytest.fixture(autouse=True)
-def _empty_redis(redis_server: RedisServer) -> Iterator[None]:
+def _empty_redis(redis_server: RedisServer | RedisCluster) -> Iterator[None]:
     yield
-    if redis_server.process is not None:
-        redis.Redis.from_url(redis_server.url).flushdb()
+    if redis_server.running():
+        redis_server.flush()
 
 
 @pytest.fixture
@@ -76,7 +109,7 @@ def upstream_allowlist_path() -> str:
 
 
 @pytest.fixture
-def child_env(redis_server: RedisServer) -> dict[str, str]:
+def child_env(redis_server: RedisServer | RedisCluster) -> dict[str, str]:
     """Environment for a second process that must see this test's database and Redis."""
     from django.db import connection
 
@@ -87,7 +120,7 @@ def child_env(redis_server: RedisServer) -> dict[str, str]:
     return {
         **os.environ,
         "DATABASE_URL": url,
-        "REDIS_URL": redis_server.url,
+        **redis_server.env(),
         "DJANGO_SETTINGS_MODULE": "crcr_site.settings",
         "PYTHONPATH": str(ROOT),
     }

@@ -11,9 +11,9 @@ from typing import Any
 
 from django.conf import settings
 from django.db import DatabaseError
-from redis.exceptions import RedisError
 
 from crcr_site import sql
+from crcr_site.redis_connection import REDIS_ERRORS
 from crcr_site.text import stored_text
 from relay import redis_keys, state
 from relay.callbacks.body import Callback
@@ -81,7 +81,7 @@ def unverified_allowed() -> bool:
         return bool(limit) and not state.rate_limited(
             state.RateLimit(redis_keys.AUDIT_UNVERIFIED, limit)
         )
-    except RedisError:
+    except REDIS_ERRORS:
         return False
 
 

@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from django.conf import settings
-from redis.exceptions import RedisError
 
 from crcr_site.errors import Dependency, Refused, Unavailable
+from crcr_site.redis_connection import REDIS_ERRORS
 from relay import redis_keys, state
 from relay.callbacks.body import Callback
 from relay.callbacks.on_record import DispatchOnRecord, stored_job
@@ -174,5 +174,5 @@ class Budget:
         cannot take is only logged."""
         try:
             state.refund(self.rate)
-        except RedisError as exc:
+        except REDIS_ERRORS as exc:
             logger.warning("rate limit charge on %s not refunded: %s", self.rate.key, exc)

@@ -1,9 +1,8 @@
 import pytest
 
-from tests.servers import RedisServer
-
 
 @pytest.mark.django_db
+@pytest.mark.redis_cluster
 def test_healthz_says_ok_when_database_and_redis_answer(client):
     response = client.get("/healthz")
 
@@ -12,10 +11,10 @@ def test_healthz_says_ok_when_database_and_redis_answer(client):
 
 
 @pytest.mark.django_db
-def test_healthz_answers_503_naming_redis_when_it_is_down(client, settings):
-    own = RedisServer().start()  # this test's own server: stopping it disturbs nobody
-    settings.REDIS_URL = own.url
-    own.stop()
+@pytest.mark.redis_cluster
+def test_healthz_answers_503_naming_redis_when_it_is_down(client, settings, own_redis):
+    own_redis.configure(settings)
+    own_redis.stop()
 
     response = client.get("/healthz")
 

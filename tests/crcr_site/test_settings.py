@@ -11,6 +11,7 @@ from crcr_site.settings import (
     envbool,
     envint,
     envsecret,
+    redis_cluster,
 )
 from tests.crcr_site.support import bare_env, manage, run_on_sqlite
 from tests.paths import PYTHON, ROOT
@@ -115,6 +116,34 @@ def test_a_rotated_key_keeps_the_dispatch_tokens_signed_with_the_old_one_valid(t
     assert rotated.returncode == 0, rotated.stderr
     assert rotated.stdout.strip() == "7"
     assert "BadToken" in forgotten.stderr  # without the fallback, every echoed token is refused
+
+
+def test_redis_cluster_names_a_node_of_the_cluster_and_more_to_start_from():
+    url = "rediss://:pw@10.0.0.1:6379/0"
+    env = {"REDIS_CLUSTER": "true", "REDIS_CLUSTER_NODES": "10.0.0.2:6379, [fd00::3]:6380"}
+
+    assert redis_cluster(url, environ=env) == (True, ("10.0.0.2:6379", "[fd00::3]:6380"))
+    assert redis_cluster("redis://10.0.0.1:6379", environ={"REDIS_CLUSTER": "true"}) == (True, ())
+    assert redis_cluster(url, environ={}) == (False, ())
+
+
+@pytest.mark.parametrize(
+    ("url", "env", "message"),
+    [
+        (None, {"REDIS_CLUSTER": "true"}, "REDIS_CLUSTER=true needs REDIS_URL"),
+        ("redis://h:6379/2", {"REDIS_CLUSTER": "true"}, "database 0 only"),
+        ("unix:///run/redis.sock", {"REDIS_CLUSTER": "true"}, "redis:// or rediss://"),
+        (
+            "redis://h",
+            {"REDIS_CLUSTER": "true", "REDIS_CLUSTER_NODES": "h2"},
+            "'h2' is not host:port",
+        ),
+        ("redis://h", {"REDIS_CLUSTER_NODES": "h2:6379"}, "REDIS_CLUSTER is not true"),
+    ],
+)
+def test_a_redis_cluster_setting_that_cannot_work_stops_the_process(url, env, message):
+    with pytest.raises(ImproperlyConfigured, match=message):
+        redis_cluster(url, environ=env)
 
 
 def test_sqlite_gets_wal_a_busy_timeout_and_immediate_transactions():

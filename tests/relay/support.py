@@ -4,6 +4,7 @@ posting callbacks as a downstream job does."""
 import hashlib
 import hmac
 import json
+from typing import Any
 
 from sandbox.downstream import reporter_body
 from tests.paths import FIXTURES
@@ -59,3 +60,20 @@ def post_callback(client, body: dict | bytes, token: str | None):
     data = body if isinstance(body, bytes) else json.dumps(body).encode()
     headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
     return client.post("/github/callback", data, content_type="application/json", headers=headers)
+
+
+def relay_env(
+    child_env: dict[str, str], github: Any, settings: Any, **extra: str
+) -> dict[str, str]:
+    """The environment of the relay under gunicorn sharing this test's database, Redis,
+    simulated GitHub and OIDC issuers (and `extra`)."""
+    return child_env | {
+        "CRCR_OIDC_ISSUERS": json.dumps(settings.CRCR_OIDC_ISSUERS),
+        "DJANGO_ALLOWED_HOSTS": "127.0.0.1",
+        "GITHUB_API_URL": github.url,
+        "GITHUB_APP_ID": github.app_id,
+        "GITHUB_APP_PRIVATE_KEY": github.private_key,
+        "GITHUB_WEBHOOK_SECRET": github.webhook_secret,
+        "LOG_LEVEL": "WARNING",
+        **extra,
+    }

@@ -6,13 +6,12 @@ import json
 import time
 
 import pytest
-import redis
 
 from hud.models import JobRecord
 from relay.models import CallbackAudit, ReplayKey
 from tests.relay.support import post_callback, reporter_body, webhook_payload
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.redis_cluster]
 
 PR = webhook_payload("pull_request.opened")
 
@@ -20,7 +19,7 @@ PR = webhook_payload("pull_request.opened")
 @pytest.fixture
 def lose_redis(redis_server):
     """Redis restarted without persistence: every key gone."""
-    return lambda: redis.Redis.from_url(redis_server.url).flushdb()
+    return redis_server.flush
 
 
 def send(client, actions, dispatched, status, conclusion=None, token=None, **workflow):

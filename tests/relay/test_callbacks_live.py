@@ -12,7 +12,7 @@ import requests
 from hud.models import JobRecord
 from relay.models import CallbackAudit
 from tests.paths import PYTHON, ROOT
-from tests.relay.support import reporter_body, webhook_payload
+from tests.relay.support import relay_env, reporter_body, webhook_payload
 from tests.servers import Gunicorn
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -26,16 +26,7 @@ def relay_server(child_env, github, actions, settings, client, downstream):
     from tests.relay.support import post_webhook
 
     post_webhook(client, "pull_request", PR, delivery="guid-1")
-    env = child_env | {
-        "CRCR_OIDC_ISSUERS": json.dumps(settings.CRCR_OIDC_ISSUERS),
-        "DJANGO_ALLOWED_HOSTS": "127.0.0.1",
-        "GITHUB_API_URL": github.url,
-        "GITHUB_APP_ID": github.app_id,
-        "GITHUB_APP_PRIVATE_KEY": github.private_key,
-        "GITHUB_WEBHOOK_SECRET": github.webhook_secret,
-        "LOG_LEVEL": "WARNING",
-    }
-    server = Gunicorn(env, workers=4, threads=4).wait_ready()
+    server = Gunicorn(relay_env(child_env, github, settings), workers=4, threads=4).wait_ready()
     yield server
     server.stop()
 
@@ -66,6 +57,7 @@ def _at_once(url: str, body: bytes, token: str, copies: int = 100) -> Counter[st
     return Counter(statuses)
 
 
+@pytest.mark.redis_cluster
 def test_of_100_identical_callbacks_sent_at_once_exactly_one_wins(relay_server, github, actions):
     """Twice: first on workers that have not read the allowlist yet (the full path), then on
     workers that have (the fast path, decided on what they read last). One is written; the

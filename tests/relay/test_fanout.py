@@ -9,7 +9,6 @@ import time
 from datetime import timedelta
 
 import pytest
-import redis
 from django.core.management import call_command
 from django.db import connection
 from django.db.models import Q
@@ -22,7 +21,7 @@ from relay.models import Delivery, Dispatch
 from tests.relay.support import PARTICIPANTS, post_webhook, webhook_payload
 from tests.waiting import wait_until
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.redis_cluster]
 
 PR = webhook_payload("pull_request.opened")
 
@@ -72,7 +71,7 @@ def test_the_record_and_the_redis_state_exist_before_github_is_called(
     client, github, downstream, redis_server
 ):
     seen = []
-    r = redis.Redis.from_url(redis_server.url)
+    r = redis_server.client()
 
     def observe(call):
         if call.route == "dispatch":
@@ -281,30 +280,25 @@ def test_a_dispatch_is_given_up_as_failed_after_the_give_up_time(
     assert Dispatch.objects.filter(last_error__startswith="gave up after 86400 s").count() == 4
 
 
-def test_redis_down_defers_every_dispatch_and_nothing_is_lost(client, github, downstream, settings):
-    from tests.servers import RedisServer
+def test_redis_down_defers_every_dispatch_and_nothing_is_lost(
+    client, github, downstream, settings, own_redis
+):
+    own_redis.configure(settings)
+    own_redis.stop()
 
-    own = RedisServer().start()
-    settings.REDIS_URL = own.url
-    port = own.port
-    own.stop()
-    try:
-        response = post_webhook(client, "pull_request", PR)
+    response = post_webhook(client, "pull_request", PR)
 
-        assert response.status_code == 202
-        assert "Redis unavailable" in response.json()["deferred"]
-        assert len(response.json()["queued"]) == 4
-        assert Delivery.objects.count() == 1
-        assert github.calls_to("dispatch") == []
+    assert response.status_code == 202
+    assert "Redis unavailable" in response.json()["deferred"]
+    assert len(response.json()["queued"]) == 4
+    assert Delivery.objects.count() == 1
+    assert github.calls_to("dispatch") == []
 
-        own.port = port
-        own.start()
-        time.sleep(settings.CRCR_RETRY_FIRST)  # on purpose: the deferred rows are due after it
-        run_worker_when_due()
-        assert set(statuses().values()) == {"sent"}
-        assert redis.Redis.from_url(own.url).exists(redis_keys.dispatched("d-1", "org-a/l1"))
-    finally:
-        own.stop()
+    own_redis.start()  # the same ports (a cluster: the same nodes), empty
+    time.sleep(settings.CRCR_RETRY_FIRST)  # on purpose: the deferred rows are due after it
+    run_worker_when_due()
+    assert set(statuses().values()) == {"sent"}
+    assert own_redis.client().exists(redis_keys.dispatched("d-1", "org-a/l1"))
 
 
 def test_two_senders_claiming_the_same_dispatches_send_each_once(client, github, downstream):

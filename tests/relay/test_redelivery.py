@@ -3,7 +3,6 @@ import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
-import redis
 from django.core.management import call_command
 
 from relay import redis_keys
@@ -139,13 +138,14 @@ def test_a_page_of_deliveries_github_fails_once_is_read_again(github, downstream
 
 
 @pytest.mark.django_db
+@pytest.mark.redis_cluster
 def test_a_redelivery_that_failed_too_is_asked_for_again_ever_less_often(
     github, downstream, redis_server
 ):
     """(Chaos found a redelivery that reached the relay while it restarted, and the webhook lost
     for the hour the marker lived.)"""
     github.log_delivery("missed", "pull_request", "opened", 502)
-    shared = redis.Redis.from_url(redis_server.url)
+    shared = redis_server.client()
 
     assert redeliver_missed() == ["missed"]
     first_wait = shared.ttl(redis_keys.redelivery("missed"))

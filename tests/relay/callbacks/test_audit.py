@@ -8,7 +8,7 @@ from relay.models import CallbackAudit
 from tests.relay.callbacks.support import token_for
 from tests.relay.support import post_callback, reporter_body
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.redis_cluster]
 
 
 def test_refusals_before_identity_are_audited_at_a_bounded_rate(client, actions, settings):
@@ -27,6 +27,7 @@ def test_refusals_before_identity_are_audited_at_a_bounded_rate(client, actions,
 
 def test_refusals_before_identity_are_only_logged_while_redis_is_down(client, actions, settings):
     settings.REDIS_URL = "redis://127.0.0.1:1/0"  # nothing listens there
+    settings.REDIS_CLUSTER_NODES = ()  # (a cluster's client would start from these instead)
 
     response = post_callback(client, {"x": 1}, "not-a-jwt")
 

@@ -6,7 +6,7 @@ from hud.models import JobRecord
 from tests.relay.callbacks.support import token_for, unknown_kid
 from tests.relay.support import post_callback, reporter_body
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.redis_cluster]
 
 
 def test_buildkite_identity_comes_from_the_provider_map(

@@ -5,7 +5,6 @@ import json
 import time
 
 import pytest
-import redis
 
 from hud.models import JobRecord
 from relay import redis_keys
@@ -13,14 +12,14 @@ from relay.models import ReplayKey
 from tests.relay.callbacks.support import PR, accepted, token_for
 from tests.relay.support import post_callback, reporter_body
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.redis_cluster]
 
 
 def test_a_dispatched_state_without_the_dispatch_facts_is_read_from_the_database(
     client, actions, dispatched, redis_server
 ):
     """As a relay before this one wrote it: the callback is still accepted, on our record."""
-    r = redis.Redis.from_url(redis_server.url)
+    r = redis_server.client()
     key = redis_keys.dispatched("guid-1", "org-b/l3")
     r.set(key, json.dumps({"state": "DISPATCHED", "timestamp": time.time() - 5}))
 
@@ -61,7 +60,7 @@ def test_a_rerun_is_a_new_attempt_and_starts_fresh(client, actions, dispatched):
 def test_a_lost_dispatched_state_is_restored_from_the_database(
     client, actions, dispatched, redis_server
 ):
-    r = redis.Redis.from_url(redis_server.url)
+    r = redis_server.client()
     r.delete(redis_keys.dispatched("guid-1", "org-b/l3"))
 
     response = post_callback(client, reporter_body(dispatched, "in_progress"), token_for(actions))
@@ -110,7 +109,7 @@ def test_the_rate_limit_answers_429_with_retry_after(client, actions, dispatched
 
 
 def _charges(redis_server) -> int:
-    return int(redis.Redis.from_url(redis_server.url).get(redis_keys.rate("org-b/l3")) or 0)
+    return int(redis_server.client().get(redis_keys.rate("org-b/l3")) or 0)
 
 
 def test_a_callback_left_to_the_full_path_is_charged_once(
@@ -120,9 +119,7 @@ def test_a_callback_left_to_the_full_path_is_charged_once(
     paths: one charge, so a limit of one lets it through."""
     settings.CRCR_RATE_LIMIT_PER_MIN = 1
     key = redis_keys.dispatched("guid-1", "org-b/l3")
-    redis.Redis.from_url(redis_server.url).set(
-        key, json.dumps({"state": "DISPATCHED", "timestamp": time.time()})
-    )
+    redis_server.client().set(key, json.dumps({"state": "DISPATCHED", "timestamp": time.time()}))
 
     response = post_callback(client, reporter_body(dispatched, "in_progress"), token_for(actions))
 
@@ -148,7 +145,21 @@ def test_callbacks_refused_before_the_rate_limit_are_not_charged(
     assert (undispatched.status_code, undispatched.json()["error"]) == (409, "no_dispatch")
     assert _charges(redis_server) == charged
     job = redis_keys.job("guid-1", "org-b/l3", "1111", 1, "other")
-    assert not redis.Redis.from_url(redis_server.url).exists(job)
+    assert not redis_server.client().exists(job)
+
+
+def test_a_delivery_id_that_would_empty_the_hash_tag_is_no_dispatch_not_503(
+    client, actions, dispatched
+):
+    """`crcr:{}...` would hash each key whole: on a cluster, the transition's two keys in two
+    slots, a script Redis refuses. Decided after the transition (a warm process), it is 409."""
+    accepted(client, actions, dispatched, "warm")
+    echoed = {k: v for k, v in dispatched.items() if k != "crcr"}  # no token of another's
+    never = reporter_body(echoed | {"delivery_id": "}never"}, "in_progress", job="n")
+
+    response = post_callback(client, never, token_for(actions))
+
+    assert (response.status_code, response.json()["error"]) == (409, "no_dispatch")
 
 
 def test_a_completed_over_the_rate_limit_leaves_the_job_in_progress(
@@ -177,7 +188,7 @@ def test_a_rate_limit_that_fails_after_the_transition_leaves_no_trace(
 ):
     """The rate limit and the transition go to Redis together: when the rate script fails,
     the transition that ran beside it is undone, so the reporter's retry is not a duplicate."""
-    shared = redis.Redis.from_url(redis_server.url)
+    shared = redis_server.client()
     shared.hset(redis_keys.rate("org-b/l3"), "not", "a counter")  # INCR now fails
 
     failed = post_callback(client, reporter_body(dispatched, "in_progress"), token_for(actions))
@@ -189,12 +200,28 @@ def test_a_rate_limit_that_fails_after_the_transition_leaves_no_trace(
     assert JobRecord.objects.count() == 1
 
 
-def test_redis_down_is_503_and_records_nothing(client, actions, dispatched, settings):
-    from tests.servers import RedisServer
+def test_a_transition_that_fails_gives_its_charge_back(client, actions, dispatched, redis_server):
+    """Its reporter is told 503 and sends it again: that one is charged, the failed one not."""
+    shared = redis_server.client()
+    key = redis_keys.dispatched("guid-1", "org-b/l3")
+    shared.delete(key)
+    shared.hset(key, "not", "a state")  # the transition's GET now fails
 
-    own = RedisServer().start()
-    settings.REDIS_URL = own.url
-    own.stop()
+    failed = post_callback(client, reporter_body(dispatched, "in_progress"), token_for(actions))
+    charged_for_it = _charges(redis_server)
+    shared.delete(key)  # Redis lost it: the retry restores it from the database
+    retried = post_callback(client, reporter_body(dispatched, "in_progress"), token_for(actions))
+
+    assert failed.status_code == 503
+    assert charged_for_it == 0
+    assert retried.status_code == 200
+    assert _charges(redis_server) == 1
+    assert JobRecord.objects.count() == 1
+
+
+def test_redis_down_is_503_and_records_nothing(client, actions, dispatched, settings, own_redis):
+    own_redis.configure(settings)
+    own_redis.stop()
 
     response = post_callback(client, reporter_body(dispatched, "in_progress"), token_for(actions))
 

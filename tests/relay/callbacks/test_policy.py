@@ -9,7 +9,7 @@ from relay.models import CallbackAudit
 from tests.relay.callbacks.support import token_for
 from tests.relay.support import post_callback, reporter_body
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.redis_cluster]
 
 
 def test_a_repo_not_allowlisted_or_at_l1_is_ignored(client, actions, dispatched):

@@ -4,7 +4,6 @@ decided on (relay/callbacks/write.py, flow.py)."""
 import time
 
 import pytest
-import redis
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
@@ -14,7 +13,7 @@ from relay.models import CallbackAudit, ReplayKey
 from tests.relay.callbacks.support import PR, accepted, change_elsewhere, token_for
 from tests.relay.support import post_callback, post_webhook, reporter_body, webhook_payload
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.redis_cluster]
 
 
 def test_a_job_reports_in_progress_then_completed_and_the_hud_has_it(client, actions, dispatched):
@@ -139,7 +138,7 @@ def test_a_callback_decided_on_an_older_allowlist_is_decided_again(
     assert response.json() == {"ok": True, "status": "ignored"}
     assert not JobRecord.objects.filter(job_name="late").exists()
     job = redis_keys.job("guid-1", "org-b/l3", "1111", 1, "late")
-    assert not redis.Redis.from_url(redis_server.url).exists(job)  # the transition was undone
+    assert not redis_server.client().exists(job)  # the transition was undone
     assert CallbackAudit.objects.filter(decision="ignored").count() == 1
 
 

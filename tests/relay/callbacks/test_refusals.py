@@ -4,14 +4,13 @@ import json
 import time
 
 import pytest
-import redis
 
 from hud.models import JobRecord
 from relay.models import CallbackAudit, ReplayKey
 from tests.relay.callbacks.support import token_for, unknown_kid
 from tests.relay.support import post_callback, reporter_body
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.redis_cluster]
 
 
 REFUSED = [
@@ -237,7 +236,7 @@ def test_a_refused_callback_gets_its_status_and_records_nothing(
     client, actions, dispatched, redis_server, status, error, make
 ):
     body, token = make(dispatched, actions)
-    keys_before = set(redis.Redis.from_url(redis_server.url).keys("crcr:{*:job:*"))
+    keys_before = redis_server.keys("crcr:{*:job:*")
 
     response = post_callback(client, body, token)
 
@@ -245,7 +244,7 @@ def test_a_refused_callback_gets_its_status_and_records_nothing(
     assert response.json()["error"] == error
     assert JobRecord.objects.count() == 0
     assert ReplayKey.objects.count() == 0
-    assert set(redis.Redis.from_url(redis_server.url).keys("crcr:{*:job:*")) == keys_before
+    assert redis_server.keys("crcr:{*:job:*") == keys_before
     assert not CallbackAudit.objects.filter(decision="accepted").exists()
     audit = CallbackAudit.objects.get()  # and the refusal is on record, with its reason
     assert (audit.decision, audit.status, audit.reason) == ("refused", status, error)
