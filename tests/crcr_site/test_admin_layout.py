@@ -147,8 +147,8 @@ FORM_FITS = """() => {
     const box = el.getBoundingClientRect();
     return box.width > 0 && box.right > right;
   }).map((el) => el.tagName.toLowerCase() + (el.className ? '.' + el.className : ''));
-  return {page: document.documentElement.scrollWidth <= window.innerWidth,
-          out: out.slice(0, 5), form: !!document.querySelector('#content-main form, #content-main fieldset')};
+  return {page: document.documentElement.scrollWidth <= window.innerWidth, out: out.slice(0, 5),
+          form: !!document.querySelector('#content-main form, #content-main fieldset')};
 }"""
 
 
@@ -180,7 +180,8 @@ def test_every_change_and_add_page_fits_the_screen(
     overflowing = {}
     for label, url in pages:
         response = page.goto(f"{server.url}{url}")
-        assert response is not None and response.status == 200, label
+        assert response is not None, label
+        assert response.status == 200, label
         fits = page.evaluate(FORM_FITS)
         assert fits["form"], label
         if width == 1440:
