@@ -118,6 +118,7 @@ def _demo() -> None:
     """The demo's history, in which the L3 repo's failures were timeouts: the level
     automation has a demotion to propose whatever the history's dice said."""
     assert history.load() > 0
+    assert JobRecord.objects.filter(triage_verdict__category="upstream").exists()  # the toggle's
     failed = JobRecord.objects.filter(downstream_repo="org/three", conclusion="failure")
     assert failed.update(conclusion="timed_out") > 0
 
