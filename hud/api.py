@@ -27,6 +27,7 @@ from hud.pages import BadQuery, Query
 from hud.reports import (
     DAYS,
     OUTCOMES,
+    WITHOUT_UPSTREAM,
     Counts,
     DailyPoint,
     Mark,
@@ -82,8 +83,15 @@ class LevelBlockSerializer(DataclassSerializer[pages.LevelBlock]):
         dataclass = pages.LevelBlock
 
 
+EXCLUDED_HELP = (
+    "failures the downstream's triage marked upstream, left out of every count (the triage "
+    "toggle, triage=exclude-upstream; 0 when it is off)"
+)
+
+
 class OverviewSerializer(DataclassSerializer[pages.Overview]):
     blocks = LevelBlockSerializer(many=True)
+    excluded = serializers.IntegerField(read_only=True, help_text=EXCLUDED_HELP)
 
     class Meta:
         dataclass = pages.Overview
@@ -98,6 +106,7 @@ class SeriesSerializer(DataclassSerializer[pages.Series]):
 
 class MetricsSerializer(DataclassSerializer[pages.MetricsPage]):
     series = SeriesSerializer(many=True)
+    excluded = serializers.IntegerField(read_only=True, help_text=EXCLUDED_HELP)
 
     class Meta:
         dataclass = pages.MetricsPage
@@ -135,6 +144,7 @@ class PrPageSerializer(DataclassSerializer[pages.PrPage]):
 
 class RepoPageSerializer(DataclassSerializer[pages.RepoPage]):
     summary = SummarySerializer(allow_null=True)
+    excluded = serializers.IntegerField(read_only=True, help_text=EXCLUDED_HELP)
 
     class Meta:
         dataclass = pages.RepoPage
@@ -194,6 +204,13 @@ def _number(name: str, minimum: int, description: str) -> OpenApiParameter:
 QUERY = [
     OpenApiParameter("days", OpenApiTypes.INT, enum=list(DAYS), description="window, days"),
     OpenApiParameter("tab", OpenApiTypes.STR, enum=["pr", "nightly"]),
+    OpenApiParameter(
+        "triage",
+        OpenApiTypes.STR,
+        enum=[WITHOUT_UPSTREAM],
+        description="leave the failures triaged upstream out of the counts, pass rates and "
+        "readiness (off when not given)",
+    ),
 ]
 MATRIX_QUERY = [
     *QUERY,

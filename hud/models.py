@@ -117,9 +117,10 @@ class HudOutbox(models.Model):
 class DailyCounts(models.Model):
     """Per repo, day (UTC, by receive time) and event: the job counts of hud_jobrecord.
 
-    PostgreSQL keeps it exact with a trigger on hud_jobrecord (migrations 0004, 0005): every
-    insert, update or delete of a record moves its counts in the same transaction. The /crcr
-    daily series reads whole days here; elsewhere (SQLite) the records are counted directly.
+    PostgreSQL keeps it exact with a trigger on hud_jobrecord (migrations 0004, 0005, 0012):
+    every insert, update or delete of a record moves its counts in the same transaction. The
+    /crcr daily series reads whole days here; elsewhere (SQLite) the records are counted
+    directly.
     """
 
     downstream_repo = models.CharField(max_length=140)
@@ -131,6 +132,13 @@ class DailyCounts(models.Model):
     cancelled = models.IntegerField(default=0)
     completed = models.IntegerField(default=0)
     in_progress = models.IntegerField(default=0)
+    # A database default too, as an online upgrade wants of a NOT NULL column: no insert that
+    # does not name it fails (docs/operations.md).
+    upstream_failures = models.IntegerField(
+        default=0,
+        db_default=0,
+        help_text="of the failures, those whose triage verdict's category is upstream",
+    )
 
     class Meta:
         verbose_name_plural = "daily counts"

@@ -24,6 +24,7 @@ from hud.reports import (
     OUTCOMES,
     PROBE_EXPECTATIONS,
     RED,
+    WITHOUT_UPSTREAM,
     Cell,
     DailyPoint,
     DailyTimes,
@@ -38,6 +39,7 @@ from hud.reports import (
     PrView,
     ReadinessMetrics,
     RepoSummary,
+    TabCount,
     Window,
     judged,
     probe_judged,
@@ -55,7 +57,9 @@ class BadQuery(ValueError):
 
 @dataclass(frozen=True)
 class Query:
-    """The pages' query string, validated: days, tab, and the matrix's filters."""
+    """The pages' query string, validated: days, tab, the matrix's filters, and the triage
+    toggle (`triage=exclude-upstream`: pass rates and readiness without the failures triaged
+    upstream, hud/reports.py)."""
 
     days: int = DEFAULT_DAYS
     kind: Kind = Kind.PR
@@ -63,6 +67,7 @@ class Query:
     pr: int | None = None
     page: int = 1
     shards: bool = False  # true: every shard in its own column
+    without_upstream: bool = False  # the triage toggle, off by default
 
     @classmethod
     def parse(cls, params: Mapping[str, str], *, strict: bool = False) -> "Query":
@@ -84,13 +89,16 @@ class Query:
         shards = params.get("shards") or None
         if shards not in (None, "all"):
             raise BadQuery("shards", "must be all")
-        return cls(days, Kind(kind), outcome, pr, page, shards == "all")
+        triage = params.get("triage") or None
+        if triage not in (None, WITHOUT_UPSTREAM):
+            raise BadQuery("triage", f"must be {WITHOUT_UPSTREAM}")
+        return cls(days, Kind(kind), outcome, pr, page, shards == "all", triage is not None)
 
     def window(self, now: datetime | None = None) -> Window:
         return Window(self.days, now or timezone.now())
 
 
-QUERY_NAMES = ("days", "tab", "conclusion", "pr", "page", "shards")
+QUERY_NAMES = ("days", "tab", "conclusion", "pr", "page", "shards", "triage")
 # The largest number a query parameter takes (nine digits; the API's schema says so too).
 INT_PARAM_MAX = 999_999_999
 
@@ -197,6 +205,12 @@ class Overview:
     probe: ProbeHealth
     as_of: datetime | None
     silent: tuple[SilentRepo, ...] = ()
+    tabs: tuple[TabCount, ...] = ()  # each tab's repos reporting (the probe left out)
+
+    @property
+    def excluded(self) -> int:
+        """The failures triaged upstream the tables leave out (the triage toggle)."""
+        return sum(line.summary.counts.excluded for block in self.blocks for line in block.lines)
 
 
 def overview(query: Query, store: RecordStore | None = None) -> Overview:
@@ -207,7 +221,10 @@ def overview(query: Query, store: RecordStore | None = None) -> Overview:
     listed = {entry.key: entry for entry in entries}
     marks = _marks(entries)
     by_level: dict[str, list[RepoLine]] = {}
-    for summary in store.summary(window, query.kind, exclude=[probe]):
+    summaries = store.summary(
+        window, query.kind, exclude=[probe], without_upstream=query.without_upstream
+    )
+    for summary in summaries:
         entry = listed.get(summary.key)
         summary = replace(summary, repo=allowlisted(summary.key, summary.repo, listed))
         # Not on the allowlist: under the level it reported, else L2, the lowest level whose
@@ -233,7 +250,8 @@ def overview(query: Query, store: RecordStore | None = None) -> Overview:
     as_of = store.newest()
     quiet = silent_repos(store, window.start, window.end)
     health = probe_health(store, window.end, listed)
-    return Overview(query, window, len(entries), blocks, health, as_of, quiet)
+    tabs = store.tab_counts(window, exclude=[probe])
+    return Overview(query, window, len(entries), blocks, health, as_of, quiet, tabs)
 
 
 def probe_health(
@@ -356,6 +374,7 @@ class Readiness:
     target: str = ""  # the next level up; "" at L4 (only the demotion criteria then)
     verdict: Verdict = Verdict.NOT_APPLICABLE
     summary: str = ""  # the verdict in one line, for people
+    excluded: int = 0  # failures triaged upstream left out over the promotion window (toggle)
 
 
 @dataclass(frozen=True)
@@ -428,6 +447,15 @@ class RepoPage:
     jobs: "JobBoard | None" = None
     unanswered: tuple[Unanswered, ...] = ()
     probe: bool = False  # the probe's page: its figures count expected outcomes as passing
+    tabs: tuple[TabCount, ...] = ()  # the repo's results in each tab
+    # With the triage toggle on: the readiness as level automation reads it (every failure
+    # counted), beside the page's; None when the page's is that one.
+    automation: Readiness | None = None
+
+    @property
+    def excluded(self) -> int:
+        """The failures triaged upstream the summary leaves out (the triage toggle)."""
+        return self.summary.counts.excluded if self.summary is not None else 0
 
 
 @dataclass(frozen=True)
@@ -463,7 +491,10 @@ def repo_page(key: str, query: Query, store: RecordStore | None = None) -> RepoP
     if entry is None and store.first_seen(key) is None:
         return None
     window = query.window()
-    summary, measured = store.repo_overview(key, window, query.kind, readiness_windows(window.end))
+    toggled = query.without_upstream
+    summary, measured = store.repo_overview(
+        key, window, query.kind, readiness_windows(window.end), without_upstream=toggled
+    )
     matrix = store.matrix(
         key,
         window,
@@ -492,12 +523,16 @@ def repo_page(key: str, query: Query, store: RecordStore | None = None) -> RepoP
         for row in matrix.rows
     )
     level = entry.level.value if entry else (summary.level if summary else "")
-    ready = None
+    ready = automated = None
     if level in ("L2", "L3", "L4"):
         promote, demote = measured
-        ready = readiness(entry.repo if entry else key, promote, demote, window.end, Level(level))
+        name = entry.repo if entry else key
+        ready = readiness(name, promote, demote, window.end, Level(level))
         if skipped := automation_skips(entry, key):
             ready = replace(ready, criteria=(), verdict=Verdict.NOT_APPLICABLE, summary=skipped)
+        elif toggled:  # what level automation reads: every failure counted
+            wide, narrow = store.readiness_over(key, readiness_windows(window.end))
+            automated = readiness(name, wide, narrow, window.end, Level(level))
     repo = entry.repo if entry else (summary.repo if summary else matrix.repo)
     if summary is not None:
         summary = replace(summary, repo=repo)
@@ -521,6 +556,8 @@ def repo_page(key: str, query: Query, store: RecordStore | None = None) -> RepoP
         jobs=jobs,
         unanswered=of_repo(key, window.start, store, window.end),
         probe=probe,
+        tabs=store.tab_counts(window, only=key),
+        automation=automated,
     )
 
 
@@ -705,6 +742,7 @@ def readiness(
         higher.value if higher else "",
         verdict,
         summary,
+        promote.excluded,
     )
 
 
@@ -834,6 +872,12 @@ class MetricsPage:
     window: Window
     series: tuple[Series, ...]
     as_of: datetime | None
+    tabs: tuple[TabCount, ...] = ()  # each tab's repos reporting (the probe left out)
+
+    @property
+    def excluded(self) -> int:
+        """The failures triaged upstream the charts leave out (the triage toggle)."""
+        return sum(p.counts.excluded for s in self.series for p in s.points)
 
     @property
     def peak(self) -> int:
@@ -846,7 +890,9 @@ def metrics_page(query: Query, store: RecordStore | None = None) -> MetricsPage:
     store = store or get_store()
     window = query.window()
     exclude = [probe_key()]
-    summaries = store.summary(window, query.kind, exclude=exclude, measured=False)
+    summaries = store.summary(
+        window, query.kind, exclude=exclude, measured=False, without_upstream=query.without_upstream
+    )
     times = store.daily_times(window, query.kind, exclude=exclude)
     listed = _listed()
     series = sorted(
@@ -856,7 +902,8 @@ def metrics_page(query: Query, store: RecordStore | None = None) -> MetricsPage:
         ),
         key=lambda s: s.repo.casefold(),
     )
-    return MetricsPage(query, window, tuple(series), store.newest())
+    tabs = store.tab_counts(window, exclude=exclude)
+    return MetricsPage(query, window, tuple(series), store.newest(), tabs)
 
 
 # -- /crcr/pr/{number} -------------------------------------------------------------------------

@@ -26,12 +26,21 @@ hold each backend to them):
   `cancelled` and `timed_out`, every other job `success`. Wherever the probe's figures are
   shown, a job that ended as expected counts as a success, one expected to fail that passed
   as a failure, any other its conclusion (`probe_judged`).
+- Failures triaged upstream (the triage toggle, off by default; a read's `without_upstream`):
+  a completed job that ended `failure` or `startup_failure` and whose triage verdict's
+  `category` is `upstream` (the upstream change's fault, as the downstream's triage judged it)
+  is then not counted: neither a failure nor completed, so it is in no pass rate, timeout
+  rate or total, and Counts and ReadinessMetrics say how many were left out (`excluded`).
+  Timeouts and cancellations count as ever (triage speaks of failures), and the times
+  (percentiles, averages) still measure every job: it held a runner all the same.
+- A tab's count (`TabCount`) is how many repos have records received in the window among its
+  events, and how many records (every attempt, completed or running), whatever the toggle.
 """
 
 import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from enum import StrEnum
 from typing import Any
@@ -64,6 +73,18 @@ COUNT_CONDITIONS = (
 )
 DAYS = (1, 7, 14, 30, 90)
 DEFAULT_DAYS = 14
+# The triage verdict category of a failure the downstream put on the upstream change.
+UPSTREAM_CATEGORY = "upstream"
+
+
+def upstream_failure(category: str) -> str:
+    """A failure triaged upstream as an SQL condition, `category` being the verdict's category
+    as the engine reads it from the stored JSON (an empty or NULL reading: not triaged)."""
+    return f"{COUNT_CONDITIONS[1]} AND {category} = '{UPSTREAM_CATEGORY}'"
+
+
+# The query parameter's value that turns the triage toggle on (hud/pages.py Query).
+WITHOUT_UPSTREAM = "exclude-upstream"
 # The probe's jobs whose expected outcome is not success.
 PROBE_EXPECTATIONS = {"xfail": "failure", "xcancel": "cancelled", "xtimeout": "timed_out"}
 # What a matrix cell is, for filtering: the conclusion, or `in_progress` while it runs.
@@ -90,6 +111,7 @@ class Counts:
     cancelled: int = 0
     completed: int = 0
     in_progress: int = 0
+    excluded: int = 0  # failures triaged upstream, left out of failures and completed (toggle)
 
     @property
     def total(self) -> int:
@@ -106,6 +128,18 @@ class Counts:
     def pass_rate(self) -> float | None:
         """successes ÷ completed, None when nothing completed."""
         return self.successes / self.completed if self.completed else None
+
+    def excluding(self, upstream: int) -> "Counts":
+        """These counts without `upstream` of their failures (those triaged upstream): neither
+        failures nor completed any more, counted as excluded."""
+        if not upstream:
+            return self
+        return replace(
+            self,
+            failures=self.failures - upstream,
+            completed=self.completed - upstream,
+            excluded=self.excluded + upstream,
+        )
 
     @classmethod
     def of(cls, jobs: Iterable[tuple[str, str]]) -> "Counts":
@@ -130,6 +164,30 @@ class Counts:
 class DailyPoint:
     day: date
     counts: Counts
+
+
+@dataclass(frozen=True)
+class TabCount:
+    """One tab over a window: the repos with results there and their results (records)."""
+
+    kind: Kind
+    repos: int
+    results: int
+
+
+def tab_counts_of(rows: Iterable[Sequence[Any]]) -> tuple[TabCount, ...]:
+    """Each tab's count, in the tabs' order, from (event type, repo key, records) rows (a repo
+    may have several rows of a tab: they add up; a repo whose records sum to none is not one)."""
+    tab_of = {event: kind for kind in Kind for event in kind.events}
+    found: dict[Kind, dict[str, int]] = {kind: {} for kind in Kind}
+    for event, repo, records in rows:
+        if event in tab_of:
+            repos = found[tab_of[event]]
+            repos[repo] = repos.get(repo, 0) + int(records or 0)
+    return tuple(
+        TabCount(kind, sum(n > 0 for n in repos.values()), sum(n for n in repos.values() if n > 0))
+        for kind, repos in found.items()
+    )
 
 
 class Measured:
@@ -544,6 +602,23 @@ class ReadinessMetrics(Measured):
     timeout_rate: float | None
     p50_end_to_end: float | None  # queue + execution, seconds
     avg_queue: float | None
+    excluded: int = 0  # failures triaged upstream left out (the toggle), not in `completed`
+
+    @classmethod
+    def of(
+        cls, days: int, counts: Counts, p50_end_to_end: float | None, avg_queue: float | None
+    ) -> "ReadinessMetrics":
+        """What a window measured, from its counts (the toggle already applied) and times."""
+        done = counts.completed
+        return cls(
+            days=days,
+            completed=done,
+            pass_rate=counts.pass_rate,
+            timeout_rate=counts.timed_out / done if done else None,
+            p50_end_to_end=p50_end_to_end,
+            avg_queue=avg_queue,
+            excluded=counts.excluded,
+        )
 
 
 def probe_judged(job_name: str, conclusion: str) -> str:

@@ -1,11 +1,14 @@
 """A small, realistic history for `make demo`: two weeks of results so every page has data.
 
 Deterministic (seeded): PRs with several pushes, shard families, re-runs, a few failures and
-timeouts, nightly runs, and the probe's expected outcomes. Written once, into an empty HUD.
+timeouts (some failures with a triage verdict, a few of them the upstream change's fault, for
+the HUD's triage toggle), nightly runs, and the probe's expected outcomes. Written once, into
+an empty HUD.
 """
 
 import random
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db import transaction
@@ -134,6 +137,7 @@ def _attempts(
     for attempt in (1, 2):
         ran = workload.attempt(rng, profile, job, time_scale=time_scale, flaky=flaky)
         conclusion = ran.conclusion
+        failed = conclusion == "failure" and job not in expected
         started = at + timedelta(minutes=attempt * 70)
         run = rng.randint(10**9, 10**10)
         attempts.append(
@@ -164,6 +168,7 @@ def _attempts(
                 ]
                 if conclusion == "failure"
                 else None,
+                triage_verdict=_verdict(run) if failed else None,
                 received_at=started,
                 updated_at=started,
             )
@@ -171,3 +176,22 @@ def _attempts(
         if conclusion != "failure" or job in expected or rng.random() < 0.5:
             break
     return attempts
+
+
+# A failure's triage verdict, by its run id (drawn already: the history's dice stay as they
+# were): a third put on the upstream change, a third flaky, the rest not triaged.
+VERDICTS = (
+    {
+        "category": "upstream",
+        "confidence": "high",
+        "summary": "the upstream PR broke it",
+        "links": [],
+    },
+    {"category": "flaky", "confidence": "medium", "summary": "passes on a re-run", "links": []},
+    None,
+)
+
+
+def _verdict(run: int) -> dict[str, Any] | None:
+    verdict = VERDICTS[run % len(VERDICTS)]
+    return dict(verdict) if verdict is not None else None

@@ -40,6 +40,7 @@ from hud.reports import (
     ReadinessMetrics,
     RepoSummary,
     StaleJob,
+    TabCount,
     Window,
 )
 
@@ -210,10 +211,12 @@ class RecordStore:
         exclude: Sequence[str] = (),
         only: str | None = None,
         measured: bool = True,
+        without_upstream: bool = False,
     ) -> list[RepoSummary]:
         """Per repo (or `only` one) over the window, with its daily series; worst first.
         `measured=False` leaves the times and the PR count out (None and 0: not read), for a
-        page that shows none of them."""
+        page that shows none of them; `without_upstream` counts without the failures triaged
+        upstream (hud/reports.py), in the daily series too."""
         raise NotImplementedError
 
     def daily(
@@ -223,8 +226,17 @@ class RecordStore:
         *,
         exclude: Sequence[str] = (),
         only: str | None = None,
+        without_upstream: bool = False,
     ) -> dict[str, tuple[DailyPoint, ...]]:
-        """Per repo key, the counts of each day of the window that has records, oldest first."""
+        """Per repo key, the counts of each day of the window that has records, oldest first
+        (`without_upstream`: without the failures triaged upstream)."""
+        raise NotImplementedError
+
+    def tab_counts(
+        self, window: Window, *, exclude: Sequence[str] = (), only: str | None = None
+    ) -> tuple[TabCount, ...]:
+        """Each tab's count over the window, in the tabs' order (hud/reports.py TabCount): the
+        repos (or `only` one) with records received in it, and how many records."""
         raise NotImplementedError
 
     def daily_times(
@@ -279,21 +291,40 @@ class RecordStore:
         (hud/reports.py pr_of_latest): the PR page's one read."""
         raise NotImplementedError
 
-    def readiness(self, repo_key: str, window: Window) -> ReadinessMetrics:
-        """What the level criteria measure for one repo's PR/push results."""
+    def readiness(
+        self, repo_key: str, window: Window, *, without_upstream: bool = False
+    ) -> ReadinessMetrics:
+        """What the level criteria measure for one repo's PR/push results (`without_upstream`:
+        counting without the failures triaged upstream)."""
         raise NotImplementedError
 
-    def readiness_over(self, repo_key: str, windows: Sequence[Window]) -> list[ReadinessMetrics]:
+    def readiness_over(
+        self, repo_key: str, windows: Sequence[Window], *, without_upstream: bool = False
+    ) -> list[ReadinessMetrics]:
         """`readiness` for several windows ending together (a backend may read once)."""
-        return [self.readiness(repo_key, window) for window in windows]
+        return [
+            self.readiness(repo_key, window, without_upstream=without_upstream)
+            for window in windows
+        ]
 
     def repo_overview(
-        self, repo_key: str, window: Window, kind: Kind, readiness_windows: Sequence[Window]
+        self,
+        repo_key: str,
+        window: Window,
+        kind: Kind,
+        readiness_windows: Sequence[Window],
+        *,
+        without_upstream: bool = False,
     ) -> tuple[RepoSummary | None, list[ReadinessMetrics]]:
         """A repo's summary over `window` and its readiness over each of `readiness_windows`
         (the repo page's figures; a backend may read once)."""
-        summary = next(iter(self.summary(window, kind, only=repo_key)), None)
-        return summary, self.readiness_over(repo_key, readiness_windows)
+        summary = next(
+            iter(self.summary(window, kind, only=repo_key, without_upstream=without_upstream)),
+            None,
+        )
+        return summary, self.readiness_over(
+            repo_key, readiness_windows, without_upstream=without_upstream
+        )
 
     def in_progress_since(self, cutoff: datetime, limit: int) -> list[StaleJob]:
         """The relay's jobs still in progress and unchanged since `cutoff`, oldest first."""

@@ -37,6 +37,7 @@ from hud.reports import (
     FAILURES,
     PR_LATEST_SOURCE,
     RED,
+    UPSTREAM_CATEGORY,
     Cell,
     Counts,
     DailyPoint,
@@ -54,6 +55,7 @@ from hud.reports import (
     ReadinessMetrics,
     RepoSummary,
     StaleJob,
+    TabCount,
     Window,
     head_runs,
     job_stats_of,
@@ -61,6 +63,7 @@ from hud.reports import (
     nearest_ranks,
     pr_heads_of,
     pr_of_latest,
+    tab_counts_of,
     worst_first,
 )
 from hud.storage.base import (
@@ -90,13 +93,25 @@ COUNTS = {
     "completed": Count("status", filter=COMPLETED),
     "in_progress": Count("status", filter=~COMPLETED),
 }
+# Failures triaged upstream (hud/reports.py): read only with the toggle, as `upstream_failures`
+# (the verdict is not in the covering indexes).
+UPSTREAM_FAILURES = Count(
+    "status",
+    filter=COMPLETED & Q(conclusion__in=FAILURES, triage_verdict__category=UPSTREAM_CATEGORY),
+)
 REPO = F("downstream_repo")
 CELL_FIELDS = ("repo_display", "pr_number", "head_sha", *CELL_SOURCE)
 
 
-def _per_day(records: QuerySet[JobRecord]) -> list[dict[str, Any]]:
+def _per_day(records: QuerySet[JobRecord], *, upstream: bool = False) -> list[dict[str, Any]]:
     grouped = records.annotate(day=TruncDate("received_at")).values("downstream_repo", "day")
-    return [dict(row) for row in grouped.annotate(**COUNTS).order_by()]
+    counted = grouped.annotate(**COUNTS, **_upstream(upstream))
+    return [dict(row) for row in counted.order_by()]
+
+
+def _upstream(upstream: bool) -> dict[str, Any]:
+    """The aggregate of the failures triaged upstream, when they are to be left out."""
+    return {"upstream_failures": UPSTREAM_FAILURES} if upstream else {}
 
 
 def _series(rows: Iterable[Mapping[str, Any]]) -> dict[str, tuple[DailyPoint, ...]]:
@@ -108,7 +123,12 @@ def _series(rows: Iterable[Mapping[str, Any]]) -> dict[str, tuple[DailyPoint, ..
 
 
 def _counts(row: Mapping[str, Any]) -> Counts:
-    return Counts(**{name: int(row[name] or 0) for name in COUNTS})
+    """A row's counts, without its `upstream_failures` (as read) if it has them; `excluded`
+    is what sums of counts already left out."""
+    counts = Counts(
+        **{name: int(row[name] or 0) for name in COUNTS}, excluded=int(row.get("excluded") or 0)
+    )
+    return counts.excluding(int(row.get("upstream_failures") or 0))
 
 
 class OrmRecordStore(RecordStore):
@@ -198,13 +218,18 @@ class OrmRecordStore(RecordStore):
         exclude: Sequence[str] = (),
         only: str | None = None,
         measured: bool = True,
+        without_upstream: bool = False,
     ) -> list[RepoSummary]:
-        daily = self.daily(window, kind, exclude=exclude, only=only)
+        daily = self.daily(
+            window, kind, exclude=exclude, only=only, without_upstream=without_upstream
+        )
         if connections[self.using].vendor == "postgresql":
             rows = self._measures(window, kind, daily, measured=measured)
         else:
             records = self._in(window, kind, exclude=exclude, only=only)
-            rows = self._grouped_measures(records, measured=measured)
+            rows = self._grouped_measures(
+                records, measured=measured, without_upstream=without_upstream
+            )
         records = self._in(window, kind, exclude=exclude, only=only)
         newest = self._newest_rows(
             records, {row["downstream_repo"]: row["last_run"] for row in rows}
@@ -256,7 +281,10 @@ class OrmRecordStore(RecordStore):
         for key, last_run, prs, avg_execution, avg_queue, execution, q90 in found:
             if last_run is None:
                 continue
-            totals = {name: sum(getattr(p.counts, name) for p in daily[key]) for name in COUNTS}
+            totals = {
+                name: sum(getattr(p.counts, name) for p in daily[key])
+                for name in (*COUNTS, "excluded")
+            }
             p50, p90 = execution or (None, None)
             rows.append(
                 {
@@ -274,11 +302,15 @@ class OrmRecordStore(RecordStore):
         return rows
 
     def _grouped_measures(
-        self, records: QuerySet[JobRecord], *, measured: bool
+        self, records: QuerySet[JobRecord], *, measured: bool, without_upstream: bool = False
     ) -> list[dict[str, Any]]:
         """SQLite: counts and averages in one GROUP BY, percentiles by ROW_NUMBER windows,
         one query per measure (no ordered-set aggregates)."""
-        aggregates: dict[str, Any] = {**COUNTS, "last_run": Max("received_at")}
+        aggregates: dict[str, Any] = {
+            **COUNTS,
+            **_upstream(without_upstream),
+            "last_run": Max("received_at"),
+        }
         if measured:
             aggregates |= {
                 "prs": Count("pr_number", distinct=True, filter=Q(pr_number__gt=0)),
@@ -323,10 +355,12 @@ class OrmRecordStore(RecordStore):
         *,
         exclude: Sequence[str] = (),
         only: str | None = None,
+        without_upstream: bool = False,
     ) -> dict[str, tuple[DailyPoint, ...]]:
         records = self._in(window, kind, exclude=exclude, only=only)
+        upstream = without_upstream
         if connections[self.using].vendor != "postgresql":
-            return _series(_per_day(records))
+            return _series(_per_day(records, upstream=upstream))
         # Whole days inside the window from the trigger-kept counts; the two days the window
         # cuts (its first and its last) from the records themselves: exact either way.
         first_whole = window.start.astimezone(UTC).date() + timedelta(days=1)
@@ -336,8 +370,8 @@ class OrmRecordStore(RecordStore):
         # Each cut day its own range of the time index (an OR of the two would be read as one
         # filter over the whole window).
         cut = [
-            *_per_day(records.filter(received_at__lt=midnight)),
-            *_per_day(records.filter(received_at__gte=last_midnight)),
+            *_per_day(records.filter(received_at__lt=midnight), upstream=upstream),
+            *_per_day(records.filter(received_at__gte=last_midnight), upstream=upstream),
         ]
         whole = DailyCounts.objects.using(self.using).filter(
             day__gte=first_whole, day__lt=last_cut, event_type__in=kind.events
@@ -347,9 +381,45 @@ class OrmRecordStore(RecordStore):
         if only is not None:
             whole = whole.filter(downstream_repo=only)
         summed = whole.values("downstream_repo", "day").annotate(
-            **{name: Sum(name) for name in COUNTS}
+            **{name: Sum(name) for name in (*COUNTS, *_upstream(upstream))}
         )
         return _series([*cut, *summed])
+
+    def tab_counts(
+        self, window: Window, *, exclude: Sequence[str] = (), only: str | None = None
+    ) -> tuple[TabCount, ...]:
+        events = [event for kind in Kind for event in kind.events]
+        records = JobRecord.objects.using(self.using).filter(
+            received_at__gte=window.start, received_at__lt=window.end, event_type__in=events
+        )
+        if exclude:
+            records = records.exclude(downstream_repo__in=exclude)
+        if only is not None:
+            records = records.filter(downstream_repo=only)
+        per_repo = ("event_type", "downstream_repo")
+        if connections[self.using].vendor != "postgresql":
+            counted = records.values(*per_repo).annotate(n=Count("status")).order_by()
+            return tab_counts_of(counted.values_list(*per_repo, "n"))
+        # As `daily`: the whole days from the trigger-kept counts, the two days the window
+        # cuts from the records (each its own range of the time index).
+        first_whole = window.start.astimezone(UTC).date() + timedelta(days=1)
+        last_cut = window.end.astimezone(UTC).date()
+        midnight = datetime.combine(first_whole, time(), UTC)
+        last_midnight = max(midnight, datetime.combine(last_cut, time(), UTC))
+        rows: list[tuple[Any, ...]] = []
+        for cut in (Q(received_at__lt=midnight), Q(received_at__gte=last_midnight)):
+            counted = records.filter(cut).values(*per_repo).annotate(n=Count("status"))
+            rows += counted.order_by().values_list(*per_repo, "n")
+        whole = DailyCounts.objects.using(self.using).filter(
+            day__gte=first_whole, day__lt=last_cut, event_type__in=events
+        )
+        if exclude:
+            whole = whole.exclude(downstream_repo__in=exclude)
+        if only is not None:
+            whole = whole.filter(downstream_repo=only)
+        summed = whole.values(*per_repo).annotate(n=Sum(F("completed") + F("in_progress")))
+        rows += summed.order_by().values_list(*per_repo, "n")
+        return tab_counts_of(rows)
 
     def daily_times(
         self, window: Window, kind: Kind, *, exclude: Sequence[str] = ()
@@ -545,7 +615,9 @@ class OrmRecordStore(RecordStore):
             found = cursor.fetchall()
         return pr_of_latest(number, map(_latest_row, found))
 
-    def readiness(self, repo_key: str, window: Window) -> ReadinessMetrics:
+    def readiness(
+        self, repo_key: str, window: Window, *, without_upstream: bool = False
+    ) -> ReadinessMetrics:
         records = self._in(window, Kind.PR, only=repo_key)
         measured = COMPLETED & Q(queue_time__isnull=False, execution_time__isnull=False)
         end_to_end = F("queue_time") + F("execution_time")
@@ -561,15 +633,11 @@ class OrmRecordStore(RecordStore):
             row["p50"] = (
                 _percentiles(records.filter(measured), end_to_end).get(repo_key, {}).get(50)
             )
-        counts = _counts(row)
-        return ReadinessMetrics(
-            days=window.days,
-            completed=counts.completed,
-            pass_rate=counts.pass_rate,
-            timeout_rate=counts.timed_out / counts.completed if counts.completed else None,
-            p50_end_to_end=row["p50"],
-            avg_queue=row["avg_queue"],
-        )
+        if without_upstream:
+            # Apart: the aggregate above reads the covering index alone, and the verdict is
+            # not in it (only the toggle pays for reading the table).
+            row |= records.aggregate(upstream_failures=UPSTREAM_FAILURES)
+        return ReadinessMetrics.of(window.days, _counts(row), row["p50"], row["avg_queue"])
 
     def outcomes(
         self, repo_key: str, window: Window, kind: Kind

@@ -45,6 +45,13 @@ ROWS = [
     ("org/alpha", "L2", "nightly", 0, "nnn", "build", 1, "completed", "success", 5000, None, at(20, 6)),
     ("org/alpha", "L2", "nightly", 0, "mmm", "build", 1, "completed", "failure", 6000, None, at(19, 6)),
 ]  # fmt: skip
+# Triage verdicts, by row: alpha's first failed attempt of test-1 on PR 10 and its nightly
+# failure on mmm are the upstream change's fault; beta's red build on eee is a regression.
+TRIAGED = {
+    1: {"category": "upstream", "confidence": "high", "summary": "fixed by the upstream revert"},
+    11: {"category": "regression", "confidence": "medium"},
+    19: {"category": "upstream", "confidence": "low"},
+}
 
 
 def recent_noon() -> datetime:
@@ -91,6 +98,7 @@ def rows(*, now: datetime = NOW) -> list[dict]:
                 failed_tests_detail=[{"name": f"test_{i}", "message": "boom"} for i in range(4)]
                 if conclusion == "failure"
                 else None,
+                triage_verdict=TRIAGED.get(n),
                 received_at=when + shift,
                 updated_at=when + shift,
             )

@@ -186,6 +186,8 @@ EVERY_PAGE = (
     "/crcr/pr/10",
     "/crcr/prs",
     "/crcr/metrics?days=30",
+    "/crcr?triage=exclude-upstream",
+    "/crcr/org/alpha?triage=exclude-upstream",
     "/crcr?days=3",  # an error page
 )
 
@@ -201,6 +203,37 @@ def test_every_page_fits_its_width(browser, server, seeded, width, mobile):
         # Wide tables scroll inside their own box; the page itself never scrolls sideways.
         assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth"), path
     context.close()
+
+
+def _tabs(page):
+    return page.locator("nav.controls ul[aria-label=Results] a").all_inner_texts()
+
+
+def test_the_tabs_count_and_the_triage_toggle_follows_the_reader(page, server, seeded):
+    page.goto(f"{server.url}/crcr")
+    assert _tabs(page) == ["PR / push 3", "Nightly 1"]  # repos reporting, the probe left out
+
+    page.click("text=Without upstream's")
+
+    alpha = page.locator("#section-L2 table.summary tbody tr", has=page.locator("text=org/alpha"))
+    assert alpha.locator("td").first.inner_text() == "! 83.3%"  # was 71.4 %: 1 failure left out
+    assert page.locator("p.triage").inner_text().startswith("Triage toggle on: 1 failure")
+    page.click("#section-L2 table.summary >> text=org/alpha")
+    assert "triage=exclude-upstream" in page.url
+    assert _tabs(page) == ["PR / push 8", "Nightly 2"]  # the repo's results
+    assert (
+        "Level automation counts every failure" in page.locator("#readiness + p + p").inner_text()
+    )
+    page.select_option("select[name=conclusion]", "timed_out")
+    page.click("button:text('Filter')")
+    assert "triage=exclude-upstream" in page.url  # the filter keeps it
+    _screenshot(page, "repo-triage")
+
+    page.click("text=Count every failure")
+
+    assert "triage" not in page.url
+    assert page.locator("p.triage").inner_text().startswith("Pass rates and readiness count")
+    assert page.console_errors == []
 
 
 def test_the_metrics_page_draws_a_chart_per_repo(page, server, seeded):

@@ -40,6 +40,7 @@ REGISTERED = [
     ("pytorch/crcr-test", "L2", "", ["pull_request"]),
 ]
 MAX_PAGES = 4000
+TRIAGE = "triage=exclude-upstream"  # the triage toggle, on
 # Links of one shape (the same path, PR pages as one, with the same query keys) beyond the
 # seeds: a few of each, since their combinations multiply (repo x window x tab x filter x PR).
 PER_SHAPE = 3
@@ -117,6 +118,7 @@ def _demo() -> None:
     """The demo's history, in which the L3 repo's failures were timeouts: the level
     automation has a demotion to propose whatever the history's dice said."""
     assert history.load() > 0
+    assert JobRecord.objects.filter(triage_verdict__category="upstream").exists()  # the toggle's
     failed = JobRecord.objects.filter(downstream_repo="org/three", conclusion="failure")
     assert failed.update(conclusion="timed_out") > 0
 
@@ -135,6 +137,7 @@ def _poisoned() -> None:
              triage_verdict={"category": 5}, event_type="nightly", pr_number=0),
         dict(status="completed", conclusion="failure", event_type="push", head_sha="",
              failed_tests_detail={"not": "a list"}, triage_verdict=["not", "a dict"]),
+        dict(status="completed", conclusion="failure", triage_verdict={"category": "upstream"}),
     ]  # fmt: skip
     repos = [repo for repo, *_ in REGISTERED] + ["Not/Listed"]
     JobRecord.objects.bulk_create(
@@ -152,8 +155,9 @@ def _seeds() -> list[str]:
     for base in ("/crcr/prs", "/api/crcr/prs"):
         seeds += [base, *(f"{base}?{q}" for q in searches), *(f"{base}?days={d}" for d in DAYS)]
     queries = [f"days={d}&tab={t}" for d in DAYS for t in ("pr", "nightly")]
+    queries += [f"days=90&tab={t}&{TRIAGE}" for t in ("pr", "nightly")]
     filters = [f"conclusion={c}" for c in OUTCOMES] + ["page=2", "page=999", "shards=all"]
-    filters += ["pr=100", "pr=2147483647"]
+    filters += ["pr=100", "pr=2147483647", TRIAGE]
     for repo, *_ in [*REGISTERED, ("Not/Listed",)]:
         for base in (f"/crcr/{repo}", f"/api/crcr/repos/{repo}"):
             seeds += [f"{base}?{q}" for q in [*queries, *filters]]
@@ -168,7 +172,8 @@ ERRORS = [
     *(f"{base}?{q}" for base in ("/crcr", "/crcr/metrics", "/crcr/pr/100", "/crcr/prs",
                                  "/crcr/org/one", "/crcr/proposals/1/allowlist.diff",
                                  "/api/crcr/summary", "/api/crcr/repos/org/one")
-      for q in ("days=3", "days=5", "tab=x", "page=0", "conclusion=meh", "shards=1", "pr=-1")),
+      for q in ("days=3", "days=5", "tab=x", "page=0", "conclusion=meh", "shards=1", "pr=-1",
+                "triage=on", "triage=upstream")),
     "/crcr/nobody/there", "/api/crcr/repos/nobody/there", "/crcr/proposals/0/allowlist.diff",
     "/crcr/proposals/99999999999999999999/allowlist.diff", "/crcr/no/such/page", "/api/crcr/nope",
 ]  # fmt: skip
@@ -230,6 +235,12 @@ def test_every_page_and_api_answer_on_every_kind_of_data_is_never_a_5xx(client, 
     assert seen["/crcr/prs"] == seen["/api/crcr/prs"] == 200
     for repo, *_ in REGISTERED:  # every registered repo has its page, results or not
         assert seen[f"/crcr/{repo}?days=14&tab=pr"] == 200, repo
+        assert seen[f"/crcr/{repo}?{TRIAGE}"] == 200, repo
+    assert (
+        seen[f"/crcr?days=90&tab=nightly&{TRIAGE}"]
+        == seen[f"/api/crcr/metrics?days=90&tab=pr&{TRIAGE}"]
+        == 200
+    )
     assert any(url.startswith("/crcr/pr/1") and code == 200 for url, code in seen.items())
     assert any(url.startswith("/crcr/proposals/") and code == 200 for url, code in seen.items())
     assert {seen[url] for url in ERRORS} == {400, 404}

@@ -25,7 +25,9 @@ def _error_page(response, status: int) -> str:
 
 
 @pytest.mark.parametrize("path", PAGES)
-@pytest.mark.parametrize("query", ["days=5", "days=3", "tab=weekly", "page=0", "shards=some"])
+@pytest.mark.parametrize(
+    "query", ["days=5", "days=3", "tab=weekly", "page=0", "shards=some", "triage=on"]
+)
 def test_every_page_refuses_a_bad_query_with_an_html_400(client, seeded, path, query):
     text = _error_page(client.get(f"{path}?{query}"), 400)
 

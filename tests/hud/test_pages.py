@@ -20,7 +20,9 @@ def test_the_overview_lists_repos_under_their_levels(client, seeded):
     assert "'unsafe-inline'" not in response.headers["Content-Security-Policy"]
 
 
-@pytest.mark.parametrize("query", ["days=5", "tab=weekly", "days=x", "page=0", "conclusion=meh"])
+@pytest.mark.parametrize(
+    "query", ["days=5", "tab=weekly", "days=x", "page=0", "conclusion=meh", "triage=upstream"]
+)
 def test_a_bad_query_is_a_400_not_a_500(client, seeded, query):
     assert client.get(f"/crcr/org/alpha?{query}").status_code == 400
     api = client.get(f"/api/crcr/repos/org/alpha?{query}")
@@ -523,3 +525,33 @@ def test_the_pr_page_lists_every_job_by_repo_and_head_with_its_links(client, see
         "test-2",
         "test-3",
     ]
+
+
+def _tab_counts(text: str) -> list[str]:
+    nav = text[text.index('aria-label="Results"') :]
+    nav = nav[: nav.index("</ul>")]
+    return [part.split(">", 1)[1].split("<", 1)[0] for part in nav.split('class="tab-count"')[1:]]
+
+
+def test_the_tabs_count_the_repos_reporting_in_each_and_the_api_says_so(client, seeded):
+    text = client.get("/crcr").content.decode()
+    api = client.get("/api/crcr/summary").json()
+    metrics = client.get("/api/crcr/metrics?tab=nightly").json()
+
+    assert _tab_counts(text) == ["3", "1"]  # alpha, beta, Gamma (the probe left out); alpha
+    assert 'title="3 repositories reporting (12 results) over the last 14 days"' in text
+    assert api["tabs"] == [
+        {"kind": "pr", "repos": 3, "results": 12},
+        {"kind": "nightly", "repos": 1, "results": 2},
+    ]
+    assert metrics["tabs"] == api["tabs"]
+    assert _tab_counts(client.get("/crcr/metrics").content.decode()) == ["3", "1"]
+
+
+def test_a_repo_pages_tabs_count_its_results_in_each(client, seeded):
+    text = client.get("/crcr/org/alpha?days=30").content.decode()
+    api = client.get("/api/crcr/repos/org/alpha?days=30").json()
+
+    assert _tab_counts(text) == ["9", "2"]  # every attempt and the running job; nightlies
+    assert 'title="9 results over the last 30 days"' in text
+    assert [(t["kind"], t["results"]) for t in api["tabs"]] == [("pr", 9), ("nightly", 2)]

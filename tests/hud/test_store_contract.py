@@ -9,7 +9,7 @@ from django.db import connections
 
 from crcr_site import sql
 from hud.pages import probe_health
-from hud.reports import Counts, Kind, Mark, PrActivity, Window, judged
+from hud.reports import Counts, Kind, Mark, PrActivity, TabCount, Window, judged
 from hud.storage import HudRecord, RecordExists, RecordKey
 from hud.storage.clickhouse.drivers import ChdbDriver, ServerDriver
 from hud.storage.clickhouse.store import ClickHouseRecordStore
@@ -70,6 +70,114 @@ def test_a_window_without_records_reads_as_empty(store):
         assert store.daily(empty, kind) == {}
         assert store.daily_times(empty, kind) == {}
     assert store.recent_prs(empty, limit=5) == []
+
+
+def test_each_tabs_count_is_its_repos_with_results_and_their_results(store):
+    assert store.tab_counts(D14) == (TabCount(Kind.PR, 4, 17), TabCount(Kind.NIGHTLY, 1, 2))
+    assert store.tab_counts(D14, exclude=[PROBE])[0] == TabCount(Kind.PR, 3, 12)
+    assert store.tab_counts(D14, only="org/alpha") == (
+        TabCount(Kind.PR, 1, 8),  # every attempt, the running one too; PR 12 is older
+        TabCount(Kind.NIGHTLY, 1, 2),
+    )
+    # A day: the window's start included (beta's red build), the day before it not.
+    assert store.tab_counts(Window(1, NOW)) == (
+        TabCount(Kind.PR, 3, 11),
+        TabCount(Kind.NIGHTLY, 1, 1),
+    )
+    empty = Window(14, NOW - timedelta(days=365))
+    assert store.tab_counts(empty) == (TabCount(Kind.PR, 0, 0), TabCount(Kind.NIGHTLY, 0, 0))
+
+
+def test_a_tabs_count_is_what_its_summary_lists(store):
+    tabs = store.tab_counts(Window(30, NOW), exclude=[PROBE])
+
+    for tab in tabs:
+        summaries = store.summary(Window(30, NOW), tab.kind, exclude=[PROBE])
+        assert (tab.repos, tab.results) == (len(summaries), sum(s.counts.total for s in summaries))
+
+
+def test_without_upstream_a_failure_triaged_upstream_is_neither_failed_nor_completed(store):
+    gamma, beta, alpha = store.summary(D14, Kind.PR, exclude=[PROBE], without_upstream=True)
+
+    # alpha's failed first attempt of test-1 was the upstream change's fault.
+    assert alpha.counts == Counts(successes=5, timed_out=1, completed=6, in_progress=1, excluded=1)
+    assert (alpha.counts.pass_rate, alpha.timeout_rate) == pytest.approx((5 / 6, 1 / 6))
+    assert alpha.daily[-1].counts == Counts(successes=4, completed=4, excluded=1)
+    assert (alpha.p50_execution, alpha.p90_execution) == (250, 600)  # times: every job
+    assert alpha.avg_queue == pytest.approx(166 / 7)
+    assert beta.counts == Counts(successes=2, failures=1, completed=3)  # a regression counts
+    assert gamma.counts == Counts(cancelled=1, completed=1)
+    (nightly,) = store.summary(D14, Kind.NIGHTLY, without_upstream=True)
+    assert nightly.counts == Counts(successes=1, completed=1, excluded=1)
+
+
+def test_the_triage_toggle_is_off_by_default(store):
+    alpha = store.summary(D14, Kind.PR, only="org/alpha")[0]
+
+    assert alpha.counts == Counts(successes=5, failures=1, timed_out=1, completed=7, in_progress=1)
+    assert store.readiness("org/alpha", D14).excluded == 0
+
+
+def test_without_upstream_the_daily_and_unmeasured_reads_leave_them_out_too(store):
+    summaries = store.summary(D14, Kind.PR, exclude=[PROBE], without_upstream=True)
+    daily = store.daily(D14, Kind.PR, exclude=[PROBE], without_upstream=True)
+    unmeasured = store.summary(D14, Kind.PR, exclude=[PROBE], measured=False, without_upstream=True)
+
+    assert daily == {s.key: s.daily for s in summaries}
+    assert [(s.counts, s.daily) for s in unmeasured] == [(s.counts, s.daily) for s in summaries]
+
+
+def test_without_upstream_readiness_counts_without_them(store):
+    wide = store.readiness("org/alpha", D14, without_upstream=True)
+    narrow = store.readiness("org/alpha", Window(7, NOW), without_upstream=True)
+
+    assert (wide.completed, wide.excluded, wide.p50_end_to_end) == (6, 1, 330)
+    assert (wide.pass_rate, wide.timeout_rate) == pytest.approx((5 / 6, 1 / 6))
+    assert wide.avg_queue == pytest.approx(166 / 7)
+    assert (narrow.completed, narrow.excluded) == (5, 1)
+    assert (narrow.pass_rate, narrow.timeout_rate) == pytest.approx((4 / 5, 1 / 5))
+    windows = [D14, Window(7, NOW)]
+    assert store.readiness_over("org/alpha", windows, without_upstream=True) == [wide, narrow]
+    summary, measured = store.repo_overview(
+        "org/alpha", Window(30, NOW), Kind.PR, windows, without_upstream=True
+    )
+    assert (
+        summary
+        == store.summary(Window(30, NOW), Kind.PR, only="org/alpha", without_upstream=True)[0]
+    )
+    assert measured == [wide, narrow]
+
+
+def test_only_failures_whose_verdict_says_upstream_are_left_out(store):
+    upstream = {"category": "upstream", "confidence": "high"}
+
+    def verdict(job, check_run, conclusion, triage, delivery="pull_request-11-bbb"):
+        key = RecordKey("org/alpha", delivery, "CI", job, check_run)
+        record = HudRecord(key, "org/alpha", event_type="pull_request", pr_number=11,
+                           head_sha="bbb", run_id="1", status="completed",
+                           conclusion=conclusion, triage_verdict=triage)  # fmt: skip
+        store.upsert(record, now=at(17))
+
+    verdict("build", "5", "timed_out", upstream)  # a timeout: counted as ever
+    verdict("test-1", "6", "success", upstream)  # the running job passes: a success is one
+    verdict("odd-1", "o-1", "failure", ["upstream"])  # verdicts no edge lets through
+    verdict("odd-2", "o-2", "failure", {"category": 5})
+    verdict("late", "o-3", "startup_failure", upstream)
+    key = RecordKey("org/beta", "pull_request-10-eee", "CI", "build", "11")  # triaged later
+    store.upsert(HudRecord(key, "org/beta", status="completed", conclusion="failure",
+                           triage_verdict=upstream), now=at(19, 13))  # fmt: skip
+
+    found = store.summary(D14, Kind.PR, exclude=[PROBE], without_upstream=True)
+    alpha, beta = (next(s for s in found if s.key == key) for key in ("org/alpha", "org/beta"))
+
+    assert alpha.counts == Counts(
+        successes=6, failures=2, timed_out=1, completed=9, excluded=2
+    )  # the test-1 attempt and the startup failure
+    assert beta.counts == Counts(successes=2, completed=2, excluded=1)
+    assert [(p.day, p.counts) for p in beta.daily][-1] == (
+        date(2026, 11, 19), Counts(completed=0, excluded=1)
+    )  # fmt: skip
+    assert store.readiness("org/beta", D14, without_upstream=True).pass_rate == 1.0
 
 
 def test_an_unmeasured_summary_is_the_summary_without_times_or_prs(store):

@@ -8,7 +8,7 @@ each key (exact, whatever the background merges have done so far).
 from collections.abc import Sequence
 from typing import Any
 
-from hud.reports import COUNT_CONDITIONS
+from hud.reports import COUNT_CONDITIONS, upstream_failure
 from hud.storage.base import KEY_FIELDS
 
 TABLE = "hud_job"
@@ -68,14 +68,19 @@ MIGRATIONS_TABLE = (
 )
 
 COUNTS = ", ".join(f"countIf({condition})" for condition in COUNT_CONDITIONS)
+# A failure triaged upstream (hud/reports.py); '' for no verdict, JSON that is not an object,
+# or a category that is not a string. Read only with the toggle: it reads the verdicts.
+UPSTREAM = upstream_failure("JSONExtractString(triage_verdict, 'category')")
 OUTCOME = "if(status = 'completed', conclusion, 'in_progress')"
 
 
 # The same counts per day, inside a per-repo aggregate: one sumMap over the record's UTC day,
 # with a last array of ones so that no day with records is dropped as all zeros.
-def daily_counts(where: str) -> str:
-    """The counts per day of the rows matching `where`, inside a per-repo aggregate."""
-    arrays = ", ".join(f"[toUInt64({condition})]" for condition in COUNT_CONDITIONS)
+def daily_counts(where: str, *, upstream: str = "") -> str:
+    """The counts per day of the rows matching `where`, inside a per-repo aggregate, and a
+    seventh array of those matching `upstream` too (the failures triaged upstream), if given."""
+    conditions = (*COUNT_CONDITIONS, upstream) if upstream else COUNT_CONDITIONS
+    arrays = ", ".join(f"[toUInt64({condition})]" for condition in conditions)
     return f"sumMapIf([toDate(received_at)], {arrays}, [toUInt64(1)], {where})"
 
 

@@ -36,12 +36,14 @@ from hud.reports import (
     ReadinessMetrics,
     RepoSummary,
     StaleJob,
+    TabCount,
     Window,
     head_runs,
     job_stats_of,
     latest_attempts,
     pr_heads_of,
     pr_of_latest,
+    tab_counts_of,
     worst_first,
 )
 from hud.storage.base import (
@@ -183,18 +185,27 @@ class ClickHouseRecordStore(RecordStore):
         exclude: Sequence[str] = (),
         only: str | None = None,
         measured: bool = True,
+        without_upstream: bool = False,
     ) -> list[RepoSummary]:
         params: dict[str, Any] = {}
         where = self._where(window, kind, params, exclude=exclude, only=only)
+        upstream = q.UPSTREAM if without_upstream else ""
+        columns = _summary_columns("1", measured=measured, upstream=upstream)
         statement = (
-            f"SELECT downstream_repo, {', '.join(_summary_columns('1', measured=measured))} "
+            f"SELECT downstream_repo, {', '.join(columns)} "
             f"FROM {q.TABLE} FINAL WHERE {where} GROUP BY downstream_repo"
         )
         summaries = [_summary(row[0], row[1:]) for row in self._select(statement, params)]
         return sorted(summaries, key=worst_first)
 
     def repo_overview(
-        self, repo_key: str, window: Window, kind: Kind, readiness_windows: Sequence[Window]
+        self,
+        repo_key: str,
+        window: Window,
+        kind: Kind,
+        readiness_windows: Sequence[Window],
+        *,
+        without_upstream: bool = False,
     ) -> tuple[RepoSummary | None, list[ReadinessMetrics]]:
         # One read: the summary's and every readiness window's figures are -If aggregates.
         every = [window, *readiness_windows]
@@ -210,16 +221,20 @@ class ClickHouseRecordStore(RecordStore):
             f" AND event_type IN {q.in_list('ev', kind.events, params)}"
         )
         flags = {"in_page": page, **_readiness_flags(readiness_windows, params)}
-        columns = ["countIf(in_page)", *_summary_columns("in_page")]
-        columns += _readiness_columns(len(readiness_windows))
+        upstream = ""
+        if without_upstream:  # a flag too: the aggregates say `up`, the subquery reads it
+            flags[upstream := "up"] = q.UPSTREAM
+        columns = ["countIf(in_page)", *_summary_columns("in_page", upstream=upstream)]
+        columns += _readiness_columns(len(readiness_windows), upstream=upstream)
         rows = _flagged(
             flags,
             "downstream_repo = {repo:String} AND received_at >= {lo:DateTime64(6, 'UTC')}"
             " AND received_at < {hi:DateTime64(6, 'UTC')}",
         )
         row = self._select(f"SELECT {', '.join(columns)} FROM {rows}", params)[0]
-        summary = _summary(repo_key, row[1 : SUMMARY_WIDTH + 1]) if row[0] else None
-        return summary, _readiness(readiness_windows, row[SUMMARY_WIDTH + 1 :])
+        width = len(_summary_columns("1", upstream=upstream))
+        summary = _summary(repo_key, row[1 : width + 1]) if row[0] else None
+        return summary, _readiness(readiness_windows, row[width + 1 :], upstream=bool(upstream))
 
     def daily(
         self,
@@ -228,18 +243,35 @@ class ClickHouseRecordStore(RecordStore):
         *,
         exclude: Sequence[str] = (),
         only: str | None = None,
+        without_upstream: bool = False,
     ) -> dict[str, tuple[DailyPoint, ...]]:
         params: dict[str, Any] = {}
         where = self._where(window, kind, params, exclude=exclude, only=only)
+        counts = q.COUNTS + (f", countIf({q.UPSTREAM})" if without_upstream else "")
         statement = (
-            f"SELECT downstream_repo, toDate(received_at) AS day, {q.COUNTS} "
+            f"SELECT downstream_repo, toDate(received_at) AS day, {counts} "
             f"FROM {q.TABLE} FINAL WHERE {where} GROUP BY downstream_repo, day "
             "ORDER BY downstream_repo, day"
         )
         series: dict[str, list[DailyPoint]] = {}
         for row in self._select(statement, params):
-            series.setdefault(row[0], []).append(DailyPoint(row[1], Counts(*row[2:8])))
+            tally = Counts(*row[2:8]).excluding(row[8] if without_upstream else 0)
+            series.setdefault(row[0], []).append(DailyPoint(row[1], tally))
         return {repo: tuple(points) for repo, points in series.items()}
+
+    def tab_counts(
+        self, window: Window, *, exclude: Sequence[str] = (), only: str | None = None
+    ) -> tuple[TabCount, ...]:
+        params: dict[str, Any] = {}
+        where = self._where(window, None, params, exclude=exclude, only=only)
+        events = [event for kind in Kind for event in kind.events]
+        where += f" AND event_type IN {q.in_list('ev', events, params)}"
+        # FINAL: a record is counted once, whatever versions of it are stored.
+        statement = (
+            f"SELECT event_type, downstream_repo, count() FROM {q.TABLE} FINAL WHERE {where} "
+            "GROUP BY event_type, downstream_repo"
+        )
+        return tab_counts_of(self._select(statement, params))
 
     def daily_times(
         self, window: Window, kind: Kind, *, exclude: Sequence[str] = ()
@@ -418,17 +450,26 @@ class ClickHouseRecordStore(RecordStore):
         )
         return pr_of_latest(number, rows)
 
-    def readiness(self, repo_key: str, window: Window) -> ReadinessMetrics:
-        return self.readiness_over(repo_key, [window])[0]
+    def readiness(
+        self, repo_key: str, window: Window, *, without_upstream: bool = False
+    ) -> ReadinessMetrics:
+        return self.readiness_over(repo_key, [window], without_upstream=without_upstream)[0]
 
-    def readiness_over(self, repo_key: str, windows: Sequence[Window]) -> list[ReadinessMetrics]:
+    def readiness_over(
+        self, repo_key: str, windows: Sequence[Window], *, without_upstream: bool = False
+    ) -> list[ReadinessMetrics]:
         # One read of the widest window; each window's figures are -If aggregates over it.
         params: dict[str, Any] = {"repo": repo_key}
         widest = max(windows, key=lambda w: w.days)
         where = self._where(widest, Kind.PR, params, only=repo_key)
-        rows = _flagged(_readiness_flags(windows, params), where)
-        statement = f"SELECT {', '.join(_readiness_columns(len(windows)))} FROM {rows}"
-        return _readiness(windows, self._select(statement, params)[0])
+        flags = _readiness_flags(windows, params)
+        upstream = ""
+        if without_upstream:
+            flags[upstream := "up"] = q.UPSTREAM
+        rows = _flagged(flags, where)
+        columns = _readiness_columns(len(windows), upstream=upstream)
+        statement = f"SELECT {', '.join(columns)} FROM {rows}"
+        return _readiness(windows, self._select(statement, params)[0], upstream=bool(upstream))
 
     def in_progress_since(self, cutoff: datetime, limit: int) -> list[StaleJob]:
         names = [f.name for f in dataclass_fields(StaleJob)]
@@ -561,9 +602,10 @@ def _numbers(numbers: Sequence[int], params: dict[str, Any]) -> str:
     return f"({', '.join(placeholders) or '0'})"
 
 
-def _summary_columns(where: str, *, measured: bool = True) -> list[str]:
+def _summary_columns(where: str, *, measured: bool = True, upstream: str = "") -> list[str]:
     """A RepoSummary's figures over the rows matching `where`, in _summary's order; without
-    the times and the PR count (0 and NULLs) unless `measured`."""
+    the times and the PR count (0 and NULLs) unless `measured`; with `upstream` (the condition
+    of a failure triaged upstream), those failures counted last, to be left out."""
     completed = f"{where} AND status = 'completed'"
     timed = f"{completed} AND execution_time IS NOT NULL"
     first = f"{where} AND run_attempt = 1 AND queue_time IS NOT NULL"
@@ -580,12 +622,10 @@ def _summary_columns(where: str, *, measured: bool = True) -> list[str]:
         *(f"countIf({where} AND {condition})" for condition in COUNT_CONDITIONS),
         *(measures if measured else ["0", *["NULL"] * (len(measures) - 1)]),
         f"maxIf(received_at, {where})",
-        q.daily_counts(where),
+        q.daily_counts(where, upstream=upstream),
         f"argMaxIf(head_sha, received_at, {where})",
+        *([f"countIf({where} AND {upstream})"] if upstream else []),
     ]
-
-
-SUMMARY_WIDTH = len(_summary_columns("1"))
 
 
 def _summary(key: str, row: Sequence[Any]) -> RepoSummary:
@@ -593,7 +633,7 @@ def _summary(key: str, row: Sequence[Any]) -> RepoSummary:
         repo=row[0],
         key=key,
         level=row[1],
-        counts=Counts(*row[2:8]),
+        counts=Counts(*row[2:8]).excluding(row[17] if len(row) > 17 else 0),
         prs=row[8],
         avg_execution=row[9],
         p50_execution=row[10],
@@ -619,8 +659,9 @@ def _readiness_flags(windows: Sequence[Window], params: dict[str, Any]) -> dict[
     return flags
 
 
-def _readiness_columns(windows: int) -> list[str]:
-    """Each window's readiness figures over the rows flagged `w<n>`, 8 columns a window."""
+def _readiness_columns(windows: int, *, upstream: str = "") -> list[str]:
+    """Each window's readiness figures over the rows flagged `w<n>`, 8 columns a window, and
+    a ninth with `upstream` (the rows' flag of a failure triaged upstream): those counted."""
     columns = []
     for n in range(windows):
         inside = f"w{n}"
@@ -630,6 +671,8 @@ def _readiness_columns(windows: int) -> list[str]:
         columns += q.percentiles(
             "queue_time + execution_time", f"{inside} AND status = 'completed'", 0.5
         )
+        if upstream:
+            columns.append(f"countIf({inside} AND {upstream})")
     return columns
 
 
@@ -657,31 +700,29 @@ def _flagged(flags: dict[str, str], where: str) -> str:
     return f"(SELECT {', '.join(FLAGGED_SOURCE)}, {named} FROM {q.TABLE} FINAL WHERE {where})"
 
 
-def _readiness(windows: Sequence[Window], row: Sequence[Any]) -> list[ReadinessMetrics]:
+def _readiness(
+    windows: Sequence[Window], row: Sequence[Any], *, upstream: bool = False
+) -> list[ReadinessMetrics]:
     measured = []
+    width = 9 if upstream else 8  # _readiness_columns' columns a window
     for n, window in enumerate(windows):
-        values = row[n * 8 : n * 8 + 8]
-        tally = Counts(*values[0:6])
-        measured.append(
-            ReadinessMetrics(
-                days=window.days,
-                completed=tally.completed,
-                pass_rate=tally.pass_rate,
-                timeout_rate=tally.timed_out / tally.completed if tally.completed else None,
-                p50_end_to_end=values[7],
-                avg_queue=values[6],
-            )
-        )
+        values = row[n * width : (n + 1) * width]
+        tally = Counts(*values[0:6]).excluding(values[8] if upstream else 0)
+        measured.append(ReadinessMetrics.of(window.days, tally, values[7], values[6]))
     return measured
 
 
 def _days(summed: Sequence[Sequence[Any]]) -> tuple[DailyPoint, ...]:
-    """queries.daily_counts' (days, six count arrays, ones) as the repo's days, oldest first."""
+    """queries.daily_counts' (days, six count arrays, the upstream failures' if read, ones) as
+    the repo's days, oldest first."""
     days, *counts, _ = summed
+    upstream = counts[6] if len(counts) > 6 else None  # with the toggle: left out
     points = [
         DailyPoint(
             day if isinstance(day, date) else date.fromisoformat(str(day)),
-            Counts(*(int(values[n]) for values in counts)),
+            Counts(*(int(values[n]) for values in counts[:6])).excluding(
+                int(upstream[n]) if upstream is not None else 0
+            ),
         )
         for n, day in enumerate(days)
     ]
