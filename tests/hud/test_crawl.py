@@ -180,9 +180,12 @@ ERRORS = [
 
 
 def _shape(url: str) -> tuple[str, tuple[str, ...]]:
+    """A link's path and query keys; the triage toggle is not a shape of its own (every link
+    of a toggled page carries it: counted apart it doubled the crawl, and the seeds visit the
+    toggled pages anyway)."""
     parts = urlsplit(url)
     path = re.sub(r"/prs?/[0-9]+$", "/pr/N", parts.path)
-    return path, tuple(sorted(key for key, _ in parse_qsl(parts.query)))
+    return path, tuple(sorted(key for key, _ in parse_qsl(parts.query) if key != "triage"))
 
 
 def _crawl(client) -> dict[str, int]:
