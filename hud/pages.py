@@ -44,7 +44,7 @@ from hud.reports import (
     judged,
     probe_judged,
 )
-from hud.silent import SilentRepo, Unanswered, of_pr, of_repo, silent_repos
+from hud.silent import SilentRepo, Unanswered, dispatched_since, of_pr, of_repo, silent_repos
 from hud.storage import RecordStore, get_store
 from hud.templatetags.hud import duration, percent
 
@@ -221,10 +221,15 @@ def overview(query: Query, store: RecordStore | None = None) -> Overview:
     listed = {entry.key: entry for entry in entries}
     marks = _marks(entries)
     by_level: dict[str, list[RepoLine]] = {}
-    summaries = store.summary(
-        window, query.kind, exclude=[probe], without_upstream=query.without_upstream
+    dispatched = dispatched_since(window.start, window.end)
+    figures = store.window_figures(
+        window,
+        query.kind,
+        exclude=[probe],
+        without_upstream=query.without_upstream,
+        heard_from=sorted(dispatched),
     )
-    for summary in summaries:
+    for summary in figures.summaries:
         entry = listed.get(summary.key)
         summary = replace(summary, repo=allowlisted(summary.key, summary.repo, listed))
         # Not on the allowlist: under the level it reported, else L2, the lowest level whose
@@ -248,10 +253,9 @@ def overview(query: Query, store: RecordStore | None = None) -> Overview:
         for level in sorted(Level, key=lambda level: -level.rank)
     )
     as_of = store.newest()
-    quiet = silent_repos(store, window.start, window.end)
+    quiet = silent_repos(store, window.start, window.end, newest=dispatched, heard=figures.heard)
     health = probe_health(store, window.end, listed)
-    tabs = store.tab_counts(window, exclude=[probe])
-    return Overview(query, window, len(entries), blocks, health, as_of, quiet, tabs)
+    return Overview(query, window, len(entries), blocks, health, as_of, quiet, figures.tabs)
 
 
 def probe_health(
@@ -265,17 +269,17 @@ def probe_health(
     widest = Window(max(DAYS), now)
     lines, name = [], settings.CRCR_PROBE_REPO
     wanted = settings.CRCR_PROBE_RUNS
+    # Twice as many rows as judged: runs still going (nothing unexpected yet) take none of
+    # the judged places.
+    recent = store.recent_runs(key, widest, per_kind=2 * wanted)
     for kind in Kind:
-        # Twice as many rows as judged: runs still going (nothing unexpected yet) take none of
-        # the judged places.
-        page = store.matrix(key, widest, kind, per_page=2 * wanted)
         runs: list[ProbeRun] = []
-        for run in map(_probe_run, page.rows):
+        for run in map(_probe_run, recent.rows[kind]):
             if sum(r.state != "running" for r in runs) == wanted:
                 break
             runs.append(run)
         lines.append(ProbeLine.of(kind, runs))
-        name = page.repo if page.rows else name
+    name = recent.repo or name
     return ProbeHealth.of(
         allowlisted(key, name, listed),
         key,
@@ -492,7 +496,7 @@ def repo_page(key: str, query: Query, store: RecordStore | None = None) -> RepoP
         return None
     window = query.window()
     toggled = query.without_upstream
-    summary, measured = store.repo_overview(
+    summary, measured, tabs = store.repo_overview(
         key, window, query.kind, readiness_windows(window.end), without_upstream=toggled
     )
     matrix = store.matrix(
@@ -556,7 +560,7 @@ def repo_page(key: str, query: Query, store: RecordStore | None = None) -> RepoP
         jobs=jobs,
         unanswered=of_repo(key, window.start, store, window.end),
         probe=probe,
-        tabs=store.tab_counts(window, only=key),
+        tabs=tabs,
         automation=automated,
     )
 
@@ -890,20 +894,24 @@ def metrics_page(query: Query, store: RecordStore | None = None) -> MetricsPage:
     store = store or get_store()
     window = query.window()
     exclude = [probe_key()]
-    summaries = store.summary(
-        window, query.kind, exclude=exclude, measured=False, without_upstream=query.without_upstream
+    figures = store.window_figures(
+        window,
+        query.kind,
+        exclude=exclude,
+        measured=False,
+        times=True,
+        without_upstream=query.without_upstream,
     )
-    times = store.daily_times(window, query.kind, exclude=exclude)
+    times = figures.times
     listed = _listed()
     series = sorted(
         (
             Series(allowlisted(s.key, s.repo, listed), s.key, s.daily, times.get(s.key, ()))
-            for s in summaries
+            for s in figures.summaries
         ),
         key=lambda s: s.repo.casefold(),
     )
-    tabs = store.tab_counts(window, exclude=exclude)
-    return MetricsPage(query, window, tuple(series), store.newest(), tabs)
+    return MetricsPage(query, window, tuple(series), store.newest(), figures.tabs)
 
 
 # -- /crcr/pr/{number} -------------------------------------------------------------------------

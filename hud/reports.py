@@ -357,6 +357,17 @@ class RepoSummary(Measured):
         return self.counts.timed_out / done if done else None
 
 
+@dataclass(frozen=True)
+class WindowFigures:
+    """What the overview and metrics pages read of one window: each repo's summary (worst
+    first), the tabs' counts and, when asked for, each repo's daily times."""
+
+    summaries: list[RepoSummary]
+    tabs: tuple[TabCount, ...]
+    times: dict[str, tuple[DailyTimes, ...]]
+    heard: dict[str, datetime]  # of the repos asked about, each one's newest record since start
+
+
 def worst_first(summary: RepoSummary) -> tuple[float, str]:
     """Sort key: lowest pass rate first (none at the end), then by name."""
     rate = summary.counts.pass_rate
@@ -467,6 +478,14 @@ class MatrixPage:
     page: int
     pages: int
     total_rows: int
+
+
+@dataclass(frozen=True)
+class RecentRuns:
+    """A repo's newest matrix rows in each tab (the relay-health card's probe runs)."""
+
+    repo: str  # as its records name it ('' when it has none)
+    rows: dict[Kind, tuple[MatrixRow, ...]]
 
 
 @dataclass(frozen=True)

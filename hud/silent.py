@@ -20,6 +20,8 @@ from hud.storage import RecordStore
 
 # The newest dispatches a PR or repo page looks at.
 UNANSWERED_READ = 200
+# How much earlier than its dispatch a record answering it may say it was received (clocks).
+HEARD_SLACK = timedelta(days=1)
 
 
 @dataclass(frozen=True)
@@ -53,7 +55,9 @@ def unanswered(
 ) -> tuple[Unanswered, ...]:
     """The newest UNANSWERED_READ of `rows` that no record answers, newest first."""
     found = list(rows.order_by("-dispatched_at", "-id")[:UNANSWERED_READ])
-    heard = store.heard_from((row.repo_key, row.delivery_id) for row in found)
+    # A record answering a dispatch was received after it was sent; a day's slack for clocks.
+    since = min((row.dispatched_at for row in found), default=now) - HEARD_SLACK
+    heard = store.heard_from(((row.repo_key, row.delivery_id) for row in found), since=since)
     after = settings.CRCR_SILENT_AFTER
     name = _names()
     return tuple(
@@ -85,24 +89,40 @@ def of_repo(key: str, start: datetime, store: RecordStore, now: datetime) -> tup
     return unanswered(rows, store, now)
 
 
-def silent_repos(store: RecordStore, start: datetime, now: datetime) -> tuple[SilentRepo, ...]:
-    """The repos dispatched to since `start` whose newest dispatch older than CRCR_SILENT_AFTER
-    came after the newest record they sent: three aggregate reads, whatever the traffic.
-
-    A callback can be received before GitHub's answer to its dispatch (the Redis state is
-    written first), so a record up to CRCR_DISPATCH_LEASE (the longest a send may take) before
-    the dispatch still answers it."""
+def dispatched_since(start: datetime, now: datetime) -> dict[str, datetime]:
+    """Repo key → its newest dispatch since `start` older than CRCR_SILENT_AFTER: the repos
+    silent_repos judges (one aggregate read)."""
     cutoff = now - timedelta(seconds=settings.CRCR_SILENT_AFTER)
-    grace = timedelta(seconds=settings.CRCR_DISPATCH_LEASE)
     old_enough = Dispatched.objects.filter(dispatched_at__gte=start, dispatched_at__lt=cutoff)
-    newest = dict(
+    return dict(
         old_enough.values("repo_key")
         .annotate(at=Max("dispatched_at"))
         .values_list("repo_key", "at")
     )
+
+
+def silent_repos(
+    store: RecordStore,
+    start: datetime,
+    now: datetime,
+    *,
+    newest: dict[str, datetime] | None = None,
+    heard: dict[str, datetime] | None = None,
+) -> tuple[SilentRepo, ...]:
+    """The repos dispatched to since `start` whose newest dispatch older than CRCR_SILENT_AFTER
+    came after the newest record they sent: three aggregate reads, whatever the traffic (two
+    when the caller read `newest` (dispatched_since) and `heard` (their newest records since
+    `start`) already).
+
+    A callback can be received before GitHub's answer to its dispatch (the Redis state is
+    written first), so a record up to CRCR_DISPATCH_LEASE (the longest a send may take) before
+    the dispatch still answers it."""
+    grace = timedelta(seconds=settings.CRCR_DISPATCH_LEASE)
+    newest = dispatched_since(start, now) if newest is None else newest
     if not newest:
         return ()
-    heard = store.last_heard(sorted(newest), since=start)
+    if heard is None:
+        heard = store.last_heard(sorted(newest), since=start)
     quiet = {key: heard.get(key) for key, at in newest.items() if _quiet(heard.get(key), at, grace)}
     if not quiet:
         return ()

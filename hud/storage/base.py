@@ -38,10 +38,12 @@ from hud.reports import (
     PrJob,
     PrView,
     ReadinessMetrics,
+    RecentRuns,
     RepoSummary,
     StaleJob,
     TabCount,
     Window,
+    WindowFigures,
 )
 
 KEY_FIELDS = ("downstream_repo", "delivery_id", "workflow_name", "job_name", "check_run_id")
@@ -219,6 +221,34 @@ class RecordStore:
         upstream (hud/reports.py), in the daily series too."""
         raise NotImplementedError
 
+    def window_figures(
+        self,
+        window: Window,
+        kind: Kind,
+        *,
+        exclude: Sequence[str] = (),
+        measured: bool = True,
+        times: bool = False,
+        without_upstream: bool = False,
+        heard_from: Sequence[str] = (),
+    ) -> WindowFigures:
+        """summary(), tab_counts() and, with `times`, daily_times() over one window with the
+        same repos left out, and last_heard() of the `heard_from` repos (left out or not)
+        since the window's start, as those would answer; one read where the backend can make
+        it one (ClickHouse: every statement costs milliseconds before it reads a row)."""
+        return WindowFigures(
+            self.summary(
+                window,
+                kind,
+                exclude=exclude,
+                measured=measured,
+                without_upstream=without_upstream,
+            ),
+            self.tab_counts(window, exclude=exclude),
+            self.daily_times(window, kind, exclude=exclude) if times else {},
+            self.last_heard(heard_from, since=window.start),
+        )
+
     def daily(
         self,
         window: Window,
@@ -265,6 +295,13 @@ class RecordStore:
         """Each job of the repo over the window: heads run, failed and flaky (reports.JobStats),
         by job name."""
         raise NotImplementedError
+
+    def recent_runs(self, repo_key: str, window: Window, *, per_kind: int) -> RecentRuns:
+        """Each tab's newest `per_kind` matrix rows of a repo over the window, cells and all,
+        as matrix() gives its first page; one read where the backend can make it one."""
+        pages = {kind: self.matrix(repo_key, window, kind, per_page=per_kind) for kind in Kind}
+        named = [page.repo for page in pages.values() if page.rows]
+        return RecentRuns(named[-1] if named else "", {k: p.rows for k, p in pages.items()})
 
     def matrix(
         self,
@@ -315,16 +352,17 @@ class RecordStore:
         readiness_windows: Sequence[Window],
         *,
         without_upstream: bool = False,
-    ) -> tuple[RepoSummary | None, list[ReadinessMetrics]]:
-        """A repo's summary over `window` and its readiness over each of `readiness_windows`
-        (the repo page's figures; a backend may read once)."""
+    ) -> tuple[RepoSummary | None, list[ReadinessMetrics], tuple[TabCount, ...]]:
+        """A repo's summary over `window`, its readiness over each of `readiness_windows` and
+        its tabs' counts over `window` (the repo page's figures; a backend may read once)."""
         summary = next(
             iter(self.summary(window, kind, only=repo_key, without_upstream=without_upstream)),
             None,
         )
-        return summary, self.readiness_over(
+        readiness = self.readiness_over(
             repo_key, readiness_windows, without_upstream=without_upstream
         )
+        return summary, readiness, self.tab_counts(window, only=repo_key)
 
     def in_progress_since(self, cutoff: datetime, limit: int) -> list[StaleJob]:
         """The relay's jobs still in progress and unchanged since `cutoff`, oldest first."""
@@ -369,8 +407,12 @@ class RecordStore:
         the counts of each repo's jobs there (latest attempts), for the PRs with records."""
         raise NotImplementedError
 
-    def heard_from(self, pairs: Iterable[tuple[str, str]]) -> set[tuple[str, str]]:
-        """Of the (repo key, delivery id) pairs, those with at least one stored record."""
+    def heard_from(
+        self, pairs: Iterable[tuple[str, str]], *, since: datetime | None = None
+    ) -> set[tuple[str, str]]:
+        """Of the (repo key, delivery id) pairs, those with at least one stored record (one
+        received since `since`, if given: a bound the caller knows, so that only its days
+        are read)."""
         raise NotImplementedError
 
     def last_heard(self, repo_keys: Sequence[str], *, since: datetime) -> dict[str, datetime]:

@@ -706,7 +706,9 @@ class OrmRecordStore(RecordStore):
             cursor.execute(_pr_heads_sql(scope, len(numbers)), params)
             return pr_heads_of(cursor.fetchall())
 
-    def heard_from(self, pairs: Iterable[tuple[str, str]]) -> set[tuple[str, str]]:
+    def heard_from(
+        self, pairs: Iterable[tuple[str, str]], *, since: datetime | None = None
+    ) -> set[tuple[str, str]]:
         heard: set[tuple[str, str]] = set()
         for batch in itertools.batched(set(pairs), 500):
             by_repo: dict[str, list[str]] = {}
@@ -716,6 +718,8 @@ class OrmRecordStore(RecordStore):
             for repo, deliveries in by_repo.items():
                 asked |= Q(downstream_repo=repo, delivery_id__in=deliveries)
             found = JobRecord.objects.using(self.using).filter(asked).order_by()
+            if since is not None:
+                found = found.filter(received_at__gte=since)
             heard |= set(found.values_list("downstream_repo", "delivery_id").distinct())
         return heard
 

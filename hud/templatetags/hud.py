@@ -227,6 +227,18 @@ def matrix_cell(shown: Any) -> SafeString:
     return mark_safe(html)  # noqa: S308 (built above from escaped values only)
 
 
+NO_RESULT = '<td><span class="muted" aria-label="no result">·</span></td>'
+
+
+@register.simple_tag
+def matrix_cells(cells: Any) -> SafeString:
+    """A matrix row's cells (ShownCell or None each), one <td> a column: one tag a row, not a
+    template loop, whose per-cell cost was most of the repo page's render."""
+    return mark_safe(  # noqa: S308 (matrix_cell escapes; NO_RESULT is a constant)
+        "".join(f"<td>{matrix_cell(cell)}</td>" if cell else NO_RESULT for cell in cells)
+    )
+
+
 def _on_main(since: str) -> str:
     """The badge of a red job that is red on the upstream's main too (hud/baseline.py)."""
     sha = _escape(short_sha(since))

@@ -138,7 +138,7 @@ def test_without_upstream_readiness_counts_without_them(store):
     assert (narrow.pass_rate, narrow.timeout_rate) == pytest.approx((4 / 5, 1 / 5))
     windows = [D14, Window(7, NOW)]
     assert store.readiness_over("org/alpha", windows, without_upstream=True) == [wide, narrow]
-    summary, measured = store.repo_overview(
+    summary, measured, _ = store.repo_overview(
         "org/alpha", Window(30, NOW), Kind.PR, windows, without_upstream=True
     )
     assert (
@@ -192,6 +192,38 @@ def test_an_unmeasured_summary_is_the_summary_without_times_or_prs(store):
         assert store.summary(D14, kind, exclude=[PROBE], measured=False) == [
             replace(s, prs=0, **blank) for s in full
         ]
+
+
+@pytest.mark.parametrize(
+    ("measured", "times", "without_upstream"),
+    [(True, False, False), (False, True, False), (True, True, True), (False, False, True)],
+)
+def test_a_windows_figures_are_its_summary_tab_counts_and_daily_times(
+    store, measured, times, without_upstream
+):
+    for kind in Kind:
+        asked = {"exclude": [PROBE], "without_upstream": without_upstream}
+        heard_from = ["org/alpha", "org/beta", PROBE, "nobody/here"]
+        figures = store.window_figures(
+            D14, kind, measured=measured, times=times, heard_from=heard_from, **asked
+        )
+
+        assert figures.summaries == store.summary(D14, kind, measured=measured, **asked)
+        assert figures.tabs == store.tab_counts(D14, exclude=[PROBE])
+        assert figures.times == (store.daily_times(D14, kind, exclude=[PROBE]) if times else {})
+        assert figures.heard == store.last_heard(heard_from, since=D14.start)
+        assert PROBE in figures.heard  # left out of the figures, not of who was heard
+
+
+@pytest.mark.parametrize("repo", ["org/alpha", PROBE, "nobody/here"])
+@pytest.mark.parametrize("per_kind", [1, 3])
+def test_a_repos_recent_runs_are_each_tabs_first_matrix_page(store, repo, per_kind):
+    recent = store.recent_runs(repo, Window(30, NOW), per_kind=per_kind)
+
+    for kind in Kind:
+        page = store.matrix(repo, Window(30, NOW), kind, per_page=per_kind)
+        assert recent.rows[kind] == page.rows
+    assert bool(recent.repo) == any(recent.rows.values())
 
 
 def test_summary_counts_rates_and_percentiles_worst_first(store):
@@ -472,15 +504,18 @@ def test_readiness_over_several_windows_is_each_windows_readiness(store):
     ]
 
 
-def test_a_repos_overview_is_its_summary_and_its_readiness(store):
+def test_a_repos_overview_is_its_summary_its_readiness_and_its_tab_counts(store):
     windows = [D14, Window(7, NOW)]
 
-    summary, measured = store.repo_overview("org/alpha", Window(30, NOW), Kind.PR, windows)
-    nothing, _ = store.repo_overview("nobody/here", D14, Kind.PR, windows)
+    summary, measured, tabs = store.repo_overview("org/alpha", Window(30, NOW), Kind.PR, windows)
+    nothing, _, none = store.repo_overview("nobody/here", D14, Kind.PR, windows)
 
     assert summary == store.summary(Window(30, NOW), Kind.PR, only="org/alpha")[0]
     assert measured == store.readiness_over("org/alpha", windows)
+    assert tabs == store.tab_counts(Window(30, NOW), only="org/alpha")
+    assert any(tab.results for tab in tabs)
     assert nothing is None
+    assert none == store.tab_counts(D14, only="nobody/here")
 
 
 def test_insert_new_writes_a_key_once(store):
@@ -685,6 +720,7 @@ def test_which_dispatches_were_heard_from_and_when_each_repo_last_was(store):
 
     assert store.heard_from(asked) == {asked[0], asked[2], asked[3]}
     assert store.heard_from([]) == set()
+    assert store.heard_from(asked, since=at(19)) == {asked[0], asked[2]}  # beta aaa: at 18
     repos = ["org/alpha", "org/beta", "org/gamma", PROBE, "nobody/here"]
     assert store.last_heard(repos, since=at(18)) == {
         "org/alpha": at(20, 9),  # its re-run

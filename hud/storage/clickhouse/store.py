@@ -7,6 +7,7 @@ drain) are in hud/storage/clickhouse/writes.py.
 import itertools
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import fields as dataclass_fields
+from dataclasses import replace
 from datetime import date, datetime
 from typing import Any
 
@@ -34,10 +35,12 @@ from hud.reports import (
     PrJobs,
     PrView,
     ReadinessMetrics,
+    RecentRuns,
     RepoSummary,
     StaleJob,
     TabCount,
     Window,
+    WindowFigures,
     head_runs,
     job_stats_of,
     latest_attempts,
@@ -63,6 +66,12 @@ from hud.storage.clickhouse.drivers import ChdbDriver, Driver, driver_for
 # What a matrix cell needs (hud/reports.py Cell.of), and where it belongs.
 CELL_COLUMNS = ["downstream_repo", "repo_display", "pr_number", "head_sha", *CELL_SOURCE]
 _drivers: dict[str, Driver] = {}
+# What a summary read with measured=False says of its times.
+UNMEASURED = dict.fromkeys(
+    ("avg_execution", "p50_execution", "p90_execution", "avg_queue", "p90_queue")
+)
+# The events of every tab (hud/reports.py Kind), in order.
+TAB_EVENTS = [event for kind in Kind for event in kind.events]
 
 
 def _driver(url: str) -> Driver:
@@ -198,6 +207,74 @@ class ClickHouseRecordStore(RecordStore):
         summaries = [_summary(row[0], row[1:]) for row in self._select(statement, params)]
         return sorted(summaries, key=worst_first)
 
+    def window_figures(
+        self,
+        window: Window,
+        kind: Kind,
+        *,
+        exclude: Sequence[str] = (),
+        measured: bool = True,
+        times: bool = False,
+        without_upstream: bool = False,
+        heard_from: Sequence[str] = (),
+    ) -> WindowFigures:
+        # One statement over every record of the window: per repo (the summary, the tabs'
+        # counts, the newest record) and per repo and day (the daily series and times), the
+        # kind's figures flagged. Each statement apart cost 7-11 ms here, most of it before a
+        # row is read; the repos left out are left out by the flag, so that they are heard.
+        params: dict[str, Any] = {}
+        where = self._where(window, None, params)
+        where += f" AND event_type IN {q.in_list('tev', TAB_EVENTS, params)}"
+        in_kind = f"event_type IN {q.in_list('ev', kind.events, params)}"
+        if exclude:
+            in_kind += f" AND downstream_repo NOT IN {q.in_list('ex', exclude, params)}"
+        flags = {"in_kind": in_kind}
+        if without_upstream:
+            flags["up"] = q.UPSTREAM
+        columns = _summary_columns(
+            "in_kind",
+            measured=measured,
+            timed=times,
+            upstream="up" if without_upstream else "",
+            daily=False,
+        )
+        tab_columns = [f"countIf(event_type = '{event}')" for event in TAB_EVENTS]
+        statement = (
+            "SELECT downstream_repo, toDate(received_at) AS day, countIf(in_kind), "
+            f"max(received_at), {', '.join(tab_columns + columns)} FROM {_flagged(flags, where)} "
+            "GROUP BY GROUPING SETS ((downstream_repo), (downstream_repo, day)) "
+            "SETTINGS group_by_use_nulls = 1"
+        )
+        left_out, asked = set(exclude), set(heard_from)
+        repos: dict[str, RepoSummary] = {}
+        days: dict[str, list[tuple[date, Sequence[Any]]]] = {}
+        tabs, heard = [], {}
+        for repo, day, in_kind_records, newest, *figures in self._select(statement, params):
+            if day is None:
+                if repo in asked:
+                    heard[repo] = newest
+                if repo not in left_out:
+                    tabs += zip(TAB_EVENTS, [repo] * len(TAB_EVENTS), figures, strict=False)
+            figures = figures[len(TAB_EVENTS) :]
+            if not in_kind_records:
+                continue  # no record of the kind: not one of its repos, nor one of its days
+            if day is None:
+                repos[repo] = _summary(repo, figures)
+                if not measured:  # read for the days' times: not the summary's figures
+                    repos[repo] = replace(repos[repo], **UNMEASURED)
+            else:
+                days.setdefault(repo, []).append((day, figures))
+        summaries, daily_times = [], {}
+        for repo, summary in repos.items():
+            on_days = sorted(days.get(repo, ()), key=lambda pair: pair[0])
+            daily = tuple(DailyPoint(day, _counts(figures)) for day, figures in on_days)
+            summaries.append(replace(summary, daily=daily))
+            if times:
+                daily_times[repo] = tuple(_times(day, figures) for day, figures in on_days)
+        return WindowFigures(
+            sorted(summaries, key=worst_first), tab_counts_of(tabs), daily_times, heard
+        )
+
     def repo_overview(
         self,
         repo_key: str,
@@ -206,8 +283,9 @@ class ClickHouseRecordStore(RecordStore):
         readiness_windows: Sequence[Window],
         *,
         without_upstream: bool = False,
-    ) -> tuple[RepoSummary | None, list[ReadinessMetrics]]:
-        # One read: the summary's and every readiness window's figures are -If aggregates.
+    ) -> tuple[RepoSummary | None, list[ReadinessMetrics], tuple[TabCount, ...]]:
+        # One read: the summary's, every readiness window's and the tabs' figures are -If
+        # aggregates.
         every = [window, *readiness_windows]
         params: dict[str, Any] = {
             "repo": repo_key,
@@ -220,12 +298,18 @@ class ClickHouseRecordStore(RecordStore):
             "received_at >= {ps:DateTime64(6, 'UTC')} AND received_at < {pe:DateTime64(6, 'UTC')}"
             f" AND event_type IN {q.in_list('ev', kind.events, params)}"
         )
-        flags = {"in_page": page, **_readiness_flags(readiness_windows, params)}
+        flags = {
+            "in_page": page,
+            "in_window": "received_at >= {ps:DateTime64(6, 'UTC')} "
+            "AND received_at < {pe:DateTime64(6, 'UTC')}",
+            **_readiness_flags(readiness_windows, params),
+        }
         upstream = ""
         if without_upstream:  # a flag too: the aggregates say `up`, the subquery reads it
             flags[upstream := "up"] = q.UPSTREAM
         columns = ["countIf(in_page)", *_summary_columns("in_page", upstream=upstream)]
         columns += _readiness_columns(len(readiness_windows), upstream=upstream)
+        columns += [f"countIf(in_window AND event_type = '{event}')" for event in TAB_EVENTS]
         rows = _flagged(
             flags,
             "downstream_repo = {repo:String} AND received_at >= {lo:DateTime64(6, 'UTC')}"
@@ -234,7 +318,12 @@ class ClickHouseRecordStore(RecordStore):
         row = self._select(f"SELECT {', '.join(columns)} FROM {rows}", params)[0]
         width = len(_summary_columns("1", upstream=upstream))
         summary = _summary(repo_key, row[1 : width + 1]) if row[0] else None
-        return summary, _readiness(readiness_windows, row[width + 1 :], upstream=bool(upstream))
+        readiness, tabs = row[width + 1 : -len(TAB_EVENTS)], row[-len(TAB_EVENTS) :]
+        return (
+            summary,
+            _readiness(readiness_windows, readiness, upstream=bool(upstream)),
+            tab_counts_of((event, repo_key, n) for event, n in zip(TAB_EVENTS, tabs, strict=True)),
+        )
 
     def daily(
         self,
@@ -264,8 +353,7 @@ class ClickHouseRecordStore(RecordStore):
     ) -> tuple[TabCount, ...]:
         params: dict[str, Any] = {}
         where = self._where(window, None, params, exclude=exclude, only=only)
-        events = [event for kind in Kind for event in kind.events]
-        where += f" AND event_type IN {q.in_list('ev', events, params)}"
+        where += f" AND event_type IN {q.in_list('ev', TAB_EVENTS, params)}"
         # FINAL: a record is counted once, whatever versions of it are stored.
         statement = (
             f"SELECT event_type, downstream_repo, count() FROM {q.TABLE} FINAL WHERE {where} "
@@ -401,6 +489,44 @@ class ClickHouseRecordStore(RecordStore):
             pages=max(1, -(-total // per_page)),
             total_rows=total,
         )
+
+    def recent_runs(self, repo_key: str, window: Window, *, per_kind: int) -> RecentRuns:
+        # One statement for both tabs: each job's latest attempt, its row's first and last
+        # receive times over the row (a window), the rows ranked newest first in each tab.
+        params: dict[str, Any] = {"repo": repo_key, "per_kind": per_kind}
+        where = self._where(window, None, params) + " AND downstream_repo = {repo:String}"
+        where += f" AND event_type IN {q.in_list('tev', TAB_EVENTS, params)}"
+        nightly = q.in_list("nev", Kind.NIGHTLY.events, params)
+        tab = f"if(event_type IN {nightly}, '{Kind.NIGHTLY.value}', '{Kind.PR.value}')"
+        latest = (
+            f"SELECT {tab} AS tab, {', '.join(CELL_COLUMNS)} FROM {q.TABLE} FINAL "
+            f"WHERE {where} {q.LATEST} LIMIT 1 BY tab, pr_number, head_sha, job_name"
+        )
+        spans = (
+            "SELECT *, min(received_at) OVER head AS first_at, max(received_at) OVER head "
+            f"AS last_at FROM ({latest}) WINDOW head AS (PARTITION BY tab, pr_number, head_sha)"
+        )
+        ranked = (
+            "SELECT *, dense_rank() OVER (PARTITION BY tab ORDER BY last_at DESC, "
+            f"pr_number DESC, head_sha ASC) AS newest FROM ({spans})"
+        )
+        statement = (
+            f"SELECT tab, newest, first_at, last_at, {', '.join(CELL_COLUMNS)} "
+            f"FROM ({ranked}) WHERE newest <= {{per_kind:UInt32}}"
+        )
+        found: dict[tuple[str, int], MatrixRow] = {}
+        name = ""
+        for tab, newest, first_at, last_at, *values in self._select(statement, params):
+            row = writes.decoded(dict(zip(CELL_COLUMNS, values, strict=True)))
+            if (tab, newest) not in found:
+                found[tab, newest] = MatrixRow(row["pr_number"], row["head_sha"], first_at, last_at)
+            found[tab, newest].cells[row["job_name"]] = Cell.of(row)
+            name = row["repo_display"]
+        rows = {
+            kind: tuple(found[key] for key in sorted(k for k in found if k[0] == kind.value))
+            for kind in Kind
+        }
+        return RecentRuns(name, rows)
 
     def _cells(
         self, where: str, params: dict[str, Any], rows: Sequence[tuple[int, str]]
@@ -563,17 +689,22 @@ class ClickHouseRecordStore(RecordStore):
         )
         return pr_heads_of(self._select(statement, params))
 
-    def heard_from(self, pairs: Iterable[tuple[str, str]]) -> set[tuple[str, str]]:
+    def heard_from(
+        self, pairs: Iterable[tuple[str, str]], *, since: datetime | None = None
+    ) -> set[tuple[str, str]]:
         heard: set[tuple[str, str]] = set()
+        bound = ""
+        if since is not None:  # the weeks before it are not read (the table's partitions)
+            bound = " AND received_at >= {since:DateTime64(6, 'UTC')}"
         for batch in itertools.batched(sorted(set(pairs)), 500):
-            params: dict[str, Any] = {}
+            params: dict[str, Any] = {"since": since} if since is not None else {}
             tuples = []
             for n, (repo, delivery) in enumerate(batch):
                 tuples.append(f"({{hr{n}:String}}, {{hd{n}:String}})")
                 params |= {f"hr{n}": repo, f"hd{n}": delivery}
             rows = self._select(
                 f"SELECT DISTINCT downstream_repo, delivery_id FROM {q.TABLE} "
-                f"WHERE (downstream_repo, delivery_id) IN ({', '.join(tuples)})",
+                f"WHERE (downstream_repo, delivery_id) IN ({', '.join(tuples)}){bound}",
                 params,
             )
             heard |= {(repo, delivery) for repo, delivery in rows}
@@ -602,27 +733,35 @@ def _numbers(numbers: Sequence[int], params: dict[str, Any]) -> str:
     return f"({', '.join(placeholders) or '0'})"
 
 
-def _summary_columns(where: str, *, measured: bool = True, upstream: str = "") -> list[str]:
+def _summary_columns(
+    where: str,
+    *,
+    measured: bool = True,
+    upstream: str = "",
+    daily: bool = True,
+    timed: bool = False,
+) -> list[str]:
     """A RepoSummary's figures over the rows matching `where`, in _summary's order; without
-    the times and the PR count (0 and NULLs) unless `measured`; with `upstream` (the condition
-    of a failure triaged upstream), those failures counted last, to be left out."""
+    the times and the PR count (0 and NULLs) unless `measured` (`timed`: the times, not the PR
+    count); with `upstream` (the condition of a failure triaged upstream), those failures
+    counted last, to be left out; the daily series only if `daily` (NULL: read otherwise)."""
     completed = f"{where} AND status = 'completed'"
-    timed = f"{completed} AND execution_time IS NOT NULL"
+    timed_run = f"{completed} AND execution_time IS NOT NULL"
     first = f"{where} AND run_attempt = 1 AND queue_time IS NOT NULL"
     measures = [
-        f"uniqExactIf(pr_number, {where} AND pr_number > 0)",
-        f"if(countIf({timed}) = 0, NULL, avgIf(execution_time, {timed}))",
+        f"uniqExactIf(pr_number, {where} AND pr_number > 0)" if measured else "0",
+        f"if(countIf({timed_run}) = 0, NULL, avgIf(execution_time, {timed_run}))",
         *q.percentiles("execution_time", completed, 0.5, 0.9),
         f"if(countIf({first}) = 0, NULL, avgIf(queue_time, {first}))",
-        *q.percentiles("queue_time", f"{where} AND run_attempt = 1", 0.9),
+        *q.percentiles("queue_time", f"{where} AND run_attempt = 1", 0.5, 0.9),
     ]
     return [
         f"argMaxIf(repo_display, received_at, {where})",
         f"argMaxIf(level, received_at, {where})",
         *(f"countIf({where} AND {condition})" for condition in COUNT_CONDITIONS),
-        *(measures if measured else ["0", *["NULL"] * (len(measures) - 1)]),
+        *(measures if measured or timed else ["0", *["NULL"] * (len(measures) - 1)]),
         f"maxIf(received_at, {where})",
-        q.daily_counts(where, upstream=upstream),
+        q.daily_counts(where, upstream=upstream) if daily else "NULL",
         f"argMaxIf(head_sha, received_at, {where})",
         *([f"countIf({where} AND {upstream})"] if upstream else []),
     ]
@@ -633,17 +772,27 @@ def _summary(key: str, row: Sequence[Any]) -> RepoSummary:
         repo=row[0],
         key=key,
         level=row[1],
-        counts=Counts(*row[2:8]).excluding(row[17] if len(row) > 17 else 0),
+        counts=_counts(row),
         prs=row[8],
         avg_execution=row[9],
         p50_execution=row[10],
         p90_execution=row[11],
         avg_queue=row[12],
-        p90_queue=row[13],
-        last_run=row[14],
-        daily=_days(row[15]),
-        last_sha=row[16] or "",
+        p90_queue=row[14],
+        last_run=row[15],
+        daily=_days(row[16]) if row[16] is not None else (),
+        last_sha=row[17] or "",
     )
+
+
+def _counts(row: Sequence[Any]) -> Counts:
+    """The counts of a _summary_columns row (those triaged upstream left out, if read)."""
+    return Counts(*row[2:8]).excluding(row[18] if len(row) > 18 else 0)
+
+
+def _times(day: date, row: Sequence[Any]) -> DailyTimes:
+    """A day's times from a _summary_columns row over that day (`timed` or `measured`)."""
+    return DailyTimes(day, row[13], row[14], row[10], row[11])
 
 
 def _readiness_flags(windows: Sequence[Window], params: dict[str, Any]) -> dict[str, str]:
@@ -678,6 +827,7 @@ def _readiness_columns(windows: int, *, upstream: str = "") -> list[str]:
 
 # What the summary and readiness figures read of a record.
 FLAGGED_SOURCE = (
+    "downstream_repo",
     "repo_display",
     "level",
     "received_at",
@@ -688,6 +838,7 @@ FLAGGED_SOURCE = (
     "queue_time",
     "run_attempt",
     "head_sha",
+    "event_type",
 )
 
 
