@@ -66,10 +66,6 @@ from hud.storage.clickhouse.drivers import ChdbDriver, Driver, driver_for
 # What a matrix cell needs (hud/reports.py Cell.of), and where it belongs.
 CELL_COLUMNS = ["downstream_repo", "repo_display", "pr_number", "head_sha", *CELL_SOURCE]
 _drivers: dict[str, Driver] = {}
-# What a summary read with measured=False says of its times.
-UNMEASURED = dict.fromkeys(
-    ("avg_execution", "p50_execution", "p90_execution", "avg_queue", "p90_queue")
-)
 # The events of every tab (hud/reports.py Kind), in order.
 TAB_EVENTS = [event for kind in Kind for event in kind.events]
 
@@ -248,7 +244,8 @@ class ClickHouseRecordStore(RecordStore):
         left_out, asked = set(exclude), set(heard_from)
         repos: dict[str, RepoSummary] = {}
         days: dict[str, list[tuple[date, Sequence[Any]]]] = {}
-        tabs, heard = [], {}
+        tabs: list[tuple[str, str, int]] = []
+        heard: dict[str, datetime] = {}
         for repo, day, in_kind_records, newest, *figures in self._select(statement, params):
             if day is None:
                 if repo in asked:
@@ -261,7 +258,7 @@ class ClickHouseRecordStore(RecordStore):
             if day is None:
                 repos[repo] = _summary(repo, figures)
                 if not measured:  # read for the days' times: not the summary's figures
-                    repos[repo] = replace(repos[repo], **UNMEASURED)
+                    repos[repo] = _unmeasured(repos[repo])
             else:
                 days.setdefault(repo, []).append((day, figures))
         summaries, daily_times = [], {}
@@ -782,6 +779,18 @@ def _summary(key: str, row: Sequence[Any]) -> RepoSummary:
         last_run=row[15],
         daily=_days(row[16]) if row[16] is not None else (),
         last_sha=row[17] or "",
+    )
+
+
+def _unmeasured(summary: RepoSummary) -> RepoSummary:
+    """The summary as one read with measured=False says it: no times."""
+    return replace(
+        summary,
+        avg_execution=None,
+        p50_execution=None,
+        p90_execution=None,
+        avg_queue=None,
+        p90_queue=None,
     )
 
 
