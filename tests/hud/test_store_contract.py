@@ -531,6 +531,20 @@ def test_insert_new_writes_a_key_once(store):
     assert (rows[0].head_sha, rows[0].last_at) == ("xyz", at(20, 10))
 
 
+def test_any_text_is_asked_about_as_it_is(store):
+    # Quotes, backslashes, control characters and non-ASCII in what a read asks for: each
+    # backend's parameters carry them exactly (ClickHouse: inside one array parameter).
+    odd = "it's a \\ 'test'\n\t\r ) , (ü🚀"
+    key = RecordKey("org/alpha", odd, "CI", odd, "n-1")
+    record = HudRecord(key, "org/alpha", event_type="nightly", status="completed",
+                       conclusion="failure", head_sha=odd)  # fmt: skip
+    store.insert_new(record, now=at(20, 10))
+
+    assert store.heard_from([("org/alpha", odd), ("org/alpha", odd[:-1])]) == {("org/alpha", odd)}
+    (found,) = store.main_results(["org/alpha"], [odd], [], D14)
+    assert (found.head_sha, found.job_name, found.conclusion) == (odd, odd, "failure")
+
+
 def _row(store, delivery_id):
     return next(r for r in store.rows() if r["delivery_id"] == delivery_id)
 

@@ -47,10 +47,44 @@ def driver_for(url: str) -> Driver:
 
 
 def _text(value: Any) -> str:
-    """A parameter or JSONEachRow value in ClickHouse's text form."""
+    """A parameter or JSONEachRow value in ClickHouse's text form (a list: an array)."""
     if isinstance(value, datetime):
         return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+    if isinstance(value, list):
+        return f"[{','.join(map(_quoted, value))}]"
+    if isinstance(value, str):  # read as TSV's escaped text: a raw tab or newline ends it
+        return value.translate(_ESCAPED)
     return str(value)
+
+
+# Backslash escapes of a string parameter (TSV's escaped text) and, with the quote, of a
+# string inside a quoted literal (an array parameter's elements), as ClickHouse reads them.
+_ESCAPED = str.maketrans(
+    {"\\": "\\\\", "\n": "\\n", "\t": "\\t", "\r": "\\r", "\0": "\\0", "\b": "\\b", "\f": "\\f"}
+)
+_ESCAPES = str.maketrans(
+    {
+        "\\": "\\\\",
+        "'": "\\'",
+        "\n": "\\n",
+        "\t": "\\t",
+        "\r": "\\r",
+        "\0": "\\0",
+        "\b": "\\b",
+        "\f": "\\f",
+    }
+)
+
+
+def _quoted(value: Any) -> str:
+    """An array element or tuple field as a ClickHouse literal: strings quoted and escaped."""
+    if isinstance(value, str):
+        return f"'{value.translate(_ESCAPES)}'"
+    if isinstance(value, tuple):
+        return f"({','.join(map(_quoted, value))})"
+    if isinstance(value, bool | int):
+        return str(int(value))
+    raise TypeError(f"no ClickHouse literal for {type(value).__name__}")
 
 
 def _timestamp(value: Any) -> Any:

@@ -100,12 +100,11 @@ def percentiles(column: str, condition: str, *levels: float) -> list[str]:
 
 
 def in_list(name: str, values: Sequence[str], params: dict[str, Any]) -> str:
-    """`({name0:String}, {name1:String}, ...)`, adding the values to params ('' when empty)."""
-    placeholders = []
-    for n, value in enumerate(values):
-        params[f"{name}{n}"] = value
-        placeholders.append(f"{{{name}{n}:String}}")
-    return f"({', '.join(placeholders) or "''"})"
+    """`{name:Array(String)}`, the values one array parameter (for `x IN ...`): one
+    placeholder however many values, where one a value cost ClickHouse's analyser about
+    0.1 ms each (a 200-pair IN took 37 ms, 10 as an array)."""
+    params[name] = list(values)
+    return f"{{{name}:Array(String)}}"
 
 
 WINDOW = "received_at >= {start:DateTime64(6, 'UTC')} AND received_at < {end:DateTime64(6, 'UTC')}"
