@@ -65,6 +65,9 @@ def test_crcr_lists_each_repo_in_its_section_worst_first(page, server, seeded):
 
 
 def _matrix_rows(page):
+    # A click that navigates returns once the new page is committed, not parsed: count on
+    # the loaded page (a busy machine showed 0 rows of a table still arriving).
+    page.wait_for_load_state("load")
     return page.locator("table.matrix tbody tr").count()
 
 
@@ -129,6 +132,7 @@ def test_the_pr_page_shows_which_backends_are_red_since_which_sha(page, server, 
 
 
 def _prs_shown(page):
+    page.wait_for_load_state("load")  # as _matrix_rows
     return page.locator("table.prs tbody th").all_inner_texts()
 
 
