@@ -42,7 +42,6 @@ from hud.reports import (
     Window,
     WindowFigures,
     head_runs,
-    job_stats_of,
     latest_attempts,
     pr_heads_of,
     pr_of_latest,
@@ -400,14 +399,22 @@ class ClickHouseRecordStore(RecordStore):
         params: dict[str, Any] = {}
         where = self._where(window, kind, params, only=repo_key)
         red = ", ".join(repr(c) for c in RED)
-        statement = (
-            f"SELECT job_name, head_sha, max(conclusion IN ({red})), "
-            f"max(conclusion = 'success') FROM {q.TABLE} FINAL "
+        # Per head, then per job, in the statement: a busy repo has thousands of (job, head)
+        # pairs, and a few dozen jobs.
+        heads = (
+            f"SELECT job_name, head_sha, max(conclusion IN ({red})) AS red, "
+            f"max(conclusion = 'success') AS green FROM {q.TABLE} FINAL "
             f"WHERE {where} AND status = 'completed' GROUP BY job_name, pr_number, head_sha"
         )
-        return job_stats_of(
-            (job, sha, bool(r), bool(g)) for job, sha, r, g in self._select(statement, params)
+        statement = (
+            "SELECT job_name, count(), countIf(red), countIf(red AND green), "
+            f"arraySort(groupArrayIf(head_sha, red AND green)) FROM ({heads}) "
+            "GROUP BY job_name ORDER BY job_name"
         )
+        return [
+            JobStats(job, heads, failed, flaky, tuple(shas))
+            for job, heads, failed, flaky, shas in self._select(statement, params)
+        ]
 
     def matrix(
         self,
