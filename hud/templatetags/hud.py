@@ -8,7 +8,7 @@ from typing import Any
 
 from django import template
 from django.conf import settings
-from django.urls import reverse
+from django.urls import get_script_prefix, reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString, mark_safe
 
@@ -109,6 +109,13 @@ def link_or_none(url: str | None) -> str | None:
 @register.filter
 def repo_url(repo: str) -> str:
     """/crcr/{org}/{repo} for an owner/name."""
+    return _repo_url(get_script_prefix(), repo)
+
+
+@functools.lru_cache(maxsize=4096)
+def _repo_url(prefix: str, repo: str) -> str:
+    # Cached: a page links the same few dozen repos hundreds of times (the prefix is the
+    # deployment's, part of the key so that a cached URL is always the prefix's own).
     org, _, name = repo.partition("/")
     return reverse("crcr-repo", kwargs={"org": org, "name": name})
 
