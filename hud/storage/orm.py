@@ -506,10 +506,13 @@ class OrmRecordStore(RecordStore):
             )
             .order_by()
         )
-        return job_stats_of(
-            (row["job_name"], row["head_sha"], row["red"] == 1, row["green"] == 1)
-            for row in per_head
-        )
+        # The ORM compiles the read; its rows are read as plain tuples: a busy repo has
+        # thousands of (job, head) pairs, and Django's per-row conversion cost more than SQL.
+        statement, params = per_head.query.sql_with_params()
+        with connections[self.using].cursor() as cursor:
+            cursor.execute(statement, params)
+            found = cursor.fetchall()
+        return job_stats_of((job, sha, red == 1, green == 1) for job, _, sha, red, green in found)
 
     def matrix(
         self,
