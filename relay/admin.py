@@ -1,15 +1,23 @@
 """Deliveries, dispatches and re-runs, read-only, with their actions: retry failed dispatches
-now, re-dispatch a PR's latest head (relay/redispatch.py)."""
+now, re-dispatch a PR's latest head (relay/redispatch.py); and the onboarding doctor's page of
+each allowlisted repo (relay/doctor/), a button on its allowlist entry."""
 
 from typing import Any
 
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.db.models import Q, QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, path
 from django.utils import timezone
 
+from allowlist.admin import DownstreamRepoAdmin
+from allowlist.models import DownstreamRepo
 from crcr_site.admin import ReadOnlyAdmin, clipped
 from relay import redispatch, tasks
+from relay.doctor.report import diagnose
 from relay.models import (
     CallbackAudit,
     Delivery,
@@ -247,3 +255,31 @@ class PullCommentAdmin(ReadOnlyAdmin):
     list_filter = ("status",)
     search_fields = ("=pr_number", "upstream_repo")
 
+
+class DoctorDownstreamRepoAdmin(DownstreamRepoAdmin):
+    """The allowlist's own admin, with the onboarding doctor's page of each repo (the relay
+    owns the doctor, and the allowlist imports nothing of the relay)."""
+
+    change_form_template = "admin/relay/downstreamrepo_change_form.html"
+
+    def get_urls(self) -> list[URLPattern]:
+        view = self.admin_site.admin_view(self.doctor_view)
+        doctor = path("<path:object_id>/doctor/", view, name="allowlist_downstreamrepo_doctor")
+        return [doctor, *super().get_urls()]
+
+    def doctor_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        row = get_object_or_404(DownstreamRepo, pk=object_id)
+        if not self.has_view_permission(request, row):
+            raise PermissionDenied
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "original": row,
+            "title": f"Onboarding doctor: {row.repo}",
+            "report": diagnose(row.repo),
+        }
+        return TemplateResponse(request, "admin/relay/doctor.html", context)
+
+
+admin.site.unregister(DownstreamRepo)
+admin.site.register(DownstreamRepo, DoctorDownstreamRepoAdmin)
