@@ -6,7 +6,10 @@ tokens are minted per installation and checked on every repository call, dispatc
 GitHub's limits (event_type ≤ 100 characters, ≤ 10 top-level keys and < 64 KB in
 client_payload). It records every call, and can be made slow or failing: latency per call, and
 faults (5xx, hanging past the client's timeout, 403 secondary rate limit with Retry-After, 404
-not installed) for chosen routes and repos, a number of times or for good.
+not installed) for chosen routes and repos, a number of times or for good. For the onboarding
+doctor it holds repositories too: an installation's permissions (`set_permissions`; without
+Contents write a dispatch is refused, as GitHub does), repos the App cannot see (`uninstall`),
+default branches and files (`put_file`), served by the repo and contents routes.
 
 It also plays GitHub's webhook sender: `send_webhook` signs and POSTs an event to the relay and
 logs the delivery as GitHub's deliveries list would show it; redelivery re-sends a logged one.
