@@ -40,13 +40,22 @@ if [[ -z "${CONCLUSION:-}" && -n "${BUILDKITE_COMMAND_EXIT_STATUS:-}" ]]; then
 fi
 export CONCLUSION="${CONCLUSION:-}"
 
-# One token for every attempt: it must outlive the reporter's retry budget.
+# One token for every attempt, so it must outlive the reporter's retry budget. Buildkite's
+# tokens carry no jti and RS256 signatures are deterministic: two tokens asked for in the same
+# second with the same lifetime are one token, which the relay takes once (`replayed`). Each
+# report of a job asks for a lifetime a second longer than the one before, so none repeats.
 budget="${RETRY_BUDGET:-120}"
 budget="${budget%%.*}"
 [[ "${budget}" =~ ^[0-9]+$ ]] || budget=120
 lifetime="$((budget + 60 > 300 ? budget + 60 : 300))"
+reports="${TMPDIR:-/tmp}/crcr-report-${CHECK_RUN_ID//[^A-Za-z0-9-]/_}.count"
+count="$(cat "${reports}" 2>/dev/null || echo 0)"
+[[ "${count}" =~ ^[0-9]+$ ]] || count=0
+echo "$((count + 1))" >"${reports}" 2>/dev/null || true
+# organization_id and pipeline_id are optional claims: the relay's provider map needs them.
 if ! OIDC_TOKEN="$(buildkite-agent oidc request-token \
-    --audience "${OIDC_AUDIENCE:-pytorch-cross-repo-ci-relay}" --lifetime "${lifetime}")"; then
+    --audience "${OIDC_AUDIENCE:-pytorch-cross-repo-ci-relay}" \
+    --lifetime "$((lifetime + count))" --claim organization_id,pipeline_id)"; then
     give_up "buildkite-agent oidc request-token failed"
 fi
 export OIDC_TOKEN

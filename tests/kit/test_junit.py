@@ -31,8 +31,10 @@ def test_at_most_50_failed_tests_are_kept_their_messages_cut_to_500(tmp_path):
     (tmp_path / "a.xml").write_text(f"<testsuite>{cases}</testsuite>")
     (tmp_path / "b.xml").write_text('<testsuite><testcase name="ok"/></testsuite>')
 
-    tally = read_junit(f"{tmp_path}/*.xml", notes := [])
+    notes: list[str] = []
+    tally = read_junit(f"{tmp_path}/*.xml", notes)
 
+    assert tally is not None
     assert (tally.passed, tally.failed, notes) == (1, 60, [])
     assert len(tally.failures) == 50
     assert tally.failures[0] == {"name": "suite.t0", "message": "x" * 500}
@@ -55,8 +57,10 @@ def test_a_file_that_is_not_xml_is_left_out_whole(tmp_path):
     (tmp_path / "good.xml").write_text('<testsuite><testcase name="a"/></testsuite>')
     (tmp_path / "cut.xml").write_text('<testsuite><testcase name="b"/><testcase name=')
 
-    tally = read_junit(f"{tmp_path}/good.xml,{tmp_path}/cut.xml", notes := [])
+    notes: list[str] = []
+    tally = read_junit(f"{tmp_path}/good.xml,{tmp_path}/cut.xml", notes)
 
+    assert tally is not None
     assert tally.counts()["total"] == 1
     assert notes == [
         f"failed-tests: {tmp_path}/cut.xml left out: unclosed token: line 1, column 31"
