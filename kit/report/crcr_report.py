@@ -30,7 +30,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
-from typing import IO, Any, Callable
+from typing import IO, Any
 from xml.parsers import expat
 
 VERSION = "1"
@@ -454,12 +454,12 @@ def retry_after(value: str | None) -> float | None:
         return None
 
 
-def delay(attempt: int, after: float | None, rng: Callable[[], float]) -> float:
+def delay(attempt: int, after: float | None) -> float:
     """Seconds before attempt `attempt + 1`: backoff doubling from BACKOFF_FIRST up to
     BACKOFF_CAP, never under the relay's Retry-After, spread by up to half again so that a
     matrix of jobs refused at once does not come back at once."""
     backoff = min(BACKOFF_CAP, BACKOFF_FIRST * 2 ** (attempt - 1))
-    return max(after or 0.0, backoff) * (1 + rng() / 2)
+    return max(after or 0.0, backoff) * (1 + random.random() / 2)  # noqa: S311 (not a secret)
 
 
 class NoRedirects(urllib.request.HTTPRedirectHandler):
@@ -527,41 +527,38 @@ class Tokens:
         request = urllib.request.Request(url, headers=headers)  # noqa: S310
         try:
             with OPENER.open(request, timeout=timeout) as response:
-                token = json.loads(response.read(65536)).get("value")
+                raw = response.read(65536)
         except urllib.error.HTTPError as error:
             answer = answer_of(error.code, error.read(65536), error.headers)
         except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
             answer = Answer(None, {}, f"{type(exc).__name__}: {getattr(exc, 'reason', exc)}")
-        except (ValueError, AttributeError):
-            token = None
         else:
-            if not isinstance(token, str) or not token:
-                raise Problem("GitHub's OIDC token service answered without a token")
-            self.say.mask(token)
-            return token
+            return self.token_of(raw)
         answer.source = "GitHub's OIDC token service"
         if not answer.retried:
             raise Problem(answer.describe())
         return answer
 
+    def token_of(self, raw: bytes) -> str:
+        try:
+            token = json.loads(raw).get("value")
+        except (ValueError, AttributeError):
+            token = None
+        if not isinstance(token, str) or not token:
+            raise Problem("GitHub's OIDC token service answered without a token")
+        self.say.mask(token)
+        return token
 
-def deliver(
-    report: Report,
-    tokens: Tokens,
-    say: Say,
-    *,
-    sleep: Callable[[float], None] = time.sleep,
-    clock: Callable[[], float] = time.monotonic,
-    rng: Callable[[], float] = random.random,
-) -> tuple[Answer, int]:
+
+def deliver(report: Report, tokens: Tokens, say: Say) -> tuple[Answer, int]:
     """Send the report until it is answered for good or the budget is spent; the last answer
     and how many attempts it took."""
     data = json.dumps(report.body).encode()
-    deadline = clock() + report.budget
+    deadline = time.monotonic() + report.budget
     attempt = 0
     while True:
         attempt += 1
-        timeout = max(0.5, min(report.max_time, deadline - clock()))
+        timeout = max(0.5, min(report.max_time, deadline - time.monotonic()))
         token = tokens.mint(timeout)
         if isinstance(token, str):
             headers = {"Content-Type": "application/json", "Authorization": f"Bearer {token}",
@@ -571,11 +568,11 @@ def deliver(
             answer = token
         if not answer.retried:
             return answer, attempt
-        wait = delay(attempt, answer.retry_after, rng)
-        if clock() + wait >= deadline:
+        wait = delay(attempt, answer.retry_after)
+        if time.monotonic() + wait >= deadline:
             return answer, attempt
         say.line(f"{answer.describe()}; trying again in {wait:.1f} s")
-        sleep(wait)
+        time.sleep(wait)
 
 
 # --- saying what happened ---------------------------------------------------------------------

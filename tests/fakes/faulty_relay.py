@@ -44,6 +44,9 @@ class FaultyRelay(Served):
         proxy = self
         lock = threading.Lock()
         arrived = threading.Condition(lock)
+        # One request at a time reaches the relay: a retry waits until the relay has answered
+        # the attempt whose answer is withheld, as it would have over a slow network.
+        passing = threading.Lock()
 
         class Handler(QuietHandler):
             def do_POST(self) -> None:
@@ -57,7 +60,8 @@ class FaultyRelay(Served):
                     seen.answered = fault.status
                     self.reply(fault.status, fault.body, fault.headers)
                     return
-                status, content, headers = self.forward(body)
+                with passing:
+                    status, content, headers = self.forward(body)
                 seen.relay_status = status
                 if isinstance(fault, Withhold):
                     with lock:  # until the client, having timed out, tries again

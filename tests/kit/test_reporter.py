@@ -331,3 +331,20 @@ def test_pytorchs_reporter_and_ours_send_the_same_body_and_are_recorded_alike(
     assert {k: v for k, v in theirs.items() if k not in own} == {
         k: v for k, v in kit.items() if k not in own
     }
+
+
+def test_a_token_service_that_refuses_the_job_is_named_and_nothing_is_sent(relay, proxy, tmp_path):
+    service = TokenService().start()
+    job = {"OIDC_TOKEN": "", "ACTIONS_ID_TOKEN_REQUEST_URL": service.request_url,
+           "ACTIONS_ID_TOKEN_REQUEST_TOKEN": "another job's"}  # fmt: skip
+    try:
+        ran = report(relay, relay.dispatch(), tmp_path, "--status", "in_progress",
+                     "--job-name", "j", **job, **through(proxy))  # fmt: skip
+    finally:
+        service.stop()
+
+    assert (ran.code, proxy.carried) == (0, [])
+    assert ran.out == (
+        "::warning title=CRCR report::nothing was reported: GitHub's OIDC token service "
+        'answered HTTP 401 {"message": "bad request token"}\n'
+    )
