@@ -6,6 +6,8 @@ PORT ?= 8000
 # Tests connect here and create their own database (test_crcr_<run id>) beside the others.
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/postgres
 PYTEST_ARGS ?=
+# pytest-xdist workers for `make test` (each with its own database and redis-server).
+TEST_WORKERS ?= 2
 # Installs and starts what a new machine lacks for the tests (PostgreSQL, redis-server, curl,
 # Chromium); `make test PROVISION=true` skips it (e.g. with TEST_DATABASE_URL elsewhere).
 PROVISION ?= scripts/provision
@@ -34,7 +36,7 @@ demo-reset:
 test: venv
 	@$(PROVISION)
 	@DATABASE_URL=$(TEST_DATABASE_URL) $(PY) scripts/check_services.py
-	DATABASE_URL=$(TEST_DATABASE_URL) $(PY) -m pytest $(PYTEST_ARGS)
+	DATABASE_URL=$(TEST_DATABASE_URL) $(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 test-fast: venv
 	DATABASE_URL=$(TEST_DATABASE_URL) $(PY) -m pytest -m "not browser" $(PYTEST_ARGS)

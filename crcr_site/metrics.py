@@ -91,6 +91,7 @@ def observe(histogram: Histogram, seconds: float, **labels: object) -> None:
 
 _NUMBERS = re.compile(r"/[0-9]+(?=/|$)")
 _REPO = re.compile(r"^/repos/[^/]+/[^/]+")
+_CONTENTS = re.compile(r"/contents(/.*)?$")  # a file's path: the doctor reads workflow files
 
 
 def endpoint(path: str) -> str:
@@ -99,6 +100,7 @@ def endpoint(path: str) -> str:
     if path.startswith("http"):
         path = "/" + path.split("/", 3)[-1] if path.count("/") >= 3 else "/"
     path = _REPO.sub("/repos/{owner}/{repo}", path)
+    path = _CONTENTS.sub("/contents/{path}", path)
     return _NUMBERS.sub("/{id}", path)
 
 

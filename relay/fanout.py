@@ -72,8 +72,9 @@ class Summary:
         return body
 
 
-def record(event: UpstreamEvent) -> Delivery:
-    """The delivery and its dispatches, durably, before anything is sent.
+def record(event: UpstreamEvent, *, targets: tuple[Entry, ...] | None = None) -> Delivery:
+    """The delivery and its dispatches (to `targets`, or every repo taking part in the event),
+    durably, before anything is sent.
 
     Plain SQL, two statements for a new delivery (three for a new pull_request one: the HUD's
     name for its PR, hud.models.UpstreamPull): this runs before the first dispatch can leave,
@@ -81,7 +82,7 @@ def record(event: UpstreamEvent) -> Delivery:
     """
     now = timezone.now()
     status = Status.PENDING if settings.CRCR_DISPATCH_ENABLED else Status.SHADOW
-    targets = lookup.repos_for_event(event.event)
+    targets = lookup.repos_for_event(event.event) if targets is None else targets
     delivery = Delivery(
         delivery_id=event.delivery_id,
         event=event.event,
@@ -193,7 +194,11 @@ def redis_answers() -> bool:
 
 def fan_out(event: UpstreamEvent) -> Summary:
     """Record, send within the deadline, queue the rest; the webhook's answer."""
-    delivery = record(event)
+    return send_recorded(record(event), event)
+
+
+def send_recorded(delivery: Delivery, event: UpstreamEvent) -> Summary:
+    """Send a recorded delivery's pending dispatches within the deadline, queue the rest."""
     mine = Q(delivery=delivery)
     outcomes: dict[int, str] = {}
     deferred = ""

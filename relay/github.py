@@ -14,6 +14,8 @@ against 0.53 ms through urllib3's pool, which under the GIL is the difference be
 50-repo fan-out costing about one GitHub round trip or two.
 """
 
+import base64
+import binascii
 import functools
 import json
 import logging
@@ -24,7 +26,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import quote, urlencode, urlsplit
 from urllib.request import getproxies, proxy_bypass
 
 import jwt
@@ -47,6 +49,7 @@ JWT_LIFETIME = 540  # GitHub refuses an App JWT that expires more than 10 minute
 JWT_BACKDATE = 60  # and one issued "in the future" by a clock that runs ahead
 PAGE_ATTEMPTS = 3  # a page of a listing, tried again when GitHub fails it
 COMMENT_PAGES = 30  # pages of 100 comments read at most looking for one (a busy PR has 300)
+WORKFLOW_FILES = 50  # workflow files the doctor reads at most (PyTorch itself has about 100)
 
 
 class GitHubError(Exception):
@@ -122,6 +125,32 @@ class IssueComment:
     id: int
     body: str
     user_type: str | None  # "Bot" for an App's comments
+
+
+@dataclass(frozen=True)
+class Installation:
+    """GET /repos/{repo}/installation: the App's installation that covers a repository."""
+
+    id: int
+    account: str
+    permissions: dict[str, str]  # e.g. {"contents": "write", "metadata": "read"}
+    repository_selection: str  # "all" or "selected"
+
+
+@dataclass(frozen=True)
+class Repository:
+    """GET /repos/{repo}: what the doctor needs of a repository."""
+
+    full_name: str  # GitHub's spelling, which its OIDC tokens' `repository` claim carries
+    default_branch: str
+
+
+@dataclass(frozen=True)
+class RepoFile:
+    """A file's text on a branch (GET /repos/{repo}/contents/{path}?ref=...)."""
+
+    path: str
+    text: str
 
 
 @dataclass(frozen=True)
@@ -370,6 +399,70 @@ class GitHubApp:
         with self._lock(("installation", key)):
             self._installations.pop(key, None)
             _redis_delete(redis_keys.installation(key))
+
+    def installation(self, repo: str) -> Installation:
+        """The App's installation on `repo` as GitHub has it now (never the cache, which this
+        refreshes); NotInstalled when the App is not installed there or cannot see it."""
+        try:
+            body = self._call("GET", f"/repos/{repo}/installation", auth="app")
+        except NotFound:
+            self._forget_installation(repo)
+            raise NotInstalled(f"the App is not installed on {repo}", status=404) from None
+        body = body if isinstance(body, dict) else {}
+        account, permissions = body.get("account"), body.get("permissions")
+        found = Installation(
+            id=int(body["id"]),
+            account=str(account.get("login") or "") if isinstance(account, dict) else "",
+            permissions=(
+                {str(k): str(v) for k, v in permissions.items()}
+                if isinstance(permissions, dict)
+                else {}
+            ),
+            repository_selection=str(body.get("repository_selection") or ""),
+        )
+        key = repo_key(repo)
+        with self._lock(("installation", key)):
+            self._installations[key] = found.id
+            _redis_set(redis_keys.installation(key), str(found.id), INSTALLATION_TTL)
+        return found
+
+    def repository(self, repo: str) -> Repository:
+        """GET /repos/{repo} with the installation's token."""
+        body = self._as_installation(repo, "GET", f"/repos/{repo}")
+        body = body if isinstance(body, dict) else {}
+        return Repository(
+            full_name=str(body.get("full_name") or repo),
+            default_branch=str(body.get("default_branch") or ""),
+        )
+
+    def workflow_files(self, repo: str, ref: str) -> list[RepoFile]:
+        """The workflow files (`.github/workflows/*.yml`, `*.yaml`) of `repo` at `ref`, at most
+        WORKFLOW_FILES of them; [] when it has no such folder."""
+        try:
+            listing = self._send_as_installation(
+                repo, "GET", f"/repos/{repo}/contents/.github/workflows", params={"ref": ref}
+            ).json()
+        except NotFound:
+            return []
+        names = sorted(
+            str(item["path"])
+            for item in (listing if isinstance(listing, list) else [])
+            if isinstance(item, dict)
+            and item.get("type") == "file"
+            and str(item.get("name", "")).endswith((".yml", ".yaml"))
+        )
+        return [self._file(repo, path, ref) for path in names[:WORKFLOW_FILES]]
+
+    def _file(self, repo: str, path: str, ref: str) -> RepoFile:
+        answer = self._send_as_installation(
+            repo, "GET", f"/repos/{repo}/contents/{quote(path)}", params={"ref": ref}
+        ).json()
+        content = answer.get("content") if isinstance(answer, dict) else None
+        try:
+            text = base64.b64decode(str(content or "")).decode("utf-8", errors="replace")
+        except (binascii.Error, ValueError):
+            text = ""
+        return RepoFile(path, text)
 
     def dispatch(self, repo: str, body: dict[str, Any] | str) -> None:
         """POST /repos/{repo}/dispatches: `{"event_type": ..., "client_payload": ...}`."""

@@ -41,6 +41,34 @@ class Delivery(models.Model):
         return f"{self.event}.{self.action or '-'} {self.delivery_id}"
 
 
+class Redispatch(models.Model):
+    """A delivery the relay made itself: an upstream PR's latest head sent again under a new
+    delivery id, to one repo or to all (relay/redispatch.py), for a downstream that missed it.
+    Its own table, so the webhook's hot INSERT of a delivery stays as it was."""
+
+    delivery = models.OneToOneField(
+        Delivery, on_delete=models.CASCADE, related_name="redispatch", help_text="the new one"
+    )
+    original = models.ForeignKey(
+        Delivery,
+        on_delete=models.CASCADE,
+        related_name="redispatches",
+        help_text="the webhook whose head was sent again",
+    )
+    by = models.CharField(max_length=150, help_text="who asked: a user name, or the command's")
+    repo = models.CharField(
+        max_length=140, blank=True, help_text="the one repo asked for; blank: every repo"
+    )
+    at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name = "re-dispatch"
+        ordering: ClassVar = ["-at", "-pk"]
+
+    def __str__(self) -> str:
+        return f"re-dispatch of {self.original.delivery_id} by {self.by}"
+
+
 class Dispatch(Leased):
     """One `repository_dispatch` of one delivery to one downstream repo."""
 

@@ -136,6 +136,7 @@ def ops_page(now: datetime | None = None) -> OpsPage:
             "sent",
             "pending",
             "failed",
+            "redispatch__by",  # a re-dispatch (relay/redispatch.py): who asked
         )
         .order_by("-received_at")[:RECENT]
     ]

@@ -111,6 +111,12 @@ def _event(delivery_id: str, event: str, text: str, payload: dict[str, Any]) -> 
     )
 
 
+def event_of(delivery_id: str, event: str, body: str) -> UpstreamEvent:
+    """A recorded delivery's body as the event it was, under another delivery id (a
+    re-dispatch: relay/redispatch.py)."""
+    return _event(delivery_id, event, body, json.loads(body))
+
+
 @dataclass(frozen=True)
 class Parsed:
     route: Route

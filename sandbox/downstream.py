@@ -1,12 +1,14 @@
 """Simulated downstream CI for `make demo`: runners that answer dispatches with callbacks.
 
 For every dispatch the simulated GitHub accepts, a runner starts the repo's jobs: each reports
-`in_progress` after it queued and `completed` after it "ran", with a token from the simulated
-GitHub Actions issuer, in the body PyTorch's callback reporter sends. How long they queue and
-run and how they end follow the repo's profile, as the loaded history does
-(sandbox/workload.py), on the demo's clock.
+`in_progress` after it queued and `completed` after it "ran", through the downstream kit's
+reporter (kit/report/crcr_report.py, called as the kit's GitHub Action calls it, in this
+process) with a token from the simulated GitHub Actions issuer. How long they queue and run and
+how they end follow the repo's profile, as the loaded history does (sandbox/workload.py), on
+the demo's clock.
 """
 
+import io
 import json
 import logging
 import random
@@ -14,9 +16,9 @@ import threading
 from datetime import UTC, datetime
 from typing import Any
 
-import requests
 from django.conf import settings
 
+from kit.report import crcr_report
 from sandbox import workload
 from sandbox.github import SimulatedGitHub
 from sandbox.oidc import SimulatedIssuer
@@ -55,7 +57,7 @@ def reporter_body(
     }
 
 
-def _run_job(
+def report(
     issuer: SimulatedIssuer,
     *,
     callback_url: str,
@@ -64,36 +66,46 @@ def _run_job(
     job: str,
     job_id: str,
     run_id: str,
+    status: str,
+    conclusion: str = "",
+) -> bool:
+    """One callback of a simulated job, sent by the kit's reporter; whether it was recorded
+    (its output is logged when not)."""
+    environ = {
+        "CALLBACK_URL": callback_url,
+        "OIDC_TOKEN": issuer.mint(repo=repo, run_id=run_id),
+        "CLIENT_PAYLOAD": json.dumps(client_payload),
+        "STATUS": status,
+        "CONCLUSION": conclusion,
+        "WORKFLOW_NAME": "CI",
+        "WORKFLOW_URL": f"https://github.com/{repo}/actions/runs/{run_id}",
+        "RUN_ID": run_id,
+        "RUN_ATTEMPT": "1",
+        "JOB_NAME": job,
+        "CHECK_RUN_ID": job_id,
+        "RETRY_BUDGET": "30",
+        "FAIL_ON_ERROR": "true",  # here only to tell the outcome: a thread has no step to fail
+    }
+    out = io.StringIO()
+    if crcr_report.main([], environ, out) == 0:
+        return True
+    logger.warning("simulated runner of %s: %s", repo, out.getvalue().strip())
+    return False
+
+
+def _run_job(
+    issuer: SimulatedIssuer,
+    *,
     ran: workload.Attempt,
     stop: threading.Event,
+    **job: Any,
 ) -> None:
-    def report(status: str, conclusion: str | None = None) -> None:
-        body = reporter_body(
-            client_payload,
-            status,
-            job=job,
-            run_id=run_id,
-            check_run_id=job_id,
-            conclusion=conclusion,
-            url=f"https://github.com/{repo}/actions/runs/{run_id}",
-        )
-        token = issuer.mint(repo=repo, run_id=run_id)
-        try:
-            requests.post(
-                callback_url,
-                data=json.dumps(body),
-                timeout=10,
-                headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
-            )
-        except requests.RequestException as exc:
-            logger.warning("simulated runner of %s: %s", repo, exc)
-
     if stop.wait(ran.queue):
         return
-    report("in_progress")
+    report(issuer, status="in_progress", **job)
     if stop.wait(ran.execution):
         return
-    report("completed", ran.conclusion)
+    report(issuer, status="completed", conclusion=ran.conclusion, **job)
 
 
 def runners(

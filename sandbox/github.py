@@ -6,12 +6,16 @@ tokens are minted per installation and checked on every repository call, dispatc
 GitHub's limits (event_type ≤ 100 characters, ≤ 10 top-level keys and < 64 KB in
 client_payload). It records every call, and can be made slow or failing: latency per call, and
 faults (5xx, hanging past the client's timeout, 403 secondary rate limit with Retry-After, 404
-not installed) for chosen routes and repos, a number of times or for good.
+not installed) for chosen routes and repos, a number of times or for good. For the onboarding
+doctor it holds repositories too: an installation's permissions (`set_permissions`; without
+Contents write a dispatch is refused, as GitHub does), repos the App cannot see (`uninstall`),
+default branches and files (`put_file`), served by the repo and contents routes.
 
 It also plays GitHub's webhook sender: `send_webhook` signs and POSTs an event to the relay and
 logs the delivery as GitHub's deliveries list would show it; redelivery re-sends a logged one.
 """
 
+import base64
 import hashlib
 import hmac
 import itertools
@@ -26,7 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import jwt
 import requests
@@ -41,6 +45,16 @@ DISPATCH_LIMIT = 65536
 # refuses it for a while (secondary rate limit with Retry-After), or does it and then hangs.
 CHAOS_KINDS = ("5xx", "timeout", "rate_limit", "late")
 Answer = tuple[int, dict[str, str], object]
+# What an installation may do unless a test says otherwise (set_permissions): what the relay needs.
+APP_PERMISSIONS = {
+    "actions": "write",
+    "checks": "write",
+    "contents": "write",
+    "issues": "write",
+    "metadata": "read",
+    "pull_requests": "write",
+}
+NOT_ACCESSIBLE = {"message": "Resource not accessible by integration"}
 
 
 def generate_app_key() -> str:
@@ -112,6 +126,12 @@ class SimulatedGitHub(Served):
         self._heads: dict[tuple[str, int], list[str]] = {}  # PR -> its heads, as webhooks said
         self._ids = itertools.count(1000)
         self._sent: dict[int, tuple[str, str, str, bytes]] = {}  # delivery id -> what was sent
+        # Repositories as the doctor reads them: owners' permissions, repos the App cannot see,
+        # default branches and files (repo key -> spelling, branch; (key, branch) -> files).
+        self._permissions: dict[str, dict[str, str]] = {}
+        self._uninstalled: set[str] = set()
+        self._repos: dict[str, tuple[str, str]] = {}
+        self._files: dict[tuple[str, str], dict[str, str]] = {}
         self.webhook_url = ""
         self.webhook_secret = ""
         self._rng = random.Random(self.chaos_seed)  # noqa: S311 (faults, not secrets)
@@ -167,6 +187,29 @@ class SimulatedGitHub(Served):
     def installation_of(self, owner: str) -> int:
         with self._lock:
             return self._installations.setdefault(owner.casefold(), next(self._ids))
+
+    def set_permissions(self, owner: str, permissions: dict[str, str]) -> None:
+        """What the App's installation on an owner may do from now on (GitHub's names)."""
+        with self._lock:
+            self._permissions[owner.casefold()] = dict(permissions)
+
+    def uninstall(self, repo: str) -> None:
+        """The App no longer sees `repo` (removed from a "selected repositories" installation)."""
+        with self._lock:
+            self._uninstalled.add(repo.casefold())
+
+    def put_file(self, repo: str, path: str, text: str, *, branch: str | None = None) -> None:
+        """A file on a branch of `repo` (its default branch unless named), as GitHub spells it."""
+        key = repo.casefold()
+        with self._lock:
+            spelling, default = self._repos.get(key, (repo, "main"))
+            self._repos[key] = (spelling, default)
+            self._files.setdefault((key, branch or default), {})[path.strip("/")] = text
+
+    def set_default_branch(self, repo: str, branch: str) -> None:
+        with self._lock:
+            spelling, _ = self._repos.get(repo.casefold(), (repo, "main"))
+            self._repos[repo.casefold()] = (spelling, branch)
 
     def add_check_run(
         self, repo: str, *, name: str, head_sha: str, external_id: str = "", app_id: str = ""
@@ -393,16 +436,31 @@ class SimulatedGitHub(Served):
             token = self._tokens.get(credential) if scheme.lower() in ("bearer", "token") else None
             if token is None or token[1] < time.time():
                 return 401, {}, {"message": "Bad credentials"}
-            if self.installation_of(repo.split("/")[0]) != token[0]:
+            if self.installation_of(repo.split("/")[0]) != token[0] or repo in self._uninstalled:
                 return 404, {}, {"message": "Not Found"}
         return None
 
+    def permissions_of(self, owner: str) -> dict[str, str]:
+        with self._lock:
+            return dict(self._permissions.get(owner.casefold(), APP_PERMISSIONS))
+
     def _installation(self, call: Call, params: dict[str, str], query: str) -> Answer:
+        owner = params["owner"].casefold()
+        with self._lock:
+            if call.repo in self._uninstalled:
+                return 404, {}, {"message": "Not Found"}
+            selected = any(repo.startswith(f"{owner}/") for repo in self._uninstalled)
         installation = self.installation_of(params["owner"])
         return (
             200,
             {},
-            {"id": installation, "account": {"login": params["owner"]}, "app_id": int(self.app_id)},
+            {
+                "id": installation,
+                "account": {"login": params["owner"]},
+                "app_id": int(self.app_id),
+                "permissions": self.permissions_of(owner),
+                "repository_selection": "selected" if selected else "all",
+            },
         )
 
     def _access_token(self, call: Call, params: dict[str, str], query: str) -> Answer:
@@ -410,18 +468,21 @@ class SimulatedGitHub(Served):
         expires = datetime.now(UTC) + timedelta(hours=1)
         with self._lock:
             self._tokens[token] = (int(params["id"]), expires.timestamp())
+            owners = [o for o, i in self._installations.items() if i == int(params["id"])]
         return (
             201,
             {},
             {
                 "token": token,
                 "expires_at": expires.isoformat().replace("+00:00", "Z"),
-                "permissions": {"contents": "read", "checks": "write"},
+                "permissions": self.permissions_of(owners[0] if owners else ""),
                 "repository_selection": "all",
             },
         )
 
     def _dispatch(self, call: Call, params: dict[str, str], query: str) -> Answer:
+        if self.permissions_of(params["owner"]).get("contents") != "write":
+            return 403, {}, NOT_ACCESSIBLE
         body = call.body if isinstance(call.body, dict) else {}
         event_type, client_payload = body.get("event_type"), body.get("client_payload", {})
         if not isinstance(event_type, str) or not 0 < len(event_type) <= 100:
@@ -439,6 +500,62 @@ class SimulatedGitHub(Served):
         ):
             return 422, {}, {"message": "Invalid request.\n\nclient_payload is too large"}
         return 204, {}, None
+
+    def _repository(self, call: Call, params: dict[str, str], query: str) -> Answer:
+        with self._lock:
+            spelling, default = self._repos.get(
+                call.repo, (f"{params['owner']}/{params['repo']}", "main")
+            )
+        owner, name = spelling.split("/", 1)
+        return (
+            200,
+            {},
+            {
+                "full_name": spelling,
+                "name": name,
+                "owner": {"login": owner},
+                "default_branch": default,
+                "private": False,
+            },
+        )
+
+    def _contents(self, call: Call, params: dict[str, str], query: str) -> Answer:
+        """A file (base64, as GitHub sends it) or a folder's listing, on `ref` or the default
+        branch; an installation without Contents permission may read neither."""
+        if not self.permissions_of(params["owner"]).get("contents"):
+            return 403, {}, NOT_ACCESSIBLE
+        path = unquote(params["path"]).strip("/")
+        with self._lock:
+            default = self._repos.get(call.repo, ("", "main"))[1]
+            ref = parse_qs(query).get("ref", [default])[0]
+            files = dict(self._files.get((call.repo, ref), {}))
+        if path in files:
+            data = files[path].encode()
+            encoded = base64.encodebytes(data).decode()  # GitHub's, with a newline every 76
+            return (
+                200,
+                {},
+                {
+                    "type": "file",
+                    "encoding": "base64",
+                    "content": encoded,
+                    "name": path.rsplit("/", 1)[-1],
+                    "path": path,
+                    "size": len(data),
+                },
+            )
+        children: dict[str, str] = {}
+        for name in files:
+            if name.startswith(f"{path}/"):
+                child, _, rest = name[len(path) + 1 :].partition("/")
+                children[child] = "dir" if rest else "file"
+        if not children:
+            return 404, {}, {"message": "Not Found"}
+        listing = [
+            {"type": kind, "name": child, "path": f"{path}/{child}"}
+            for child, kind in sorted(children.items())
+        ]
+        return 200, {}, listing
 
     def check_runs(self, head_sha: str | None = None) -> list[dict[str, Any]]:
         """The check runs GitHub holds (on `head_sha`), oldest first."""
@@ -649,6 +766,14 @@ ROUTES: list[tuple[str, re.Pattern[str], str, str, Callable[..., Answer]]] = [
             SimulatedGitHub._access_token,
         ),
         ("POST", rf"^{_REPO}/dispatches$", "dispatch", "installation", SimulatedGitHub._dispatch),
+        ("GET", rf"^{_REPO}$", "repo", "installation", SimulatedGitHub._repository),
+        (
+            "GET",
+            rf"^{_REPO}/contents/(?P<path>.+)$",
+            "contents",
+            "installation",
+            SimulatedGitHub._contents,
+        ),
         (
             "POST",
             rf"^{_REPO}/check-runs$",

@@ -47,6 +47,28 @@ def django_db_modify_db_settings() -> None:
     connections.configure_settings(connections.settings)
 
 
+# The modules that stop, kill or load the relay's parts and time what follows: under
+# pytest-xdist they share one worker and run one at a time (two of them at once on two cores
+# starve each other's timing).
+HEAVY = {
+    "tests.relay.test_chaos",
+    "tests.relay.test_cluster_failover",
+    "tests.relay.test_crash",
+    "tests.relay.test_faults",
+    "tests.relay.test_soak",
+}
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist's own hook reads the groups
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """`make test` runs with `--dist loadgroup`: each module on one worker (its module-scoped
+    live stacks and browser start once), the HEAVY ones together."""
+    for item in items:
+        if item.get_closest_marker("xdist_group") is None:
+            module = getattr(getattr(item, "module", None), "__name__", item.nodeid)
+            item.add_marker(pytest.mark.xdist_group("heavy" if module in HEAVY else module))
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """A test marked `redis_cluster` runs twice: on one Redis, and on the Redis Cluster."""
     if metafunc.definition.get_closest_marker("redis_cluster") is not None:

@@ -454,7 +454,15 @@ class PostgresServer:
         command = list(argv)
         if os.geteuid() == 0:
             command = ["runuser", "-u", "postgres", "--", *command]
-        return subprocess.run(command, check=check, capture_output=True, timeout=120)
+        done = subprocess.run(command, check=False, capture_output=True, timeout=120)
+        if check and done.returncode:  # what pg_ctl said, and the server's own log
+            log = self.data / "server.log"
+            tail = log.read_text(errors="replace")[-2000:] if log.exists() else "(no server.log)"
+            raise RuntimeError(
+                f"{' '.join(argv)}: exit {done.returncode}: {done.stderr.decode(errors='replace')}"
+                f"\n{tail}"
+            )
+        return done
 
     def start(self) -> "PostgresServer":
         if not self.data.exists():

@@ -194,3 +194,36 @@ def test_every_change_and_add_page_fits_the_screen(
 
     assert any(label.endswith(" add") for label, _ in pages)  # the allowlist's, at least
     assert overflowing == {}
+
+
+def test_the_onboarding_doctor_page_fits_the_screen(browser, server, admin_user, settings):
+    from allowlist.models import DownstreamRepo
+    from relay.models import CallbackAudit, Delivery, Dispatch
+
+    repo = "example-org/a-rather-long-backend-name"
+    row = DownstreamRepo.objects.create(repo=repo, level="L2")
+    delivery = Delivery.objects.create(
+        delivery_id=str(uuid.uuid4()), event="pull_request", pr_number=7, body="{}"
+    )
+    Dispatch.objects.create(
+        delivery=delivery, repo=repo, repo_key=repo, level="L2", status="failed",
+        last_error=WORDS * 3,
+    )  # fmt: skip
+    for _ in range(5):  # the refusals it lists, each a long line
+        CallbackAudit.objects.create(
+            at=timezone.now(), decision="refused", status=401, reason="token_invalid",
+            detail=WORDS * 6, repo=repo,
+        )  # fmt: skip
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.PBKDF2PasswordHasher"]
+    url = f"{server.url}{reverse('admin:allowlist_downstreamrepo_doctor', args=[row.pk])}"
+    seen = {}
+    for width in (1440, 1024):
+        context, page = _log_in(browser, server, admin_user, width)
+        response = page.goto(url)
+        fits = page.evaluate(FORM_FITS)
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SCREENSHOTS / f"admin-doctor-{width}.png"), full_page=True)
+        seen[width] = (response.status if response else 0, fits["page"], fits["out"])
+        context.close()
+
+    assert seen == {1440: (200, True, []), 1024: (200, True, [])}

@@ -34,7 +34,8 @@ def test_only_old_unused_scratch_databases_are_dropped():
             for name in names.values():
                 admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     gone = {names["stale"], names["stale_bench"]}
-    assert gone <= set(dropped)
+    # Gone, by this call or by another run's (test runs share the server and drop stale
+    # databases as they start; a database dropped by another is not in `dropped`).
     assert not gone & left
     kept = {names[k] for k in ("in_use", "fresh", "no_time", "not_ours")}
     assert kept <= left

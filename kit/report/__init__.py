@@ -1,0 +1,1 @@
+"""The reporter (crcr_report.py), its GitHub Action (action.yml) and Buildkite wrapper."""
