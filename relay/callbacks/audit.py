@@ -51,7 +51,7 @@ class Audit:
             repo=stored_text(self.identity.repo[:140]),
             issuer=stored_text(self.identity.issuer[:200]),
             remote_addr=self.remote_addr,
-            replay_key=stored_text(replay_key(self.identity)),
+            replay_key=stored_text(replay_key(self.identity, self.callback)),
             provenance=self.provenance,
         )
         if self.callback is not None:

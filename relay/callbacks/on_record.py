@@ -6,6 +6,7 @@ the callback answers. `stored_job` is what the HUD store holds of the job itself
 when Redis lost the job's state or a callback repeats one already recorded.
 """
 
+import hashlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -24,9 +25,19 @@ from relay.models import Delivery, Dispatch, ReplayKey
 from relay.oidc import Identity
 
 
-def replay_key(identity: Identity) -> str:
-    """The key under which the caller's token is spent (ReplayKey)."""
-    return identity.replay_key[:200]
+def replay_key(identity: Identity, callback: Callback | None = None) -> str:
+    """The key under which the caller's token is spent (ReplayKey): its jti, once. A token
+    without one (Buildkite's) is the same token when a job asks twice within a second, so its
+    key is its hash with the report it carries: each of a job's reports spends it once, and
+    sending one report again is still a replay."""
+    if callback is None or "jti" in identity.claims:
+        return identity.replay_key[:200]
+    job = callback.key(identity.repo_key)
+    spent = "\0".join(
+        (identity.replay_key, job.delivery_id, job.workflow_name, job.job_name)
+        + (job.check_run_id, callback.status)
+    )
+    return "sha256:" + hashlib.sha256(spent.encode()).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -91,7 +102,7 @@ class OnRecord:
 
     @classmethod
     def read(cls, identity: Identity, callback: Callback) -> "OnRecord":
-        params = [*lookup.TOKEN_PARAMS, replay_key(identity)]
+        params = [*lookup.TOKEN_PARAMS, replay_key(identity, callback)]
         with sql.prepared_cursor() as cursor:
             cursor.execute(cls.SQL, [*params, callback.delivery_id, identity.repo_key])
             row = cursor.fetchone()

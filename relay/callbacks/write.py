@@ -78,7 +78,9 @@ def store_transition(
             record,
             now=at,
             guard=sql.Row(
-                ReplayKey, {"key": replay_key(accepted.identity), "used_at": at}, ("key",)
+                ReplayKey,
+                {"key": replay_key(accepted.identity, accepted.callback), "used_at": at},
+                ("key",),
             ),
             alongside=[
                 *check_runs.rows_for(
@@ -118,7 +120,7 @@ def store_self_report(accepted: Accepted) -> None:
     )
     try:
         with transaction.atomic():
-            _spend_replay_key(accepted.identity, timezone.now())
+            _spend_replay_key(accepted, timezone.now())
             get_store().insert_new(record, now=timezone.now())
             hud_forward.queue(envelope(accepted, record))
             accepted.audit.write(CallbackAudit.Decision.ACCEPTED, 200, "accepted")
@@ -128,11 +130,12 @@ def store_self_report(accepted: Accepted) -> None:
         raise Unavailable(Dependency.DATABASE, NOT_KEPT) from exc
 
 
-def _spend_replay_key(identity: Identity, now: datetime) -> None:
+def _spend_replay_key(accepted: Accepted, now: datetime) -> None:
     """The first statement of a self-report's transaction: if the token was used, nothing
     else has happened yet, and raising leaves the transaction, which rolls it back."""
     try:
-        sql.insert_row(sql.Row(ReplayKey, {"key": replay_key(identity), "used_at": now}))
+        key = replay_key(accepted.identity, accepted.callback)
+        sql.insert_row(sql.Row(ReplayKey, {"key": key, "used_at": now}))
     except IntegrityError:
         raise Refused(409, "replayed", REPLAYED) from None
 

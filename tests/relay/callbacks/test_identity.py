@@ -35,6 +35,36 @@ def test_buildkite_identity_comes_from_the_provider_map(
     assert (unknown.status_code, unknown.json()["error"]) == (403, "pipeline_not_registered")
 
 
+def test_a_buildkite_token_asked_for_twice_in_a_second_reports_each_status_once(
+    client, issuers, dispatched, settings, tmp_path
+):
+    # Buildkite's tokens carry no jti: a job that reports in_progress and completed within a
+    # second presents the same token twice (PyTorch's Buildkite script does).
+    _, buildkite = issuers
+    providers = tmp_path / "ci_providers.yml"
+    providers.write_text(
+        "providers:\n  buildkite:\n    repo_map:\n      org-uuid/pipe-uuid:\n"
+        "        repo: org-b/l3\n"
+    )
+    settings.CRCR_CI_PROVIDERS = str(providers)
+    token = buildkite.mint()
+    uuid_run = {"run_id": "0190f6d5-0ad6-4c55-9e83-2f3b1f0c1a2b"}
+    done = reporter_body(dispatched, "completed", conclusion="success", **uuid_run)
+
+    started = post_callback(client, reporter_body(dispatched, "in_progress", **uuid_run), token)
+    finished = post_callback(client, done, token)
+    again = post_callback(client, done, token)
+
+    assert [r.status_code for r in (started, finished, again)] == [200, 200, 200]
+    assert again.json()["already_recorded"] is True
+    record = JobRecord.objects.get()
+    assert (record.status, record.conclusion, record.run_id) == (
+        "completed",
+        "success",
+        uuid_run["run_id"],
+    )
+
+
 def test_unknown_kids_cost_at_most_one_jwks_fetch_per_cooldown(client, actions, dispatched):
     for _ in range(50):
         post_callback(client, reporter_body(dispatched, "in_progress"), unknown_kid(actions))
