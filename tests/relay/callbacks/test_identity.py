@@ -9,16 +9,23 @@ from tests.relay.support import post_callback, reporter_body
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.redis_cluster]
 
 
+def _map_pipeline(settings, tmp_path, repo: str, more: str = "") -> None:
+    """The simulated Buildkite pipeline (org-uuid/pipe-uuid) mapped to `repo`."""
+    providers = tmp_path / "ci_providers.yml"
+    providers.write_text(
+        "providers:\n  buildkite:\n    repo_map:\n      org-uuid/pipe-uuid:\n"
+        f"        repo: {repo}{more}\n"
+    )
+    settings.CRCR_CI_PROVIDERS = str(providers)
+
+
 def test_buildkite_identity_comes_from_the_provider_map(
     client, issuers, downstream, settings, tmp_path
 ):
     _, buildkite = issuers
-    providers = tmp_path / "ci_providers.yml"
-    providers.write_text(
-        "providers:\n  buildkite:\n    repo_map:\n      org-uuid/pipe-uuid:\n"
-        "        repo: org-a/l2\n        required_claims:\n          build_branch: [main]\n"
+    _map_pipeline(
+        settings, tmp_path, "org-a/l2", "\n        required_claims:\n          build_branch: [main]"
     )
-    settings.CRCR_CI_PROVIDERS = str(providers)
     body = reporter_body(
         {"event_type": "nightly", "delivery_id": "b" * 40, "payload": {}},
         "completed",
@@ -41,12 +48,7 @@ def test_a_buildkite_token_asked_for_twice_in_a_second_reports_each_status_once(
     # Buildkite's tokens carry no jti: a job that reports in_progress and completed within a
     # second presents the same token twice (PyTorch's Buildkite script does).
     _, buildkite = issuers
-    providers = tmp_path / "ci_providers.yml"
-    providers.write_text(
-        "providers:\n  buildkite:\n    repo_map:\n      org-uuid/pipe-uuid:\n"
-        "        repo: org-b/l3\n"
-    )
-    settings.CRCR_CI_PROVIDERS = str(providers)
+    _map_pipeline(settings, tmp_path, "org-b/l3")
     token = buildkite.mint()
     uuid_run = {"run_id": "0190f6d5-0ad6-4c55-9e83-2f3b1f0c1a2b"}
     done = reporter_body(dispatched, "completed", conclusion="success", **uuid_run)
