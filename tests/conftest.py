@@ -7,6 +7,7 @@ name. Fakes stand only at the network edge (tests/fakes/), as real HTTP servers.
 
 import os
 import warnings
+from collections import Counter
 from collections.abc import Iterator
 
 import psycopg
@@ -62,7 +63,11 @@ HEAVY = {
 @pytest.hookimpl(tryfirst=True)  # before pytest-xdist's own hook reads the groups
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """`make test` runs with `--dist loadgroup`: each module on one worker (its module-scoped
-    live stacks and browser start once), the HEAVY ones together."""
+    live stacks and browser start once), the HEAVY ones together. Two tests of one id are
+    refused: pytest-xdist would run one of them and drop the other without a word."""
+    twice = sorted(i for i, n in Counter(item.nodeid for item in items).items() if n > 1)
+    if twice:
+        raise pytest.UsageError(f"tests collected twice under one id: {twice}")
     for item in items:
         if item.get_closest_marker("xdist_group") is None:
             module = getattr(getattr(item, "module", None), "__name__", item.nodeid)
