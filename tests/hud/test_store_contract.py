@@ -743,3 +743,16 @@ def test_which_dispatches_were_heard_from_and_when_each_repo_last_was(store):
     }  # org/gamma's one record is older
     assert store.last_heard(["org/alpha"], since=at(20, 10)) == {}
     assert store.last_heard([], since=at(18)) == {}
+
+
+@pytest.mark.parametrize("driver", ["chdb_store", "connect_store"])
+def test_clickhouse_sessions_compile_no_expressions(request, driver):
+    # drivers.SETTINGS: the first run of each statement paid 20-40 ms of compilation.
+    store = request.getfixturevalue(driver)
+    names = ("compile_expressions", "compile_aggregate_expressions", "compile_sort_description")
+    found = store.driver.select(
+        "SELECT name, value FROM system.settings WHERE name IN {names:Array(String)}",
+        {"names": list(names)},
+    )
+
+    assert sorted(found) == [(name, "0") for name in sorted(names)]

@@ -112,6 +112,17 @@ def _converter(kind: str) -> Callable[[Any], Any] | None:
     return None
 
 
+# ClickHouse compiles an expression to machine code the first times a statement uses it. The
+# HUD's statements are many and each reads little: the first run of each paid 20-40 ms for
+# its compilation (a page's first render on ClickHouse 138 ms, without it 75), and later runs
+# gained under a tenth. Set for every session and client.
+SETTINGS = {
+    "compile_expressions": 0,
+    "compile_aggregate_expressions": 0,
+    "compile_sort_description": 0,
+}
+
+
 def _unavailable(exc: Exception) -> Exception:
     from hud.storage import StoreUnavailable
 
@@ -130,6 +141,8 @@ class ChdbDriver:
                 from chdb import session
 
                 self._session = session.Session(self.path)
+                for name, value in SETTINGS.items():
+                    self._session.query(f"SET {name} = {value}")
             texts = {name: _text(value) for name, value in (params or {}).items()}
             try:
                 return self._session.query(sql, fmt, params=texts or None)
@@ -182,7 +195,7 @@ class ServerDriver:
             if self._client is None:
                 import clickhouse_connect
 
-                self._client = clickhouse_connect.get_client(dsn=self.url)
+                self._client = clickhouse_connect.get_client(dsn=self.url, settings=SETTINGS)
             return self._client
 
     def select(self, sql: str, params: dict[str, Any] | None = None) -> list[tuple[Any, ...]]:
