@@ -33,10 +33,8 @@ def replay_key(identity: Identity, callback: Callback | None = None) -> str:
     if callback is None or "jti" in identity.claims:
         return identity.replay_key[:200]
     job = callback.key(identity.repo_key)
-    spent = "\0".join(
-        (identity.replay_key, job.delivery_id, job.workflow_name, job.job_name)
-        + (job.check_run_id, callback.status)
-    )
+    fields = [identity.replay_key, job.delivery_id, job.workflow_name, job.job_name]
+    spent = "\0".join([*fields, job.check_run_id, callback.status])
     return "sha256:" + hashlib.sha256(spent.encode()).hexdigest()
 
 
