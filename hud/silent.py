@@ -51,13 +51,16 @@ class SilentRepo:
 
 
 def unanswered(
-    rows: "QuerySet[Dispatched]", store: RecordStore, now: datetime
+    rows: "QuerySet[Dispatched]", store: RecordStore, now: datetime, *, pr: int | None = None
 ) -> tuple[Unanswered, ...]:
-    """The newest UNANSWERED_READ of `rows` that no record answers, newest first."""
+    """The newest UNANSWERED_READ of `rows` (all for PR `pr`, if given) that no record
+    answers, newest first."""
     found = list(rows.order_by("-dispatched_at", "-id")[:UNANSWERED_READ])
-    # A record answering a dispatch was received after it was sent; a day's slack for clocks.
+    # A record answering a dispatch was received after it was sent (a day's slack for
+    # clocks), and carries the dispatch's PR (the relay takes it from its dispatch record).
     since = min((row.dispatched_at for row in found), default=now) - HEARD_SLACK
-    heard = store.heard_from(((row.repo_key, row.delivery_id) for row in found), since=since)
+    asked = ((row.repo_key, row.delivery_id) for row in found)
+    heard = store.heard_from(asked, since=since, pr_number=pr)
     after = settings.CRCR_SILENT_AFTER
     name = _names()
     return tuple(
@@ -81,7 +84,7 @@ def unanswered(
 def of_pr(number: int, store: RecordStore, now: datetime) -> tuple[Unanswered, ...]:
     if not 0 < number < 2**31:
         return ()
-    return unanswered(Dispatched.objects.filter(pr_number=number), store, now)
+    return unanswered(Dispatched.objects.filter(pr_number=number), store, now, pr=number)
 
 
 def of_repo(key: str, start: datetime, store: RecordStore, now: datetime) -> tuple[Unanswered, ...]:

@@ -408,11 +408,15 @@ class RecordStore:
         raise NotImplementedError
 
     def heard_from(
-        self, pairs: Iterable[tuple[str, str]], *, since: datetime | None = None
+        self,
+        pairs: Iterable[tuple[str, str]],
+        *,
+        since: datetime | None = None,
+        pr_number: int | None = None,
     ) -> set[tuple[str, str]]:
         """Of the (repo key, delivery id) pairs, those with at least one stored record (one
-        received since `since`, if given: a bound the caller knows, so that only its days
-        are read)."""
+        received since `since`, and of PR `pr_number`, if given: bounds the caller knows, a
+        record answering a dispatch has its PR, so that only those records are read)."""
         raise NotImplementedError
 
     def last_heard(self, repo_keys: Sequence[str], *, since: datetime) -> dict[str, datetime]:

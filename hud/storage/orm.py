@@ -710,7 +710,11 @@ class OrmRecordStore(RecordStore):
             return pr_heads_of(cursor.fetchall())
 
     def heard_from(
-        self, pairs: Iterable[tuple[str, str]], *, since: datetime | None = None
+        self,
+        pairs: Iterable[tuple[str, str]],
+        *,
+        since: datetime | None = None,
+        pr_number: int | None = None,
     ) -> set[tuple[str, str]]:
         heard: set[tuple[str, str]] = set()
         for batch in itertools.batched(set(pairs), 500):
@@ -723,6 +727,8 @@ class OrmRecordStore(RecordStore):
             found = JobRecord.objects.using(self.using).filter(asked).order_by()
             if since is not None:
                 found = found.filter(received_at__gte=since)
+            if pr_number is not None:
+                found = found.filter(pr_number=pr_number)
             heard |= set(found.values_list("downstream_repo", "delivery_id").distinct())
         return heard
 

@@ -735,6 +735,8 @@ def test_which_dispatches_were_heard_from_and_when_each_repo_last_was(store):
     assert store.heard_from(asked) == {asked[0], asked[2], asked[3]}
     assert store.heard_from([]) == set()
     assert store.heard_from(asked, since=at(19)) == {asked[0], asked[2]}  # beta aaa: at 18
+    assert store.heard_from(asked, pr_number=10) == {asked[0], asked[2], asked[3]}
+    assert store.heard_from(asked, pr_number=11) == set()  # PR 10's dispatches
     repos = ["org/alpha", "org/beta", "org/gamma", PROBE, "nobody/here"]
     assert store.last_heard(repos, since=at(18)) == {
         "org/alpha": at(20, 9),  # its re-run

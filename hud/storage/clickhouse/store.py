@@ -694,16 +694,22 @@ class ClickHouseRecordStore(RecordStore):
         return pr_heads_of(self._select(statement, params))
 
     def heard_from(
-        self, pairs: Iterable[tuple[str, str]], *, since: datetime | None = None
+        self,
+        pairs: Iterable[tuple[str, str]],
+        *,
+        since: datetime | None = None,
+        pr_number: int | None = None,
     ) -> set[tuple[str, str]]:
         heard: set[tuple[str, str]] = set()
         bound = ""
         if since is not None:  # the weeks before it are not read (the table's partitions)
             bound = " AND received_at >= {since:DateTime64(6, 'UTC')}"
+        if pr_number is not None:  # the granules of other PRs are not (its minmax index)
+            bound += " AND pr_number = {pr:UInt32}"
         for batch in itertools.batched(sorted(set(pairs)), 500):
             params: dict[str, Any] = {"pairs": list(batch)}
-            if since is not None:
-                params["since"] = since
+            params |= {"since": since} if since is not None else {}
+            params |= {"pr": pr_number} if pr_number is not None else {}
             rows = self._select(
                 f"SELECT DISTINCT downstream_repo, delivery_id FROM {q.TABLE} WHERE "
                 "(downstream_repo, delivery_id) IN {pairs:Array(Tuple(String, String))}"
