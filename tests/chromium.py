@@ -37,3 +37,12 @@ def launched() -> Iterator[Any]:
             browser.close()
     finally:
         del os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"]
+
+
+def log_in(page: Any, server_url: str, username: str, password: str, *, then: str) -> None:
+    """Sign in on the admin's login form and land on `then` (a path), as a person would."""
+    page.goto(f"{server_url}/admin/login/?next={then}")
+    page.fill("#id_username", username)
+    page.fill("#id_password", password)
+    page.click("input[type=submit]")
+    page.wait_for_url(f"{server_url}{then}")

@@ -17,6 +17,7 @@ from django.test import RequestFactory
 from django.urls import reverse
 from django.utils import timezone
 
+from tests.chromium import log_in
 from tests.paths import ROOT
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -99,10 +100,7 @@ def _log_in(browser, server, admin_user, width: int):
     admin_user.save()
     context = browser.new_context(viewport={"width": width, "height": 900})
     page = context.new_page()
-    page.goto(f"{server.url}/admin/login/?next=/admin/")
-    page.fill("#id_username", "admin")
-    page.fill("#id_password", "password")
-    page.click("input[type=submit]")
+    log_in(page, server.url, "admin", "password", then="/admin/")
     return context, page
 
 

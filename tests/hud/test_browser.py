@@ -12,6 +12,7 @@ from django.contrib.auth.hashers import make_password
 from django.utils import timezone
 
 from hud.models import JobRecord, UpstreamPull
+from tests.chromium import log_in
 from tests.paths import ROOT
 from tests.servers import Gunicorn
 
@@ -277,10 +278,7 @@ def test_an_admin_level_change_shows_on_crcr(page, server, seeded, admin_user, s
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.PBKDF2PasswordHasher"]
     admin_user.password = make_password("password", hasher="pbkdf2_sha256")
     admin_user.save()
-    page.goto(f"{server.url}/admin/login/?next=/admin/allowlist/downstreamrepo/")
-    page.fill("#id_username", "admin")
-    page.fill("#id_password", "password")
-    page.click("input[type=submit]")
+    log_in(page, server.url, "admin", "password", then="/admin/allowlist/downstreamrepo/")
     page.click("text=org/beta")
     page.select_option("#id_level", "L2")
     page.click("input[name=_save]")

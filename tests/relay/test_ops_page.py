@@ -10,6 +10,7 @@ from django.utils import timezone
 from relay import budget
 from relay.models import Delivery, Dispatch, WorkerHeartbeat
 from relay.periodic import run_due_jobs
+from tests.chromium import log_in
 
 pytestmark = pytest.mark.django_db
 
@@ -88,11 +89,7 @@ def test_the_page_fits_its_width_with_long_errors(browser, server, settings, wid
                             last_error="HTTP 422 " + "unprocessable-entity " * 40)  # fmt: skip
     context = browser.new_context(viewport={"width": width, "height": 900})
     page = context.new_page()
-    page.goto(f"{server.url}/admin/login/?next=/crcr/ops")
-    page.fill("#id_username", "ops")
-    page.fill("#id_password", "password")
-    page.click("input[type=submit]")
-    page.wait_for_url(f"{server.url}/crcr/ops")
+    log_in(page, server.url, "ops", "password", then="/crcr/ops")
 
     assert "HTTP 422" in page.content()
     assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
