@@ -44,7 +44,15 @@ from hud.reports import (
     judged,
     probe_judged,
 )
-from hud.silent import SilentRepo, Unanswered, dispatched_since, of_pr, of_repo, silent_repos
+from hud.silent import (
+    SilentRepo,
+    Unanswered,
+    dispatched_since,
+    of_pr,
+    repo_dispatches,
+    silent_repos,
+    unanswered_of,
+)
 from hud.storage import RecordStore, get_store
 from hud.templatetags.hud import duration, percent
 
@@ -496,8 +504,14 @@ def repo_page(key: str, query: Query, store: RecordStore | None = None) -> RepoP
         return None
     window = query.window()
     toggled = query.without_upstream
-    summary, measured, tabs = store.repo_overview(
-        key, window, query.kind, readiness_windows(window.end), without_upstream=toggled
+    dispatches = repo_dispatches(key, window.start)
+    summary, measured, tabs, heard = store.repo_overview(
+        key,
+        window,
+        query.kind,
+        readiness_windows(window.end),
+        without_upstream=toggled,
+        heard_from=[row.delivery_id for row in dispatches],
     )
     matrix = store.matrix(
         key,
@@ -558,7 +572,7 @@ def repo_page(key: str, query: Query, store: RecordStore | None = None) -> RepoP
         repo_levels(key, entry),
         store.newest(),
         jobs=jobs,
-        unanswered=of_repo(key, window.start, store, window.end),
+        unanswered=unanswered_of(dispatches, {(key, d) for d in heard}, window.end),
         probe=probe,
         tabs=tabs,
         automation=automated,

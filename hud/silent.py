@@ -7,7 +7,7 @@ key carries the delivery id the dispatch sent). Both reads are bounded: a page a
 about at most UNANSWERED_READ dispatches, and /crcr asks it nothing per dispatch.
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -50,17 +50,28 @@ class SilentRepo:
     last_heard: datetime | None  # its newest record in the window, if any
 
 
+def newest_dispatches(rows: "QuerySet[Dispatched]") -> list[Dispatched]:
+    """The newest UNANSWERED_READ of `rows`, newest first: what unanswered() looks at."""
+    return list(rows.order_by("-dispatched_at", "-id")[:UNANSWERED_READ])
+
+
 def unanswered(
     rows: "QuerySet[Dispatched]", store: RecordStore, now: datetime, *, pr: int | None = None
 ) -> tuple[Unanswered, ...]:
     """The newest UNANSWERED_READ of `rows` (all for PR `pr`, if given) that no record
     answers, newest first."""
-    found = list(rows.order_by("-dispatched_at", "-id")[:UNANSWERED_READ])
+    found = newest_dispatches(rows)
     # A record answering a dispatch was received after it was sent (a day's slack for
     # clocks), and carries the dispatch's PR (the relay takes it from its dispatch record).
     since = min((row.dispatched_at for row in found), default=now) - HEARD_SLACK
     asked = ((row.repo_key, row.delivery_id) for row in found)
-    heard = store.heard_from(asked, since=since, pr_number=pr)
+    return unanswered_of(found, store.heard_from(asked, since=since, pr_number=pr), now)
+
+
+def unanswered_of(
+    found: Sequence[Dispatched], heard: set[tuple[str, str]], now: datetime
+) -> tuple[Unanswered, ...]:
+    """Of the dispatches `found`, those not `heard` from ((repo key, delivery id) pairs)."""
     after = settings.CRCR_SILENT_AFTER
     name = _names()
     return tuple(
@@ -87,9 +98,10 @@ def of_pr(number: int, store: RecordStore, now: datetime) -> tuple[Unanswered, .
     return unanswered(Dispatched.objects.filter(pr_number=number), store, now, pr=number)
 
 
-def of_repo(key: str, start: datetime, store: RecordStore, now: datetime) -> tuple[Unanswered, ...]:
-    rows = Dispatched.objects.filter(repo_key=key, dispatched_at__gte=start)
-    return unanswered(rows, store, now)
+def repo_dispatches(key: str, start: datetime) -> list[Dispatched]:
+    """A repo's newest dispatches since `start` (newest_dispatches): its page asks the store
+    which were answered in the same read as its figures (RecordStore.repo_overview)."""
+    return newest_dispatches(Dispatched.objects.filter(repo_key=key, dispatched_at__gte=start))
 
 
 def dispatched_since(start: datetime, now: datetime) -> dict[str, datetime]:

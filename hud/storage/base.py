@@ -352,9 +352,12 @@ class RecordStore:
         readiness_windows: Sequence[Window],
         *,
         without_upstream: bool = False,
-    ) -> tuple[RepoSummary | None, list[ReadinessMetrics], tuple[TabCount, ...]]:
-        """A repo's summary over `window`, its readiness over each of `readiness_windows` and
-        its tabs' counts over `window` (the repo page's figures; a backend may read once)."""
+        heard_from: Sequence[str] = (),
+    ) -> tuple[RepoSummary | None, list[ReadinessMetrics], tuple[TabCount, ...], set[str]]:
+        """A repo's summary over `window`, its readiness over each of `readiness_windows`, its
+        tabs' counts over `window`, and which of the `heard_from` delivery ids it sent a record
+        for in `window` (the repo page's figures and silent dispatches; a backend may read
+        once)."""
         summary = next(
             iter(self.summary(window, kind, only=repo_key, without_upstream=without_upstream)),
             None,
@@ -362,7 +365,9 @@ class RecordStore:
         readiness = self.readiness_over(
             repo_key, readiness_windows, without_upstream=without_upstream
         )
-        return summary, readiness, self.tab_counts(window, only=repo_key)
+        asked = [(repo_key, delivery) for delivery in heard_from]
+        heard = {delivery for _, delivery in self.heard_from(asked, since=window.start)}
+        return summary, readiness, self.tab_counts(window, only=repo_key), heard
 
     def in_progress_since(self, cutoff: datetime, limit: int) -> list[StaleJob]:
         """The relay's jobs still in progress and unchanged since `cutoff`, oldest first."""

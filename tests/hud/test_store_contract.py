@@ -138,7 +138,7 @@ def test_without_upstream_readiness_counts_without_them(store):
     assert (narrow.pass_rate, narrow.timeout_rate) == pytest.approx((4 / 5, 1 / 5))
     windows = [D14, Window(7, NOW)]
     assert store.readiness_over("org/alpha", windows, without_upstream=True) == [wide, narrow]
-    summary, measured, _ = store.repo_overview(
+    summary, measured, _, _ = store.repo_overview(
         "org/alpha", Window(30, NOW), Kind.PR, windows, without_upstream=True
     )
     assert (
@@ -507,8 +507,13 @@ def test_readiness_over_several_windows_is_each_windows_readiness(store):
 def test_a_repos_overview_is_its_summary_its_readiness_and_its_tab_counts(store):
     windows = [D14, Window(7, NOW)]
 
-    summary, measured, tabs = store.repo_overview("org/alpha", Window(30, NOW), Kind.PR, windows)
-    nothing, _, none = store.repo_overview("nobody/here", D14, Kind.PR, windows)
+    asked = ["pull_request-10-aaa", "never-answered", "pull_request-10-eee"]
+    summary, measured, tabs, heard = store.repo_overview(
+        "org/alpha", Window(30, NOW), Kind.PR, windows, heard_from=asked
+    )
+    nothing, _, none, unheard = store.repo_overview(
+        "nobody/here", D14, Kind.PR, windows, heard_from=asked
+    )
 
     assert summary == store.summary(Window(30, NOW), Kind.PR, only="org/alpha")[0]
     assert measured == store.readiness_over("org/alpha", windows)
@@ -516,6 +521,10 @@ def test_a_repos_overview_is_its_summary_its_readiness_and_its_tab_counts(store)
     assert any(tab.results for tab in tabs)
     assert nothing is None
     assert none == store.tab_counts(D14, only="nobody/here")
+    pairs = [("org/alpha", d) for d in asked]
+    assert heard == {d for _, d in store.heard_from(pairs, since=Window(30, NOW).start)}
+    assert heard == {"pull_request-10-aaa"}  # eee was beta's
+    assert unheard == set()
 
 
 def test_insert_new_writes_a_key_once(store):

@@ -279,9 +279,10 @@ class ClickHouseRecordStore(RecordStore):
         readiness_windows: Sequence[Window],
         *,
         without_upstream: bool = False,
-    ) -> tuple[RepoSummary | None, list[ReadinessMetrics], tuple[TabCount, ...]]:
+        heard_from: Sequence[str] = (),
+    ) -> tuple[RepoSummary | None, list[ReadinessMetrics], tuple[TabCount, ...], set[str]]:
         # One read: the summary's, every readiness window's and the tabs' figures are -If
-        # aggregates.
+        # aggregates, and the deliveries heard from one more.
         every = [window, *readiness_windows]
         params: dict[str, Any] = {
             "repo": repo_key,
@@ -306,6 +307,10 @@ class ClickHouseRecordStore(RecordStore):
         columns = ["countIf(in_page)", *_summary_columns("in_page", upstream=upstream)]
         columns += _readiness_columns(len(readiness_windows), upstream=upstream)
         columns += [f"countIf(in_window AND event_type = '{event}')" for event in TAB_EVENTS]
+        params["asked"] = list(heard_from)
+        columns.append(
+            "groupUniqArrayIf(delivery_id, in_window AND has({asked:Array(String)}, delivery_id))"
+        )
         rows = _flagged(
             flags,
             "downstream_repo = {repo:String} AND received_at >= {lo:DateTime64(6, 'UTC')}"
@@ -314,11 +319,14 @@ class ClickHouseRecordStore(RecordStore):
         row = self._select(f"SELECT {', '.join(columns)} FROM {rows}", params)[0]
         width = len(_summary_columns("1", upstream=upstream))
         summary = _summary(repo_key, row[1 : width + 1]) if row[0] else None
-        readiness, tabs = row[width + 1 : -len(TAB_EVENTS)], row[-len(TAB_EVENTS) :]
+        *figures, heard = row
+        readiness = figures[width + 1 : -len(TAB_EVENTS)]
+        tabs = figures[-len(TAB_EVENTS) :]
         return (
             summary,
             _readiness(readiness_windows, readiness, upstream=bool(upstream)),
             tab_counts_of((event, repo_key, n) for event, n in zip(TAB_EVENTS, tabs, strict=True)),
+            set(heard),
         )
 
     def daily(
@@ -845,6 +853,7 @@ def _readiness_columns(windows: int, *, upstream: str = "") -> list[str]:
 # What the summary and readiness figures read of a record.
 FLAGGED_SOURCE = (
     "downstream_repo",
+    "delivery_id",
     "repo_display",
     "level",
     "received_at",
