@@ -21,6 +21,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 from rest_framework_dataclasses.serializers import DataclassSerializer
 
+from crcr_site import metrics as counted
 from crcr_site.errors import Dependency, Unavailable, json_error
 from hud import pages, pr_list
 from hud.pages import BadQuery, Query
@@ -243,14 +244,22 @@ class BadQueryError(APIException):
     default_code = "bad_query"
 
 
-class Summary(APIView):
+class HudApiView(APIView):
+    """An API view timed as the HTML pages are (crcr_hud_page_seconds, page="api_<view>")."""
+
+    def dispatch(self, request: Any, *args: Any, **kwargs: Any) -> Any:
+        with counted.timed(counted.HUD_PAGES, page=f"api_{type(self).__name__.lower()}"):
+            return super().dispatch(request, *args, **kwargs)
+
+
+class Summary(HudApiView):
     @extend_schema(parameters=QUERY, responses={200: OverviewSerializer, **ERRORS})
     def get(self, request: Request) -> Response:
         """What /crcr shows: every repo's results over the window, by level."""
         return Response(OverviewSerializer(pages.overview(_query(request))).data)
 
 
-class Repo(APIView):
+class Repo(HudApiView):
     @extend_schema(
         parameters=[*REPO_PATH, *MATRIX_QUERY],
         responses={200: RepoPageSerializer, **ERRORS, **NOT_FOUND},
@@ -263,14 +272,14 @@ class Repo(APIView):
         return Response(RepoPageSerializer(page).data)
 
 
-class Metrics(APIView):
+class Metrics(HudApiView):
     @extend_schema(parameters=QUERY, responses={200: MetricsSerializer, **ERRORS})
     def get(self, request: Request) -> Response:
         """What /crcr/metrics shows: each repo's counts day by day."""
         return Response(MetricsSerializer(pages.metrics_page(_query(request))).data)
 
 
-class Pr(APIView):
+class Pr(HudApiView):
     @extend_schema(
         parameters=PR_PATH,
         responses={200: PrPageSerializer, 414: ERRORS[414], 503: ERRORS[503], **NOT_A_NUMBER},
@@ -298,7 +307,7 @@ PR_LIST_QUERY = [
 ]
 
 
-class Prs(APIView):
+class Prs(HudApiView):
     @extend_schema(parameters=PR_LIST_QUERY, responses={200: PrListSerializer, **ERRORS})
     def get(self, request: Request) -> Response:
         """What /crcr/prs shows: recent upstream PRs, newest activity first, with each

@@ -164,3 +164,24 @@ def test_a_worker_serves_its_own_metrics_without_the_web_s(child_env):
     assert "# TYPE crcr_dispatches_total counter" in text
     assert "crcr_zombie_sweep_jobs_total" in text
     assert "crcr_outbox_depth" not in text  # the web's, read from the database once
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("path", "page"),
+    [("/api/crcr/summary", "api_summary"), ("/api/crcr/prs", "api_prs"),
+     ("/api/crcr/metrics", "api_metrics"), ("/api/crcr/prs/7", "api_pr"),
+     ("/api/crcr/repos/org/none", "api_repo")],
+)  # fmt: skip
+def test_the_json_api_is_timed_as_the_pages_are(client, path, page):
+    from prometheus_client import REGISTRY
+
+    def count() -> float:
+        found = REGISTRY.get_sample_value("crcr_hud_page_seconds_count", {"page": page})
+        return found or 0.0
+
+    before = count()
+    answered = client.get(path)
+
+    assert answered.status_code in (200, 404)  # a repo that never reported: 404, timed too
+    assert count() == before + 1
