@@ -3,6 +3,7 @@
 Views parse the query with `Query.parse` and call one function here; nothing here touches HTTP.
 """
 
+import functools
 import re
 from collections.abc import Mapping, Sequence
 from collections.abc import Set as AbstractSet
@@ -892,12 +893,13 @@ class MetricsPage:
     as_of: datetime | None
     tabs: tuple[TabCount, ...] = ()  # each tab's repos reporting (the probe left out)
 
-    @property
+    # Cached: the template asks once a chart (a frozen dataclass keeps no other state).
+    @functools.cached_property
     def excluded(self) -> int:
         """The failures triaged upstream the charts leave out (the triage toggle)."""
         return sum(p.counts.excluded for s in self.series for p in s.points)
 
-    @property
+    @functools.cached_property
     def peak(self) -> int:
         """The busiest day of any repo: the volume charts' shared scale."""
         return max((p.counts.total for s in self.series for p in s.points), default=0)
