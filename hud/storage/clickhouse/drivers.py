@@ -151,15 +151,15 @@ class ChdbDriver:
 
     def select(self, sql: str, params: dict[str, Any] | None = None) -> list[tuple[Any, ...]]:
         result = json.loads(self._query(sql, "JSONCompact", params).bytes() or b'{"data": []}')
-        converters = [_converter(column["type"]) for column in result.get("meta", [])]
-        if not any(converters):
-            return [tuple(row) for row in result["data"]]
-        return [
-            tuple(
-                v if c is None or v is None else c(v) for c, v in zip(converters, row, strict=True)
-            )
-            for row in result["data"]
-        ]
+        columns = [_converter(column["type"]) for column in result.get("meta", [])]
+        # Only the columns that need it are converted, in place (the rows are JSON's lists).
+        converting = [(n, c) for n, c in enumerate(columns) if c is not None]
+        rows = result["data"]
+        for row in rows if converting else ():
+            for n, convert in converting:
+                if row[n] is not None:
+                    row[n] = convert(row[n])
+        return [tuple(row) for row in rows]
 
     def command(self, sql: str, params: dict[str, Any] | None = None) -> None:
         self._query(sql, "CSV", params)
