@@ -59,21 +59,17 @@ def _text(value: Any) -> str:
 
 # Backslash escapes of a string parameter (TSV's escaped text) and, with the quote, of a
 # string inside a quoted literal (an array parameter's elements), as ClickHouse reads them.
-_ESCAPED = str.maketrans(
-    {"\\": "\\\\", "\n": "\\n", "\t": "\\t", "\r": "\\r", "\0": "\\0", "\b": "\\b", "\f": "\\f"}
-)
-_ESCAPES = str.maketrans(
-    {
-        "\\": "\\\\",
-        "'": "\\'",
-        "\n": "\\n",
-        "\t": "\\t",
-        "\r": "\\r",
-        "\0": "\\0",
-        "\b": "\\b",
-        "\f": "\\f",
-    }
-)
+_BACKSLASHED = {
+    "\\": "\\\\",
+    "\n": "\\n",
+    "\t": "\\t",
+    "\r": "\\r",
+    "\0": "\\0",
+    "\b": "\\b",
+    "\f": "\\f",
+}
+_ESCAPED = str.maketrans(_BACKSLASHED)
+_ESCAPES = str.maketrans(_BACKSLASHED | {"'": "\\'"})
 
 
 def _quoted(value: Any) -> str:

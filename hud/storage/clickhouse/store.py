@@ -246,12 +246,12 @@ class ClickHouseRecordStore(RecordStore):
         tabs: list[tuple[str, str, int]] = []
         heard: dict[str, datetime] = {}
         for repo, day, in_kind_records, newest, *figures in self._select(statement, params):
+            counted, figures = figures[: len(TAB_EVENTS)], figures[len(TAB_EVENTS) :]
             if day is None:
                 if repo in asked:
                     heard[repo] = newest
                 if repo not in left_out:
-                    tabs += zip(TAB_EVENTS, [repo] * len(TAB_EVENTS), figures, strict=False)
-            figures = figures[len(TAB_EVENTS) :]
+                    tabs += [(e, repo, n) for e, n in zip(TAB_EVENTS, counted, strict=True)]
             if not in_kind_records:
                 continue  # no record of the kind: not one of its repos, nor one of its days
             if day is None:
