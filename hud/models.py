@@ -5,6 +5,7 @@ from datetime import datetime
 from typing import ClassVar
 
 from django.db import connection, models
+from django.db.models import Q
 
 from allowlist.entry import Level
 from crcr_site import sql
@@ -94,6 +95,22 @@ class JobRecord(models.Model):
             models.Index(fields=["received_at"], name="hud_job_time", include=AGGREGATED),
             models.Index(fields=["pr_number", "received_at"], name="hud_job_pr_time"),
             models.Index(fields=["status", "received_at"], name="hud_job_status_time"),
+            # main's results (hud/baseline.py): pushes, nightly and periodic runs are a few in
+            # a hundred records, and without it a PR page's baseline read walked every PR
+            # record of the red repos' fortnight in the index above (39 ms at 1M records)
+            models.Index(
+                fields=["downstream_repo", "received_at"],
+                name="hud_job_main_time",
+                condition=~Q(event_type="pull_request"),
+                include=[
+                    "event_type",
+                    "head_sha",
+                    "job_name",
+                    "status",
+                    "conclusion",
+                    "run_attempt",
+                ],
+            ),
         ]
 
     def __str__(self) -> str:

@@ -22,6 +22,8 @@ from hud.models import LevelProposal, UpstreamCommit, UpstreamPull
 from hud.reports import (
     DAYS,
     DEFAULT_DAYS,
+    EVERY_HEAD,
+    LATEST_HEAD,
     OUTCOMES,
     PROBE_EXPECTATIONS,
     RED,
@@ -943,15 +945,43 @@ class PrPage:
     # repo key → its failing jobs that are red on main too → since which main SHA
     on_main: dict[str, dict[str, str]] = field(default_factory=dict)
     unanswered: tuple[Unanswered, ...] = ()
-    # repo key → head SHA → every job's latest attempt there (store.pr_jobs)
+    # repo key → head SHA → every job's latest attempt there (store.pr_jobs), on the heads
+    # `jobs_on` names (reports.EVERY_HEAD, LATEST_HEAD or a head SHA)
     jobs: dict[str, dict[str, tuple[PrJob, ...]]] = field(default_factory=dict)
+    jobs_on: str = EVERY_HEAD
+
+    @property
+    def head(self) -> str:
+        """The head SHA whose jobs are listed, when one was asked for."""
+        return "" if self.jobs_on in (EVERY_HEAD, LATEST_HEAD) else self.jobs_on
+
+    @functools.cached_property
+    def shown_on(self) -> frozenset[str]:
+        """The repos whose jobs on the head asked for are listed (open on the page)."""
+        return frozenset(key for key, heads in self.jobs.items() if self.head in heads)
 
 
-def pr_page(number: int, store: RecordStore | None = None) -> PrPage:
+# A head SHA as a page names one: Git's SHA-1 or SHA-256 object name, lowercase hex.
+HEAD_SHA = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
+
+
+def jobs_on(params: Mapping[str, str]) -> str:
+    """The PR page's `head`: the head whose jobs it lists (absent: each repo's latest)."""
+    head = params.get("head") or None
+    if head is None:
+        return LATEST_HEAD
+    if not HEAD_SHA.fullmatch(head):
+        raise BadQuery("head", "must be a head SHA (40 or 64 lowercase hex digits)")
+    return head
+
+
+def pr_page(number: int, store: RecordStore | None = None, *, jobs_on: str = EVERY_HEAD) -> PrPage:
     store = store or get_store()
-    # One read: the PR's view and every job (0 < number < 2**31, else nothing: what a PR
-    # number can be and what every backend can bind).
-    view, jobs = store.pr_with_jobs(number, exclude=[probe_key()])
+    # One read: the PR's view and the jobs of the heads asked for (0 < number < 2**31, else
+    # nothing: what a PR number can be and what every backend can bind). The HTML page lists
+    # the latest head's (or one chosen head's) jobs and links each older head: a PR pushed
+    # thrice to 30 repos has ~2,000 jobs, two thirds of them superseded.
+    view, jobs = store.pr_with_jobs(number, exclude=[probe_key()], jobs_on=jobs_on)
     if view.repos:
         listed = _listed()
         named = [replace(r, repo=allowlisted(r.key, r.repo, listed)) for r in view.repos]
@@ -978,4 +1008,5 @@ def pr_page(number: int, store: RecordStore | None = None) -> PrPage:
         on_main,
         of_pr(number, store, timezone.now()),
         jobs,
+        jobs_on,
     )

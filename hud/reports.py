@@ -39,7 +39,7 @@ hold each backend to them):
 
 import math
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from enum import StrEnum
@@ -566,13 +566,26 @@ PR_LATEST_SOURCE = tuple(
 
 PrJobs = dict[str, dict[str, tuple[PrJob, ...]]]  # repo key → head SHA → its jobs
 
+# pr_of_latest's `jobs_on`: which heads' jobs it lists, beside every head's results. A SHA
+# (of the upstream PR) lists that head's jobs of each repo that ran it.
+EVERY_HEAD = "*"
+LATEST_HEAD = "latest"  # each repo's latest head
 
-def pr_of_latest(number: int, rows: Iterable[Mapping[str, Any]]) -> tuple[PrView, PrJobs]:
-    """A PR's view and its every job (store.pr, store.pr_jobs) from the latest attempt of each
+
+def pr_of_latest(
+    number: int,
+    rows: Iterable[Mapping[str, Any]],
+    *,
+    jobs_on: str = EVERY_HEAD,
+    decoded: Callable[[Mapping[str, Any]], Mapping[str, Any]] = lambda row: row,
+) -> tuple[PrView, PrJobs]:
+    """A PR's view and its jobs (store.pr, store.pr_jobs) from the latest attempt of each
     job of each repo's heads (PR_LATEST_SOURCE): one read answers the whole PR page.
 
     A head's first_at is its earliest latest attempt; a repo is shown by the name and level of
-    its newest one; its failing jobs are its latest head's red ones, by job name."""
+    its newest one; its failing jobs are its latest head's red ones, by job name. The jobs
+    listed are those of the heads `jobs_on` names. `decoded` gives a row its JSON fields as
+    values: only a failing job's cell reads them, so only those rows are decoded."""
     by_head: dict[str, dict[str, list[Mapping[str, Any]]]] = {}
     newest: dict[str, Mapping[str, Any]] = {}
     for row in rows:
@@ -595,15 +608,24 @@ def pr_of_latest(number: int, rows: Iterable[Mapping[str, Any]]) -> tuple[PrView
         shas[key] = sorted(results, key=lambda result: (result.first_at, result.head_sha))
         latest = shas[key][-1]
         if latest.red:
-            cells = (Cell.of(job) for job in heads[latest.head_sha])
-            red = [cell for cell in cells if cell.outcome in RED]
+            red = [Cell.of(decoded(job)) for job in heads[latest.head_sha] if _outcome(job) in RED]
             failing[key] = tuple(sorted(red, key=lambda cell: cell.job_name))
+        listed = {EVERY_HEAD: heads.keys(), LATEST_HEAD: (latest.head_sha,)}.get(
+            jobs_on, (jobs_on,) if jobs_on in heads else ()
+        )
         jobs[key] = {
-            sha: tuple(sorted(map(PrJob.of, on_head), key=lambda j: (j.workflow_name, j.job_name)))
-            for sha, on_head in heads.items()
+            sha: tuple(
+                sorted(map(PrJob.of, heads[sha]), key=lambda j: (j.workflow_name, j.job_name))
+            )
+            for sha in listed
         }
     shown = {key: (row["repo_display"], row["level"]) for key, row in newest.items()}
     return PrView.of(number, shas, shown, failing), jobs
+
+
+def _outcome(row: Mapping[str, Any]) -> str:
+    """A stored row's outcome, as Cell.outcome says it."""
+    return row["conclusion"] if row["status"] == "completed" else "in_progress"
 
 
 def red_heads(shas: Mapping[str, Sequence[ShaResult]]) -> dict[str, str]:

@@ -115,8 +115,13 @@ def metrics(request: HttpRequest, query: Query) -> HttpResponse:
 
 @with_query
 def pr(request: HttpRequest, query: Query, number: int) -> HttpResponse:
-    """/crcr/pr/{number}: one upstream PR across every downstream repo."""
-    return render(request, "hud/pr.html", {"page": pages.pr_page(number)})
+    """/crcr/pr/{number}: one upstream PR across every downstream repo, the jobs of each
+    repo's latest head listed (`head`: of that head)."""
+    try:
+        head = pages.jobs_on(request.GET)
+    except BadQuery as bad:
+        return error_page(request, 400, f"Bad query parameter {bad}.")
+    return render(request, "hud/pr.html", {"page": pages.pr_page(number, jobs_on=head)})
 
 
 @with_query

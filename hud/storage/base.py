@@ -26,6 +26,7 @@ from crcr_site import sql
 from hud.models import JobRecord
 from hud.records import Workflow
 from hud.reports import (
+    EVERY_HEAD,
     DailyPoint,
     DailyTimes,
     HeadRun,
@@ -322,10 +323,11 @@ class RecordStore:
         return self.pr_with_jobs(number, exclude=exclude)[0]
 
     def pr_with_jobs(
-        self, number: int, *, exclude: Sequence[str] = ()
+        self, number: int, *, exclude: Sequence[str] = (), jobs_on: str = EVERY_HEAD
     ) -> tuple[PrView, dict[str, dict[str, tuple[PrJob, ...]]]]:
         """`pr` and `pr_jobs` together, from one read of the PR's jobs' latest attempts
-        (hud/reports.py pr_of_latest): the PR page's one read."""
+        (hud/reports.py pr_of_latest): the PR page's one read. The jobs are those of the heads
+        `jobs_on` names (reports.EVERY_HEAD, LATEST_HEAD or a head SHA)."""
         raise NotImplementedError
 
     def readiness(

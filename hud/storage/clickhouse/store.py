@@ -8,7 +8,7 @@ import itertools
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import fields as dataclass_fields
 from dataclasses import replace
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from django.conf import settings
@@ -18,6 +18,7 @@ from hud.models import JobRecord
 from hud.reports import (
     CELL_SOURCE,
     COUNT_CONDITIONS,
+    EVERY_HEAD,
     PR_LATEST_SOURCE,
     RED,
     Cell,
@@ -74,6 +75,10 @@ def _driver(url: str) -> Driver:
     if url not in _drivers:
         _drivers[url] = driver_for(url)
     return _drivers[url]
+
+
+# What ClickHouse answers for the max of no DateTime64 values.
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class ClickHouseRecordStore(RecordStore):
@@ -392,11 +397,19 @@ class ClickHouseRecordStore(RecordStore):
         on_main = f"event_type IN {q.in_list('ev', Kind.NIGHTLY.events, params)}"
         if shas:
             on_main += f" OR (event_type = 'push' AND head_sha IN {q.in_list('sha', shas, params)})"
+        matching = (
+            f"{where} AND downstream_repo IN {q.in_list('repo', repo_keys, params)} "
+            f"AND job_name IN {q.in_list('job', jobs, params)} AND ({on_main})"
+        )
+        # Main's records are a few in a hundred, and FINAL collapses every record of the
+        # window's granules before WHERE drops the PRs'. A record's delivery is the same in all
+        # its versions, so PREWHERE on the deliveries with any version on main keeps each such
+        # record whole (FINAL stays exact) and the rest unread; WHERE then judges the latest
+        # versions (27 -> 13 ms at 1M records).
         statement = (
             "SELECT downstream_repo, head_sha, job_name, status, conclusion, run_attempt, "
-            f"received_at FROM {q.TABLE} FINAL WHERE {where} "
-            f"AND downstream_repo IN {q.in_list('repo', repo_keys, params)} "
-            f"AND job_name IN {q.in_list('job', jobs, params)} AND ({on_main})"
+            f"received_at FROM {q.TABLE} FINAL PREWHERE delivery_id IN (SELECT delivery_id "
+            f"FROM {q.TABLE} WHERE {matching}) WHERE {matching}"
         )
         return latest_attempts(
             MainResult(repo, sha, job, status, conclusion, run_attempt=attempt, at=at)
@@ -564,7 +577,9 @@ class ClickHouseRecordStore(RecordStore):
             self._names[row["downstream_repo"]] = row["repo_display"]
         return cells
 
-    def pr_with_jobs(self, number: int, *, exclude: Sequence[str] = ()) -> tuple[PrView, PrJobs]:
+    def pr_with_jobs(
+        self, number: int, *, exclude: Sequence[str] = (), jobs_on: str = EVERY_HEAD
+    ) -> tuple[PrView, PrJobs]:
         if not 0 < number < 2**31:
             return PrView(number=number, repos=()), {}
         params: dict[str, Any] = {"number": number}
@@ -579,11 +594,9 @@ class ClickHouseRecordStore(RecordStore):
             f"PREWHERE pr_number = {{number:UInt32}} WHERE {where} {q.LATEST} "
             "LIMIT 1 BY downstream_repo, head_sha, job_name"
         )
-        rows = (
-            writes.decoded(dict(zip(PR_LATEST_SOURCE, values, strict=True)))
-            for values in self._select(statement, params)
-        )
-        return pr_of_latest(number, rows)
+        found = self._select(statement, params)
+        rows = (dict(zip(PR_LATEST_SOURCE, values, strict=True)) for values in found)
+        return pr_of_latest(number, rows, jobs_on=jobs_on, decoded=writes.decoded)
 
     def readiness(
         self, repo_key: str, window: Window, *, without_upstream: bool = False
@@ -631,8 +644,11 @@ class ClickHouseRecordStore(RecordStore):
     # received_at is the same in every version of a record: no FINAL needed for these two.
 
     def newest(self) -> datetime | None:
-        row = self._select(f"SELECT if(count() = 0, NULL, max(received_at)) FROM {q.TABLE}", {})
-        return row[0][0]
+        # A bare max() is answered from each part's minmax index of the partition key, without
+        # reading the column (4-8 ms less on every page here); over no rows it is the epoch,
+        # which no record is received at (the relay stamps it).
+        newest = self._select(f"SELECT max(received_at) FROM {q.TABLE}", {})[0][0]
+        return newest if newest > EPOCH else None
 
     def first_seen(self, repo_key: str) -> datetime | None:
         row = self._select(
