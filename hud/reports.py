@@ -574,10 +574,10 @@ LATEST_HEAD = "latest"  # each repo's latest head
 
 def pr_of_latest(
     number: int,
-    rows: Iterable[Mapping[str, Any]],
+    rows: Iterable[dict[str, Any]],
     *,
     jobs_on: str = EVERY_HEAD,
-    decoded: Callable[[Mapping[str, Any]], Mapping[str, Any]] = lambda row: row,
+    decoded: Callable[[dict[str, Any]], dict[str, Any]] = lambda row: row,
 ) -> tuple[PrView, PrJobs]:
     """A PR's view and its jobs (store.pr, store.pr_jobs) from the latest attempt of each
     job of each repo's heads (PR_LATEST_SOURCE): one read answers the whole PR page.
@@ -586,8 +586,8 @@ def pr_of_latest(
     its newest one; its failing jobs are its latest head's red ones, by job name. The jobs
     listed are those of the heads `jobs_on` names. `decoded` gives a row its JSON fields as
     values: only a failing job's cell reads them, so only those rows are decoded."""
-    by_head: dict[str, dict[str, list[Mapping[str, Any]]]] = {}
-    newest: dict[str, Mapping[str, Any]] = {}
+    by_head: dict[str, dict[str, list[dict[str, Any]]]] = {}
+    newest: dict[str, dict[str, Any]] = {}
     for row in rows:
         key = row["downstream_repo"]
         by_head.setdefault(key, {}).setdefault(row["head_sha"], []).append(row)
