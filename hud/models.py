@@ -95,6 +95,21 @@ class JobRecord(models.Model):
             models.Index(fields=["received_at"], name="hud_job_time", include=AGGREGATED),
             models.Index(fields=["pr_number", "received_at"], name="hud_job_pr_time"),
             models.Index(fields=["status", "received_at"], name="hud_job_status_time"),
+            # the PR list's tallies (storage/orm.py _pr_heads_sql): a PR's head's records in
+            # the order its latest-attempt ranking reads them, all it reads in the index
+            models.Index(
+                fields=[
+                    "pr_number",
+                    "head_sha",
+                    "downstream_repo",
+                    "job_name",
+                    "-run_attempt",
+                    "-received_at",
+                    "-id",
+                ],
+                name="hud_job_pr_head",
+                include=["status", "conclusion", "repo_display", "event_type"],
+            ),
             # main's results (hud/baseline.py): pushes, nightly and periodic runs are a few in
             # a hundred records, and without it a PR page's baseline read walked every PR
             # record of the red repos' fortnight in the index above (39 ms at 1M records)

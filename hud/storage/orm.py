@@ -713,7 +713,8 @@ class OrmRecordStore(RecordStore):
         numbers = list(numbers)
         params = [*scoped, *numbers, *numbers, *scoped]
         with connections[self.using].cursor() as cursor:
-            cursor.execute(_pr_heads_sql(scope, len(numbers)), params)
+            vendor = connections[self.using].vendor
+            cursor.execute(_pr_heads_sql(scope, len(numbers), vendor=vendor), params)
             return pr_heads_of(cursor.fetchall())
 
     def heard_from(
@@ -860,30 +861,47 @@ LATEST_JOB = (
 _SUMS = ", ".join(f"SUM(CASE WHEN {condition} THEN 1 ELSE 0 END)" for condition in COUNT_CONDITIONS)
 
 
-def _pr_heads_sql(scope: str, prs: int) -> str:
+def _pr_heads_sql(scope: str, prs: int, *, vendor: str) -> str:
     """Per PR among `scope`'s records, its latest head (of its newest record) and each repo's
     tally there over its jobs' latest attempts, with the repo's name from its newest record.
     Parameters: `scope`'s, the PR numbers twice, then `scope`'s again.
 
     Each PR's head is one backward step on the (pr_number, received_at) index, found once
     (MATERIALIZED: inlined, PostgreSQL would run the step again for every record); only the
-    records of those heads are ranked, and only the columns the tally reads."""
+    records of those heads are ranked, and only the columns the tally reads. On PostgreSQL
+    they are ranked in the order of the (PR, head, repo, job, latest attempt) index, which
+    holds them all, and the newest record's name is an ordered aggregate: no sort of the
+    records and no second window (SQLite, without array_agg, keeps FIRST_VALUE)."""
     table = JobRecord._meta.db_table
     newest = "ORDER BY received_at DESC, id DESC"
-    return (
+    heads = (
         "WITH heads AS MATERIALIZED (SELECT v.column1 AS pr_number, "  # noqa: S608
         f"(SELECT head_sha FROM {table} WHERE pr_number = v.column1 AND {scope} {newest} "
         f"LIMIT 1) AS head_sha FROM (VALUES {', '.join(['(%s)'] * prs)}) AS v) "
-        f"SELECT pr_number, head_sha, downstream_repo, MIN(shown), {_SUMS} FROM ("
-        "SELECT s.pr_number, s.head_sha, s.downstream_repo, s.status, s.conclusion, "
-        "ROW_NUMBER() OVER (PARTITION BY s.pr_number, s.downstream_repo, s.job_name "
-        "ORDER BY s.run_attempt DESC, s.received_at DESC, s.id DESC) AS k, "
-        "FIRST_VALUE(s.repo_display) OVER (PARTITION BY s.pr_number, s.downstream_repo "
-        "ORDER BY s.received_at DESC, s.id DESC) AS shown "
+    )
+    records = (
         f"FROM {table} s JOIN heads h ON s.pr_number = h.pr_number "
         f"AND s.head_sha = h.head_sha WHERE s.pr_number IN ({_placeholders(prs)}) "
         f"AND {scope}"  # its columns are the records' alone: heads has no such names
-        ") latest WHERE k = 1 GROUP BY pr_number, head_sha, downstream_repo"
+    )
+    ranked = (
+        "ROW_NUMBER() OVER (PARTITION BY s.pr_number, s.head_sha, s.downstream_repo, "
+        "s.job_name ORDER BY s.run_attempt DESC, s.received_at DESC, s.id DESC) AS k"
+    )
+    if vendor == "postgresql":
+        latest_sums = _SUMS.replace("CASE WHEN ", "CASE WHEN k = 1 AND ")
+        return (
+            f"{heads}SELECT pr_number, head_sha, downstream_repo, (array_agg(repo_display "  # noqa: S608
+            f"{newest}))[1], {latest_sums} FROM (SELECT s.pr_number, s.head_sha, "
+            "s.downstream_repo, s.status, s.conclusion, s.repo_display, s.received_at, s.id, "
+            f"{ranked} {records}) ranked GROUP BY pr_number, head_sha, downstream_repo"
+        )
+    return (
+        f"{heads}SELECT pr_number, head_sha, downstream_repo, MIN(shown), {_SUMS} FROM ("  # noqa: S608
+        f"SELECT s.pr_number, s.head_sha, s.downstream_repo, s.status, s.conclusion, {ranked}, "
+        "FIRST_VALUE(s.repo_display) OVER (PARTITION BY s.pr_number, s.downstream_repo "
+        "ORDER BY s.received_at DESC, s.id DESC) "
+        f"AS shown {records}) latest WHERE k = 1 GROUP BY pr_number, head_sha, downstream_repo"
     )
 
 
