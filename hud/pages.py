@@ -224,7 +224,11 @@ class Overview:
         return sum(line.summary.counts.excluded for block in self.blocks for line in block.lines)
 
 
-def overview(query: Query, store: RecordStore | None = None) -> Overview:
+def overview(
+    query: Query, store: RecordStore | None = None, *, every_measure: bool = True
+) -> Overview:
+    """/crcr's data. `every_measure=False` (the HTML page) reads only the measures the page
+    shows (reports.overview_measured); its JSON twin has them all."""
     store = store or get_store()
     window = query.window()
     probe = probe_key()
@@ -239,6 +243,7 @@ def overview(query: Query, store: RecordStore | None = None) -> Overview:
         exclude=[probe],
         without_upstream=query.without_upstream,
         heard_from=sorted(dispatched),
+        overview=not every_measure,
     )
     for summary in figures.summaries:
         entry = listed.get(summary.key)

@@ -357,6 +357,13 @@ class RepoSummary(Measured):
         return self.counts.timed_out / done if done else None
 
 
+def overview_measured(summary: RepoSummary) -> RepoSummary:
+    """The summary as a read for /crcr gives it (`overview`): of its measures only the ones
+    that page shows, p50 and p90 of execution and the average queue; the PR count 0 and the
+    other times None (not read: each is a sort of every record of the window)."""
+    return replace(summary, prs=0, avg_execution=None, p90_queue=None)
+
+
 @dataclass(frozen=True)
 class WindowFigures:
     """What the overview and metrics pages read of one window: each repo's summary (worst

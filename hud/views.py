@@ -94,7 +94,8 @@ def with_query(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]
 @with_query
 def index(request: HttpRequest, query: Query) -> HttpResponse:
     """/crcr: results per downstream repo, one section per level, worst first."""
-    return render(request, "hud/index.html", {"page": pages.overview(query), "days": DAYS})
+    page = pages.overview(query, every_measure=False)  # the twin: every measure
+    return render(request, "hud/index.html", {"page": page, "days": DAYS})
 
 
 @with_query

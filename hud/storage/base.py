@@ -215,10 +215,12 @@ class RecordStore:
         only: str | None = None,
         measured: bool = True,
         without_upstream: bool = False,
+        overview: bool = False,
     ) -> list[RepoSummary]:
         """Per repo (or `only` one) over the window, with its daily series; worst first.
         `measured=False` leaves the times and the PR count out (None and 0: not read), for a
-        page that shows none of them; `without_upstream` counts without the failures triaged
+        page that shows none of them; `overview` reads only the measures /crcr shows
+        (reports.overview_measured); `without_upstream` counts without the failures triaged
         upstream (hud/reports.py), in the daily series too."""
         raise NotImplementedError
 
@@ -232,6 +234,7 @@ class RecordStore:
         times: bool = False,
         without_upstream: bool = False,
         heard_from: Sequence[str] = (),
+        overview: bool = False,
     ) -> WindowFigures:
         """summary(), tab_counts() and, with `times`, daily_times() over one window with the
         same repos left out, and last_heard() of the `heard_from` repos (left out or not)
@@ -244,6 +247,7 @@ class RecordStore:
                 exclude=exclude,
                 measured=measured,
                 without_upstream=without_upstream,
+                overview=overview,
             ),
             self.tab_counts(window, exclude=exclude),
             self.daily_times(window, kind, exclude=exclude) if times else {},

@@ -20,6 +20,7 @@ from hud.reports import (
     TabCount,
     Window,
     judged,
+    overview_measured,
 )
 from hud.storage import HudRecord, RecordExists, RecordKey
 from hud.storage.clickhouse.drivers import ChdbDriver, ServerDriver
@@ -517,6 +518,19 @@ def test_the_probe_health_is_its_newest_runs_against_what_they_expect(store):
 def test_newest_and_first_seen(store):
     assert store.newest() == at(20, 9)
     assert store.first_seen("org/alpha") == at(20, 9).replace(month=10, day=31, hour=12)
+
+
+def test_the_overview_reads_only_the_measures_it_shows(store):
+    for kind in Kind:
+        full = store.summary(D14, kind)
+        assert store.summary(D14, kind, overview=True) == [overview_measured(s) for s in full]
+        figures = store.window_figures(D14, kind, exclude=[PROBE])
+        lean = store.window_figures(D14, kind, exclude=[PROBE], overview=True)
+        assert lean.summaries == [overview_measured(s) for s in figures.summaries]
+        assert (lean.tabs, lean.heard) == (figures.tabs, figures.heard)
+    (alpha, *_) = store.summary(D14, Kind.PR, overview=True, only="org/alpha")
+    assert alpha.p50_execution is not None  # what /crcr shows is read
+    assert (alpha.prs, alpha.avg_execution, alpha.p90_queue) == (0, None, None)  # not the rest
 
 
 def test_an_empty_store_has_no_newest_record(store):

@@ -44,6 +44,7 @@ from hud.reports import (
     WindowFigures,
     head_runs,
     latest_attempts,
+    overview_measured,
     pr_heads_of,
     pr_of_latest,
     tab_counts_of,
@@ -195,16 +196,19 @@ class ClickHouseRecordStore(RecordStore):
         only: str | None = None,
         measured: bool = True,
         without_upstream: bool = False,
+        overview: bool = False,
     ) -> list[RepoSummary]:
         params: dict[str, Any] = {}
         where = self._where(window, kind, params, exclude=exclude, only=only)
         upstream = q.UPSTREAM if without_upstream else ""
-        columns = _summary_columns("1", measured=measured, upstream=upstream)
+        columns = _summary_columns("1", measured=measured, upstream=upstream, overview=overview)
         statement = (
             f"SELECT downstream_repo, {', '.join(columns)} "
             f"FROM {q.TABLE} FINAL WHERE {where} GROUP BY downstream_repo"
         )
         summaries = [_summary(row[0], row[1:]) for row in self._select(statement, params)]
+        if overview and measured:
+            summaries = [overview_measured(summary) for summary in summaries]
         return sorted(summaries, key=worst_first)
 
     def window_figures(
@@ -217,6 +221,7 @@ class ClickHouseRecordStore(RecordStore):
         times: bool = False,
         without_upstream: bool = False,
         heard_from: Sequence[str] = (),
+        overview: bool = False,
     ) -> WindowFigures:
         # One statement over every record of the window: per repo (the summary, the tabs'
         # counts, the newest record) and per repo and day (the daily series and times), the
@@ -237,6 +242,7 @@ class ClickHouseRecordStore(RecordStore):
             timed=times,
             upstream="up" if without_upstream else "",
             daily=False,
+            overview=overview and not times,  # the days' times are the queue's too
         )
         tab_columns = [f"countIf(event_type = '{event}')" for event in TAB_EVENTS]
         statement = (
@@ -263,6 +269,8 @@ class ClickHouseRecordStore(RecordStore):
                 repos[repo] = _summary(repo, figures)
                 if not measured:  # read for the days' times: not the summary's figures
                     repos[repo] = _unmeasured(repos[repo])
+                elif overview:
+                    repos[repo] = overview_measured(repos[repo])
             else:
                 days.setdefault(repo, []).append((day, figures))
         summaries, daily_times = [], {}
@@ -769,11 +777,13 @@ def _summary_columns(
     upstream: str = "",
     daily: bool = True,
     timed: bool = False,
+    overview: bool = False,
 ) -> list[str]:
     """A RepoSummary's figures over the rows matching `where`, in _summary's order; without
     the times and the PR count (0 and NULLs) unless `measured` (`timed`: the times, not the PR
     count); with `upstream` (the condition of a failure triaged upstream), those failures
-    counted last, to be left out; the daily series only if `daily` (NULL: read otherwise)."""
+    counted last, to be left out; the daily series only if `daily` (NULL: read otherwise);
+    with `overview`, only the measures /crcr shows (reports.overview_measured)."""
     completed = f"{where} AND status = 'completed'"
     timed_run = f"{completed} AND execution_time IS NOT NULL"
     first = f"{where} AND run_attempt = 1 AND queue_time IS NOT NULL"
@@ -784,6 +794,8 @@ def _summary_columns(
         f"if(countIf({first}) = 0, NULL, avgIf(queue_time, {first}))",
         *q.percentiles("queue_time", f"{where} AND run_attempt = 1", 0.5, 0.9),
     ]
+    if overview:  # what /crcr shows of them (reports.overview_measured): not the rest
+        measures = ["0", "NULL", *measures[2:5], "NULL", "NULL"]
     return [
         f"argMaxIf(repo_display, received_at, {where})",
         f"argMaxIf(level, received_at, {where})",
