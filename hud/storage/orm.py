@@ -731,8 +731,10 @@ class OrmRecordStore(RecordStore):
         since: datetime | None = None,
         pr_number: int | None = None,
     ) -> set[tuple[str, str]]:
-        # Plain SQL, a row-value IN over a VALUES list (PostgreSQL and SQLite both): the ORM's
-        # OR of a Q per repo took longer to compile than the read (10 of 17 ms, 90 pairs).
+        # Plain SQL (PostgreSQL and SQLite both): one EXISTS probe of the record key's index
+        # per asked pair. The ORM's OR of a Q per repo took longer to compile than its read
+        # (10 of 17 ms, 90 pairs), and a join read every record of each delivery (6,700
+        # rows for a busy repo's 160 dispatches) to answer 160 yes-or-nos.
         table = JobRecord._meta.db_table
         bounds, bound_params = "", []
         if since is not None:
@@ -750,8 +752,10 @@ class OrmRecordStore(RecordStore):
             for batch in itertools.batched(sorted(set(pairs)), 500):
                 values = ", ".join(["(%s, %s)"] * len(batch))
                 cursor.execute(
-                    f"SELECT DISTINCT downstream_repo, delivery_id FROM {table} "  # noqa: S608
-                    f"WHERE (downstream_repo, delivery_id) IN (VALUES {values}){bounds}",
+                    f"WITH asked (repo, delivery) AS (VALUES {values}) "  # noqa: S608
+                    f"SELECT repo, delivery FROM asked WHERE EXISTS (SELECT 1 FROM {table} "
+                    f"WHERE downstream_repo = asked.repo AND delivery_id = asked.delivery"
+                    f"{bounds})",
                     [*itertools.chain.from_iterable(batch), *bound_params],
                 )
                 heard |= {(repo, delivery) for repo, delivery in cursor.fetchall()}
