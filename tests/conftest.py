@@ -60,10 +60,16 @@ HEAVY = {
 }
 
 
+# Modules whose tests share no module-scoped fixture and each take a minute: each test is its
+# own group, so the two workers share them out (together they were four minutes on one).
+SPREAD = {"tests.hud.test_crawl"}
+
+
 @pytest.hookimpl(tryfirst=True)  # before pytest-xdist's own hook reads the groups
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """`make test` runs with `--dist loadgroup`: each module on one worker (its module-scoped
-    live stacks and browser start once), the HEAVY ones together. Two tests of one id are
+    live stacks and browser start once), the HEAVY ones together, a SPREAD one's tests each
+    apart. Two tests of one id are
     refused: pytest-xdist would run one of them and drop the other without a word."""
     twice = sorted(i for i, n in Counter(item.nodeid for item in items).items() if n > 1)
     if twice:
@@ -71,7 +77,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if item.get_closest_marker("xdist_group") is None:
             module = getattr(getattr(item, "module", None), "__name__", item.nodeid)
-            item.add_marker(pytest.mark.xdist_group("heavy" if module in HEAVY else module))
+            group = "heavy" if module in HEAVY else item.nodeid if module in SPREAD else module
+            item.add_marker(pytest.mark.xdist_group(group))
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
