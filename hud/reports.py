@@ -190,6 +190,11 @@ def tab_counts_of(rows: Iterable[Sequence[Any]]) -> tuple[TabCount, ...]:
     )
 
 
+def outcome_of(status: str, conclusion: str) -> str:
+    """A job's outcome: its conclusion once completed, else in_progress."""
+    return conclusion if status == "completed" else "in_progress"
+
+
 class Measured:
     """A dataclass whose float measures are finite or None: a backend may hold any value
     (NaN or infinity written before the edge refused them, or by another writer), and every
@@ -217,7 +222,7 @@ class PrJob(Measured):
 
     @property
     def outcome(self) -> str:
-        return self.conclusion if self.status == "completed" else "in_progress"
+        return outcome_of(self.status, self.conclusion)
 
     @classmethod
     def of(cls, row: Mapping[str, Any]) -> "PrJob":
@@ -401,7 +406,7 @@ class Cell(Measured):
 
     @property
     def outcome(self) -> str:
-        return self.conclusion if self.status == "completed" else "in_progress"
+        return outcome_of(self.status, self.conclusion)
 
     @classmethod
     def of(cls, row: Mapping[str, Any]) -> "Cell":
@@ -615,7 +620,11 @@ def pr_of_latest(
         shas[key] = sorted(results, key=lambda result: (result.first_at, result.head_sha))
         latest = shas[key][-1]
         if latest.red:
-            red = [Cell.of(decoded(job)) for job in heads[latest.head_sha] if _outcome(job) in RED]
+            red = [
+                Cell.of(decoded(job))
+                for job in heads[latest.head_sha]
+                if outcome_of(job["status"], job["conclusion"]) in RED
+            ]
             failing[key] = tuple(sorted(red, key=lambda cell: cell.job_name))
         listed = {EVERY_HEAD: heads.keys(), LATEST_HEAD: (latest.head_sha,)}.get(
             jobs_on, (jobs_on,) if jobs_on in heads else ()
@@ -628,11 +637,6 @@ def pr_of_latest(
         }
     shown = {key: (row["repo_display"], row["level"]) for key, row in newest.items()}
     return PrView.of(number, shas, shown, failing), jobs
-
-
-def _outcome(row: Mapping[str, Any]) -> str:
-    """A stored row's outcome, as Cell.outcome says it."""
-    return row["conclusion"] if row["status"] == "completed" else "in_progress"
 
 
 def red_heads(shas: Mapping[str, Sequence[ShaResult]]) -> dict[str, str]:

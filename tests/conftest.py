@@ -69,8 +69,8 @@ SPREAD = {"tests.hud.test_crawl"}
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """`make test` runs with `--dist loadgroup`: each module on one worker (its module-scoped
     live stacks and browser start once), the HEAVY ones together, a SPREAD one's tests each
-    apart. Two tests of one id are
-    refused: pytest-xdist would run one of them and drop the other without a word."""
+    apart. Two tests of one id are refused: pytest-xdist would run one of them and drop the
+    other without a word."""
     twice = sorted(i for i, n in Counter(item.nodeid for item in items).items() if n > 1)
     if twice:
         raise pytest.UsageError(f"tests collected twice under one id: {twice}")

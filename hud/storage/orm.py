@@ -724,6 +724,12 @@ class OrmRecordStore(RecordStore):
             cursor.execute(_pr_heads_sql(scope, len(numbers), vendor=vendor), params)
             return pr_heads_of(cursor.fetchall())
 
+    def _received_at(self, at: datetime) -> Any:
+        """A receive time as plain SQL on this database binds it."""
+        return JobRecord._meta.get_field("received_at").get_db_prep_value(
+            at, connections[self.using]
+        )
+
     def heard_from(
         self,
         pairs: Iterable[tuple[str, str]],
@@ -739,11 +745,7 @@ class OrmRecordStore(RecordStore):
         bounds, bound_params = "", []
         if since is not None:
             bounds += " AND received_at >= %s"
-            bound_params.append(
-                JobRecord._meta.get_field("received_at").get_db_prep_value(
-                    since, connections[self.using]
-                )
-            )
+            bound_params.append(self._received_at(since))
         if pr_number is not None:
             bounds += " AND pr_number = %s"
             bound_params.append(pr_number)
@@ -766,9 +768,7 @@ class OrmRecordStore(RecordStore):
             return {}
         # One MAX per repo, each a backward step on the (repo, received_at) index; a GROUP BY
         # over the window would read every record in it.
-        at = JobRecord._meta.get_field("received_at").get_db_prep_value(
-            since, connections[self.using]
-        )
+        at = self._received_at(since)
         statement = (
             f"SELECT v.column1, (SELECT MAX(received_at) FROM {JobRecord._meta.db_table} "  # noqa: S608
             "WHERE downstream_repo = v.column1 AND received_at >= %s) "
@@ -876,7 +876,12 @@ LATEST_JOB = (
     "ROW_NUMBER() OVER (PARTITION BY downstream_repo, head_sha, job_name "
     "ORDER BY run_attempt DESC, received_at DESC, id DESC)"
 )
-_SUMS = ", ".join(f"SUM(CASE WHEN {condition} THEN 1 ELSE 0 END)" for condition in COUNT_CONDITIONS)
+
+
+def _sums(among: str = "") -> str:
+    """A SUM of each count condition, of the rows that also match `among` if given."""
+    also = f"{among} AND " if among else ""
+    return ", ".join(f"SUM(CASE WHEN {also}{c} THEN 1 ELSE 0 END)" for c in COUNT_CONDITIONS)
 
 
 def _pr_heads_sql(scope: str, prs: int, *, vendor: str) -> str:
@@ -907,7 +912,7 @@ def _pr_heads_sql(scope: str, prs: int, *, vendor: str) -> str:
         "s.job_name ORDER BY s.run_attempt DESC, s.received_at DESC, s.id DESC) AS k"
     )
     if vendor == "postgresql":
-        latest_sums = _SUMS.replace("CASE WHEN ", "CASE WHEN k = 1 AND ")
+        latest_sums = _sums("k = 1")
         return (
             f"{heads}SELECT pr_number, head_sha, downstream_repo, (array_agg(repo_display "  # noqa: S608
             f"{newest}))[1], {latest_sums} FROM (SELECT s.pr_number, s.head_sha, "
@@ -915,7 +920,7 @@ def _pr_heads_sql(scope: str, prs: int, *, vendor: str) -> str:
             f"{ranked} {records}) ranked GROUP BY pr_number, head_sha, downstream_repo"
         )
     return (
-        f"{heads}SELECT pr_number, head_sha, downstream_repo, MIN(shown), {_SUMS} FROM ("  # noqa: S608
+        f"{heads}SELECT pr_number, head_sha, downstream_repo, MIN(shown), {_sums()} FROM ("  # noqa: S608
         f"SELECT s.pr_number, s.head_sha, s.downstream_repo, s.status, s.conclusion, {ranked}, "
         "FIRST_VALUE(s.repo_display) OVER (PARTITION BY s.pr_number, s.downstream_repo "
         "ORDER BY s.received_at DESC, s.id DESC) "

@@ -207,8 +207,6 @@ class ClickHouseRecordStore(RecordStore):
             f"FROM {q.TABLE} FINAL WHERE {where} GROUP BY downstream_repo"
         )
         summaries = [_summary(row[0], row[1:]) for row in self._select(statement, params)]
-        if overview and measured:
-            summaries = [overview_measured(summary) for summary in summaries]
         return sorted(summaries, key=worst_first)
 
     def window_figures(
