@@ -297,7 +297,7 @@ PR_LIST_QUERY = [
             "type": "string",
             "minLength": 1,
             "maxLength": pr_list.SEARCH_MAX,
-            "pattern": f"^[^{pr_list.CONTROL_CHARACTERS}]*$",
+            "pattern": f"^[^{pages.CONTROL_CHARACTERS}]*$",
         },
         description="a PR number (#123 or 123), words of a title or author, or a head SHA prefix",
     ),

@@ -18,7 +18,7 @@ from allowlist import lookup
 from allowlist.entry import CAPABILITIES, Capabilities, Entry, Level
 from allowlist.models import Change, DownstreamRepo
 from hud import baseline
-from hud.models import LevelProposal, UpstreamCommit, UpstreamPull
+from hud.models import JobRecord, LevelProposal, UpstreamCommit, UpstreamPull
 from hud.reports import (
     DAYS,
     DEFAULT_DAYS,
@@ -966,17 +966,20 @@ class PrPage:
         return frozenset(key for key, heads in self.jobs.items() if self.head in heads)
 
 
-# A head SHA as a page names one: Git's SHA-1 or SHA-256 object name, lowercase hex.
-HEAD_SHA = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
+CONTROL_CHARACTERS = r"\x00-\x1f\x7f-\x9f"
+CONTROL = re.compile(f"[{CONTROL_CHARACTERS}]")
+# The longest head a record stores (a callback's or an envelope's, not always a Git SHA).
+HEAD_MAX: int = JobRecord._meta.get_field("head_sha").max_length or 100
 
 
 def jobs_on(params: Mapping[str, str]) -> str:
-    """The PR page's `head`: the head whose jobs it lists (absent: each repo's latest)."""
+    """The PR page's `head`: the head whose jobs it lists (absent: each repo's latest). Any
+    head a record can hold, so that every head the page links lists."""
     head = params.get("head") or None
     if head is None:
         return LATEST_HEAD
-    if not HEAD_SHA.fullmatch(head):
-        raise BadQuery("head", "must be a head SHA (40 or 64 lowercase hex digits)")
+    if len(head) > HEAD_MAX or CONTROL.search(head) or head in (EVERY_HEAD, LATEST_HEAD):
+        raise BadQuery("head", f"must be a head of the PR (at most {HEAD_MAX} characters)")
     return head
 
 

@@ -19,7 +19,7 @@ from django.utils import timezone
 
 from allowlist import lookup
 from hud.models import UpstreamPull
-from hud.pages import BadQuery, _int, given_once, window_days
+from hud.pages import CONTROL, BadQuery, _int, given_once, window_days
 from hud.reports import DEFAULT_DAYS, RepoMark, Window
 from hud.storage import RecordStore, get_store
 
@@ -30,8 +30,6 @@ PAGE_MAX = 400
 TITLE_MATCHES = 1000
 PR_NUMBER = re.compile(r"#?([0-9]{1,10})")
 SHA_PREFIX = re.compile(r"[0-9a-f]{3,64}")
-CONTROL_CHARACTERS = r"\x00-\x1f\x7f-\x9f"
-CONTROL = re.compile(f"[{CONTROL_CHARACTERS}]")
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@ import math
 import re
 from html import escape as html_escape
 from typing import Any
+from urllib.parse import urlencode
 
 from django import template
 from django.conf import settings
@@ -349,7 +350,8 @@ def pr_jobs(repo: Any, jobs: Any, number: int) -> SafeString:
         if on_head is None:
             counts = sha_result.counts
             running = f", {int(counts.in_progress)} running" if counts.in_progress else ""
-            link = f"{reverse('crcr-pr', args=[int(number)])}?head={sha_result.head_sha}"
+            listing = urlencode({"head": sha_result.head_sha})
+            link = f"{reverse('crcr-pr', args=[int(number)])}?{listing}"
             parts.append(
                 f'<p class="run">{int(counts.successes)}/{int(counts.completed)} passed'
                 f'{running} · <a href="{_escape(link)}#jobs-h">its {int(counts.total)} '

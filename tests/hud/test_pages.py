@@ -549,9 +549,12 @@ def test_the_pr_page_lists_the_latest_heads_jobs_and_links_each_older_heads(clie
     assert "CI / test" in beta  # aaa's jobs listed
     assert '0/1 passed · <a href="/crcr/pr/10?head=eee#jobs-h">its 1 job</a>' in beta
     assert '<a href="/crcr/pr/10#jobs-h">List each repository' in jobs
+    eee = client.get("/crcr/pr/10?head=eee").content.decode()  # a head that is no Git SHA
+    eee = eee[eee.index('id="jobs-h"') :]
+    assert eee.count('<details class="pr-jobs" open>') == 1  # beta, the one repo that ran it
     assert jobs.count('<details class="pr-jobs" open>') == 3  # each repo that ran aaa
 
-    for bad in ("abc", "A" * 40, "a" * 41, "g" * 40):
+    for bad in ("x" * 101, "a\x01b", "latest", "*"):
         refused = client.get(f"/crcr/pr/10?head={bad}")
         assert refused.status_code == 400
         assert "Bad query parameter head" in refused.content.decode()
