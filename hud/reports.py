@@ -40,10 +40,10 @@ hold each backend to them):
 import math
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from datetime import date, datetime, timedelta
 from enum import StrEnum
-from typing import Any
+from typing import Any, ClassVar, cast
 
 
 class Kind(StrEnum):
@@ -200,8 +200,14 @@ class Measured:
     (NaN or infinity written before the edge refused them, or by another writer), and every
     page and API answer must survive it (JSON has no NaN)."""
 
+    _measures: ClassVar[tuple[str, ...]]
+
     def __post_init__(self) -> None:
-        for name, value in vars(self).items():
+        cls = type(self)
+        if "_measures" not in cls.__dict__:  # its fields that may hold a float, found once
+            cls._measures = tuple(f.name for f in fields(cast(Any, self)) if "float" in str(f.type))
+        for name in cls._measures:
+            value = getattr(self, name)
             if isinstance(value, float) and not math.isfinite(value):
                 object.__setattr__(self, name, None)
 

@@ -8,7 +8,7 @@ each key (exact, whatever the background merges have done so far).
 from collections.abc import Sequence
 from typing import Any
 
-from hud.reports import COUNT_CONDITIONS, upstream_failure
+from hud.reports import COUNT_CONDITIONS, FAILURES, upstream_failure
 from hud.storage.base import KEY_FIELDS
 
 TABLE = "hud_job"
@@ -74,14 +74,24 @@ UPSTREAM = upstream_failure("JSONExtractString(triage_verdict, 'category')")
 OUTCOME = "if(status = 'completed', conclusion, 'in_progress')"
 
 
-# The same counts per day, inside a per-repo aggregate: one sumMap over the record's UTC day,
-# with a last array of ones so that no day with records is dropped as all zeros.
-def daily_counts(where: str, *, upstream: str = "") -> str:
-    """The counts per day of the rows matching `where`, inside a per-repo aggregate, and a
-    seventh array of those matching `upstream` too (the failures triaged upstream), if given."""
-    conditions = (*COUNT_CONDITIONS, upstream) if upstream else COUNT_CONDITIONS
-    arrays = ", ".join(f"[toUInt64({condition})]" for condition in conditions)
-    return f"sumMapIf([toDate(received_at)], {arrays}, [toUInt64(1)], {where})"
+# A record's outcome as the number a tally keys it by: the categories COUNT_CONDITIONS tell
+# apart, 0 a completed job's other conclusions (skipped, neutral, …).
+OUTCOME_CODE = (
+    "multiIf(status <> 'completed', 5, conclusion = 'success', 1, "
+    f"conclusion IN ({', '.join(repr(c) for c in FAILURES)}), 2, "
+    "conclusion = 'timed_out', 3, conclusion = 'cancelled', 4, 0)"
+)
+
+
+def tally(where: str, flags: Sequence[str] = ()) -> str:
+    """Every count of the rows matching `where` as one aggregate: a sumMap of ones over a key
+    packing each row's UTC day, a bit for each of `flags` (conditions or flag columns) and its
+    OUTCOME_CODE, which store._Tally reads back. Each countIf (one count, window or day) cost
+    ClickHouse's analyser about half a millisecond before a row was read: the repo page's
+    24 of them 12 ms, /crcr's 11 a third of its statement."""
+    bits = "".join(f" + toUInt64({flag}) * {8 << n}" for n, flag in enumerate(flags))
+    key = f"toUInt64(toDate(received_at)) * {8 << len(flags)}{bits} + {OUTCOME_CODE}"
+    return f"sumMapIf([{key}], [toUInt64(1)], {where})"
 
 
 # The latest attempt of each job first; LIMIT 1 BY keeps it.
@@ -97,6 +107,33 @@ def percentiles(column: str, condition: str, *levels: float) -> list[str]:
     spelled = ", ".join(f"{level} - 1e-9" for level in levels)
     values = f"quantilesExactIf({spelled})({column}, {qualified})"
     return [f"if(countIf({qualified}) = 0, NULL, {values}[{n}])" for n in range(1, len(levels) + 1)]
+
+
+def daily_percentiles(*measures: tuple[str, str], days: range) -> list[str]:
+    """Per UTC day of `days` (numbered from 1970-01-01), the p50 and p90 of each (column,
+    condition) in `measures` and how many rows qualified (NULL is then told by 0): two
+    -Resample aggregates each, inside a per-repo aggregate, where a GROUP BY day beside the
+    repo's (grouping sets) computed every other aggregate per day too."""
+    columns = []
+    day = "toUInt32(toDate(received_at))"
+    bounds = f"{days.start}, {days.stop}, 1"
+    for column, condition in measures:
+        qualified = f"{condition} AND {column} IS NOT NULL"
+        columns += [
+            f"quantilesExactIfResample(0.5 - 1e-9, 0.9 - 1e-9, {bounds})"
+            f"({column}, {qualified}, {day})",
+            f"countIfResample({bounds})({qualified}, {day})",
+        ]
+    return columns
+
+
+def daily_percentiles_of(row: Sequence[Any]) -> list[list[tuple[Any, Any]]]:
+    """daily_percentiles' columns read back: for each measure, each day's (p50, p90), both
+    None on a day where nothing qualified."""
+    return [
+        [(p50, p90) if n else (None, None) for (p50, p90), n in zip(levels, counted, strict=True)]
+        for levels, counted in zip(row[0::2], row[1::2], strict=True)
+    ]
 
 
 def in_list(name: str, values: Sequence[str], params: dict[str, Any]) -> str:

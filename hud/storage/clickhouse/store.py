@@ -17,7 +17,6 @@ from crcr_site import sql
 from hud.models import JobRecord
 from hud.reports import (
     CELL_SOURCE,
-    COUNT_CONDITIONS,
     EVERY_HEAD,
     PR_LATEST_SOURCE,
     RED,
@@ -206,7 +205,8 @@ class ClickHouseRecordStore(RecordStore):
             f"SELECT downstream_repo, {', '.join(columns)} "
             f"FROM {q.TABLE} FINAL WHERE {where} GROUP BY downstream_repo"
         )
-        summaries = [_summary(row[0], row[1:]) for row in self._select(statement, params)]
+        rows = self._select(statement, params)
+        summaries = [_summary(row[0], row[1:], upstream=bool(upstream)) for row in rows]
         return sorted(summaries, key=worst_first)
 
     def window_figures(
@@ -221,10 +221,10 @@ class ClickHouseRecordStore(RecordStore):
         heard_from: Sequence[str] = (),
         overview: bool = False,
     ) -> WindowFigures:
-        # One statement over every record of the window: per repo (the summary, the tabs'
-        # counts, the newest record) and per repo and day (the daily series and times), the
-        # kind's figures flagged. Each statement apart cost 7-11 ms here, most of it before a
-        # row is read; the repos left out are left out by the flag, so that they are heard.
+        # One statement over every record of the window, per repo: the summary (its counts and
+        # days one tally), the tabs' counts, the newest record and, if asked, each day's times.
+        # Each statement apart cost 7-11 ms here, most of it before a row is read; the repos
+        # left out are left out by the flag, so that they are heard.
         params: dict[str, Any] = {}
         where = self._where(window, None, params)
         where += f" AND event_type IN {q.in_list('tev', TAB_EVENTS, params)}"
@@ -234,50 +234,52 @@ class ClickHouseRecordStore(RecordStore):
         flags = {"in_kind": in_kind}
         if without_upstream:
             flags["up"] = q.UPSTREAM
-        columns = _summary_columns(
+        columns = [f"countIf(event_type = '{event}')" for event in TAB_EVENTS]
+        columns += _summary_columns(
             "in_kind",
             measured=measured,
             timed=times,
             upstream="up" if without_upstream else "",
-            daily=False,
             overview=overview and not times,  # the days' times are the queue's too
         )
-        tab_columns = [f"countIf(event_type = '{event}')" for event in TAB_EVENTS]
+        first_day = window.start.astimezone(UTC).date().toordinal() - _Tally.EPOCH
+        days = range(first_day, window.end.astimezone(UTC).date().toordinal() - _Tally.EPOCH + 1)
+        if times:
+            columns += q.daily_percentiles(
+                ("queue_time", "in_kind AND run_attempt = 1"),
+                ("execution_time", "in_kind AND status = 'completed'"),
+                days=days,
+            )
         statement = (
-            "SELECT downstream_repo, toDate(received_at) AS day, countIf(in_kind), "
-            f"max(received_at), {', '.join(tab_columns + columns)} FROM {_flagged(flags, where)} "
-            "GROUP BY GROUPING SETS ((downstream_repo), (downstream_repo, day)) "
-            "SETTINGS group_by_use_nulls = 1"
+            f"SELECT downstream_repo, max(received_at), {', '.join(columns)} "
+            f"FROM {_flagged(flags, where)} GROUP BY downstream_repo"
         )
         left_out, asked = set(exclude), set(heard_from)
-        repos: dict[str, RepoSummary] = {}
-        days: dict[str, list[tuple[date, Sequence[Any]]]] = {}
+        summaries: list[RepoSummary] = []
+        daily_times: dict[str, tuple[DailyTimes, ...]] = {}
         tabs: list[tuple[str, str, int]] = []
         heard: dict[str, datetime] = {}
-        for repo, day, in_kind_records, newest, *figures in self._select(statement, params):
-            counted, figures = figures[: len(TAB_EVENTS)], figures[len(TAB_EVENTS) :]
-            if day is None:
-                if repo in asked:
-                    heard[repo] = newest
-                if repo not in left_out:
-                    tabs += [(e, repo, n) for e, n in zip(TAB_EVENTS, counted, strict=True)]
-            if not in_kind_records:
-                continue  # no record of the kind: not one of its repos, nor one of its days
-            if day is None:
-                repos[repo] = _summary(repo, figures)
-                if not measured:  # read for the days' times: not the summary's figures
-                    repos[repo] = _unmeasured(repos[repo])
-                elif overview:
-                    repos[repo] = overview_measured(repos[repo])
-            else:
-                days.setdefault(repo, []).append((day, figures))
-        summaries, daily_times = [], {}
-        for repo, summary in repos.items():
-            on_days = sorted(days.get(repo, ()), key=lambda pair: pair[0])
-            daily = tuple(DailyPoint(day, _counts(figures)) for day, figures in on_days)
-            summaries.append(replace(summary, daily=daily))
+        width = len(TAB_EVENTS)
+        for repo, newest, *figures in self._select(statement, params):
+            if repo in asked:
+                heard[repo] = newest
+            if repo not in left_out:
+                tabs += [(e, repo, n) for e, n in zip(TAB_EVENTS, figures[:width], strict=True)]
+            summary = _summary(repo, figures[width:], upstream=without_upstream)
+            if not summary.counts.total and not summary.counts.excluded:
+                continue  # no record of the kind: not one of its repos
             if times:
-                daily_times[repo] = tuple(_times(day, figures) for day, figures in on_days)
+                queue, execution = q.daily_percentiles_of(figures[-4:])
+                daily_times[repo] = tuple(
+                    DailyTimes(point.day, *queue[n], *execution[n])
+                    for point in summary.daily
+                    if 0 <= (n := point.day.toordinal() - _Tally.EPOCH - first_day) < len(days)
+                )
+            if not measured:  # read for the days' times: not the summary's figures
+                summary = _unmeasured(summary)
+            elif overview:
+                summary = overview_measured(summary)
+            summaries.append(summary)
         return WindowFigures(
             sorted(summaries, key=worst_first), tab_counts_of(tabs), daily_times, heard
         )
@@ -293,7 +295,8 @@ class ClickHouseRecordStore(RecordStore):
         heard_from: Sequence[str] = (),
     ) -> tuple[RepoSummary | None, list[ReadinessMetrics], tuple[TabCount, ...], set[str]]:
         # One read: the summary's, every readiness window's and the tabs' figures are -If
-        # aggregates, and the deliveries heard from one more.
+        # aggregates, their counts one tally flagged per window, and the deliveries heard from
+        # one more.
         every = [window, *readiness_windows]
         params: dict[str, Any] = {
             "repo": repo_key,
@@ -313,11 +316,17 @@ class ClickHouseRecordStore(RecordStore):
             **_readiness_flags(readiness_windows, params),
         }
         upstream = ""
-        if without_upstream:  # a flag too: the aggregates say `up`, the subquery reads it
+        if without_upstream:  # a flag too: the tally flags it, the subquery reads it
             flags[upstream := "up"] = q.UPSTREAM
-        columns = ["countIf(in_page)", *_summary_columns("in_page", upstream=upstream)]
-        columns += _readiness_columns(len(readiness_windows), upstream=upstream)
-        columns += [f"countIf(in_window AND event_type = '{event}')" for event in TAB_EVENTS]
+        summary_columns = _summary_columns("in_page", upstream=upstream)
+        # The readiness windows' counts: a tally of the rows in any, flagged per window.
+        windows = [f"w{n}" for n in range(len(readiness_windows))]
+        columns = [
+            *summary_columns,
+            q.tally(" OR ".join(windows) or "0", [*windows, *([upstream] if upstream else [])]),
+            *_readiness_columns(len(readiness_windows)),
+            *(f"countIf(in_window AND event_type = '{event}')" for event in TAB_EVENTS),
+        ]
         params["asked"] = list(heard_from)
         columns.append(
             "groupUniqArrayIf(delivery_id, in_window AND has({asked:Array(String)}, delivery_id))"
@@ -328,14 +337,17 @@ class ClickHouseRecordStore(RecordStore):
             " AND received_at < {hi:DateTime64(6, 'UTC')}",
         )
         row = self._select(f"SELECT {', '.join(columns)} FROM {rows}", params)[0]
-        width = len(_summary_columns("1", upstream=upstream))
-        summary = _summary(repo_key, row[1 : width + 1]) if row[0] else None
-        *figures, heard = row
-        readiness = figures[width + 1 : -len(TAB_EVENTS)]
+        width = len(summary_columns)
+        read = _summary(repo_key, row[:width], upstream=bool(upstream))
+        summary = read if read.counts.total or read.counts.excluded else None
+        *figures, heard = row[width:]
+        tally = _Tally(figures[0], flags=len(windows) + bool(upstream))
+        times = figures[1 : 1 + 2 * len(windows)]
         tabs = figures[-len(TAB_EVENTS) :]
+        up = len(windows) if upstream else None
         return (
             summary,
-            _readiness(readiness_windows, readiness, upstream=bool(upstream)),
+            _readiness(readiness_windows, times, tally, upstream=up),
             tab_counts_of((event, repo_key, n) for event, n in zip(TAB_EVENTS, tabs, strict=True)),
             set(heard),
         )
@@ -612,7 +624,8 @@ class ClickHouseRecordStore(RecordStore):
     def readiness_over(
         self, repo_key: str, windows: Sequence[Window], *, without_upstream: bool = False
     ) -> list[ReadinessMetrics]:
-        # One read of the widest window; each window's figures are -If aggregates over it.
+        # One read of the widest window; each window's figures are -If aggregates over it,
+        # its counts those of its flag in one tally.
         params: dict[str, Any] = {"repo": repo_key}
         widest = max(windows, key=lambda w: w.days)
         where = self._where(widest, Kind.PR, params, only=repo_key)
@@ -621,9 +634,17 @@ class ClickHouseRecordStore(RecordStore):
         if without_upstream:
             flags[upstream := "up"] = q.UPSTREAM
         rows = _flagged(flags, where)
-        columns = _readiness_columns(len(windows), upstream=upstream)
-        statement = f"SELECT {', '.join(columns)} FROM {rows}"
-        return _readiness(windows, self._select(statement, params)[0], upstream=bool(upstream))
+        columns = [
+            q.tally("1", list(flags)),
+            *_readiness_columns(len(windows)),
+        ]
+        tally, *times = self._select(f"SELECT {', '.join(columns)} FROM {rows}", params)[0]
+        return _readiness(
+            windows,
+            times,
+            _Tally(tally, flags=len(flags)),
+            upstream=len(windows) if upstream else None,
+        )
 
     def in_progress_since(self, cutoff: datetime, limit: int) -> list[StaleJob]:
         names = [f.name for f in dataclass_fields(StaleJob)]
@@ -773,15 +794,14 @@ def _summary_columns(
     *,
     measured: bool = True,
     upstream: str = "",
-    daily: bool = True,
     timed: bool = False,
     overview: bool = False,
 ) -> list[str]:
-    """A RepoSummary's figures over the rows matching `where`, in _summary's order; without
-    the times and the PR count (0 and NULLs) unless `measured` (`timed`: the times, not the PR
-    count); with `upstream` (the condition of a failure triaged upstream), those failures
-    counted last, to be left out; the daily series only if `daily` (NULL: read otherwise);
-    with `overview`, only the measures /crcr shows (reports.overview_measured)."""
+    """A RepoSummary's figures over the rows matching `where`, in _summary's order: its counts
+    and days one tally (with `upstream`, the condition of a failure triaged upstream, its
+    flag: those failures are left out); without the times and the PR count (0 and NULLs)
+    unless `measured` (`timed`: the times, not the PR count); with `overview`, only the
+    measures /crcr shows (reports.overview_measured)."""
     completed = f"{where} AND status = 'completed'"
     timed_run = f"{completed} AND execution_time IS NOT NULL"
     first = f"{where} AND run_attempt = 1 AND queue_time IS NOT NULL"
@@ -797,30 +817,31 @@ def _summary_columns(
     return [
         f"argMaxIf(repo_display, received_at, {where})",
         f"argMaxIf(level, received_at, {where})",
-        *(f"countIf({where} AND {condition})" for condition in COUNT_CONDITIONS),
+        q.tally(where, [upstream] if upstream else []),
         *(measures if measured or timed else ["0", *["NULL"] * (len(measures) - 1)]),
         f"maxIf(received_at, {where})",
-        q.daily_counts(where, upstream=upstream) if daily else "NULL",
         f"argMaxIf(head_sha, received_at, {where})",
-        *([f"countIf({where} AND {upstream})"] if upstream else []),
     ]
 
 
-def _summary(key: str, row: Sequence[Any]) -> RepoSummary:
+def _summary(key: str, row: Sequence[Any], *, upstream: bool = False) -> RepoSummary:
+    """A _summary_columns row as the repo's summary (`upstream`: its tally flags those)."""
+    tally = _Tally(row[2], flags=int(upstream))
+    up = 0 if upstream else None
     return RepoSummary(
         repo=row[0],
         key=key,
         level=row[1],
-        counts=_counts(row),
-        prs=row[8],
-        avg_execution=row[9],
-        p50_execution=row[10],
-        p90_execution=row[11],
-        avg_queue=row[12],
-        p90_queue=row[14],
-        last_run=row[15],
-        daily=_days(row[16]) if row[16] is not None else (),
-        last_sha=row[17] or "",
+        counts=tally.counts(upstream=up),
+        prs=row[3],
+        avg_execution=row[4],
+        p50_execution=row[5],
+        p90_execution=row[6],
+        avg_queue=row[7],
+        p90_queue=row[9],
+        last_run=row[10],
+        daily=tally.daily(upstream=up),
+        last_sha=row[11] or "",
     )
 
 
@@ -836,14 +857,62 @@ def _unmeasured(summary: RepoSummary) -> RepoSummary:
     )
 
 
-def _counts(row: Sequence[Any]) -> Counts:
-    """The counts of a _summary_columns row (those triaged upstream left out, if read)."""
-    return Counts(*row[2:8]).excluding(row[18] if len(row) > 18 else 0)
-
-
 def _times(day: date, row: Sequence[Any]) -> DailyTimes:
     """A day's times from a _summary_columns row over that day (`timed` or `measured`)."""
-    return DailyTimes(day, row[13], row[14], row[10], row[11])
+    return DailyTimes(day, row[8], row[9], row[5], row[6])
+
+
+class _Tally:
+    """queries.tally's sums read back: how many rows of each day, flags and outcome."""
+
+    EPOCH = date(1970, 1, 1).toordinal()
+
+    def __init__(self, summed: Sequence[Sequence[Any]] | None, *, flags: int) -> None:
+        keys, ones = summed or ((), ())
+        shift, mask = 3 + flags, (1 << flags) - 1
+        # (day, flag bits, outcome, rows) for each key the rows had
+        self.entries = [
+            (key >> shift, (key >> 3) & mask, key & 7, int(n))
+            for key, n in zip(map(int, keys), ones, strict=True)
+        ]
+
+    @property
+    def total(self) -> int:
+        """Every row it counted."""
+        return sum(entry[3] for entry in self.entries)
+
+    def counts(self, *, flag: int | None = None, upstream: int | None = None) -> Counts:
+        """The counts of the rows with flag bit `flag` (None: all), less the failures with
+        flag bit `upstream` (those triaged upstream; None: none left out)."""
+        return self._by_day(flag, upstream).get(None) or Counts()
+
+    def daily(
+        self, *, flag: int | None = None, upstream: int | None = None
+    ) -> tuple[DailyPoint, ...]:
+        """The counts of each day with such rows, oldest first (as `counts`)."""
+        by_day = self._by_day(flag, upstream)
+        return tuple(
+            DailyPoint(date.fromordinal(self.EPOCH + day), tally)
+            for day, tally in sorted((d, c) for d, c in by_day.items() if d is not None)
+        )
+
+    def _by_day(self, flag: int | None, upstream: int | None) -> dict[int | None, Counts]:
+        wanted = 0 if flag is None else 1 << flag
+        left_out = 0 if upstream is None else 1 << upstream
+        sums: dict[int | None, list[int]] = {}
+        for day, bits, outcome, n in self.entries:
+            if bits & wanted == wanted:
+                for at in (day, None):  # the day's and the whole's
+                    tally = sums.setdefault(at, [0] * 7)
+                    tally[outcome] += n
+                    if left_out and bits & left_out:
+                        tally[6] += n
+        return {
+            day: Counts(n[1], n[2], n[3], n[4], n[0] + n[1] + n[2] + n[3] + n[4], n[5]).excluding(
+                n[6]
+            )
+            for day, n in sums.items()
+        }
 
 
 def _readiness_flags(windows: Sequence[Window], params: dict[str, Any]) -> dict[str, str]:
@@ -859,20 +928,16 @@ def _readiness_flags(windows: Sequence[Window], params: dict[str, Any]) -> dict[
     return flags
 
 
-def _readiness_columns(windows: int, *, upstream: str = "") -> list[str]:
-    """Each window's readiness figures over the rows flagged `w<n>`, 8 columns a window, and
-    a ninth with `upstream` (the rows' flag of a failure triaged upstream): those counted."""
+def _readiness_columns(windows: int) -> list[str]:
+    """Each window's readiness times over the rows flagged `w<n>`, two columns a window; its
+    counts are those of the rows with its flag in a tally (_readiness)."""
     columns = []
     for n in range(windows):
-        inside = f"w{n}"
-        queue = f"{inside} AND run_attempt = 1 AND queue_time IS NOT NULL"
-        columns += [f"countIf({inside} AND {condition})" for condition in COUNT_CONDITIONS]
+        queue = f"w{n} AND run_attempt = 1 AND queue_time IS NOT NULL"
         columns.append(f"if(countIf({queue}) = 0, NULL, avgIf(queue_time, {queue}))")
         columns += q.percentiles(
-            "queue_time + execution_time", f"{inside} AND status = 'completed'", 0.5
+            "queue_time + execution_time", f"w{n} AND status = 'completed'", 0.5
         )
-        if upstream:
-            columns.append(f"countIf({inside} AND {upstream})")
     return columns
 
 
@@ -904,29 +969,21 @@ def _flagged(flags: dict[str, str], where: str) -> str:
 
 
 def _readiness(
-    windows: Sequence[Window], row: Sequence[Any], *, upstream: bool = False
+    windows: Sequence[Window],
+    times: Sequence[Any],
+    tally: "_Tally",
+    *,
+    flag: int = 0,
+    upstream: int | None = None,
 ) -> list[ReadinessMetrics]:
-    measured = []
-    width = 9 if upstream else 8  # _readiness_columns' columns a window
-    for n, window in enumerate(windows):
-        values = row[n * width : (n + 1) * width]
-        tally = Counts(*values[0:6]).excluding(values[8] if upstream else 0)
-        measured.append(ReadinessMetrics.of(window.days, tally, values[7], values[6]))
-    return measured
-
-
-def _days(summed: Sequence[Sequence[Any]]) -> tuple[DailyPoint, ...]:
-    """queries.daily_counts' (days, six count arrays, the upstream failures' if read, ones) as
-    the repo's days, oldest first."""
-    days, *counts, _ = summed
-    upstream = counts[6] if len(counts) > 6 else None  # with the toggle: left out
-    points = [
-        DailyPoint(
-            day if isinstance(day, date) else date.fromisoformat(str(day)),
-            Counts(*(int(values[n]) for values in counts[:6])).excluding(
-                int(upstream[n]) if upstream is not None else 0
-            ),
+    """Each window's figures: its _readiness_columns `times`, and the counts of the rows with
+    its flag in `tally` (window n's flag bit `flag` + n)."""
+    return [
+        ReadinessMetrics.of(
+            window.days,
+            tally.counts(flag=flag + n, upstream=upstream),
+            times[2 * n + 1],
+            times[2 * n],
         )
-        for n, day in enumerate(days)
+        for n, window in enumerate(windows)
     ]
-    return tuple(sorted(points, key=lambda point: point.day))
