@@ -102,11 +102,21 @@ LATEST = "ORDER BY run_attempt DESC, received_at DESC, check_run_id DESC"
 # 0-based position ⌊n·level⌋ (partial sort, no full array); with level = p - 1e-9 that position
 # is ⌈n·p⌉ - 1 for every n below 10⁸, the nearest rank. NULL when nothing qualified.
 def percentiles(column: str, condition: str, *levels: float) -> list[str]:
-    """One expression per level, from one quantilesExactIf pass."""
+    """One expression per level, from one quantilesExactIf pass. Over no rows that says 0s,
+    so each is NULL where `average` of the same rows is: the very expression of a statement's
+    own average column, which ClickHouse computes once for both (a countIf guard was one
+    more aggregate to analyse)."""
     qualified = f"{condition} AND {column} IS NOT NULL"
     spelled = ", ".join(f"{level} - 1e-9" for level in levels)
     values = f"quantilesExactIf({spelled})({column}, {qualified})"
-    return [f"if(countIf({qualified}) = 0, NULL, {values}[{n}])" for n in range(1, len(levels) + 1)]
+    empty = f"isNull({average(column, qualified)})"
+    return [f"if({empty}, NULL, {values}[{n}])" for n in range(1, len(levels) + 1)]
+
+
+def average(column: str, qualified: str) -> str:
+    """The average of a nullable column over the rows matching `qualified` (which leaves out
+    its NULLs), NULL over none: avgIf is, without a count to guard it."""
+    return f"avgIf({column}, {qualified})"
 
 
 def daily_percentiles(*measures: tuple[str, str], days: range) -> list[str]:

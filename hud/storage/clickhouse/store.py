@@ -807,9 +807,9 @@ def _summary_columns(
     first = f"{where} AND run_attempt = 1 AND queue_time IS NOT NULL"
     measures = [
         f"uniqExactIf(pr_number, {where} AND pr_number > 0)" if measured else "0",
-        f"if(countIf({timed_run}) = 0, NULL, avgIf(execution_time, {timed_run}))",
+        q.average("execution_time", timed_run),
         *q.percentiles("execution_time", completed, 0.5, 0.9),
-        f"if(countIf({first}) = 0, NULL, avgIf(queue_time, {first}))",
+        q.average("queue_time", first),
         *q.percentiles("queue_time", f"{where} AND run_attempt = 1", 0.5, 0.9),
     ]
     if overview:  # what /crcr shows of them (reports.overview_measured): not the rest
@@ -934,7 +934,7 @@ def _readiness_columns(windows: int) -> list[str]:
     columns = []
     for n in range(windows):
         queue = f"w{n} AND run_attempt = 1 AND queue_time IS NOT NULL"
-        columns.append(f"if(countIf({queue}) = 0, NULL, avgIf(queue_time, {queue}))")
+        columns.append(q.average("queue_time", queue))
         columns += q.percentiles(
             "queue_time + execution_time", f"w{n} AND status = 'completed'", 0.5
         )
