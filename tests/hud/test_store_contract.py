@@ -392,7 +392,8 @@ def test_nightly_is_its_own_tab(store):
     assert (alpha.p50_execution, alpha.p90_execution, alpha.avg_queue) == (5000, 6000, None)
     assert alpha.p90_queue is None  # no queue measured: no percentile of it either, not 0
     days = store.window_figures(D14, Kind.NIGHTLY, times=True).times[alpha.key]
-    assert days and all(day.p50_execution is not None for day in days)
+    assert days
+    assert all(day.p50_execution is not None for day in days)
     assert {(day.p50_queue, day.p90_queue) for day in days} == {(None, None)}
 
 
