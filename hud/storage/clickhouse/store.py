@@ -875,6 +875,7 @@ class _Tally:
             (key >> shift, (key >> 3) & mask, key & 7, int(n))
             for key, n in zip(map(int, keys), ones, strict=True)
         ]
+        self._summed: dict[tuple[int | None, int | None], dict[int | None, Counts]] = {}
 
     @property
     def total(self) -> int:
@@ -897,16 +898,25 @@ class _Tally:
         )
 
     def _by_day(self, flag: int | None, upstream: int | None) -> dict[int | None, Counts]:
+        """Each day's counts and (None) the whole's, summed once for both `counts` and `daily`."""
+        if (flag, upstream) not in self._summed:
+            self._summed[flag, upstream] = self._sum(flag, upstream)
+        return self._summed[flag, upstream]
+
+    def _sum(self, flag: int | None, upstream: int | None) -> dict[int | None, Counts]:
         wanted = 0 if flag is None else 1 << flag
         left_out = 0 if upstream is None else 1 << upstream
         sums: dict[int | None, list[int]] = {}
         for day, bits, outcome, n in self.entries:
             if bits & wanted == wanted:
-                for at in (day, None):  # the day's and the whole's
-                    tally = sums.setdefault(at, [0] * 7)
-                    tally[outcome] += n
-                    if left_out and bits & left_out:
-                        tally[6] += n
+                tally = sums.get(day)
+                if tally is None:
+                    tally = sums[day] = [0] * 7  # by outcome code, and those left out
+                tally[outcome] += n
+                if bits & left_out:
+                    tally[6] += n
+        if sums:  # the whole's: its days' summed
+            sums[None] = [sum(column) for column in zip(*sums.values(), strict=True)]
         return {
             day: Counts(n[1], n[2], n[3], n[4], n[0] + n[1] + n[2] + n[3] + n[4], n[5]).excluding(
                 n[6]
