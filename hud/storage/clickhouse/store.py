@@ -857,11 +857,6 @@ def _unmeasured(summary: RepoSummary) -> RepoSummary:
     )
 
 
-def _times(day: date, row: Sequence[Any]) -> DailyTimes:
-    """A day's times from a _summary_columns row over that day (`timed` or `measured`)."""
-    return DailyTimes(day, row[8], row[9], row[5], row[6])
-
-
 class _Tally:
     """queries.tally's sums read back: how many rows of each day, flags and outcome."""
 
@@ -876,11 +871,6 @@ class _Tally:
             for key, n in zip(map(int, keys), ones, strict=True)
         ]
         self._summed: dict[tuple[int | None, int | None], dict[int | None, Counts]] = {}
-
-    @property
-    def total(self) -> int:
-        """Every row it counted."""
-        return sum(entry[3] for entry in self.entries)
 
     def counts(self, *, flag: int | None = None, upstream: int | None = None) -> Counts:
         """The counts of the rows with flag bit `flag` (None: all), less the failures with
