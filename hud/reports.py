@@ -119,6 +119,11 @@ class Counts:
         return self.completed + self.in_progress
 
     @property
+    def records(self) -> int:
+        """Every job counted, those left out (excluded) too."""
+        return self.total + self.excluded
+
+    @property
     def other(self) -> int:
         """Completed with a conclusion none of the other counts has (skipped, neutral, …):
         successes + failures + timed_out + cancelled + other = completed."""

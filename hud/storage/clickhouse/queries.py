@@ -8,7 +8,7 @@ each key (exact, whatever the background merges have done so far).
 from collections.abc import Sequence
 from typing import Any
 
-from hud.reports import COUNT_CONDITIONS, FAILURES, upstream_failure
+from hud.reports import COUNT_CONDITIONS, upstream_failure
 from hud.storage.base import KEY_FIELDS
 
 TABLE = "hud_job"
@@ -74,12 +74,13 @@ UPSTREAM = upstream_failure("JSONExtractString(triage_verdict, 'category')")
 OUTCOME = "if(status = 'completed', conclusion, 'in_progress')"
 
 
-# A record's outcome as the number a tally keys it by: the categories COUNT_CONDITIONS tell
-# apart, 0 a completed job's other conclusions (skipped, neutral, …).
+# A record's outcome as the number a tally keys it by: 1-4 the first four COUNT_CONDITIONS
+# (success, failure, timed out, cancelled), 0 a completed job's other conclusions (skipped,
+# neutral, …), 5 not completed.
 OUTCOME_CODE = (
-    "multiIf(status <> 'completed', 5, conclusion = 'success', 1, "
-    f"conclusion IN ({', '.join(repr(c) for c in FAILURES)}), 2, "
-    "conclusion = 'timed_out', 3, conclusion = 'cancelled', 4, 0)"
+    "multiIf(status <> 'completed', 5, "
+    + "".join(f"{condition}, {n}, " for n, condition in enumerate(COUNT_CONDITIONS[:4], 1))
+    + "0)"
 )
 
 
@@ -106,17 +107,26 @@ def percentiles(column: str, condition: str, *levels: float) -> list[str]:
     so each is NULL where `average` of the same rows is: the very expression of a statement's
     own average column, which ClickHouse computes once for both (a countIf guard was one
     more aggregate to analyse)."""
-    qualified = f"{condition} AND {column} IS NOT NULL"
-    spelled = ", ".join(f"{level} - 1e-9" for level in levels)
-    values = f"quantilesExactIf({spelled})({column}, {qualified})"
+    qualified = _measured(column, condition)
+    values = f"quantilesExactIf({_levels(levels)})({column}, {qualified})"
     empty = f"isNull({average(column, qualified)})"
     return [f"if({empty}, NULL, {values}[{n}])" for n in range(1, len(levels) + 1)]
 
 
 def average(column: str, qualified: str) -> str:
     """The average of a nullable column over the rows matching `qualified` (which leaves out
-    its NULLs), NULL over none: avgIf is, without a count to guard it."""
+    its NULLs): avgIf is NULL over no rows by itself, no count needed to guard it."""
     return f"avgIf({column}, {qualified})"
+
+
+def _measured(column: str, condition: str) -> str:
+    """The rows matching `condition` that measured `column`."""
+    return f"{condition} AND {column} IS NOT NULL"
+
+
+def _levels(levels: Sequence[float]) -> str:
+    """Nearest-rank levels as quantileExact's parameters (see percentiles)."""
+    return ", ".join(f"{level} - 1e-9" for level in levels)
 
 
 def daily_percentiles(*measures: tuple[str, str], days: range) -> list[str]:
@@ -128,9 +138,9 @@ def daily_percentiles(*measures: tuple[str, str], days: range) -> list[str]:
     day = "toUInt32(toDate(received_at))"
     bounds = f"{days.start}, {days.stop}, 1"
     for column, condition in measures:
-        qualified = f"{condition} AND {column} IS NOT NULL"
+        qualified = _measured(column, condition)
         columns += [
-            f"quantilesExactIfResample(0.5 - 1e-9, 0.9 - 1e-9, {bounds})"
+            f"quantilesExactIfResample({_levels((0.5, 0.9))}, {bounds})"
             f"({column}, {qualified}, {day})",
             f"countIfResample({bounds})({qualified}, {day})",
         ]

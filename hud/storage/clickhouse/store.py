@@ -8,7 +8,7 @@ import itertools
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import fields as dataclass_fields
 from dataclasses import replace
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -242,13 +242,12 @@ class ClickHouseRecordStore(RecordStore):
             upstream="up" if without_upstream else "",
             overview=overview and not times,  # the days' times are the queue's too
         )
-        first_day = window.start.astimezone(UTC).date().toordinal() - _Tally.EPOCH
-        days = range(first_day, window.end.astimezone(UTC).date().toordinal() - _Tally.EPOCH + 1)
         if times:
+            first_day = _day_number(window.start.astimezone(UTC).date())
             columns += q.daily_percentiles(
                 ("queue_time", "in_kind AND run_attempt = 1"),
                 ("execution_time", "in_kind AND status = 'completed'"),
-                days=days,
+                days=range(first_day, _day_number(window.end.astimezone(UTC).date()) + 1),
             )
         statement = (
             f"SELECT downstream_repo, max(received_at), {', '.join(columns)} "
@@ -266,14 +265,14 @@ class ClickHouseRecordStore(RecordStore):
             if repo not in left_out:
                 tabs += [(e, repo, n) for e, n in zip(TAB_EVENTS, figures[:width], strict=True)]
             summary = _summary(repo, figures[width:], upstream=without_upstream)
-            if not summary.counts.total and not summary.counts.excluded:
+            if not summary.counts.records:
                 continue  # no record of the kind: not one of its repos
-            if times:
+            if times:  # each day with records of the kind (a day of the window: in the range)
                 queue, execution = q.daily_percentiles_of(figures[-4:])
+                offsets = (_day_number(point.day) - first_day for point in summary.daily)
                 daily_times[repo] = tuple(
                     DailyTimes(point.day, *queue[n], *execution[n])
-                    for point in summary.daily
-                    if 0 <= (n := point.day.toordinal() - _Tally.EPOCH - first_day) < len(days)
+                    for point, n in zip(summary.daily, offsets, strict=True)
                 )
             if not measured:  # read for the days' times: not the summary's figures
                 summary = _unmeasured(summary)
@@ -339,7 +338,7 @@ class ClickHouseRecordStore(RecordStore):
         row = self._select(f"SELECT {', '.join(columns)} FROM {rows}", params)[0]
         width = len(summary_columns)
         read = _summary(repo_key, row[:width], upstream=bool(upstream))
-        summary = read if read.counts.total or read.counts.excluded else None
+        summary = read if read.counts.records else None
         *figures, heard = row[width:]
         tally = _Tally(figures[0], flags=len(windows) + bool(upstream))
         times = figures[1 : 1 + 2 * len(windows)]
@@ -857,10 +856,13 @@ def _unmeasured(summary: RepoSummary) -> RepoSummary:
     )
 
 
+def _day_number(day: date) -> int:
+    """A UTC day as ClickHouse numbers it (toUInt32(toDate(…))): days since 1970-01-01."""
+    return (day - EPOCH.date()).days
+
+
 class _Tally:
     """queries.tally's sums read back: how many rows of each day, flags and outcome."""
-
-    EPOCH = date(1970, 1, 1).toordinal()
 
     def __init__(self, summed: Sequence[Sequence[Any]] | None, *, flags: int) -> None:
         keys, ones = summed or ((), ())
@@ -883,7 +885,7 @@ class _Tally:
         """The counts of each day with such rows, oldest first (as `counts`)."""
         by_day = self._by_day(flag, upstream)
         return tuple(
-            DailyPoint(date.fromordinal(self.EPOCH + day), tally)
+            DailyPoint(EPOCH.date() + timedelta(days=day), tally)
             for day, tally in sorted((d, c) for d, c in by_day.items() if d is not None)
         )
 
@@ -969,19 +971,14 @@ def _flagged(flags: dict[str, str], where: str) -> str:
 
 
 def _readiness(
-    windows: Sequence[Window],
-    times: Sequence[Any],
-    tally: "_Tally",
-    *,
-    flag: int = 0,
-    upstream: int | None = None,
+    windows: Sequence[Window], times: Sequence[Any], tally: "_Tally", *, upstream: int | None = None
 ) -> list[ReadinessMetrics]:
     """Each window's figures: its _readiness_columns `times`, and the counts of the rows with
-    its flag in `tally` (window n's flag bit `flag` + n)."""
+    its flag in `tally` (window n's: flag bit n)."""
     return [
         ReadinessMetrics.of(
             window.days,
-            tally.counts(flag=flag + n, upstream=upstream),
+            tally.counts(flag=n, upstream=upstream),
             times[2 * n + 1],
             times[2 * n],
         )
